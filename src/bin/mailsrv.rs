@@ -1,0 +1,186 @@
+//! `mailsrv`: the command-line face of the library (design.md §5).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use mailsrv::core::config::Config;
+use mailsrv::core::context::Context;
+use mailsrv::core::discover::{Discovery, SrvState};
+use mailsrv::core::service::{Purpose, Service};
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage:
+  mailsrv discover ADDRESS [--service NAME]... [--require-secure] [COMMON]
+  mailsrv version
+COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE]
+        [--timeout-ms N] [--seed N]";
+
+/// Options every subcommand takes.
+struct Common {
+    json: bool,
+    config: Config,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("mailsrv: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err(USAGE.into());
+    };
+    match cmd.as_str() {
+        "discover" => discover(rest),
+        "version" => {
+            println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}
+
+/// Splits `args` into positional arguments and `--flag [value]` pairs, filling `Common`.
+fn parse(args: &[String], extra: &[&str]) -> Result<(Vec<String>, Vec<(String, String)>, Common), String> {
+    let mut pos = Vec::new();
+    let mut opts = Vec::new();
+    let mut common = Common { json: false, config: Config::default() };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--json" => common.json = true,
+            "--nameserver" => common
+                .config
+                .add_nameserver(&value(a)?)
+                .map_err(|e| e.to_string())?,
+            "--trust-anchor" => common.config.trust_anchor_file = Some(value(a)?.into()),
+            "--ca-file" => common.config.ca_file = Some(value(a)?.into()),
+            "--timeout-ms" => {
+                let ms: u64 = value(a)?.parse().map_err(|_| "--timeout-ms takes milliseconds")?;
+                common.config.set_timeout(Duration::from_millis(ms)).map_err(|e| e.to_string())?;
+            }
+            "--seed" => common.config.rng_seed = Some(value(a)?.parse().map_err(|_| "--seed takes a number")?),
+            f if extra.contains(&f) && f == "--require-secure" => opts.push((f.to_string(), String::new())),
+            f if extra.contains(&f) => opts.push((f.to_string(), value(f)?)),
+            f if f.starts_with("--") => return Err(format!("unknown option {f}\n{USAGE}")),
+            _ => pos.push(a.clone()),
+        }
+    }
+    Ok((pos, opts, common))
+}
+
+fn discover(args: &[String]) -> Result<(), String> {
+    let (pos, opts, common) = parse(args, &["--service", "--require-secure"])?;
+    let [address] = pos.as_slice() else {
+        return Err(format!("discover takes one ADDRESS\n{USAGE}"));
+    };
+    let mut services = Vec::new();
+    let mut secure = false;
+    for (k, v) in &opts {
+        match k.as_str() {
+            "--service" => services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?),
+            _ => secure = true,
+        }
+    }
+    if services.is_empty() {
+        services = Service::ALL.to_vec();
+    }
+    let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+    let d = ctx.discover(address, &services, secure).map_err(|e| e.to_string())?;
+    if common.json {
+        emit(&format!("{}\n", discovery_json(&d)));
+    } else {
+        emit(&discovery_text(&d));
+    }
+    Ok(())
+}
+
+pub fn discovery_json(d: &Discovery) -> Value {
+    let services: Vec<Value> = d
+        .services
+        .iter()
+        .map(|s| {
+            json!({
+                "service": s.service.name(),
+                "state": s.state.name(),
+                "dnssec": s.dnssec.map(|x| x.name()),
+                "ttl": s.ttl,
+                "error": s.error.as_ref().map(|e| e.detail()),
+                "diagnostics": s.diagnostics,
+                "endpoints": s.endpoints.iter().map(|e| json!({
+                    "target": e.target,
+                    "port": e.port,
+                    "priority": e.priority,
+                    "weight": e.weight,
+                    "ttl": e.ttl,
+                    "dnssec": e.dnssec.name(),
+                    "addresses": e.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "address_dnssec": e.address_dnssec.map(|x| x.name()),
+                    "address_error": e.address_error.as_ref().map(|x| x.detail()),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let pick = |p| d.preferred(p).map(|s| s.service.name());
+    json!({
+        "domain": d.domain,
+        "services": services,
+        "preferred": { "access": pick(Purpose::Access), "submission": pick(Purpose::Submission) },
+    })
+}
+
+/// Writes to stdout, ignoring a closed pipe (`mailsrv discover ... | head`).
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn discovery_text(d: &Discovery) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "mail domain {}", d.domain);
+    for s in &d.services {
+        let dnssec = s.dnssec.map_or("-", |x| x.name());
+        match s.state {
+            SrvState::Found => {
+                let _ = writeln!(o, "  {:<12} found      (DNSSEC {dnssec}, TTL {}s)", s.service.name(), s.ttl);
+                for e in &s.endpoints {
+                    let addrs: Vec<String> = e.addresses.iter().map(|a| a.to_string()).collect();
+                    let addrs = if addrs.is_empty() {
+                        e.address_error.as_ref().map_or("no address".into(), |x| x.to_string())
+                    } else {
+                        addrs.join(" ")
+                    };
+                    let _ = writeln!(o, 
+                        "      {}:{}  priority {} weight {}  [{}]",
+                        e.target, e.port, e.priority, e.weight, addrs
+                    );
+                }
+            }
+            state => {
+                let why = s.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+                let _ = writeln!(o, "  {:<12} {}{why} (DNSSEC {dnssec})", s.service.name(), state.name());
+            }
+        }
+        for n in &s.diagnostics {
+            let _ = writeln!(o, "      note: {n}");
+        }
+    }
+    for (label, p) in [("reading", Purpose::Access), ("sending", Purpose::Submission)] {
+        if let Some(s) = d.preferred(p) {
+            let _ = writeln!(o, "  preferred for {label}: {}", s.service.name());
+        }
+    }
+    o
+}

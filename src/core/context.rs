@@ -1,0 +1,132 @@
+//! A context: the resolver, the settings and the request table of one client.
+//! Every operation exists twice, blocking and async, running the same future.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::address::mail_domain;
+use super::anchors::AnchorSource;
+use super::config::{Config, system_nameservers};
+use super::discover::{DiscoverOptions, Discovery, discover};
+use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
+use super::resolver::{Resolver, ResolverConfig};
+use super::runtime::{block_on, runtime};
+use super::service::Service;
+use super::{Error, Result};
+
+pub struct Context {
+    config: Config,
+    resolver: Arc<Resolver>,
+    dispatcher: Dispatcher,
+}
+
+impl Context {
+    pub fn new(config: Config) -> Result<Self> {
+        let rt = runtime()?;
+        let anchors = match &config.trust_anchor_file {
+            Some(p) => AnchorSource::from_file(p)?,
+            None => AnchorSource::BuiltIn,
+        };
+        let nameservers = if config.nameservers.is_empty() {
+            system_nameservers()
+        } else {
+            config.nameservers.clone()
+        };
+        if nameservers.is_empty() {
+            return Err(Error::InvalidArg(
+                "no nameserver configured and none found in /etc/resolv.conf".into(),
+            ));
+        }
+        let rcfg = ResolverConfig {
+            nameservers,
+            anchors,
+            // One exchange may use a third of the budget, so a retry still fits.
+            query_timeout: (config.timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+        };
+        let resolver = {
+            let _in_runtime = rt.enter();
+            Arc::new(Resolver::new(&rcfg)?)
+        };
+        let dispatcher = Dispatcher::new(config.dispatch)?;
+        Ok(Context { config, resolver, dispatcher })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    pub fn dispatch_mode(&self) -> DispatchMode {
+        self.dispatcher.mode()
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.config.timeout
+    }
+
+    /// Runs `fut` under the context's deadline, blocking the calling thread.
+    fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        let limit = self.config.timeout;
+        block_on(async move {
+            tokio::time::timeout(limit, fut)
+                .await
+                .unwrap_or_else(|_| Err(Error::Timeout(format!("no result within {limit:?}"))))
+        })?
+    }
+
+    /// Starts `fut` under the context's deadline; `deliver` gets the outcome exactly once.
+    fn spawn<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T>> + Send + 'static,
+        deliver: Deliver<T>,
+    ) -> Result<RequestId> {
+        let limit = self.config.timeout;
+        self.dispatcher.submit(
+            async move {
+                tokio::time::timeout(limit, fut)
+                    .await
+                    .unwrap_or_else(|_| Err(Error::Timeout(format!("no result within {limit:?}"))))
+            },
+            deliver,
+        )
+    }
+
+    fn discover_future(
+        &self,
+        address: &str,
+        services: &[Service],
+        require_secure: bool,
+    ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static> {
+        // Bad input fails the call itself, before any request exists.
+        let address = mail_domain(address)?;
+        let resolver = self.resolver.clone();
+        let opts = DiscoverOptions {
+            services: services.to_vec(),
+            require_secure: require_secure || self.config.require_secure,
+            seed: self.config.rng_seed,
+        };
+        // Stop the DNS phases a little early so partial answers beat the hard deadline.
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move { discover(&resolver, &address, &opts, deadline).await })
+    }
+
+    pub fn discover(&self, address: &str, services: &[Service], require_secure: bool) -> Result<Discovery> {
+        self.run(self.discover_future(address, services, require_secure)?)
+    }
+
+    pub fn discover_async(
+        &self,
+        address: &str,
+        services: &[Service],
+        require_secure: bool,
+        deliver: Deliver<Discovery>,
+    ) -> Result<RequestId> {
+        self.spawn(self.discover_future(address, services, require_secure)?, deliver)
+    }
+}

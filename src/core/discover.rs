@@ -1,0 +1,426 @@
+//! Mail server discovery (RFC 6186, RFC 8314 §5.1): the six SRV queries at once, RFC 2782
+//! ordering, "." handling, then the targets' addresses, every RRset with its DNSSEC state.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use futures_util::future::join_all;
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use tokio::time::{Instant, timeout_at};
+
+use super::address::mail_domain;
+use super::order::{Draw, SplitMix, rfc2782_order};
+use super::resolver::{Answer, DnssecState, Outcome, Resolver};
+use super::service::{Purpose, Service};
+use super::{Error, Result};
+
+/// What to ask and how strictly.
+#[derive(Debug, Clone)]
+pub struct DiscoverOptions {
+    /// The services to query (all six by default).
+    pub services: Vec<Service>,
+    /// Anything but a DNSSEC-secure answer is an error for that service.
+    pub require_secure: bool,
+    /// Seed for the weighted random order, for reproducible tests; random when `None`.
+    pub seed: Option<u64>,
+}
+
+impl Default for DiscoverOptions {
+    fn default() -> Self {
+        DiscoverOptions { services: Service::ALL.to_vec(), require_secure: false, seed: None }
+    }
+}
+
+/// The outcome of one service's SRV query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrvState {
+    /// Usable endpoints, in preference order.
+    Found,
+    /// The domain says the service is not offered (a "." target, RFC 2782, RFC 6186 §3.4).
+    NotOffered,
+    /// NXDOMAIN or NODATA: no SRV record (T-SRV-05). The caller may use other discovery.
+    NoRecord,
+    /// SERVFAIL, timeout, indeterminate DNSSEC or a policy failure: unknown, never "no record".
+    LookupFailed,
+    /// DNSSEC validation failed: the answer must not be used (T-AUTH-03).
+    Bogus,
+}
+
+impl SrvState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SrvState::Found => "found",
+            SrvState::NotOffered => "not_offered",
+            SrvState::NoRecord => "no_record",
+            SrvState::LookupFailed => "lookup_failed",
+            SrvState::Bogus => "bogus",
+        }
+    }
+}
+
+/// One SRV target with its addresses.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// A-label host name, lower case, without trailing dot (T-SRV-13).
+    pub target: String,
+    pub port: u16,
+    pub priority: u16,
+    pub weight: u16,
+    /// TTL of the SRV RRset.
+    pub ttl: u32,
+    /// DNSSEC state of the SRV RRset this endpoint came from.
+    pub dnssec: DnssecState,
+    /// IPv6 first, then IPv4, each in the order DNS gave them.
+    pub addresses: Vec<IpAddr>,
+    /// The weakest state over the address RRsets (`None` when none was answered).
+    pub address_dnssec: Option<DnssecState>,
+    /// Why addresses are missing or incomplete, if they are.
+    pub address_error: Option<Error>,
+}
+
+/// The answer for one service label.
+#[derive(Debug, Clone)]
+pub struct ServiceAnswer {
+    pub service: Service,
+    pub state: SrvState,
+    /// Set for `LookupFailed` and `Bogus`.
+    pub error: Option<Error>,
+    /// DNSSEC state of the SRV RRset or of the negative answer; `None` when there was none.
+    pub dnssec: Option<DnssecState>,
+    /// TTL of the SRV RRset, or the negative-caching TTL.
+    pub ttl: u32,
+    pub endpoints: Vec<Endpoint>,
+    /// Misconfigurations worth telling an administrator (mixed ".", CNAMEs, ...).
+    pub diagnostics: Vec<String>,
+}
+
+/// Everything discovery learnt about one mail domain.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    /// The mail domain, A-labels.
+    pub domain: String,
+    /// One entry per service asked, in [`Service::ALL`] order.
+    pub services: Vec<ServiceAnswer>,
+}
+
+impl Discovery {
+    pub fn get(&self, service: Service) -> Option<&ServiceAnswer> {
+        self.services.iter().find(|s| s.service == service)
+    }
+
+    /// The service a client should configure for `purpose`: lowest SRV priority among the
+    /// found ones; on a tie implicit TLS first (RFC 8314 §3, T-SEL-04), then IMAP before
+    /// POP3 (the client's choice, RFC 6186 §3.4). The protocol is chosen before any weight.
+    pub fn preferred(&self, purpose: Purpose) -> Option<&ServiceAnswer> {
+        self.services
+            .iter()
+            .filter(|s| s.state == SrvState::Found && s.service.purpose() == purpose)
+            .filter_map(|s| s.endpoints.first().map(|e| (e.priority, s)))
+            .min_by_key(|(prio, s)| (*prio, !s.service.implicit_tls(), s.service))
+            .map(|(_, s)| s)
+    }
+}
+
+/// Discovers the mail services of `address` (an email address or a domain), finishing by
+/// `deadline`: what is not answered by then is reported as a timeout for that service.
+pub async fn discover(
+    resolver: &Resolver,
+    address: &str,
+    opts: &DiscoverOptions,
+    deadline: Instant,
+) -> Result<Discovery> {
+    let domain = mail_domain(address)?;
+    let mut rng = match opts.seed {
+        Some(seed) => SplitMix::from_seed(seed),
+        None => SplitMix::from_entropy(),
+    };
+    let queries = opts.services.iter().map(|&svc| {
+        let owner = format!("{}.{domain}.", svc.srv_prefix());
+        async move {
+            let name = Name::from_ascii(&owner)
+                .map_err(|e| Error::InvalidArg(format!("{owner}: {e}")))?;
+            timeout_at(deadline, resolver.query(&name, RecordType::SRV))
+                .await
+                .unwrap_or_else(|_| Err(Error::Timeout(format!("{owner} SRV: deadline passed"))))
+        }
+    });
+    let answers = join_all(queries).await;
+    let mut services: Vec<ServiceAnswer> = opts
+        .services
+        .iter()
+        .zip(answers)
+        .map(|(&svc, res)| service_answer(svc, res, opts.require_secure, &mut rng))
+        .collect();
+    resolve_targets(resolver, &mut services, deadline).await;
+    Ok(Discovery { domain, services })
+}
+
+fn service_answer(
+    service: Service,
+    res: Result<Outcome>,
+    require_secure: bool,
+    rng: &mut impl Draw,
+) -> ServiceAnswer {
+    let mut out = ServiceAnswer {
+        service,
+        state: SrvState::LookupFailed,
+        error: None,
+        dnssec: None,
+        ttl: 0,
+        endpoints: Vec::new(),
+        diagnostics: Vec::new(),
+    };
+    let (dnssec, ttl) = match &res {
+        Ok(Outcome::Records(a)) => (a.dnssec, a.ttl),
+        Ok(Outcome::NxDomain { dnssec, ttl } | Outcome::NoData { dnssec, ttl }) => (*dnssec, *ttl),
+        Err(e) => {
+            out.state = if matches!(e, Error::Bogus(_)) { SrvState::Bogus } else { SrvState::LookupFailed };
+            out.dnssec = matches!(e, Error::Bogus(_)).then_some(DnssecState::Bogus);
+            out.error = Some(e.clone());
+            return out;
+        }
+    };
+    out.dnssec = Some(dnssec);
+    out.ttl = ttl;
+    if require_secure && dnssec != DnssecState::Secure {
+        out.error = Some(Error::NoSecureAnswer(format!(
+            "_{}._tcp answer is {}, and a secure one is required",
+            service.name(),
+            dnssec.name()
+        )));
+        return out;
+    }
+    let answer = match res {
+        Ok(Outcome::Records(a)) => a,
+        _ => {
+            out.state = SrvState::NoRecord;
+            return out;
+        }
+    };
+    if !answer.cnames.is_empty() {
+        out.diagnostics.push(format!(
+            "the SRV owner is an alias (CNAME to {})",
+            answer.cnames.last().map(Name::to_ascii).unwrap_or_default()
+        ));
+    }
+    let records = srv_records(&answer);
+    let dots = records.iter().filter(|r| r.0.is_root()).count();
+    if dots > 0 {
+        out.state = SrvState::NotOffered;
+        if dots < records.len() {
+            // RFC 6186 §3.4 over RFC 2782 for mail labels (T-SRV-17).
+            out.diagnostics.push(
+                "mixed RRset: a \".\" target next to real targets; the service is treated as not offered"
+                    .into(),
+            );
+        }
+        return out;
+    }
+    let ordered = rfc2782_order(records, |r| r.1, |r| r.2, rng);
+    out.endpoints = ordered
+        .into_iter()
+        .map(|(target, priority, weight, port)| Endpoint {
+            target: host_text(&target),
+            port,
+            priority,
+            weight,
+            ttl: answer.ttl,
+            dnssec: answer.dnssec,
+            addresses: Vec::new(),
+            address_dnssec: None,
+            address_error: None,
+        })
+        .collect();
+    out.state = SrvState::Found;
+    out
+}
+
+/// (target, priority, weight, port) of every SRV record.
+fn srv_records(answer: &Answer) -> Vec<(Name, u16, u16, u16)> {
+    answer
+        .records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some((s.target.clone(), s.priority, s.weight, s.port)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `mail.example.net.` → `mail.example.net`.
+fn host_text(name: &Name) -> String {
+    let s = name.to_lowercase().to_ascii();
+    s.strip_suffix('.').map(str::to_owned).unwrap_or(s)
+}
+
+/// What one target's address lookups gave.
+#[derive(Debug, Clone, Default)]
+struct TargetAddrs {
+    addresses: Vec<IpAddr>,
+    dnssec: Option<DnssecState>,
+    error: Option<Error>,
+    cname: Option<String>,
+}
+
+/// Looks up every distinct target once, all in parallel, and fills the endpoints in.
+async fn resolve_targets(resolver: &Resolver, services: &mut [ServiceAnswer], deadline: Instant) {
+    let mut targets: Vec<String> = Vec::new();
+    for s in services.iter().filter(|s| s.state == SrvState::Found) {
+        for e in &s.endpoints {
+            if !targets.contains(&e.target) {
+                targets.push(e.target.clone());
+            }
+        }
+    }
+    let lookups = targets.iter().map(|t| lookup_target(resolver, t, deadline));
+    let found: HashMap<String, TargetAddrs> =
+        targets.iter().cloned().zip(join_all(lookups).await).collect();
+    for s in services.iter_mut() {
+        let mut notes = Vec::new();
+        for e in &mut s.endpoints {
+            if let Some(t) = found.get(&e.target) {
+                e.addresses = t.addresses.clone();
+                e.address_dnssec = t.dnssec;
+                e.address_error = t.error.clone();
+                if let Some(c) = &t.cname {
+                    let note = format!(
+                        "target {} is an alias (CNAME to {c}), which RFC 2782 forbids",
+                        e.target
+                    );
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                }
+            }
+        }
+        s.diagnostics.extend(notes);
+    }
+}
+
+/// AAAA and A of one target at once. The additional section is not used: knot omits
+/// out-of-zone targets there, and a partial section (A without AAAA) would hide addresses.
+async fn lookup_target(resolver: &Resolver, target: &str, deadline: Instant) -> TargetAddrs {
+    let mut out = TargetAddrs::default();
+    let name = match Name::from_ascii(format!("{target}.")) {
+        Ok(n) => n,
+        Err(e) => {
+            out.error = Some(Error::InvalidArg(format!("{target}: {e}")));
+            return out;
+        }
+    };
+    let ask = |rtype| {
+        let name = name.clone();
+        async move {
+            timeout_at(deadline, resolver.query(&name, rtype))
+                .await
+                .unwrap_or_else(|_| Err(Error::Timeout(format!("{target} {rtype}: deadline passed"))))
+        }
+    };
+    let (v6, v4) = futures_util::join!(ask(RecordType::AAAA), ask(RecordType::A));
+    for res in [v6, v4] {
+        match res {
+            Ok(Outcome::Records(a)) => {
+                out.dnssec = Some(out.dnssec.map_or(a.dnssec, |d| d.and(a.dnssec)));
+                if let Some(c) = a.cnames.last() {
+                    out.cname = Some(host_text(c));
+                }
+                out.addresses.extend(a.records.iter().filter_map(|r| match &r.data {
+                    RData::A(ip) => Some(IpAddr::V4(ip.0)),
+                    RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
+                    _ => None,
+                }));
+            }
+            Ok(Outcome::NoData { dnssec, .. } | Outcome::NxDomain { dnssec, .. }) => {
+                out.dnssec = Some(out.dnssec.map_or(dnssec, |d| d.and(dnssec)));
+            }
+            Err(e) => {
+                if matches!(e, Error::Bogus(_)) {
+                    out.dnssec = Some(DnssecState::Bogus);
+                }
+                out.error.get_or_insert(e);
+            }
+        }
+    }
+    if out.addresses.is_empty() && out.error.is_none() {
+        out.error = Some(Error::NoRecord(format!("{target} has no A or AAAA record")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(service: Service, state: SrvState, prio: u16) -> ServiceAnswer {
+        ServiceAnswer {
+            service,
+            state,
+            error: None,
+            dnssec: Some(DnssecState::Secure),
+            ttl: 300,
+            endpoints: vec![Endpoint {
+                target: "h.example.net".into(),
+                port: 1,
+                priority: prio,
+                weight: 1,
+                ttl: 300,
+                dnssec: DnssecState::Secure,
+                addresses: vec![],
+                address_dnssec: None,
+                address_error: None,
+            }],
+            diagnostics: vec![],
+        }
+    }
+
+    fn pick(list: Vec<ServiceAnswer>, purpose: Purpose) -> Option<Service> {
+        Discovery { domain: "example.com".into(), services: list }
+            .preferred(purpose)
+            .map(|s| s.service)
+    }
+
+    #[test]
+    fn t_sel_01_lowest_priority_protocol_wins() {
+        let got = pick(
+            vec![answer(Service::Imaps, SrvState::Found, 0), answer(Service::Pop3s, SrvState::Found, 10)],
+            Purpose::Access,
+        );
+        assert_eq!(got, Some(Service::Imaps));
+        let got = pick(
+            vec![answer(Service::Imaps, SrvState::Found, 20), answer(Service::Pop3s, SrvState::Found, 0)],
+            Purpose::Access,
+        );
+        assert_eq!(got, Some(Service::Pop3s));
+    }
+
+    #[test]
+    fn t_sel_02_protocol_chosen_before_weight() {
+        // Equal priority: IMAP is the client's choice whatever the weights say.
+        let got = pick(
+            vec![answer(Service::Pop3s, SrvState::Found, 5), answer(Service::Imaps, SrvState::Found, 5)],
+            Purpose::Access,
+        );
+        assert_eq!(got, Some(Service::Imaps));
+    }
+
+    #[test]
+    fn t_sel_03_and_05_not_offered_is_skipped() {
+        let mut imap = answer(Service::Imap, SrvState::NotOffered, 0);
+        imap.endpoints.clear();
+        let got = pick(vec![imap, answer(Service::Imaps, SrvState::Found, 0)], Purpose::Access);
+        assert_eq!(got, Some(Service::Imaps));
+        let mut subs = answer(Service::Submissions, SrvState::NotOffered, 0);
+        subs.endpoints.clear();
+        let got = pick(vec![subs, answer(Service::Submission, SrvState::Found, 0)], Purpose::Submission);
+        assert_eq!(got, Some(Service::Submission));
+    }
+
+    #[test]
+    fn t_sel_04_tie_prefers_implicit_tls() {
+        let got = pick(
+            vec![answer(Service::Submission, SrvState::Found, 0), answer(Service::Submissions, SrvState::Found, 0)],
+            Purpose::Submission,
+        );
+        assert_eq!(got, Some(Service::Submissions));
+    }
+}

@@ -1,0 +1,105 @@
+//! The one error type of the core. Every variant carries the detail a user can read;
+//! the C layer maps each variant to exactly one `mailsrv_status` (one exhaustive match).
+
+use std::fmt;
+
+/// What went wrong, by kind. The `String`s are human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    // --- usage and internal ---
+    /// Bad input from the caller (malformed address, over-long name, unknown enum value, ...).
+    InvalidArg(String),
+    /// The operation's deadline passed.
+    Timeout(String),
+    /// The caller cancelled the request.
+    Cancelled,
+    /// The context is shutting down.
+    Shutdown,
+    /// A file could not be read or written.
+    Io(String),
+    /// The async runtime could not be started or a task died.
+    Runtime(String),
+    /// A bug in mailsrv: a panic was caught at a boundary.
+    Panic(String),
+    /// A blocking call or a dispatch was made from inside a callback.
+    InCallback,
+    /// The thing asked for does not exist (an unknown or finished request id, ...).
+    NotFound(String),
+
+    // --- DNS ---
+    /// The name does not exist (NXDOMAIN).
+    NxDomain(String),
+    /// The name exists but has no record of the asked type (NODATA).
+    NoRecord(String),
+    /// The server answered SERVFAIL (or REFUSED, or another error rcode).
+    ServFail(String),
+    /// The lookup failed for a network or protocol reason (not "no record").
+    LookupFailed(String),
+    /// `MAILSRV_FLAG_REQUIRE_SECURE` was set and the answer was not DNSSEC-secure.
+    NoSecureAnswer(String),
+
+    // --- DNSSEC ---
+    /// DNSSEC validation failed: the answer is bogus.
+    Bogus(String),
+    /// DNSSEC state could not be determined (a sub-query for keys timed out).
+    Indeterminate(String),
+    /// The configured trust anchor file is unusable.
+    BadTrustAnchor(String),
+
+    // --- TLS and certificates ---
+    /// A certificate on the path has expired.
+    CertExpired(String),
+    /// A certificate on the path is not valid yet.
+    CertNotYetValid(String),
+    /// The chain does not lead to a trusted root.
+    UnknownIssuer(String),
+    /// The chain is valid but no presented identifier matches a reference identifier.
+    NameMismatch(String),
+    /// The certificate is malformed, badly signed, or unusable for other reasons.
+    BadCertificate(String),
+    /// The certificate is not valid for server authentication (EKU).
+    CertPurpose(String),
+    /// A CA's name constraints exclude the name.
+    NameConstraint(String),
+    /// No trusted CA certificates could be loaded.
+    NoTrustAnchors(String),
+    /// The TLS handshake failed for a reason other than the certificate.
+    Handshake(String),
+
+    // --- network and mail protocols ---
+    /// No TCP connection could be made to any address.
+    ConnectFailed(String),
+    /// The peer closed the connection unexpectedly.
+    ConnectionClosed(String),
+    /// The server broke the pre-TLS protocol (STARTTLS refused or missing, injection, garbage).
+    Protocol(String),
+}
+
+impl Error {
+    /// The detail text (empty for variants without one).
+    pub fn detail(&self) -> &str {
+        use Error::*;
+        match self {
+            Cancelled => "request cancelled",
+            Shutdown => "context shutting down",
+            InCallback => "not allowed inside a mailsrv callback",
+            InvalidArg(s) | Timeout(s) | Io(s) | Runtime(s) | Panic(s) | NotFound(s) | NxDomain(s) | NoRecord(s)
+            | ServFail(s) | LookupFailed(s) | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s)
+            | BadTrustAnchor(s) | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s)
+            | NameMismatch(s) | BadCertificate(s) | CertPurpose(s) | NameConstraint(s)
+            | NoTrustAnchors(s) | Handshake(s) | ConnectFailed(s) | ConnectionClosed(s)
+            | Protocol(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.detail())
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The core's result type.
+pub type Result<T> = std::result::Result<T, Error>;

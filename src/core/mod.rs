@@ -1,0 +1,18 @@
+//! The safe core: every DNS, TLS and naming decision lives here. No raw pointers, no C types.
+
+pub mod error;
+pub mod identity;
+pub mod trust;
+pub mod verifier;
+
+pub use error::{Error, Result};
+pub mod address;
+pub mod discover;
+pub mod anchors;
+pub mod config;
+pub mod context;
+pub mod order;
+pub mod resolver;
+pub mod service;
+pub mod requests;
+pub mod runtime;

@@ -1,0 +1,33 @@
+//! The process-wide tokio runtime: built on first use, never dropped (dropping it from a
+//! library destructor could block the host). Two named workers are plenty for DNS and TLS.
+
+use once_cell::sync::OnceCell;
+use tokio::runtime::{Builder, Runtime};
+
+use super::{Error, Result};
+
+static RUNTIME: OnceCell<Runtime> = OnceCell::new();
+
+/// The shared runtime; a failure to build it is an error, never a panic.
+pub fn runtime() -> Result<&'static Runtime> {
+    RUNTIME.get_or_try_init(|| {
+        Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mailsrv-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
+    })
+}
+
+/// Runs `fut` to completion on the calling thread. Refused inside a mailsrv callback (it would
+/// stall every other callback of the context) and on a tokio thread (tokio would panic).
+pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
+    if super::requests::in_callback() {
+        return Err(Error::InCallback);
+    }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return Err(Error::InCallback);
+    }
+    Ok(runtime()?.block_on(fut))
+}

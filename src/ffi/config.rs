@@ -1,0 +1,233 @@
+//! `mailsrv_config`: the settings a context is built from. Single-threaded; copied by
+//! `mailsrv_ctx_new`, so it may be freed or reused right after.
+
+use std::os::raw::c_char;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::boundary::{ffi_boundary, try_mut, try_str};
+use super::status::mailsrv_status;
+use super::strings::read_str;
+use crate::core::config::Config;
+use crate::core::requests::DispatchMode;
+
+/// Settings for a context (opaque).
+pub struct mailsrv_config {
+    pub(crate) inner: Config,
+}
+
+/// How callbacks are delivered; see the overview.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum mailsrv_dispatch {
+    /// Callbacks run on a library thread (one per context). The default.
+    Thread = 0,
+    /// Callbacks run inside mailsrv_ctx_dispatch() on the caller's thread, after
+    /// mailsrv_ctx_notify_fd() becomes readable.
+    Loop = 1,
+}
+
+/// Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
+/// an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
+pub const MAILSRV_FLAG_REQUIRE_SECURE: u32 = 1;
+
+/// Every flag this version knows.
+const KNOWN_FLAGS: u32 = MAILSRV_FLAG_REQUIRE_SECURE;
+
+fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
+    match r {
+        Ok(()) => mailsrv_status::Ok,
+        Err(e) => mailsrv_status::from_error(&e),
+    }
+}
+
+/// Creates a configuration with the defaults: the system's nameservers, the built-in IANA
+/// root trust anchors, the system CA store, a 10 s deadline, thread dispatch, no flags.
+///
+/// `out` (out, not NULL) receives an owned config, freed with mailsrv_config_free(); it is
+/// set to NULL on failure. Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_new(out: *mut *mut mailsrv_config) -> mailsrv_status {
+    ffi_boundary! {
+        let out = try_mut!(out);
+        *out = Box::into_raw(Box::new(mailsrv_config { inner: Config::default() }));
+        mailsrv_status::Ok
+    }
+}
+
+/// Frees a configuration. NULL does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or come from mailsrv_config_new() and not be used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_free(cfg: *mut mailsrv_config) {
+    ffi_boundary! {
+        if !cfg.is_null() {
+            drop(unsafe { Box::from_raw(cfg) });
+        }
+    }
+}
+
+/// Adds a DNS server to ask, as "IP", "IP:PORT", "[IPv6]" or "[IPv6]:PORT" (port 53 when
+/// absent). Repeatable; servers are asked in the order added. Once any is set, the system's
+/// are not used. No host names: a resolver cannot be found by name.
+///
+/// `cfg` borrowed, not NULL. `addr` borrowed UTF-8, not NULL.
+/// Returns OK, NULL_ARG or INVALID_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `addr` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_nameserver(
+    cfg: *mut mailsrv_config,
+    addr: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        let addr = try_str!(addr);
+        status_of(cfg.inner.add_nameserver(addr))
+    }
+}
+
+/// Uses the DNSSEC trust anchors in `path` (DNSKEY or DS records in zone-file form, e.g.
+/// `. IN DS 20326 8 2 E06D...`) instead of the built-in IANA root keys. NULL restores the
+/// built-in keys. The file is read by mailsrv_ctx_new(), which fails with BAD_TRUST_ANCHOR
+/// if it is unusable.
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `path` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_trust_anchor_file(
+    cfg: *mut mailsrv_config,
+    path: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        status_of(optional_path(path).map(|p| cfg.inner.trust_anchor_file = p))
+    }
+}
+
+/// Trusts the CA certificates in the PEM file `path` instead of the system store (used for
+/// certificate checks). NULL restores the system store.
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `path` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_ca_file(
+    cfg: *mut mailsrv_config,
+    path: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        status_of(optional_path(path).map(|p| cfg.inner.ca_file = p))
+    }
+}
+
+fn optional_path(path: *const c_char) -> crate::core::Result<Option<PathBuf>> {
+    if path.is_null() {
+        return Ok(None);
+    }
+    unsafe { read_str(path, "path") }.map(|p| Some(PathBuf::from(p)))
+}
+
+/// Sets the deadline of every operation, in milliseconds (0 = the default, 10000; at most
+/// 600000). An operation that runs out of time ends with MAILSRV_STATUS_TIMEOUT, or, for
+/// discovery, with the services that were not answered marked LOOKUP_FAILED.
+///
+/// Returns OK, NULL_ARG or INVALID_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_timeout_ms(
+    cfg: *mut mailsrv_config,
+    ms: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        status_of(cfg.inner.set_timeout(Duration::from_millis(u64::from(ms))))
+    }
+}
+
+/// Chooses how callbacks are delivered: a mailsrv_dispatch value.
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (unknown value).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_dispatch(
+    cfg: *mut mailsrv_config,
+    mode: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        cfg.inner.dispatch = match mode {
+            0 => DispatchMode::Thread,
+            1 => DispatchMode::Loop,
+            _ => return mailsrv_status::InvalidArg,
+        };
+        mailsrv_status::Ok
+    }
+}
+
+/// Sets context-wide MAILSRV_FLAG_* bits (they apply to every call of the context).
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (unknown bits).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_flags(
+    cfg: *mut mailsrv_config,
+    flags: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        if flags & !KNOWN_FLAGS != 0 {
+            return mailsrv_status::InvalidArg;
+        }
+        cfg.inner.require_secure = flags & MAILSRV_FLAG_REQUIRE_SECURE != 0;
+        mailsrv_status::Ok
+    }
+}
+
+/// Makes the RFC 2782 weighted-random order reproducible: every discovery of the context
+/// draws from this seed. For tests; production code should leave it unset.
+///
+/// Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_rng_seed(
+    cfg: *mut mailsrv_config,
+    seed: u64,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        cfg.inner.rng_seed = Some(seed);
+        mailsrv_status::Ok
+    }
+}
+
+/// Parses flags for a single call: unknown bits are an error.
+pub(crate) fn call_flags(flags: u32) -> Option<bool> {
+    (flags & !KNOWN_FLAGS == 0).then_some(flags & MAILSRV_FLAG_REQUIRE_SECURE != 0)
+}

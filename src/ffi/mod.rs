@@ -1,0 +1,14 @@
+//! The C ABI: a thin, mechanical layer over `core`. Each export checks its arguments, calls
+//! the core, maps the error to a status and writes its outputs; it decides nothing about DNS,
+//! TLS or names. Every body runs inside `ffi_boundary!`.
+
+#![allow(non_camel_case_types)]
+
+pub(crate) mod boundary;
+pub mod config;
+pub mod ctx;
+pub mod discovery;
+pub mod request;
+pub mod status;
+pub(crate) mod strings;
+pub mod version;

@@ -1,0 +1,181 @@
+//! Status codes: one per error kind, numbers fixed forever (style.md §6).
+
+use std::os::raw::{c_char, c_int};
+
+use super::boundary::ffi_boundary;
+use crate::core::Error;
+
+/// The result of every fallible call. 0 is success; the ranges are 1-99 usage and internal,
+/// 100-199 DNS, 200-299 DNSSEC, 300-399 TLS and certificates, 400-499 network and mail
+/// protocols. Numbers are never changed or reused.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum mailsrv_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullArg = 1,
+    /// An argument was malformed: bad address, over-long name, non-UTF-8 text, unknown enum value or flag.
+    InvalidArg = 2,
+    /// Memory could not be allocated.
+    NoMemory = 3,
+    /// A bug in mailsrv was caught (a Rust panic); the host process is unharmed.
+    Panic = 4,
+    /// The request was cancelled with mailsrv_cancel().
+    Cancelled = 5,
+    /// The operation's deadline (mailsrv_config_set_timeout_ms) passed.
+    Timeout = 6,
+    /// The context is being freed; outstanding requests end with this.
+    Shutdown = 7,
+    /// Not allowed inside a mailsrv callback (blocking calls, mailsrv_ctx_dispatch).
+    InCallback = 8,
+    /// The thing asked for does not exist (unknown or finished request id).
+    NotFound = 9,
+    /// The async runtime or a library thread could not be started.
+    Runtime = 10,
+    /// A file could not be read or written.
+    Io = 11,
+    /// DNS: the name does not exist (NXDOMAIN).
+    Nxdomain = 100,
+    /// DNS: the name has no record of that type (NODATA); for SRV, "no SRV record".
+    NoRecord = 101,
+    /// DNS: the server answered SERVFAIL, REFUSED or another error code. Never "no record".
+    Servfail = 102,
+    /// DNS: MAILSRV_FLAG_REQUIRE_SECURE was set and the answer was not DNSSEC-secure.
+    NoSecureAnswer = 103,
+    /// DNS: the lookup failed for another network or protocol reason. Never "no record".
+    LookupFailed = 104,
+    /// DNSSEC: validation failed; the answer is bogus and was not used.
+    Bogus = 200,
+    /// DNSSEC: the state could not be established (keys could not be fetched).
+    Indeterminate = 201,
+    /// DNSSEC: the configured trust anchor file is unusable.
+    BadTrustAnchor = 202,
+    /// Certificate: a certificate on the path has expired.
+    CertExpired = 300,
+    /// Certificate: a certificate on the path is not valid yet.
+    CertNotYetValid = 301,
+    /// Certificate: the chain does not lead to a trusted CA.
+    UnknownIssuer = 302,
+    /// Certificate: valid chain, but no presented identifier matches the reference identity.
+    NameMismatch = 303,
+    /// Certificate: malformed, badly signed or otherwise unusable.
+    BadCertificate = 304,
+    /// Certificate: not valid for TLS server authentication (extended key usage).
+    CertPurpose = 305,
+    /// Certificate: a CA's name constraints exclude the name.
+    NameConstraint = 306,
+    /// No trusted CA certificate could be loaded.
+    NoTrustAnchors = 307,
+    /// TLS: the handshake failed for a reason other than the certificate.
+    Handshake = 308,
+    /// Network: no TCP connection could be made.
+    ConnectFailed = 400,
+    /// Network: the peer closed the connection unexpectedly.
+    ConnectionClosed = 401,
+    /// Mail protocol: STARTTLS missing or refused, plaintext injection, garbage from the server.
+    Protocol = 402,
+}
+
+impl mailsrv_status {
+    /// The one place where core errors become status codes (exhaustive on purpose).
+    pub fn from_error(e: &Error) -> Self {
+        use mailsrv_status as S;
+        match e {
+            Error::InvalidArg(_) => S::InvalidArg,
+            Error::Timeout(_) => S::Timeout,
+            Error::Cancelled => S::Cancelled,
+            Error::Shutdown => S::Shutdown,
+            Error::Io(_) => S::Io,
+            Error::Runtime(_) => S::Runtime,
+            Error::Panic(_) => S::Panic,
+            Error::InCallback => S::InCallback,
+            Error::NotFound(_) => S::NotFound,
+            Error::NxDomain(_) => S::Nxdomain,
+            Error::NoRecord(_) => S::NoRecord,
+            Error::ServFail(_) => S::Servfail,
+            Error::LookupFailed(_) => S::LookupFailed,
+            Error::NoSecureAnswer(_) => S::NoSecureAnswer,
+            Error::Bogus(_) => S::Bogus,
+            Error::Indeterminate(_) => S::Indeterminate,
+            Error::BadTrustAnchor(_) => S::BadTrustAnchor,
+            Error::CertExpired(_) => S::CertExpired,
+            Error::CertNotYetValid(_) => S::CertNotYetValid,
+            Error::UnknownIssuer(_) => S::UnknownIssuer,
+            Error::NameMismatch(_) => S::NameMismatch,
+            Error::BadCertificate(_) => S::BadCertificate,
+            Error::CertPurpose(_) => S::CertPurpose,
+            Error::NameConstraint(_) => S::NameConstraint,
+            Error::NoTrustAnchors(_) => S::NoTrustAnchors,
+            Error::Handshake(_) => S::Handshake,
+            Error::ConnectFailed(_) => S::ConnectFailed,
+            Error::ConnectionClosed(_) => S::ConnectionClosed,
+            Error::Protocol(_) => S::Protocol,
+        }
+    }
+
+    /// Static NUL-terminated text for each code.
+    fn text(code: c_int) -> &'static std::ffi::CStr {
+        match code {
+            0 => c"success",
+            1 => c"a required argument was NULL",
+            2 => c"invalid argument",
+            3 => c"out of memory",
+            4 => c"internal error (a panic was caught)",
+            5 => c"request cancelled",
+            6 => c"timed out",
+            7 => c"context shutting down",
+            8 => c"not allowed inside a mailsrv callback",
+            9 => c"not found",
+            10 => c"runtime could not be started",
+            11 => c"file input/output error",
+            100 => c"DNS: no such domain (NXDOMAIN)",
+            101 => c"DNS: no record of that type",
+            102 => c"DNS: server failure (SERVFAIL or refused)",
+            103 => c"DNS: answer is not DNSSEC-secure, and a secure one is required",
+            104 => c"DNS: lookup failed",
+            200 => c"DNSSEC: validation failed (bogus)",
+            201 => c"DNSSEC: state indeterminate",
+            202 => c"DNSSEC: bad trust anchor",
+            300 => c"certificate expired",
+            301 => c"certificate not yet valid",
+            302 => c"certificate issuer unknown (untrusted chain)",
+            303 => c"certificate does not name the expected server",
+            304 => c"bad certificate",
+            305 => c"certificate not valid for server authentication",
+            306 => c"certificate outside its CA's name constraints",
+            307 => c"no trusted CA certificates",
+            308 => c"TLS handshake failed",
+            400 => c"could not connect",
+            401 => c"connection closed by the server",
+            402 => c"mail protocol error (STARTTLS)",
+            _ => c"unknown status",
+        }
+    }
+}
+
+/// A static, human-readable text for a status code.
+///
+/// Never NULL, never to be freed; an unknown code gives "unknown status".
+/// Since 0.1.
+#[unsafe(no_mangle)]
+pub extern "C" fn mailsrv_status_str(code: c_int) -> *const c_char {
+    ffi_boundary! { mailsrv_status::text(code).as_ptr() }
+}
+
+/// True for the DNS and DNSSEC statuses (100-299).
+///
+/// Since 0.1.
+#[unsafe(no_mangle)]
+pub extern "C" fn mailsrv_status_is_dns_error(code: c_int) -> bool {
+    ffi_boundary! { (100..300).contains(&code) }
+}
+
+/// True for the certificate and TLS statuses (300-399).
+///
+/// Since 0.1.
+#[unsafe(no_mangle)]
+pub extern "C" fn mailsrv_status_is_cert_error(code: c_int) -> bool {
+    ffi_boundary! { (300..400).contains(&code) }
+}

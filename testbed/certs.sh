@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# certs.sh OUT -- test CA and leaf certificates for the mailsrv testbed.
+#
+# Writes OUT/NAME.crt, OUT/NAME.key and OUT/NAME.pem (key + leaf + chain, for servers),
+# OUT/ca.crt (the trust anchor), OUT/ca-bundle.pem, OUT/other-ca.crt, OUT/nc-ca.crt.
+# All keys are EC P-256. Leaves are issued with `openssl ca` so that notBefore/notAfter
+# can be set explicitly. Idempotent: if OUT/ca.crt exists nothing is regenerated.
+# Writes nothing outside OUT (scratch files live in OUT/.ca).
+set -euo pipefail
+
+OUT=${1:?usage: certs.sh OUT}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+if [[ -s $OUT/ca.crt ]]; then
+    exit 0
+fi
+
+W=$OUT/.ca
+rm -rf "$W"
+mkdir -p "$W/new"
+: >"$W/index.txt"
+echo 1000 >"$W/serial"
+# leaves must not trip over equal subjects (several CN=mail.example.net)
+echo "unique_subject = no" >"$W/index.txt.attr"
+
+NOW_MINUS_2D=$(date -u -d '-2 days' +%Y%m%d%H%M%SZ)
+NOW_PLUS_10Y=$(date -u -d '+10 years' +%Y%m%d%H%M%SZ)
+CA_START=20190101000000Z
+CA_END=21200101000000Z
+
+# ---------------------------------------------------------------- DER helpers
+# hexstr TEXT -> hex of TEXT after printf %b (so '\0' in TEXT becomes a NUL byte)
+hexstr() { printf '%b' "$1" | od -An -v -tx1 | tr -d ' \n'; }
+# tlv TAG_HEX VALUE_HEX -> DER TLV (definite length, short or one/two-byte long form)
+tlv() {
+    local tag=$1 val=$2 n
+    n=$(( ${#val} / 2 ))
+    if (( n < 128 )); then printf '%s%02x%s' "$tag" "$n" "$val"
+    elif (( n < 256 )); then printf '%s81%02x%s' "$tag" "$n" "$val"
+    else printf '%s82%04x%s' "$tag" "$n" "$val"
+    fi
+}
+OID_SRVNAME=06082b06010505070807          # 1.3.6.1.5.5.7.8.7 id-on-dnsSRV
+# srvname_gn STRING_TAG TEXT -> GeneralName otherName [0] { OID, [0] EXPLICIT <string> }
+srvname_gn() { tlv a0 "${OID_SRVNAME}$(tlv a0 "$(tlv "$1" "$(hexstr "$2")")")"; }
+dnsname_gn() { tlv 82 "$(hexstr "$1")"; }
+san_der() { tlv 30 "$(printf '%s' "$@")"; }
+
+DER_SRVID_UTF8=$(san_der "$(srvname_gn 0c '_imaps.example.com')")
+DER_NUL_IN_SAN=$(san_der "$(dnsname_gn 'mail.example.net\0.evil.org')")
+DER_SRVID_NUL=$(san_der "$(srvname_gn 16 '_imaps.example.com\0.evil.org')")
+
+# ---------------------------------------------------------------- openssl config
+cat >"$W/openssl.cnf" <<CNF
+[ ca ]
+default_ca = CA_default
+
+[ CA_default ]
+dir              = $W
+database         = $W/index.txt
+serial           = $W/serial
+new_certs_dir    = $W/new
+default_md       = sha256
+policy           = policy_any
+email_in_dn      = no
+copy_extensions  = none
+unique_subject   = no
+default_days     = 3650
+
+[ policy_any ]
+countryName            = optional
+stateOrProvinceName    = optional
+localityName           = optional
+organizationName       = optional
+organizationalUnitName = optional
+commonName             = optional
+emailAddress           = optional
+
+[ req ]
+distinguished_name = req_dn
+prompt             = no
+[ req_dn ]
+CN = placeholder
+
+[ ext_ca ]
+basicConstraints       = critical, CA:TRUE
+keyUsage               = critical, keyCertSign, cRLSign
+subjectKeyIdentifier   = hash
+
+[ ext_nc_ca ]
+basicConstraints       = critical, CA:TRUE, pathlen:0
+keyUsage               = critical, keyCertSign, cRLSign
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+nameConstraints        = critical, permitted;DNS:example.net
+
+[ ext_dns_mail_example_net ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:mail.example.net
+
+[ ext_srvid_imaps_example_com ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.example.com
+
+[ ext_srvid_multi_example_com ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = @san_srv_multi
+[ san_srv_multi ]
+otherName.1 = 1.3.6.1.5.5.7.8.7;IA5STRING:_imap.example.com
+otherName.2 = 1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.example.com
+otherName.3 = 1.3.6.1.5.5.7.8.7;IA5STRING:_pop3.example.com
+otherName.4 = 1.3.6.1.5.5.7.8.7;IA5STRING:_pop3s.example.com
+otherName.5 = 1.3.6.1.5.5.7.8.7;IA5STRING:_submission.example.com
+otherName.6 = 1.3.6.1.5.5.7.8.7;IA5STRING:_submissions.example.com
+
+[ ext_dns_example_com ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:example.com
+
+[ ext_wildcard_example_net ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:*.example.net
+
+[ ext_no_san ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+
+[ ext_wrong_name ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:wrong.example.org
+
+[ ext_srvid_utf8 ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+2.5.29.17              = DER:$DER_SRVID_UTF8
+
+[ ext_nul_in_san ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+2.5.29.17              = DER:$DER_NUL_IN_SAN
+
+[ ext_srvid_nul ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+2.5.29.17              = DER:$DER_SRVID_NUL
+
+[ ext_idn_srvid ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.xn--bcher-kva.example, DNS:xn--bcher-kva.example
+
+[ ext_selfsigned ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+subjectAltName         = DNS:mail.example.net
+CNF
+
+CNF=$W/openssl.cnf
+
+# newkey NAME SUBJECT -> W/NAME.key (P-256, PKCS#8) and W/NAME.csr
+newkey() {
+    openssl req -new -config "$CNF" -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$W/$1.key" -out "$W/$1.csr" -subj "$2" 2>/dev/null
+}
+# sign NAME ISSUER EXT START END  (ISSUER is a basename in W: ca, other-ca, nc-ca)
+sign() {
+    openssl ca -batch -notext -config "$CNF" -cert "$W/$2.crt" -keyfile "$W/$2.key" \
+        -extensions "$3" -startdate "$4" -enddate "$5" \
+        -in "$W/$1.csr" -out "$W/$1.crt" 2>"$W/$1.err" || { cat "$W/$1.err" >&2; return 1; }
+}
+selfsign() {  # NAME EXT START END
+    openssl ca -batch -notext -selfsign -config "$CNF" -keyfile "$W/$1.key" \
+        -extensions "$2" -startdate "$3" -enddate "$4" \
+        -in "$W/$1.csr" -out "$W/$1.crt" 2>"$W/$1.err" || { cat "$W/$1.err" >&2; return 1; }
+}
+
+# ---------------------------------------------------------------- keys + CSRs (parallel)
+declare -A SUBJ=(
+    [ca]="/CN=mailsrv Test CA"
+    [other-ca]="/CN=Other CA"
+    [nc-ca]="/CN=NC Intermediate"
+    [dnsid-mail-example-net]="/CN=mail.example.net"
+    [srvid-imaps-example-com]="/CN=SRV-ID test"
+    [srvid-multi-example-com]="/CN=SRV-ID multi"
+    [dnsid-example-com]="/CN=DNS-ID example.com"
+    [wildcard-example-net]="/CN=wildcard example.net"
+    [cn-only]="/CN=mail.example.net"
+    [expired]="/CN=expired"
+    [not-yet-valid]="/CN=not yet valid"
+    [wrong-name]="/CN=wrong name"
+    [untrusted]="/CN=untrusted"
+    [srvid-utf8]="/CN=SRV-ID UTF8String"
+    [nul-in-san]="/CN=NUL in dNSName"
+    [srvid-nul]="/CN=NUL in SRVName"
+    [idn-srvid]="/CN=IDN SRV-ID"
+    [nc-srvid-outside]="/CN=NC SRV-ID outside"
+    [nc-dns-inside]="/CN=NC DNS-ID inside"
+    [selfsigned]="/CN=self-signed"
+)
+pids=()
+for n in "${!SUBJ[@]}"; do
+    newkey "$n" "${SUBJ[$n]}" & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+
+# ---------------------------------------------------------------- CAs
+selfsign ca ext_ca "$CA_START" "$CA_END"
+selfsign other-ca ext_ca "$CA_START" "$CA_END"
+sign nc-ca ca ext_nc_ca "$CA_START" "$CA_END"
+
+# ---------------------------------------------------------------- leaves
+V=("$NOW_MINUS_2D" "$NOW_PLUS_10Y")
+sign dnsid-mail-example-net  ca ext_dns_mail_example_net     "${V[@]}"
+sign srvid-imaps-example-com ca ext_srvid_imaps_example_com  "${V[@]}"
+sign srvid-multi-example-com ca ext_srvid_multi_example_com  "${V[@]}"
+sign dnsid-example-com       ca ext_dns_example_com          "${V[@]}"
+sign wildcard-example-net    ca ext_wildcard_example_net     "${V[@]}"
+sign cn-only                 ca ext_no_san                   "${V[@]}"
+sign expired                 ca ext_dns_mail_example_net     20200101000000Z 20200201000000Z
+sign not-yet-valid           ca ext_dns_mail_example_net     20990101000000Z 21000101000000Z
+sign wrong-name              ca ext_wrong_name               "${V[@]}"
+sign untrusted               other-ca ext_dns_mail_example_net "${V[@]}"
+sign srvid-utf8              ca ext_srvid_utf8               "${V[@]}"
+sign nul-in-san              ca ext_nul_in_san               "${V[@]}"
+sign srvid-nul               ca ext_srvid_nul                "${V[@]}"
+sign idn-srvid               ca ext_idn_srvid                "${V[@]}"
+sign nc-srvid-outside        nc-ca ext_srvid_imaps_example_com "${V[@]}"
+sign nc-dns-inside           nc-ca ext_dns_mail_example_net  "${V[@]}"
+selfsign selfsigned          ext_selfsigned                  "${V[@]}"
+
+# ---------------------------------------------------------------- publish
+publish() {  # NAME CHAIN...   (chain = issuer certs, nearest first)
+    local n=$1; shift
+    cp "$W/$n.crt" "$OUT/$n.crt"
+    install -m 600 "$W/$n.key" "$OUT/$n.key"
+    ( umask 077; cat "$W/$n.key" "$W/$n.crt" "$@" >"$OUT/$n.pem" )
+}
+for n in dnsid-mail-example-net srvid-imaps-example-com srvid-multi-example-com dnsid-example-com \
+         wildcard-example-net cn-only expired not-yet-valid wrong-name srvid-utf8 nul-in-san \
+         srvid-nul idn-srvid; do
+    publish "$n" "$W/ca.crt"
+done
+publish untrusted "$W/other-ca.crt"
+publish nc-srvid-outside "$W/nc-ca.crt" "$W/ca.crt"
+publish nc-dns-inside "$W/nc-ca.crt" "$W/ca.crt"
+publish selfsigned
+cp "$W/other-ca.crt" "$OUT/other-ca.crt"
+cp "$W/nc-ca.crt" "$OUT/nc-ca.crt"
+cp "$W/ca.crt" "$OUT/ca-bundle.pem"
+# ca.crt last: its presence marks a complete OUT
+cp "$W/ca.crt" "$OUT/ca.crt.tmp" && mv "$OUT/ca.crt.tmp" "$OUT/ca.crt"

@@ -1,0 +1,330 @@
+#!/usr/bin/env bash
+# dns.sh start|stop DIR -- authoritative knotd for the mailsrv tests.
+#
+# One knotd serves a fake, DNSSEC-signed DNS tree on loopback:
+#   .  ->  com. net. test. example.  ->  example.com example.net example.test
+#          insecure.test (no DS) bogus.test (wrong DS) broken.test (no DS, zone fails to load)
+#          xn--bcher-kva.example
+# All signed zones are signed by knotd itself (ECDSA P-256, NSEC, no key rollover).
+# Trust anchors for the fake root land in DIR/anchors/.
+#
+# Env: DNS_ADDR (127.0.10.1) DNS_PORT (5353) DNS_ADDR6 (::1, empty = no IPv6)
+#      IMAP_PORT IMAPS_PORT POP3_PORT POP3S_PORT SUBMISSION_PORT SUBMISSIONS_PORT (SRV ports)
+# Writes only inside DIR. A restart on the same DIR keeps the keys (and so the anchors).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$HERE/lib.sh"
+
+CMD=${1:-}; DIR=${2:-}
+[[ ($CMD == start || $CMD == stop) && -n $DIR ]] || die "usage: dns.sh start|stop DIR"
+
+DNS_ADDR=${DNS_ADDR:-127.0.10.1}
+DNS_PORT=${DNS_PORT:-5353}
+DNS_ADDR6=${DNS_ADDR6-::1}
+IMAP_PORT=${IMAP_PORT:-10143}
+IMAPS_PORT=${IMAPS_PORT:-10993}
+POP3_PORT=${POP3_PORT:-10110}
+POP3S_PORT=${POP3S_PORT:-10995}
+SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
+SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
+READY_TIMEOUT=${DNS_READY_TIMEOUT:-20}
+
+# zone -> parent; "-" for the root
+declare -A PARENT=(
+    [.]=- [com.]=. [net.]=. [test.]=. [example.]=.
+    [example.com.]=com. [example.net.]=net.
+    [example.test.]=test. [insecure.test.]=test. [bogus.test.]=test. [broken.test.]=test.
+    [xn--bcher-kva.example.]=example.
+)
+PARENTS=(. com. net. test. example.)                     # zones that carry delegations
+LEAVES=(example.com. example.net. example.test. bogus.test. xn--bcher-kva.example.)  # signed, no children
+UNSIGNED=(insecure.test.)
+BROKEN=(broken.test.)
+SIGNED=("${PARENTS[@]}" "${LEAVES[@]}")
+NO_DS=(insecure.test. broken.test.)                      # delegated without DS
+BAD_DS=(bogus.test.)                                     # delegated with a wrong DS
+
+fname() { [[ $1 == . ]] && echo root.zone || echo "${1%.}.zone"; }
+
+stop_dns() {
+    local pids=()
+    [[ -s $DIR/knotd.pid ]] && pids+=("$(cat "$DIR/knotd.pid")")
+    [[ -s $DIR/run/knot.pid ]] && pids+=("$(cat "$DIR/run/knot.pid")")
+    (( ${#pids[@]} )) && stop_pids knotd 10 "${pids[@]}"
+    rm -f "$DIR/knotd.pid" "$DIR/run/knot.pid"
+}
+
+if [[ $CMD == stop ]]; then
+    [[ -d $DIR ]] || exit 0
+    DIR=$(cd "$DIR" && pwd)
+    stop_dns
+    exit 0
+fi
+
+# ------------------------------------------------------------------ start
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+if pidfile_alive "$DIR/knotd.pid" || pidfile_alive "$DIR/run/knot.pid"; then
+    die "knotd already runs for $DIR (pid $(cat "$DIR/knotd.pid" 2>/dev/null || cat "$DIR/run/knot.pid")); run 'dns.sh stop $DIR' first"
+fi
+for a in "$DNS_ADDR" ${DNS_ADDR6:+"$DNS_ADDR6"}; do
+    if listening u "$a" "$DNS_PORT" || listening t "$a" "$DNS_PORT"; then
+        die "something already listens on $a port $DNS_PORT"
+    fi
+done
+mkdir -p "$DIR/zones" "$DIR/db" "$DIR/run" "$DIR/anchors"
+rm -f "$DIR/knotd.log"
+
+# ------------------------------------------------------------------ knot.conf
+{
+    echo "server:"
+    echo "    rundir: $DIR/run"
+    echo "    pidfile: $DIR/run/knot.pid"
+    [[ $(id -u) == 0 ]] && echo "    user: root:root"
+    echo "    listen: $DNS_ADDR@$DNS_PORT"
+    [[ -n $DNS_ADDR6 ]] && echo "    listen: $DNS_ADDR6@$DNS_PORT"
+    cat <<CONF
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 2
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: $DIR/db
+
+control:
+    listen: $DIR/run/knot.sock
+
+policy:
+  - id: test
+    algorithm: ecdsap256sha256
+    ksk-lifetime: 0
+    zsk-lifetime: 0
+    nsec3: off
+    dnskey-ttl: 300
+    zone-max-ttl: 300
+    propagation-delay: 0
+
+template:
+  - id: default
+    storage: $DIR/zones
+    zonefile-sync: -1
+    zonefile-load: difference-no-serial
+    journal-content: all
+    semantic-checks: off
+  - id: signed
+    storage: $DIR/zones
+    zonefile-sync: -1
+    zonefile-load: difference-no-serial
+    journal-content: all
+    dnssec-signing: on
+    dnssec-policy: test
+
+zone:
+CONF
+    for z in "${SIGNED[@]}"; do
+        printf '  - domain: "%s"\n    template: signed\n    file: "%s"\n' "$z" "$(fname "$z")"
+    done
+    for z in "${UNSIGNED[@]}" "${BROKEN[@]}"; do
+        printf '  - domain: "%s"\n    file: "%s"\n' "$z" "$(fname "$z")"
+    done
+} >"$DIR/knot.conf"
+
+# ------------------------------------------------------------------ zone files
+# head ZONE -> $TTL, SOA, apex NS ns1.ZONE (or ns.root-servers. for the root) and its address
+zone_head() {
+    local z=$1 ns
+    if [[ $z == . ]]; then ns=ns.root-servers.; else ns=ns1.$z; fi
+    echo "\$ORIGIN $z"
+    echo "\$TTL 300"
+    echo "@ SOA $ns hostmaster.${z#.} 1 3600 600 86400 300"
+    echo "@ NS $ns"
+    echo "$ns A $DNS_ADDR"
+    [[ -n $DNS_ADDR6 ]] && echo "$ns AAAA $DNS_ADDR6"
+    return 0
+}
+six_services() {  # the RFC 6186/8314 SRV set pointing at mail.example.net
+    cat <<Z
+_imaps._tcp        SRV 0  1 $IMAPS_PORT mail.example.net.
+_imap._tcp         SRV 10 1 $IMAP_PORT mail.example.net.
+_submissions._tcp  SRV 0  1 $SUBMISSIONS_PORT mail.example.net.
+_submission._tcp   SRV 0  1 $SUBMISSION_PORT mail.example.net.
+_pop3s._tcp        SRV 20 1 $POP3S_PORT mail.example.net.
+_pop3._tcp         SRV 0  0 0 .
+Z
+}
+write_zone() {  # ZONE (content on stdin); rewritten only when it changed
+    local f=$DIR/zones/$(fname "$1") tmp
+    tmp=$(mktemp "$DIR/zones/.tmp.XXXXXX")
+    cat >"$tmp"
+    if [[ -f $f ]] && cmp -s "$tmp" "$f"; then rm -f "$tmp"; else mv "$tmp" "$f"; fi
+}
+
+{ zone_head example.com.; six_services; cat <<Z
+@ A 127.0.0.1
+@ AAAA ::1
+_imaps._tcp.multi SRV 10 60 $IMAPS_PORT a.example.net.
+_imaps._tcp.multi SRV 10 20 $IMAPS_PORT b.example.net.
+_imaps._tcp.multi SRV 20 0  $IMAPS_PORT c.example.net.
+_imaps._tcp.mixed SRV 0 0 0 .
+_imaps._tcp.mixed SRV 0 1 $IMAPS_PORT mail.example.net.
+_imaps._tcp.inzone SRV 0 1 $IMAPS_PORT host.inzone.example.com.
+host.inzone A 127.0.0.1
+host.inzone AAAA ::1
+_imaps._tcp.alias CNAME _imaps._tcp.example.com.
+_imaps._tcp.cnametarget SRV 0 1 $IMAPS_PORT mail.example.com.
+mail CNAME mail.example.net.
+_imaps._tcp.v6 SRV 0 1 $IMAPS_PORT v6only.example.net.
+_imaps._tcp.noaddr SRV 0 1 $IMAPS_PORT noaddr.example.net.
+_imaps._tcp.prio SRV 10 1 $IMAPS_PORT a.example.net.
+_imaps._tcp.prio SRV 0 1 $IMAPS_PORT b.example.net.
+_imaps._tcp.zero SRV 0 0 $IMAPS_PORT a.example.net.
+_imaps._tcp.zero SRV 0 0 $IMAPS_PORT b.example.net.
+_imaps._tcp.weights SRV 0 0 $IMAPS_PORT a.example.net.
+_imaps._tcp.weights SRV 0 1 $IMAPS_PORT b.example.net.
+_imaps._tcp.weights SRV 0 3 $IMAPS_PORT c.example.net.
+_imaps._tcp.lowttl 60 SRV 0 1 $IMAPS_PORT mail.example.net.
+_imaps._tcp.pop SRV 10 1 $IMAPS_PORT mail.example.net.
+_pop3s._tcp.pop SRV 0 1 $POP3S_PORT mail.example.net.
+Z
+  for i in $(seq -w 1 40); do echo "_imaps._tcp.big SRV 0 1 $IMAPS_PORT h$i.example.net."; done
+} | write_zone example.com.
+
+{ zone_head example.net.; cat <<Z
+mail A 127.0.0.1
+mail AAAA ::1
+a A 127.0.0.2
+b A 127.0.0.3
+c A 127.0.0.4
+v6only AAAA ::1
+noaddr TXT "no address"
+www CNAME mail
+Z
+  for i in $(seq -w 1 40); do echo "h$i A 127.0.0.1"; done
+} | write_zone example.net.
+
+{ zone_head insecure.test.; six_services; echo "@ A 127.0.0.1"; } | write_zone insecure.test.
+
+{ zone_head bogus.test.; cat <<Z
+_imaps._tcp       SRV 0 1 $IMAPS_PORT mail.example.net.
+_submissions._tcp SRV 0 1 $SUBMISSIONS_PORT mail.example.net.
+Z
+} | write_zone bogus.test.
+
+{ zone_head example.test.; cat <<Z
+_imaps._tcp SRV 0 1 $IMAPS_PORT mail.example.test.
+mail A 127.0.0.1
+Z
+} | write_zone example.test.
+
+{ zone_head xn--bcher-kva.example.; cat <<Z
+_imaps._tcp       SRV 0 1 $IMAPS_PORT mail.example.net.
+_submissions._tcp SRV 0 1 $SUBMISSIONS_PORT mail.example.net.
+Z
+} | write_zone xn--bcher-kva.example.
+
+# broken.test: declared in knot.conf, but its zone file does not parse -> SERVFAIL
+printf 'this is { not a zone file\n' | write_zone broken.test.
+
+# parents: delegations (+glue) for their children; DS records come in step 2
+parent_zone() {  # ZONE [with-ds]
+    local z=$1 c ds
+    zone_head "$z"
+    for c in "${!PARENT[@]}"; do
+        [[ ${PARENT[$c]} == "$z" ]] || continue
+        echo "$c NS ns1.$c"
+        echo "ns1.$c A $DNS_ADDR"
+        [[ -n $DNS_ADDR6 ]] && echo "ns1.$c AAAA $DNS_ADDR6"
+        if [[ ${2:-} == with-ds ]]; then
+            if [[ " ${NO_DS[*]} " == *" $c "* ]]; then continue; fi
+            ds=$(keymgr -c "$DIR/knot.conf" "$c" ds | awk '$2=="DS" && $5=="2"')
+            [[ -n $ds ]] || die "keymgr printed no DS for $c"
+            if [[ " ${BAD_DS[*]} " == *" $c "* ]]; then
+                # right key tag and algorithm, digest zeroed
+                ds=$(awk '{printf "%s DS %s %s %s %s\n", $1, $3, $4, $5, "0000000000000000000000000000000000000000000000000000000000000000"}' <<<"$ds")
+            fi
+            echo "$ds"
+        fi
+    done | sort
+}
+for z in "${PARENTS[@]}"; do
+    # keep an existing (final) version on restart: the keys, and so the DS, do not change
+    [[ -f $DIR/zones/$(fname "$z") ]] || parent_zone "$z" | write_zone "$z"
+done
+
+# ------------------------------------------------------------------ start knotd
+T0=$(now_ms)
+# setsid: own session, so a Ctrl-C in the caller's terminal does not hit knotd
+setsid knotd -c "$DIR/knot.conf" </dev/null >"$DIR/knotd.log" 2>&1 &
+echo $! >"$DIR/knotd.pid"
+KPID=$!
+DEADLINE=$(( T0 + READY_TIMEOUT * 1000 ))
+
+fail() {
+    echo "testbed: dns: $*" >&2
+    echo "---- $DIR/knotd.log (tail)" >&2
+    tail -n 40 "$DIR/knotd.log" >&2 || true
+    stop_dns
+    exit 1
+}
+# TCP: a query sent before knotd reads its UDP socket would wait for the whole timeout
+KDIG=(kdig @"$DNS_ADDR" -p "$DNS_PORT" +tcp +timeout=1 +retry=0 +noidn +noall +answer +dnssec)
+
+# poll_until DESCRIPTION COMMAND... -> repeats COMMAND until it succeeds (bounded)
+poll_until() {
+    local what=$1; shift
+    while ! "$@"; do
+        pid_alive "$KPID" || fail "knotd exited while waiting for $what"
+        (( $(now_ms) < DEADLINE )) || fail "not ready after ${READY_TIMEOUT}s: $what"
+        sleep 0.03
+    done
+}
+# every signed zone answers SOA with an RRSIG, the unsigned ones answer SOA
+all_soa() {
+    local q=() z out
+    for z in "${SIGNED[@]}" "${UNSIGNED[@]}"; do q+=("$z" SOA); done
+    out=$("${KDIG[@]}" "${q[@]}" 2>/dev/null) || return 1
+    for z in "${SIGNED[@]}"; do
+        awk -v z="$z" '$1==z && $4=="RRSIG" && $5=="SOA" {f=1} END {exit !f}' <<<"$out" || return 1
+    done
+    for z in "${UNSIGNED[@]}"; do
+        awk -v z="$z" '$1==z && $4=="SOA" {f=1} END {exit !f}' <<<"$out" || return 1
+    done
+}
+poll_until "SOA of every zone" all_soa
+
+# step 2: now that every zone has its keys, put the DS records into the parents
+for z in "${PARENTS[@]}"; do parent_zone "$z" with-ds | write_zone "$z"; done
+knotc -c "$DIR/knot.conf" zone-reload "${PARENTS[@]}" >/dev/null \
+    || fail "knotc zone-reload failed"
+
+# ...and wait until every secure delegation serves its (signed) DS
+all_ds() {
+    local q=() c out
+    for c in "${!PARENT[@]}"; do
+        [[ $c == . || " ${NO_DS[*]} " == *" $c "* ]] && continue
+        q+=("$c" DS)
+    done
+    out=$("${KDIG[@]}" "${q[@]}" 2>/dev/null) || return 1
+    for c in "${!PARENT[@]}"; do
+        [[ $c == . || " ${NO_DS[*]} " == *" $c "* ]] && continue
+        awk -v z="$c" '$1==z && $4=="RRSIG" && $5=="DS" {f=1} END {exit !f}' <<<"$out" || return 1
+    done
+}
+poll_until "DS of every secure delegation" all_ds
+
+# ------------------------------------------------------------------ anchors
+keymgr -c "$DIR/knot.conf" . ds | awk '$2=="DS" {$2="IN DS"; print}' >"$DIR/anchors/root.ds.tmp"
+keymgr -c "$DIR/knot.conf" . dnskey >"$DIR/anchors/root.dnskey.noclass.tmp"
+awk '$2=="DNSKEY" && $3==257 {$2="IN DNSKEY"; print}' "$DIR/anchors/root.dnskey.noclass.tmp" >"$DIR/anchors/root.dnskey.tmp"
+[[ -s $DIR/anchors/root.ds.tmp && -s $DIR/anchors/root.dnskey.tmp ]] || fail "could not export the root anchors"
+for z in "${SIGNED[@]}"; do keymgr -c "$DIR/knot.conf" "$z" ds; done | awk '$2=="DS" {$2="IN DS"; print}' >"$DIR/anchors/zones.ds.tmp"
+# the same KSK as a delv/named trust-anchors clause: delv -a DIR/anchors/root.delv.conf +root=.
+awk '{printf "trust-anchors {\n    \"%s\" static-key %s %s %s \"%s\";\n};\n", $1, $4, $5, $6, $7}' \
+    "$DIR/anchors/root.dnskey.tmp" >"$DIR/anchors/root.delv.conf.tmp"
+for f in root.ds root.dnskey root.dnskey.noclass root.delv.conf zones.ds; do mv "$DIR/anchors/$f.tmp" "$DIR/anchors/$f"; done
+
+echo "dns: knotd pid $KPID ready on $DNS_ADDR@$DNS_PORT${DNS_ADDR6:+ and [$DNS_ADDR6]@$DNS_PORT} in $(( $(now_ms) - T0 )) ms"
