@@ -257,8 +257,7 @@ done
 
 # ------------------------------------------------------------------ start knotd
 T0=$(now_ms)
-# setsid: own session, so a Ctrl-C in the caller's terminal does not hit knotd
-setsid knotd -c "$DIR/knot.conf" </dev/null >"$DIR/knotd.log" 2>&1 &
+knotd -c "$DIR/knot.conf" </dev/null >"$DIR/knotd.log" 2>&1 &
 echo $! >"$DIR/knotd.pid"
 KPID=$!
 DEADLINE=$(( T0 + READY_TIMEOUT * 1000 ))

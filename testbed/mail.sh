@@ -270,11 +270,10 @@ touch -d '-1 minute' "$PF/etc/sni.db"
 
 # ------------------------------------------------------------------ start both
 T0=$(now_ms)
-# setsid: the servers get their own session, so a Ctrl-C in the caller's terminal does not hit them
-setsid dovecot -F -c "$DIR/dovecot/dovecot.conf" </dev/null >"$DIR/dovecot/stdout.log" 2>&1 &
+dovecot -F -c "$DIR/dovecot/dovecot.conf" </dev/null >"$DIR/dovecot/stdout.log" 2>&1 &
 echo $! >"$DIR/dovecot.pid"
 DPID=$!
-setsid postfix -c "$PF/etc" start-fg </dev/null >"$PF/stdout.log" 2>&1 &
+postfix -c "$PF/etc" start-fg </dev/null >"$PF/stdout.log" 2>&1 &
 echo $! >"$DIR/postfix.pid"
 PPID_=$!
 DEADLINE=$(( T0 + READY_TIMEOUT * 1000 ))

@@ -8,7 +8,19 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if [[ ${1:-} != --checks ]]; then
-    exec "$HERE/run.sh" "$HERE/smoke.sh" --checks
+    # the summary is printed here, after the teardown, so that it is the last line
+    RESULT=$(mktemp "${TMPDIR:-/tmp}/mailsrv-smoke.XXXXXX")
+    trap 'rm -f "$RESULT"' EXIT
+    rc=0
+    SMOKE_RESULT=$RESULT "$HERE/run.sh" "$HERE/smoke.sh" --checks || rc=$?
+    if [[ -s $RESULT ]]; then
+        cat "$RESULT"
+    else
+        echo "smoke: the testbed did not come up" >&2
+        echo "0 passed, 1 failed"
+        (( rc )) || rc=1
+    fi
+    exit "$rc"
 fi
 : "${MAILSRV_TESTBED_DIR:?source testbed.env first (or run smoke.sh without --checks)}"
 
@@ -183,6 +195,6 @@ else
     skip "mail checks" "mail servers not started (MAILSRV_TEST_PARTS=${MAILSRV_TEST_PARTS:-})"
 fi
 
-echo
-if (( SKIP )); then echo "$PASS passed, $FAIL failed, $SKIP skipped"; else echo "$PASS passed, $FAIL failed"; fi
+if (( SKIP )); then summary="$PASS passed, $FAIL failed, $SKIP skipped"; else summary="$PASS passed, $FAIL failed"; fi
+if [[ -n ${SMOKE_RESULT:-} ]]; then echo "$summary" >"$SMOKE_RESULT"; else echo; echo "$summary"; fi
 (( FAIL == 0 ))

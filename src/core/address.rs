@@ -162,7 +162,7 @@ mod tests {
         }
         let long_label = format!("u@{}.com", "a".repeat(64));
         assert!(mail_domain(&long_label).is_err());
-        let long_name = format!("u@{}com", "abcdefghi.".repeat(25));
+        let long_name = format!("u@{}com", "abcdefghi.".repeat(26));
         assert!(long_name.len() - 2 > MAX_NAME);
         assert!(mail_domain(&long_name).is_err());
         let long_local = format!("{}@example.com", "a".repeat(65));

@@ -212,11 +212,11 @@ impl Dispatcher {
 
     /// Runs every queued callback on this thread (loop mode); returns how many ran.
     pub fn dispatch(&self) -> Result<usize> {
-        if self.shared.mode != DispatchMode::Loop {
-            return Err(Error::InvalidArg("the context is not in loop dispatch mode".into()));
-        }
         if in_callback() {
             return Err(Error::InCallback);
+        }
+        if self.shared.mode != DispatchMode::Loop {
+            return Err(Error::InvalidArg("the context is not in loop dispatch mode".into()));
         }
         Ok(self.shared.drain())
     }

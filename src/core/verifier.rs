@@ -28,7 +28,6 @@ use x509_parser::asn1_rs::{Any, Class, FromDer as _, Tag};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, NameConstraints};
 use x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS;
-use x509_parser::prelude::FromDer as _;
 use x509_parser::x509::X509Name;
 
 use crate::core::identity::{
@@ -73,14 +72,14 @@ impl DnsConstraints {
     pub fn check(&self, name: &str) -> Option<String> {
         let name = name.to_ascii_lowercase();
         for ca in &self.cas {
-            if let Some(permitted) = &ca.permitted {
-                if !permitted.iter().any(|b| permits(b, &name)) {
-                    return Some(format!(
-                        "{name} is outside the permitted DNS subtrees ({}) of CA \"{}\"",
-                        list_bases(permitted),
-                        ca.ca
-                    ));
-                }
+            if let Some(permitted) = &ca.permitted
+                && !permitted.iter().any(|b| permits(b, &name))
+            {
+                return Some(format!(
+                    "{name} is outside the permitted DNS subtrees ({}) of CA \"{}\"",
+                    list_bases(permitted),
+                    ca.ca
+                ));
             }
             if let Some(b) = ca.excluded.iter().find(|b| excludes(b, &name)) {
                 return Some(format!(
@@ -144,7 +143,7 @@ impl DnsConstraints {
         }
         let der = wrap_sequence(contents);
         match NameConstraints::from_der(&der) {
-            Ok((r, nc)) if r.is_empty() => self.add(&nc, ca),
+            Ok(([], nc)) => self.add(&nc, ca),
             _ => self.add_unreadable(ca),
         }
     }
