@@ -3,7 +3,7 @@
 //! cases the testbed does not cover (EKU, name-constraint violations, a constrained root).
 //! Test names and comments cite the standards.md T-ids.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -807,6 +807,32 @@ impl Drop for Server {
     }
 }
 
+/// A blocking TLS handshake with `config` to 127.0.0.1:`port`, SNI `sni`.
+fn connect(
+    config: Arc<rustls::ClientConfig>,
+    port: u16,
+    sni: &str,
+) -> Result<(rustls::ClientConnection, TcpStream), rustls::Error> {
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    sock.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    while conn.is_handshaking() {
+        if let Err(e) = conn.complete_io(&mut sock) {
+            return Err(e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+                .cloned()
+                .unwrap_or_else(|| panic!("I/O error, not a TLS error: {e}")));
+        }
+    }
+    Ok((conn, sock))
+}
+
+/// A fresh verifier + config for `refs`, and one handshake.
 fn handshake(
     port: u16,
     sni: &str,
@@ -817,24 +843,8 @@ fn handshake(
 ) {
     let verifier = Arc::new(MailVerifier::new(test_ca(), refs, MatchOptions::strict()).unwrap());
     let config = client_config(verifier.clone()).unwrap();
-    let name = ServerName::try_from(sni.to_string()).unwrap();
-    let mut conn = rustls::ClientConnection::new(config, name).unwrap();
-    let mut sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    sock.set_write_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    while conn.is_handshaking() {
-        if let Err(e) = conn.complete_io(&mut sock) {
-            let tls = e
-                .get_ref()
-                .and_then(|i| i.downcast_ref::<rustls::Error>())
-                .cloned()
-                .unwrap_or_else(|| panic!("I/O error, not a TLS error: {e}"));
-            return (verifier, Err(tls));
-        }
-    }
-    (verifier, Ok(conn))
+    let conn = connect(config, port, sni).map(|(c, _)| c);
+    (verifier, conn)
 }
 
 #[test]
@@ -885,4 +895,35 @@ fn handshake_reports_chain_errors() {
         "{err:?}"
     );
     assert!(matches!(v.last_error(), Some(Error::CertExpired(_))));
+}
+
+#[test]
+fn no_session_resumption_between_connections() {
+    // T-SNI-09: a session from one connection (the probe) is never resumed by the next;
+    // every connection runs the verifier in a full handshake.
+    let server = Server::start("srvid-imaps-example-com", &[]);
+    let verifier = Arc::new(
+        MailVerifier::new(
+            test_ca(),
+            srv("imaps", "example.com"),
+            MatchOptions::strict(),
+        )
+        .unwrap(),
+    );
+    let config = client_config(verifier.clone()).unwrap();
+    for _ in 0..2 {
+        let (mut conn, mut sock) = connect(config.clone(), server.port, "example.com").unwrap();
+        assert_eq!(conn.handshake_kind(), Some(rustls::HandshakeKind::Full));
+        // Read the reply so that any session ticket the server sends is processed.
+        conn.writer().write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut stream = rustls::Stream::new(&mut conn, &mut sock);
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        assert!(
+            reply.starts_with(b"HTTP/1.0 200"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(verifier.last_match().is_some());
+    }
 }

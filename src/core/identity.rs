@@ -593,16 +593,12 @@ impl PresentedIds {
     /// A short listing of what is presented (and ignored), for error details.
     pub fn describe(&self) -> String {
         let mut items: Vec<String> = self.sans.iter().map(|p| p.to_string()).collect();
-        if self.cns.is_empty() {
-        } else if self.cn_eligible() {
-            items.extend(self.cns.iter().map(|c| format!("CN-ID {c} (legacy only)")));
+        let cn_note = if self.cn_eligible() {
+            "legacy only"
         } else {
-            items.extend(
-                self.cns
-                    .iter()
-                    .map(|c| format!("CN {c} (ignored: SANs present)")),
-            );
-        }
+            "ignored: SANs present"
+        };
+        items.extend(self.cns.iter().map(|c| format!("CN-ID {c} ({cn_note})")));
         items.extend(
             self.constrained
                 .iter()

@@ -158,12 +158,13 @@ fn parse_cert_file(bytes: &[u8]) -> std::result::Result<Vec<CertificateDer<'stat
 mod tests {
     use super::*;
 
-    fn tmp(name: &str, contents: &[u8]) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("mailsrv-trust-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join(name);
+    /// Loads `contents` through a temporary file, removed afterwards.
+    fn load_tmp(name: &str, contents: &[u8]) -> Result<TrustStore> {
+        let p = std::env::temp_dir().join(format!("mailsrv-trust-{}-{name}", std::process::id()));
         std::fs::write(&p, contents).unwrap();
-        p
+        let r = TrustStore::from_pem_file(&p);
+        let _ = std::fs::remove_file(&p);
+        r
     }
 
     #[test]
@@ -182,7 +183,7 @@ mod tests {
                 b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
             ),
         ] {
-            let e = TrustStore::from_pem_file(&tmp(name, body)).unwrap_err();
+            let e = load_tmp(name, body).unwrap_err();
             assert!(matches!(e, Error::NoTrustAnchors(_)), "{name}: {e:?}");
         }
     }
@@ -190,10 +191,9 @@ mod tests {
     #[test]
     fn garbage_certificate_is_no_anchors() {
         let pem = b"-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n";
-        let e = TrustStore::from_pem_file(&tmp("garbage.pem", pem)).unwrap_err();
+        let e = load_tmp("garbage.pem", pem).unwrap_err();
         assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");
-        let e =
-            TrustStore::from_pem_file(&tmp("garbage.der", b"\x30\x03\x02\x01\x00")).unwrap_err();
+        let e = load_tmp("garbage.der", b"\x30\x03\x02\x01\x00").unwrap_err();
         assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");
         let e = TrustStore::from_der_certs(Vec::new(), "nothing").unwrap_err();
         assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");

@@ -1,7 +1,9 @@
 //! The panic boundary and NULL checks that open every exported function (style.md §9).
 //! A panic must never cross into C: it would abort the mail client.
 
+use std::cell::Cell;
 use std::os::raw::c_int;
+use std::sync::Once;
 
 use super::status::mailsrv_status;
 
@@ -57,9 +59,42 @@ impl<T> NullDefault for *const T {
     }
 }
 
+thread_local! {
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks this thread as inside an export while alive.
+pub struct Inside;
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// Enters an export. The first call installs a panic hook that keeps mailsrv's own panics
+/// quiet (the library never prints: the panic becomes MAILSRV_STATUS_PANIC instead) and
+/// passes every other panic of the host process to the hook that was there before.
+pub fn enter() -> Inside {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let ours = DEPTH.with(|d| d.get() > 0)
+                || std::thread::current().name().is_some_and(|n| n.starts_with("mailsrv-"));
+            if !ours {
+                previous(info);
+            }
+        }));
+    });
+    DEPTH.with(|d| d.set(d.get() + 1));
+    Inside
+}
+
 /// Runs an export's body, turning a panic into the return type's panic default.
 macro_rules! ffi_boundary {
     ($($body:tt)*) => {{
+        let _inside = $crate::ffi::boundary::enter();
         match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
             Ok(v) => v,
             Err(_) => $crate::ffi::boundary::PanicDefault::panic_default(),

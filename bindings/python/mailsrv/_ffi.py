@@ -1,0 +1,207 @@
+"""Low-level ctypes binding of libmailsrv: loading the library and declaring every function.
+
+This module mirrors ``include/mailsrv.h`` one to one and adds nothing: the typed API is in
+:mod:`mailsrv`. Every exported function is declared in :data:`FUNCTIONS` (name -> restype,
+argtypes), and a test compares that table with the header and with the library's symbols.
+
+Conventions (style.md section 12):
+
+* owned pointers (handles, results) are ``c_void_p``: ``c_char_p`` would copy into ``bytes``
+  and lose the pointer that must be freed;
+* borrowed ``const char *`` getters and static strings are ``c_char_p`` (a copy is wanted);
+* ``mailsrv_status`` is a C enum and therefore ``c_int``;
+* ``mailsrv_test_panic`` exists only in builds with the ``test-hooks`` feature and is bound
+  only when the loaded library has it (:data:`HAS_TEST_HOOKS`).
+
+The library is looked up, in this order: the path in the environment variable
+``MAILSRV_LIBRARY``; ``ctypes.util.find_library("mailsrv")``; the in-tree builds
+``target/debug/libmailsrv.so`` and ``target/release/libmailsrv.so`` of the repository this
+package sits in.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    c_bool,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_uint16,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+__all__ = [
+    "DISCOVER_CB",
+    "FUNCTIONS",
+    "HAS_TEST_HOOKS",
+    "LIBRARY_PATH",
+    "LibraryNotFound",
+    "OPTIONAL_FUNCTIONS",
+    "lib",
+]
+
+ENV_VAR = "MAILSRV_LIBRARY"
+
+# typedef uint64_t mailsrv_request_id;
+mailsrv_request_id = c_uint64
+# typedef enum {...} mailsrv_status;  (a C enum: int-sized)
+mailsrv_status = c_int
+
+# typedef void (*mailsrv_discover_cb)(void *userdata, mailsrv_request_id id,
+#     mailsrv_status status, mailsrv_discovery *result /* owned */, const char *detail);
+# `result` is owned by the callback, hence c_void_p; `detail` is borrowed, c_char_p copies it.
+DISCOVER_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+
+_P = c_void_p  # any opaque handle (mailsrv_config *, mailsrv_ctx *, ...)
+
+# name -> (restype, argtypes), in header order. Keep in step with include/mailsrv.h.
+FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
+    # config
+    "mailsrv_config_new": (mailsrv_status, [POINTER(c_void_p)]),
+    "mailsrv_config_free": (None, [_P]),
+    "mailsrv_config_set_nameserver": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_set_trust_anchor_file": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_set_ca_file": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_set_timeout_ms": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_config_set_dispatch": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_config_set_flags": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_config_set_rng_seed": (mailsrv_status, [_P, c_uint64]),
+    # context
+    "mailsrv_ctx_new": (mailsrv_status, [_P, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_ctx_free": (None, [_P]),
+    "mailsrv_ctx_notify_fd": (c_int, [_P]),
+    "mailsrv_ctx_dispatch": (mailsrv_status, [_P, POINTER(c_size_t)]),
+    "mailsrv_cancel": (mailsrv_status, [_P, mailsrv_request_id]),
+    # discovery
+    "mailsrv_srv_discover": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_srv_discover_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_uint32, DISCOVER_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_discovery_free": (None, [_P]),
+    "mailsrv_discovery_domain": (c_char_p, [_P]),
+    "mailsrv_discovery_services_len": (c_size_t, [_P]),
+    "mailsrv_discovery_service_get": (_P, [_P, c_size_t]),
+    "mailsrv_discovery_find": (_P, [_P, c_uint32]),
+    "mailsrv_discovery_preferred": (_P, [_P, c_uint32]),
+    "mailsrv_srv_set_service": (c_uint32, [_P]),
+    "mailsrv_srv_set_state": (c_uint32, [_P]),
+    "mailsrv_srv_set_status": (mailsrv_status, [_P]),
+    "mailsrv_srv_set_detail": (c_char_p, [_P]),
+    "mailsrv_srv_set_dnssec": (c_uint32, [_P]),
+    "mailsrv_srv_set_ttl": (c_uint32, [_P]),
+    "mailsrv_srv_set_endpoints_len": (c_size_t, [_P]),
+    "mailsrv_srv_set_endpoint_get": (_P, [_P, c_size_t]),
+    "mailsrv_srv_set_diagnostics_len": (c_size_t, [_P]),
+    "mailsrv_srv_set_diagnostic_get": (c_char_p, [_P, c_size_t]),
+    "mailsrv_endpoint_target": (c_char_p, [_P]),
+    "mailsrv_endpoint_port": (c_uint16, [_P]),
+    "mailsrv_endpoint_priority": (c_uint16, [_P]),
+    "mailsrv_endpoint_weight": (c_uint16, [_P]),
+    "mailsrv_endpoint_ttl": (c_uint32, [_P]),
+    "mailsrv_endpoint_dnssec": (c_uint32, [_P]),
+    "mailsrv_endpoint_addresses_len": (c_size_t, [_P]),
+    "mailsrv_endpoint_address_get": (c_char_p, [_P, c_size_t]),
+    "mailsrv_endpoint_address_dnssec": (c_uint32, [_P]),
+    "mailsrv_endpoint_address_status": (mailsrv_status, [_P]),
+    "mailsrv_endpoint_address_detail": (c_char_p, [_P]),
+    # names, statuses, version
+    "mailsrv_service_name": (c_char_p, [c_uint32]),
+    "mailsrv_srv_state_name": (c_char_p, [c_uint32]),
+    "mailsrv_dnssec_name": (c_char_p, [c_uint32]),
+    "mailsrv_status_str": (c_char_p, [c_int]),
+    "mailsrv_status_is_dns_error": (c_bool, [c_int]),
+    "mailsrv_status_is_cert_error": (c_bool, [c_int]),
+    "mailsrv_version": (c_char_p, []),
+    # test builds only (feature "test-hooks"); see OPTIONAL_FUNCTIONS
+    "mailsrv_test_panic": (mailsrv_status, []),
+}
+
+#: Functions that only some builds export; bound when present.
+OPTIONAL_FUNCTIONS = frozenset({"mailsrv_test_panic"})
+
+
+class LibraryNotFound(OSError):
+    """libmailsrv could not be found or loaded; the message lists every place tried."""
+
+
+def _in_tree_candidates() -> List[Path]:
+    # bindings/python/mailsrv/_ffi.py -> the repository root is three levels up
+    root = Path(__file__).resolve().parents[3]
+    names = ["libmailsrv.so"] if sys.platform != "darwin" else ["libmailsrv.dylib"]
+    return [root / "target" / kind / n for kind in ("debug", "release") for n in names]
+
+
+def _load() -> Tuple[ctypes.CDLL, str]:
+    tried: List[str] = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        try:
+            return ctypes.CDLL(env), env
+        except OSError as e:
+            # an explicit choice that fails is an error, not a reason to pick another library
+            raise LibraryNotFound(f"{ENV_VAR}={env!r} could not be loaded: {e}") from e
+    tried.append(f"${ENV_VAR} (not set)")
+
+    found = ctypes.util.find_library("mailsrv")
+    if found:
+        try:
+            return ctypes.CDLL(found), found
+        except OSError as e:
+            tried.append(f"find_library('mailsrv') -> {found!r}: {e}")
+    else:
+        tried.append("ctypes.util.find_library('mailsrv') (nothing found)")
+
+    for cand in _in_tree_candidates():
+        if cand.is_file():
+            try:
+                return ctypes.CDLL(str(cand)), str(cand)
+            except OSError as e:
+                tried.append(f"{cand}: {e}")
+        else:
+            tried.append(f"{cand} (missing)")
+    raise LibraryNotFound(
+        "libmailsrv not found. Set MAILSRV_LIBRARY to the .so, install it where the dynamic "
+        "linker finds it, or build it in-tree (cargo build). Tried:\n  " + "\n  ".join(tried)
+    )
+
+
+def _declare(library: ctypes.CDLL, table: Dict[str, Tuple[Any, Sequence[Any]]]) -> bool:
+    """Sets restype/argtypes of every function; returns whether the optional ones exist."""
+    have_optional = True
+    for name, (restype, argtypes) in table.items():
+        try:
+            fn = getattr(library, name)
+        except AttributeError:
+            if name in OPTIONAL_FUNCTIONS:
+                have_optional = False
+                continue
+            raise LibraryNotFound(
+                f"{LIBRARY_PATH} does not export {name}: an incompatible libmailsrv?"
+            ) from None
+        fn.restype = restype
+        fn.argtypes = list(argtypes)
+    return have_optional
+
+
+lib, LIBRARY_PATH = _load()
+#: True when the loaded library was built with the test-hooks feature (mailsrv_test_panic).
+HAS_TEST_HOOKS: bool = _declare(lib, FUNCTIONS)
+
+
+def errbuf(size: int = 512) -> "ctypes.Array[ctypes.c_char]":
+    """A fresh error buffer for the (errbuf, errlen) pair of blocking calls."""
+    return ctypes.create_string_buffer(size)
