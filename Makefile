@@ -27,8 +27,13 @@ TEST_FEATURES := --features test-hooks
 C_WARN  := -std=c11 -Wall -Wextra -Wpedantic -Werror
 C_TESTS := $(patsubst c-tests/%.c,c-tests/build/%,$(wildcard c-tests/test_*.c))
 
-.PHONY: all header check-header check-symbols lint build-test rust-tests c-tests py-tests \
+.PHONY: deps all header check-header check-symbols lint build-test rust-tests c-tests py-tests \
         test-suites check install uninstall demo install-check clean
+
+# System packages for the testbed (one apt-get, skipped when present) and pytest.
+deps:
+	testbed/install.sh
+	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q pytest
 
 all:
 	$(CARGO) build --release
@@ -70,7 +75,7 @@ py-tests: build-test
 # Everything that needs the servers, against one testbed.
 test-suites: rust-tests c-tests py-tests install-check
 
-check: lint check-header check-symbols
+check: deps lint check-header check-symbols
 	testbed/run.sh $(MAKE) --no-print-directory test-suites
 
 install: all
@@ -93,7 +98,7 @@ uninstall:
 install-check: all
 	scripts/install-check.sh
 
-demo: all
+demo: deps all
 	TESTBED_PARTS=dns testbed/run.sh scripts/demo.sh
 
 clean:

@@ -13,7 +13,11 @@ fn main() {
 
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         // 0.x: every minor release may break the ABI, so the soname carries it.
-        let abi = if major == "0" { format!("0.{minor}") } else { major.clone() };
+        let abi = if major == "0" {
+            format!("0.{minor}")
+        } else {
+            major.clone()
+        };
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmailsrv.so.{abi}");
         println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
         // Dependencies' #[no_mangle] symbols must not leak into the export table.
@@ -22,8 +26,14 @@ fn main() {
 
     let lock = fs::read_to_string(dir.join("Cargo.lock")).unwrap_or_default();
     println!("cargo:rerun-if-changed=Cargo.lock");
-    println!("cargo:rustc-env=MAILSRV_RUSTLS_VERSION={}", locked_version(&lock, "rustls"));
-    println!("cargo:rustc-env=MAILSRV_HICKORY_VERSION={}", locked_version(&lock, "hickory-resolver"));
+    println!(
+        "cargo:rustc-env=MAILSRV_RUSTLS_VERSION={}",
+        locked_version(&lock, "rustls")
+    );
+    println!(
+        "cargo:rustc-env=MAILSRV_HICKORY_VERSION={}",
+        locked_version(&lock, "hickory-resolver")
+    );
 
     write_header(&dir, &major, &minor, &patch);
 }

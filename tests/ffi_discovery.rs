@@ -67,7 +67,15 @@ fn discover_with(ctx: *mut mailsrv_ctx, address: &str, services: u32, flags: u32
     let mut out = ptr::null_mut();
     let mut err = [0 as c_char; 256];
     let st = unsafe {
-        mailsrv_srv_discover(ctx, c(address).as_ptr(), services, flags, &mut out, err.as_mut_ptr(), err.len())
+        mailsrv_srv_discover(
+            ctx,
+            c(address).as_ptr(),
+            services,
+            flags,
+            &mut out,
+            err.as_mut_ptr(),
+            err.len(),
+        )
     };
     assert_eq!(st, mailsrv_status::Ok, "{address}: {}", text(err.as_ptr()));
     assert_eq!(text(err.as_ptr()), "", "errbuf must be empty on success");
@@ -84,11 +92,23 @@ fn discover(address: &str, services: u32) -> Disc {
 #[test]
 fn example_com_all_six_services() {
     let d = discover("joe@example.com", 0);
-    assert_eq!(text(unsafe { mailsrv_discovery_domain(d.0) }), "example.com");
+    assert_eq!(
+        text(unsafe { mailsrv_discovery_domain(d.0) }),
+        "example.com"
+    );
     assert_eq!(unsafe { mailsrv_discovery_services_len(d.0) }, 6);
-    assert_eq!(d.targets(IMAPS), [("mail.example.net".to_string(), 10993, 0, 1)]);
-    assert_eq!(d.targets(IMAP), [("mail.example.net".to_string(), 10143, 10, 1)]);
-    assert_eq!(d.targets(POP3S), [("mail.example.net".to_string(), 10995, 20, 1)]);
+    assert_eq!(
+        d.targets(IMAPS),
+        [("mail.example.net".to_string(), 10993, 0, 1)]
+    );
+    assert_eq!(
+        d.targets(IMAP),
+        [("mail.example.net".to_string(), 10143, 10, 1)]
+    );
+    assert_eq!(
+        d.targets(POP3S),
+        [("mail.example.net".to_string(), 10995, 20, 1)]
+    );
     assert_eq!(d.targets(SUBMISSIONS)[0].1, 10465);
     assert_eq!(d.targets(SUBMISSION)[0].1, 10587);
     // T-SRV-04: a sole "." target means not offered; no endpoints, no fallback.
@@ -104,18 +124,28 @@ fn example_com_all_six_services() {
             let e = mailsrv_srv_set_endpoint_get(set, 0);
             assert_eq!(mailsrv_endpoint_dnssec(e), SECURE);
             assert_eq!(mailsrv_endpoint_address_dnssec(e), SECURE);
-            let addrs: Vec<String> =
-                (0..mailsrv_endpoint_addresses_len(e)).map(|i| text(mailsrv_endpoint_address_get(e, i))).collect();
+            let addrs: Vec<String> = (0..mailsrv_endpoint_addresses_len(e))
+                .map(|i| text(mailsrv_endpoint_address_get(e, i)))
+                .collect();
             assert_eq!(addrs, ["::1", "127.0.0.1"]);
             assert!(mailsrv_endpoint_address_get(e, 2).is_null());
         }
     }
     // T-SEL-01 / T-SEL-04: lowest priority, then implicit TLS on a tie.
     unsafe {
-        assert_eq!(mailsrv_srv_set_service(mailsrv_discovery_preferred(d.0, 1)), IMAPS);
-        assert_eq!(mailsrv_srv_set_service(mailsrv_discovery_preferred(d.0, 2)), SUBMISSIONS);
+        assert_eq!(
+            mailsrv_srv_set_service(mailsrv_discovery_preferred(d.0, 1)),
+            IMAPS
+        );
+        assert_eq!(
+            mailsrv_srv_set_service(mailsrv_discovery_preferred(d.0, 2)),
+            SUBMISSIONS
+        );
         assert!(mailsrv_discovery_preferred(d.0, 3).is_null());
-        assert!(mailsrv_discovery_find(d.0, 3).is_null(), "two bits are not one service");
+        assert!(
+            mailsrv_discovery_find(d.0, 3).is_null(),
+            "two bits are not one service"
+        );
         assert!(mailsrv_discovery_service_get(d.0, 6).is_null());
     }
 }
@@ -123,7 +153,10 @@ fn example_com_all_six_services() {
 #[test]
 fn t_srv_01_case_and_t_srv_03_last_at() {
     let d = discover("\"a@b\"@Example.COM", IMAPS);
-    assert_eq!(text(unsafe { mailsrv_discovery_domain(d.0) }), "example.com");
+    assert_eq!(
+        text(unsafe { mailsrv_discovery_domain(d.0) }),
+        "example.com"
+    );
     assert_eq!(d.state(IMAPS), FOUND);
     assert_eq!(unsafe { mailsrv_discovery_services_len(d.0) }, 1);
 }
@@ -131,7 +164,10 @@ fn t_srv_01_case_and_t_srv_03_last_at() {
 #[test]
 fn t_srv_02_idn_domain() {
     let d = discover("user@bücher.example", IMAPS | SUBMISSIONS);
-    assert_eq!(text(unsafe { mailsrv_discovery_domain(d.0) }), "xn--bcher-kva.example");
+    assert_eq!(
+        text(unsafe { mailsrv_discovery_domain(d.0) }),
+        "xn--bcher-kva.example"
+    );
     assert_eq!(d.state(IMAPS), FOUND);
     assert_eq!(unsafe { mailsrv_srv_set_dnssec(d.set(IMAPS)) }, SECURE);
 }
@@ -142,7 +178,11 @@ fn t_srv_05_nxdomain_is_no_record() {
     assert_eq!(d.state(IMAPS), NO_RECORD);
     unsafe {
         assert_eq!(mailsrv_srv_set_status(d.set(IMAPS)), mailsrv_status::Ok);
-        assert_eq!(mailsrv_srv_set_dnssec(d.set(IMAPS)), SECURE, "NSEC proof validated");
+        assert_eq!(
+            mailsrv_srv_set_dnssec(d.set(IMAPS)),
+            SECURE,
+            "NSEC proof validated"
+        );
     }
 }
 
@@ -151,7 +191,10 @@ fn t_srv_06_servfail_is_lookup_failed_never_no_record() {
     let d = discover("broken.test", IMAPS);
     assert_eq!(d.state(IMAPS), LOOKUP_FAILED);
     unsafe {
-        assert_eq!(mailsrv_srv_set_status(d.set(IMAPS)), mailsrv_status::Servfail);
+        assert_eq!(
+            mailsrv_srv_set_status(d.set(IMAPS)),
+            mailsrv_status::Servfail
+        );
         assert!(text(mailsrv_srv_set_detail(d.set(IMAPS))).contains("Server Failure"));
     }
 }
@@ -163,7 +206,11 @@ fn t_auth_03_bogus_is_an_error_for_the_service() {
         assert_eq!(d.state(s), BOGUS);
         unsafe {
             assert_eq!(mailsrv_srv_set_status(d.set(s)), mailsrv_status::Bogus);
-            assert_eq!(mailsrv_srv_set_endpoints_len(d.set(s)), 0, "bogus data is never handed out");
+            assert_eq!(
+                mailsrv_srv_set_endpoints_len(d.set(s)),
+                0,
+                "bogus data is never handed out"
+            );
         }
     }
 }
@@ -180,7 +227,12 @@ fn require_secure_flag_rejects_insecure_answers() {
     let ctx = testbed_ctx(0, 10_000);
     let d = discover_with(ctx, "insecure.test", IMAPS, MAILSRV_FLAG_REQUIRE_SECURE);
     assert_eq!(d.state(IMAPS), LOOKUP_FAILED);
-    unsafe { assert_eq!(mailsrv_srv_set_status(d.set(IMAPS)), mailsrv_status::NoSecureAnswer) };
+    unsafe {
+        assert_eq!(
+            mailsrv_srv_set_status(d.set(IMAPS)),
+            mailsrv_status::NoSecureAnswer
+        )
+    };
     let d = discover_with(ctx, "example.com", IMAPS, MAILSRV_FLAG_REQUIRE_SECURE);
     assert_eq!(d.state(IMAPS), FOUND);
     unsafe { mailsrv_ctx_free(ctx) };
@@ -194,11 +246,17 @@ fn t_srv_07_priority_order_and_seeded_weights() {
         let ctx = ctx_from(cfg);
         let d = discover_with(ctx, "multi.example.com", IMAPS, 0);
         unsafe { mailsrv_ctx_free(ctx) };
-        d.targets(IMAPS).into_iter().map(|t| t.0).collect::<Vec<_>>()
+        d.targets(IMAPS)
+            .into_iter()
+            .map(|t| t.0)
+            .collect::<Vec<_>>()
     };
     let first = order(5);
     assert_eq!(first.len(), 3);
-    assert_eq!(first[2], "c.example.net", "priority 20 comes after priority 10");
+    assert_eq!(
+        first[2], "c.example.net",
+        "priority 20 comes after priority 10"
+    );
     assert_eq!(order(5), first, "same seed, same order");
     let mut a_first = 0;
     for seed in 0..200 {
@@ -230,10 +288,17 @@ fn t_srv_15_truncated_answer_retried_over_tcp() {
 #[test]
 fn t_srv_14_cname_target_flagged_and_cname_owner_followed() {
     let d = discover("cnametarget.example.com", IMAPS);
-    assert_eq!(d.targets(IMAPS)[0].0, "mail.example.com", "the SRV target, never the CNAME expansion");
+    assert_eq!(
+        d.targets(IMAPS)[0].0,
+        "mail.example.com",
+        "the SRV target, never the CNAME expansion"
+    );
     unsafe {
         assert!(text(mailsrv_srv_set_diagnostic_get(d.set(IMAPS), 0)).contains("RFC 2782"));
-        assert_eq!(mailsrv_endpoint_addresses_len(mailsrv_srv_set_endpoint_get(d.set(IMAPS), 0)), 2);
+        assert_eq!(
+            mailsrv_endpoint_addresses_len(mailsrv_srv_set_endpoint_get(d.set(IMAPS), 0)),
+            2
+        );
     }
     let d = discover("alias.example.com", IMAPS);
     assert_eq!(d.state(IMAPS), FOUND);
@@ -301,7 +366,11 @@ fn dead_nameserver_times_out_within_the_deadline() {
     let took = t0.elapsed();
     assert!(took < Duration::from_millis(2500), "took {took:?}");
     for s in [IMAPS, IMAP, POP3S, POP3, SUBMISSIONS, SUBMISSION] {
-        assert_eq!(d.state(s), LOOKUP_FAILED, "T-SRV-06: a timeout is never 'no record'");
+        assert_eq!(
+            d.state(s),
+            LOOKUP_FAILED,
+            "T-SRV-06: a timeout is never 'no record'"
+        );
         unsafe { assert_eq!(mailsrv_srv_set_status(d.set(s)), mailsrv_status::Timeout) };
     }
     unsafe { mailsrv_ctx_free(ctx) };
@@ -310,11 +379,26 @@ fn dead_nameserver_times_out_within_the_deadline() {
 #[test]
 fn bad_input_fails_the_call_with_a_reason() {
     let ctx = testbed_ctx(0, 5_000);
-    for bad in ["", "user@", "@example.com", "localhost", "a@b@", "user@exa mple.com"] {
+    for bad in [
+        "",
+        "user@",
+        "@example.com",
+        "localhost",
+        "a@b@",
+        "user@exa mple.com",
+    ] {
         let mut out = ptr::null_mut();
         let mut err = [0 as c_char; 128];
         let st = unsafe {
-            mailsrv_srv_discover(ctx, c(bad).as_ptr(), 0, 0, &mut out, err.as_mut_ptr(), err.len())
+            mailsrv_srv_discover(
+                ctx,
+                c(bad).as_ptr(),
+                0,
+                0,
+                &mut out,
+                err.as_mut_ptr(),
+                err.len(),
+            )
         };
         assert_eq!(st, mailsrv_status::InvalidArg, "{bad:?}");
         assert!(out.is_null());
@@ -324,22 +408,59 @@ fn bad_input_fails_the_call_with_a_reason() {
     let latin1 = b"user@b\xfccher.example\0";
     let mut out = ptr::null_mut();
     let st = unsafe {
-        mailsrv_srv_discover(ctx, latin1.as_ptr().cast(), 0, 0, &mut out, ptr::null_mut(), 0)
+        mailsrv_srv_discover(
+            ctx,
+            latin1.as_ptr().cast(),
+            0,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
     };
     assert_eq!(st, mailsrv_status::InvalidArg);
     // Over-long names (T-SNI-10 applies to domains as well).
     let long = format!("u@{}.example", "a".repeat(64));
-    let st = unsafe { mailsrv_srv_discover(ctx, c(&long).as_ptr(), 0, 0, &mut out, ptr::null_mut(), 0) };
+    let st =
+        unsafe { mailsrv_srv_discover(ctx, c(&long).as_ptr(), 0, 0, &mut out, ptr::null_mut(), 0) };
     assert_eq!(st, mailsrv_status::InvalidArg);
     // Unknown service bits and flags.
-    let st = unsafe { mailsrv_srv_discover(ctx, c("example.com").as_ptr(), 64, 0, &mut out, ptr::null_mut(), 0) };
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            c("example.com").as_ptr(),
+            64,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
     assert_eq!(st, mailsrv_status::InvalidArg);
-    let st = unsafe { mailsrv_srv_discover(ctx, c("example.com").as_ptr(), 0, 2, &mut out, ptr::null_mut(), 0) };
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            c("example.com").as_ptr(),
+            0,
+            2,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
     assert_eq!(st, mailsrv_status::InvalidArg);
     // Error buffer truncation: always NUL-terminated.
     let mut small = [b'x' as c_char; 6];
     let st = unsafe {
-        mailsrv_srv_discover(ctx, c("").as_ptr(), 0, 0, &mut out, small.as_mut_ptr(), small.len())
+        mailsrv_srv_discover(
+            ctx,
+            c("").as_ptr(),
+            0,
+            0,
+            &mut out,
+            small.as_mut_ptr(),
+            small.len(),
+        )
     };
     assert_eq!(st, mailsrv_status::InvalidArg);
     assert_eq!(text(small.as_ptr()).len(), 5);

@@ -24,8 +24,8 @@ const LOOP: u32 = 1;
 #[test]
 fn every_status_has_text_and_unknown_codes_are_named() {
     let codes = [
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 100, 101, 102, 103, 104, 200, 201, 202, 300, 301, 302, 303,
-        304, 305, 306, 307, 308, 400, 401, 402,
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 100, 101, 102, 103, 104, 200, 201, 202, 300, 301,
+        302, 303, 304, 305, 306, 307, 308, 400, 401, 402,
     ];
     for code in codes {
         let t = text(mailsrv_status_str(code));
@@ -41,37 +41,71 @@ fn every_status_has_text_and_unknown_codes_are_named() {
 #[test]
 fn version_names_the_engines() {
     let v = text(mailsrv_version());
-    assert!(v.starts_with(&format!("mailsrv {}", env!("CARGO_PKG_VERSION"))), "{v}");
-    assert!(v.contains("rustls 0.23") && v.contains("hickory-resolver 0.26"), "{v}");
+    assert!(
+        v.starts_with(&format!("mailsrv {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(
+        v.contains("rustls 0.23") && v.contains("hickory-resolver 0.26"),
+        "{v}"
+    );
 }
 
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_panic_becomes_a_status() {
     assert_eq!(mailsrv_test_panic(), mailsrv_status::Panic);
-    assert_eq!(mailsrv_test_panic(), mailsrv_status::Panic, "and the process goes on");
+    assert_eq!(
+        mailsrv_test_panic(),
+        mailsrv_status::Panic,
+        "and the process goes on"
+    );
 }
 
 #[test]
 fn null_arguments_never_crash() {
     unsafe {
         assert_eq!(mailsrv_config_new(ptr::null_mut()), mailsrv_status::NullArg);
-        assert_eq!(mailsrv_config_set_nameserver(ptr::null_mut(), c("::1").as_ptr()), mailsrv_status::NullArg);
+        assert_eq!(
+            mailsrv_config_set_nameserver(ptr::null_mut(), c("::1").as_ptr()),
+            mailsrv_status::NullArg
+        );
         let mut cfg = ptr::null_mut();
         mailsrv_config_new(&mut cfg);
-        assert_eq!(mailsrv_config_set_nameserver(cfg, ptr::null()), mailsrv_status::NullArg);
-        assert_eq!(mailsrv_config_set_trust_anchor_file(cfg, ptr::null()), mailsrv_status::Ok, "NULL resets");
-        assert_eq!(mailsrv_ctx_new(cfg, ptr::null_mut(), ptr::null_mut(), 0), mailsrv_status::NullArg);
+        assert_eq!(
+            mailsrv_config_set_nameserver(cfg, ptr::null()),
+            mailsrv_status::NullArg
+        );
+        assert_eq!(
+            mailsrv_config_set_trust_anchor_file(cfg, ptr::null()),
+            mailsrv_status::Ok,
+            "NULL resets"
+        );
+        assert_eq!(
+            mailsrv_ctx_new(cfg, ptr::null_mut(), ptr::null_mut(), 0),
+            mailsrv_status::NullArg
+        );
         mailsrv_config_free(cfg);
         mailsrv_config_free(ptr::null_mut());
         mailsrv_ctx_free(ptr::null_mut());
         mailsrv_discovery_free(ptr::null_mut());
         assert_eq!(mailsrv_ctx_notify_fd(ptr::null()), -1);
-        assert_eq!(mailsrv_ctx_dispatch(ptr::null_mut(), ptr::null_mut()), mailsrv_status::NullArg);
+        assert_eq!(
+            mailsrv_ctx_dispatch(ptr::null_mut(), ptr::null_mut()),
+            mailsrv_status::NullArg
+        );
         assert_eq!(mailsrv_cancel(ptr::null_mut(), 1), mailsrv_status::NullArg);
         let mut out = ptr::null_mut();
         assert_eq!(
-            mailsrv_srv_discover(ptr::null_mut(), c("example.com").as_ptr(), 0, 0, &mut out, ptr::null_mut(), 0),
+            mailsrv_srv_discover(
+                ptr::null_mut(),
+                c("example.com").as_ptr(),
+                0,
+                0,
+                &mut out,
+                ptr::null_mut(),
+                0
+            ),
             mailsrv_status::NullArg
         );
         assert!(mailsrv_discovery_domain(ptr::null()).is_null());
@@ -90,14 +124,30 @@ fn unknown_enum_values_and_bad_text_are_invalid() {
     unsafe {
         let mut cfg = ptr::null_mut();
         mailsrv_config_new(&mut cfg);
-        assert_eq!(mailsrv_config_set_dispatch(cfg, 2), mailsrv_status::InvalidArg);
-        assert_eq!(mailsrv_config_set_flags(cfg, 0x100), mailsrv_status::InvalidArg);
-        assert_eq!(mailsrv_config_set_timeout_ms(cfg, 600_001), mailsrv_status::InvalidArg);
+        assert_eq!(
+            mailsrv_config_set_dispatch(cfg, 2),
+            mailsrv_status::InvalidArg
+        );
+        assert_eq!(
+            mailsrv_config_set_flags(cfg, 0x100),
+            mailsrv_status::InvalidArg
+        );
+        assert_eq!(
+            mailsrv_config_set_timeout_ms(cfg, 600_001),
+            mailsrv_status::InvalidArg
+        );
         for bad in ["", "mail.example.net", "127.0.0.1:70000", "1.2.3"] {
-            assert_eq!(mailsrv_config_set_nameserver(cfg, c(bad).as_ptr()), mailsrv_status::InvalidArg, "{bad}");
+            assert_eq!(
+                mailsrv_config_set_nameserver(cfg, c(bad).as_ptr()),
+                mailsrv_status::InvalidArg,
+                "{bad}"
+            );
         }
         let latin1 = b"127.0.0.\xff\0";
-        assert_eq!(mailsrv_config_set_nameserver(cfg, latin1.as_ptr().cast()), mailsrv_status::InvalidArg);
+        assert_eq!(
+            mailsrv_config_set_nameserver(cfg, latin1.as_ptr().cast()),
+            mailsrv_status::InvalidArg
+        );
         // A trust anchor that is not one fails the context, with a reason.
         let dir = std::env::temp_dir().join(format!("mailsrv-anchor-{}", std::process::id()));
         std::fs::write(&dir, "not a trust anchor\n").unwrap();
@@ -105,11 +155,21 @@ fn unknown_enum_values_and_bad_text_are_invalid() {
         mailsrv_config_set_trust_anchor_file(cfg, c(dir.to_str().unwrap()).as_ptr());
         let mut ctx = ptr::null_mut();
         let mut err = [0 as c_char; 200];
-        assert_eq!(mailsrv_ctx_new(cfg, &mut ctx, err.as_mut_ptr(), err.len()), mailsrv_status::BadTrustAnchor);
+        assert_eq!(
+            mailsrv_ctx_new(cfg, &mut ctx, err.as_mut_ptr(), err.len()),
+            mailsrv_status::BadTrustAnchor
+        );
         assert!(ctx.is_null());
-        assert!(text(err.as_ptr()).contains("mailsrv-anchor"), "{}", text(err.as_ptr()));
+        assert!(
+            text(err.as_ptr()).contains("mailsrv-anchor"),
+            "{}",
+            text(err.as_ptr())
+        );
         mailsrv_config_set_trust_anchor_file(cfg, c("/nonexistent/anchor").as_ptr());
-        assert_eq!(mailsrv_ctx_new(cfg, &mut ctx, ptr::null_mut(), 0), mailsrv_status::BadTrustAnchor);
+        assert_eq!(
+            mailsrv_ctx_new(cfg, &mut ctx, ptr::null_mut(), 0),
+            mailsrv_status::BadTrustAnchor
+        );
         let _ = std::fs::remove_file(dir);
         mailsrv_config_free(cfg);
     }
@@ -123,11 +183,19 @@ struct Seen {
 }
 
 impl Seen {
-    fn wait_for(&self, n: usize, limit: Duration) -> Vec<(mailsrv_request_id, mailsrv_status, bool)> {
+    fn wait_for(
+        &self,
+        n: usize,
+        limit: Duration,
+    ) -> Vec<(mailsrv_request_id, mailsrv_status, bool)> {
         let deadline = Instant::now() + limit;
         let mut calls = self.calls.lock().unwrap();
         while calls.len() < n && Instant::now() < deadline {
-            calls = self.cv.wait_timeout(calls, Duration::from_millis(50)).unwrap().0;
+            calls = self
+                .cv
+                .wait_timeout(calls, Duration::from_millis(50))
+                .unwrap()
+                .0;
         }
         calls.clone()
     }
@@ -152,7 +220,15 @@ unsafe extern "C" fn record(
 fn start(ctx: *mut mailsrv_ctx, address: &str, seen: &Arc<Seen>) -> mailsrv_request_id {
     let mut id = 0;
     let st = unsafe {
-        mailsrv_srv_discover_async(ctx, c(address).as_ptr(), 0, 0, Some(record), Arc::as_ptr(seen) as *mut c_void, &mut id)
+        mailsrv_srv_discover_async(
+            ctx,
+            c(address).as_ptr(),
+            0,
+            0,
+            Some(record),
+            Arc::as_ptr(seen) as *mut c_void,
+            &mut id,
+        )
     };
     assert_eq!(st, mailsrv_status::Ok);
     assert_ne!(id, 0);
@@ -176,7 +252,10 @@ fn dead_ctx(dispatch: u32) -> *mut mailsrv_ctx {
 fn thread_mode_callback_runs_once_with_the_result() {
     let ctx = testbed_ctx(THREAD, 10_000);
     assert_eq!(unsafe { mailsrv_ctx_notify_fd(ctx) }, -1);
-    assert_eq!(unsafe { mailsrv_ctx_dispatch(ctx, ptr::null_mut()) }, mailsrv_status::InvalidArg);
+    assert_eq!(
+        unsafe { mailsrv_ctx_dispatch(ctx, ptr::null_mut()) },
+        mailsrv_status::InvalidArg
+    );
     let seen = Arc::new(Seen::default());
     let ids: Vec<_> = (0..5).map(|_| start(ctx, "example.com", &seen)).collect();
     let calls = seen.wait_for(5, Duration::from_secs(10));
@@ -195,9 +274,25 @@ fn async_bad_input_fails_at_once_without_callback() {
     let seen = Arc::new(Seen::default());
     let mut id = 0;
     unsafe {
-        let st = mailsrv_srv_discover_async(ctx, c("no-dot").as_ptr(), 0, 0, Some(record), ptr::null_mut(), &mut id);
+        let st = mailsrv_srv_discover_async(
+            ctx,
+            c("no-dot").as_ptr(),
+            0,
+            0,
+            Some(record),
+            ptr::null_mut(),
+            &mut id,
+        );
         assert_eq!(st, mailsrv_status::InvalidArg);
-        let st = mailsrv_srv_discover_async(ctx, c("example.com").as_ptr(), 0, 0, None, ptr::null_mut(), &mut id);
+        let st = mailsrv_srv_discover_async(
+            ctx,
+            c("example.com").as_ptr(),
+            0,
+            0,
+            None,
+            ptr::null_mut(),
+            &mut id,
+        );
         assert_eq!(st, mailsrv_status::NullArg);
         mailsrv_ctx_free(ctx);
     }
@@ -205,7 +300,11 @@ fn async_bad_input_fails_at_once_without_callback() {
 }
 
 fn readable(fd: i32, wait_ms: i32) -> bool {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     unsafe { libc::poll(&mut p, 1, wait_ms) == 1 && p.revents & libc::POLLIN != 0 }
 }
 
@@ -218,13 +317,25 @@ fn loop_mode_delivers_only_inside_dispatch_and_the_fd_tracks_the_queue() {
     let seen = Arc::new(Seen::default());
     let id = start(ctx, "example.com", &seen);
     assert!(readable(fd, 10_000), "completion signalled");
-    assert!(seen.calls.lock().unwrap().is_empty(), "no callback outside dispatch");
+    assert!(
+        seen.calls.lock().unwrap().is_empty(),
+        "no callback outside dispatch"
+    );
     let mut ran = 0;
-    assert_eq!(unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) }, mailsrv_status::Ok);
+    assert_eq!(
+        unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) },
+        mailsrv_status::Ok
+    );
     assert_eq!(ran, 1);
-    assert_eq!(*seen.calls.lock().unwrap(), [(id, mailsrv_status::Ok, true)]);
+    assert_eq!(
+        *seen.calls.lock().unwrap(),
+        [(id, mailsrv_status::Ok, true)]
+    );
     assert!(!readable(fd, 0), "drained");
-    assert_eq!(unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) }, mailsrv_status::Ok);
+    assert_eq!(
+        unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) },
+        mailsrv_status::Ok
+    );
     assert_eq!(ran, 0);
     unsafe { mailsrv_ctx_free(ctx) };
 }
@@ -237,7 +348,10 @@ fn cancel_delivers_cancelled_once_and_then_not_found() {
         let id = start(ctx, "example.com", &seen);
         assert_eq!(unsafe { mailsrv_cancel(ctx, id) }, mailsrv_status::Ok);
         assert_eq!(unsafe { mailsrv_cancel(ctx, id) }, mailsrv_status::NotFound);
-        assert_eq!(unsafe { mailsrv_cancel(ctx, 999_999) }, mailsrv_status::NotFound);
+        assert_eq!(
+            unsafe { mailsrv_cancel(ctx, 999_999) },
+            mailsrv_status::NotFound
+        );
         if mode == LOOP {
             assert!(readable(unsafe { mailsrv_ctx_notify_fd(ctx) }, 5_000));
             unsafe { mailsrv_ctx_dispatch(ctx, ptr::null_mut()) };
@@ -274,7 +388,11 @@ fn random_cancels_under_load_keep_exactly_once() {
         let mut ids = Vec::new();
         let mut cancelled = 0;
         for i in 0..200u64 {
-            let address = if i % 3 == 0 { "insecure.test" } else { "example.com" };
+            let address = if i % 3 == 0 {
+                "insecure.test"
+            } else {
+                "example.com"
+            };
             let id = start(ctx, address, &seen);
             ids.push(id);
             if i % 4 == 1 && unsafe { mailsrv_cancel(ctx, id) } == mailsrv_status::Ok {
@@ -296,11 +414,25 @@ fn random_cancels_under_load_keep_exactly_once() {
         for c in &calls {
             *per_id.entry(c.0).or_default() += 1;
         }
-        assert_eq!(per_id.len(), ids.len(), "mode {mode}: every request answered");
-        assert!(per_id.values().all(|&n| n == 1), "mode {mode}: exactly once");
-        let n_cancelled = calls.iter().filter(|c| c.1 == mailsrv_status::Cancelled).count();
+        assert_eq!(
+            per_id.len(),
+            ids.len(),
+            "mode {mode}: every request answered"
+        );
+        assert!(
+            per_id.values().all(|&n| n == 1),
+            "mode {mode}: exactly once"
+        );
+        let n_cancelled = calls
+            .iter()
+            .filter(|c| c.1 == mailsrv_status::Cancelled)
+            .count();
         assert_eq!(n_cancelled, cancelled, "mode {mode}");
-        assert!(calls.iter().all(|c| matches!(c.1, mailsrv_status::Ok | mailsrv_status::Cancelled)));
+        assert!(
+            calls
+                .iter()
+                .all(|c| matches!(c.1, mailsrv_status::Ok | mailsrv_status::Cancelled))
+        );
     }
 }
 
@@ -323,26 +455,62 @@ unsafe extern "C" fn reenter(
     let mut inner = r.inner.lock().unwrap();
     // Blocking calls and dispatch are refused here; async calls and cancel are fine.
     inner.push(unsafe {
-        mailsrv_srv_discover(r.ctx, c("example.com").as_ptr(), 1, 0, &mut out, ptr::null_mut(), 0)
+        mailsrv_srv_discover(
+            r.ctx,
+            c("example.com").as_ptr(),
+            1,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
     });
     inner.push(unsafe { mailsrv_ctx_dispatch(r.ctx, ptr::null_mut()) });
     let mut next = 0;
     inner.push(unsafe {
-        mailsrv_srv_discover_async(r.ctx, c("example.com").as_ptr(), 1, 0, Some(record), Arc::as_ptr(&r.seen) as *mut c_void, &mut next)
+        mailsrv_srv_discover_async(
+            r.ctx,
+            c("example.com").as_ptr(),
+            1,
+            0,
+            Some(record),
+            Arc::as_ptr(&r.seen) as *mut c_void,
+            &mut next,
+        )
     });
     inner.push(unsafe { mailsrv_cancel(r.ctx, next) });
     drop(inner);
-    unsafe { record(Arc::as_ptr(&r.seen) as *mut c_void, id, status, result, detail) };
+    unsafe {
+        record(
+            Arc::as_ptr(&r.seen) as *mut c_void,
+            id,
+            status,
+            result,
+            detail,
+        )
+    };
 }
 
 #[test]
 fn callbacks_may_call_back_into_the_library() {
     for mode in [THREAD, LOOP] {
         let ctx = testbed_ctx(mode, 10_000);
-        let r = Box::new(Reentry { ctx, seen: Arc::new(Seen::default()), inner: Mutex::new(Vec::new()) });
+        let r = Box::new(Reentry {
+            ctx,
+            seen: Arc::new(Seen::default()),
+            inner: Mutex::new(Vec::new()),
+        });
         let mut id = 0;
         let st = unsafe {
-            mailsrv_srv_discover_async(ctx, c("example.com").as_ptr(), 1, 0, Some(reenter), &*r as *const Reentry as *mut c_void, &mut id)
+            mailsrv_srv_discover_async(
+                ctx,
+                c("example.com").as_ptr(),
+                1,
+                0,
+                Some(reenter),
+                &*r as *const Reentry as *mut c_void,
+                &mut id,
+            )
         };
         assert_eq!(st, mailsrv_status::Ok);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -356,7 +524,12 @@ fn callbacks_may_call_back_into_the_library() {
         }
         assert_eq!(
             *r.inner.lock().unwrap(),
-            [mailsrv_status::InCallback, mailsrv_status::InCallback, mailsrv_status::Ok, mailsrv_status::Ok],
+            [
+                mailsrv_status::InCallback,
+                mailsrv_status::InCallback,
+                mailsrv_status::Ok,
+                mailsrv_status::Ok
+            ],
             "mode {mode}"
         );
         let calls = r.seen.calls.lock().unwrap().clone();
@@ -393,15 +566,26 @@ fn ctx_free_inside_a_callback_finishes_after_it() {
     let mut id = 0;
     unsafe {
         assert_eq!(
-            mailsrv_srv_discover_async(ctx, c("example.com").as_ptr(), 1, 0, Some(free_ctx_inside), ud, &mut id),
+            mailsrv_srv_discover_async(
+                ctx,
+                c("example.com").as_ptr(),
+                1,
+                0,
+                Some(free_ctx_inside),
+                ud,
+                &mut id
+            ),
             mailsrv_status::Ok
         );
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while state.1.lock().unwrap().is_null() == false && Instant::now() < deadline {
+    while !state.1.lock().unwrap().is_null() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(*state.0.lock().unwrap(), 1);
-    assert!(state.1.lock().unwrap().is_null(), "the callback freed the context");
+    assert!(
+        state.1.lock().unwrap().is_null(),
+        "the callback freed the context"
+    );
 }

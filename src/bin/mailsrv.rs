@@ -50,11 +50,21 @@ fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// A subcommand's arguments: positional ones, its own `--flag [value]` pairs, the common ones.
+struct Args {
+    positional: Vec<String>,
+    options: Vec<(String, String)>,
+    common: Common,
+}
+
 /// Splits `args` into positional arguments and `--flag [value]` pairs, filling `Common`.
-fn parse(args: &[String], extra: &[&str]) -> Result<(Vec<String>, Vec<(String, String)>, Common), String> {
+fn parse(args: &[String], extra: &[&str]) -> Result<Args, String> {
     let mut pos = Vec::new();
     let mut opts = Vec::new();
-    let mut common = Common { json: false, config: Config::default() };
+    let mut common = Common {
+        json: false,
+        config: Config::default(),
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
@@ -67,21 +77,39 @@ fn parse(args: &[String], extra: &[&str]) -> Result<(Vec<String>, Vec<(String, S
             "--trust-anchor" => common.config.trust_anchor_file = Some(value(a)?.into()),
             "--ca-file" => common.config.ca_file = Some(value(a)?.into()),
             "--timeout-ms" => {
-                let ms: u64 = value(a)?.parse().map_err(|_| "--timeout-ms takes milliseconds")?;
-                common.config.set_timeout(Duration::from_millis(ms)).map_err(|e| e.to_string())?;
+                let ms: u64 = value(a)?
+                    .parse()
+                    .map_err(|_| "--timeout-ms takes milliseconds")?;
+                common
+                    .config
+                    .set_timeout(Duration::from_millis(ms))
+                    .map_err(|e| e.to_string())?;
             }
-            "--seed" => common.config.rng_seed = Some(value(a)?.parse().map_err(|_| "--seed takes a number")?),
-            f if extra.contains(&f) && f == "--require-secure" => opts.push((f.to_string(), String::new())),
+            "--seed" => {
+                common.config.rng_seed =
+                    Some(value(a)?.parse().map_err(|_| "--seed takes a number")?)
+            }
+            f if extra.contains(&f) && f == "--require-secure" => {
+                opts.push((f.to_string(), String::new()))
+            }
             f if extra.contains(&f) => opts.push((f.to_string(), value(f)?)),
             f if f.starts_with("--") => return Err(format!("unknown option {f}\n{USAGE}")),
             _ => pos.push(a.clone()),
         }
     }
-    Ok((pos, opts, common))
+    Ok(Args {
+        positional: pos,
+        options: opts,
+        common,
+    })
 }
 
 fn discover(args: &[String]) -> Result<(), String> {
-    let (pos, opts, common) = parse(args, &["--service", "--require-secure"])?;
+    let Args {
+        positional: pos,
+        options: opts,
+        common,
+    } = parse(args, &["--service", "--require-secure"])?;
     let [address] = pos.as_slice() else {
         return Err(format!("discover takes one ADDRESS\n{USAGE}"));
     };
@@ -89,7 +117,9 @@ fn discover(args: &[String]) -> Result<(), String> {
     let mut secure = false;
     for (k, v) in &opts {
         match k.as_str() {
-            "--service" => services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?),
+            "--service" => {
+                services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?)
+            }
             _ => secure = true,
         }
     }
@@ -97,7 +127,9 @@ fn discover(args: &[String]) -> Result<(), String> {
         services = Service::ALL.to_vec();
     }
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
-    let d = ctx.discover(address, &services, secure).map_err(|e| e.to_string())?;
+    let d = ctx
+        .discover(address, &services, secure)
+        .map_err(|e| e.to_string())?;
     if common.json {
         emit(&format!("{}\n", discovery_json(&d)));
     } else {
@@ -154,30 +186,50 @@ fn discovery_text(d: &Discovery) -> String {
         let dnssec = s.dnssec.map_or("-", |x| x.name());
         match s.state {
             SrvState::Found => {
-                let _ = writeln!(o, "  {:<12} found      (DNSSEC {dnssec}, TTL {}s)", s.service.name(), s.ttl);
+                let _ = writeln!(
+                    o,
+                    "  {:<12} found      (DNSSEC {dnssec}, TTL {}s)",
+                    s.service.name(),
+                    s.ttl
+                );
                 for e in &s.endpoints {
                     let addrs: Vec<String> = e.addresses.iter().map(|a| a.to_string()).collect();
                     let addrs = if addrs.is_empty() {
-                        e.address_error.as_ref().map_or("no address".into(), |x| x.to_string())
+                        e.address_error
+                            .as_ref()
+                            .map_or("no address".into(), |x| x.to_string())
                     } else {
                         addrs.join(" ")
                     };
-                    let _ = writeln!(o, 
+                    let _ = writeln!(
+                        o,
                         "      {}:{}  priority {} weight {}  [{}]",
                         e.target, e.port, e.priority, e.weight, addrs
                     );
                 }
             }
             state => {
-                let why = s.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
-                let _ = writeln!(o, "  {:<12} {}{why} (DNSSEC {dnssec})", s.service.name(), state.name());
+                let why = s
+                    .error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "  {:<12} {}{why} (DNSSEC {dnssec})",
+                    s.service.name(),
+                    state.name()
+                );
             }
         }
         for n in &s.diagnostics {
             let _ = writeln!(o, "      note: {n}");
         }
     }
-    for (label, p) in [("reading", Purpose::Access), ("sending", Purpose::Submission)] {
+    for (label, p) in [
+        ("reading", Purpose::Access),
+        ("sending", Purpose::Submission),
+    ] {
         if let Some(s) = d.preferred(p) {
             let _ = writeln!(o, "  preferred for {label}: {}", s.service.name());
         }

@@ -20,7 +20,9 @@ pub fn mail_domain(input: &str) -> Result<String> {
         return Err(Error::InvalidArg("empty address".into()));
     }
     if input.len() > MAX_INPUT {
-        return Err(Error::InvalidArg(format!("address longer than {MAX_INPUT} bytes")));
+        return Err(Error::InvalidArg(format!(
+            "address longer than {MAX_INPUT} bytes"
+        )));
     }
     if input.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(Error::InvalidArg(
@@ -31,7 +33,9 @@ pub fn mail_domain(input: &str) -> Result<String> {
         Some(at) => {
             let local = &input[..at];
             if local.is_empty() {
-                return Err(Error::InvalidArg(format!("{input:?} has an empty local part")));
+                return Err(Error::InvalidArg(format!(
+                    "{input:?} has an empty local part"
+                )));
             }
             if local.len() > MAX_LOCAL_PART {
                 return Err(Error::InvalidArg(format!(
@@ -125,8 +129,14 @@ mod tests {
 
     #[test]
     fn t_srv_02_idn_to_a_label() {
-        assert_eq!(mail_domain("user@bücher.example").unwrap(), "xn--bcher-kva.example");
-        assert_eq!(mail_domain("BÜCHER.example").unwrap(), "xn--bcher-kva.example");
+        assert_eq!(
+            mail_domain("user@bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            mail_domain("BÜCHER.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
     }
 
     #[test]

@@ -38,7 +38,13 @@ impl AnchorSource {
     pub fn from_text(text: &str) -> Result<Self> {
         let lines: Vec<Vec<&str>> = text
             .lines()
-            .map(|l| l.split(';').next().unwrap_or("").split_whitespace().collect())
+            .map(|l| {
+                l.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .split_whitespace()
+                    .collect()
+            })
             .filter(|t: &Vec<&str>| !t.is_empty())
             .collect();
         if lines.is_empty() {
@@ -72,7 +78,10 @@ fn is_type(word: &str) -> bool {
 fn parse_dnskeys(lines: &[Vec<&str>]) -> Result<AnchorSource> {
     let mut norm = String::new();
     for t in lines {
-        let at = t.iter().position(|w| w.eq_ignore_ascii_case("DNSKEY")).unwrap_or(0);
+        let at = t
+            .iter()
+            .position(|w| w.eq_ignore_ascii_case("DNSKEY"))
+            .unwrap_or(0);
         norm.push_str(&format!("{} IN DNSKEY {}\n", t[0], t[at + 1..].join(" ")));
     }
     let anchors = TrustAnchors::from_str(&norm)
@@ -138,7 +147,8 @@ mod tests {
 
     #[test]
     fn ds_form_is_parsed() {
-        let text = ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D";
+        let text =
+            ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D";
         match AnchorSource::from_text(text) {
             Ok(AnchorSource::Ds(v)) => assert_eq!(v.len(), 1),
             _ => panic!("DS anchor rejected"),
@@ -147,11 +157,16 @@ mod tests {
 
     #[test]
     fn garbage_is_a_bad_anchor() {
-        for bad in ["", "; only a comment", ". IN A 127.0.0.1", ". IN DNSKEY 257 3 8 !!!"] {
-            assert!(matches!(
-                AnchorSource::from_text(bad),
-                Err(Error::BadTrustAnchor(_))
-            ), "{bad:?}");
+        for bad in [
+            "",
+            "; only a comment",
+            ". IN A 127.0.0.1",
+            ". IN DNSKEY 257 3 8 !!!",
+        ] {
+            assert!(
+                matches!(AnchorSource::from_text(bad), Err(Error::BadTrustAnchor(_))),
+                "{bad:?}"
+            );
         }
     }
 }

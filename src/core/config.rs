@@ -70,8 +70,13 @@ pub fn parse_nameserver(text: &str) -> Result<SocketAddr> {
     if let Ok(sa) = text.parse::<SocketAddr>() {
         return Ok(sa);
     }
-    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-    bare.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)).map_err(|_| bad())
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| bad())
 }
 
 /// The `nameserver` lines of /etc/resolv.conf (the default when none is configured).

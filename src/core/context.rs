@@ -44,14 +44,19 @@ impl Context {
             nameservers,
             anchors,
             // One exchange may use a third of the budget, so a retry still fits.
-            query_timeout: (config.timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+            query_timeout: (config.timeout / 3)
+                .clamp(Duration::from_millis(100), Duration::from_secs(5)),
         };
         let resolver = {
             let _in_runtime = rt.enter();
             Arc::new(Resolver::new(&rcfg)?)
         };
         let dispatcher = Dispatcher::new(config.dispatch)?;
-        Ok(Context { config, resolver, dispatcher })
+        Ok(Context {
+            config,
+            resolver,
+            dispatcher,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -116,7 +121,12 @@ impl Context {
         Ok(async move { discover(&resolver, &address, &opts, deadline).await })
     }
 
-    pub fn discover(&self, address: &str, services: &[Service], require_secure: bool) -> Result<Discovery> {
+    pub fn discover(
+        &self,
+        address: &str,
+        services: &[Service],
+        require_secure: bool,
+    ) -> Result<Discovery> {
         self.run(self.discover_future(address, services, require_secure)?)
     }
 
@@ -127,6 +137,9 @@ impl Context {
         require_secure: bool,
         deliver: Deliver<Discovery>,
     ) -> Result<RequestId> {
-        self.spawn(self.discover_future(address, services, require_secure)?, deliver)
+        self.spawn(
+            self.discover_future(address, services, require_secure)?,
+            deliver,
+        )
     }
 }

@@ -27,7 +27,11 @@ pub struct DiscoverOptions {
 
 impl Default for DiscoverOptions {
     fn default() -> Self {
-        DiscoverOptions { services: Service::ALL.to_vec(), require_secure: false, seed: None }
+        DiscoverOptions {
+            services: Service::ALL.to_vec(),
+            require_secure: false,
+            seed: None,
+        }
     }
 }
 
@@ -137,8 +141,8 @@ pub async fn discover(
     let queries = opts.services.iter().map(|&svc| {
         let owner = format!("{}.{domain}.", svc.srv_prefix());
         async move {
-            let name = Name::from_ascii(&owner)
-                .map_err(|e| Error::InvalidArg(format!("{owner}: {e}")))?;
+            let name =
+                Name::from_ascii(&owner).map_err(|e| Error::InvalidArg(format!("{owner}: {e}")))?;
             timeout_at(deadline, resolver.query(&name, RecordType::SRV))
                 .await
                 .unwrap_or_else(|_| Err(Error::Timeout(format!("{owner} SRV: deadline passed"))))
@@ -174,7 +178,11 @@ fn service_answer(
         Ok(Outcome::Records(a)) => (a.dnssec, a.ttl),
         Ok(Outcome::NxDomain { dnssec, ttl } | Outcome::NoData { dnssec, ttl }) => (*dnssec, *ttl),
         Err(e) => {
-            out.state = if matches!(e, Error::Bogus(_)) { SrvState::Bogus } else { SrvState::LookupFailed };
+            out.state = if matches!(e, Error::Bogus(_)) {
+                SrvState::Bogus
+            } else {
+                SrvState::LookupFailed
+            };
             out.dnssec = matches!(e, Error::Bogus(_)).then_some(DnssecState::Bogus);
             out.error = Some(e.clone());
             return out;
@@ -273,8 +281,11 @@ async fn resolve_targets(resolver: &Resolver, services: &mut [ServiceAnswer], de
         }
     }
     let lookups = targets.iter().map(|t| lookup_target(resolver, t, deadline));
-    let found: HashMap<String, TargetAddrs> =
-        targets.iter().cloned().zip(join_all(lookups).await).collect();
+    let found: HashMap<String, TargetAddrs> = targets
+        .iter()
+        .cloned()
+        .zip(join_all(lookups).await)
+        .collect();
     for s in services.iter_mut() {
         let mut notes = Vec::new();
         for e in &mut s.endpoints {
@@ -313,7 +324,9 @@ async fn lookup_target(resolver: &Resolver, target: &str, deadline: Instant) -> 
         async move {
             timeout_at(deadline, resolver.query(&name, rtype))
                 .await
-                .unwrap_or_else(|_| Err(Error::Timeout(format!("{target} {rtype}: deadline passed"))))
+                .unwrap_or_else(|_| {
+                    Err(Error::Timeout(format!("{target} {rtype}: deadline passed")))
+                })
         }
     };
     let (v6, v4) = futures_util::join!(ask(RecordType::AAAA), ask(RecordType::A));
@@ -324,11 +337,12 @@ async fn lookup_target(resolver: &Resolver, target: &str, deadline: Instant) -> 
                 if let Some(c) = a.cnames.last() {
                     out.cname = Some(host_text(c));
                 }
-                out.addresses.extend(a.records.iter().filter_map(|r| match &r.data {
-                    RData::A(ip) => Some(IpAddr::V4(ip.0)),
-                    RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
-                    _ => None,
-                }));
+                out.addresses
+                    .extend(a.records.iter().filter_map(|r| match &r.data {
+                        RData::A(ip) => Some(IpAddr::V4(ip.0)),
+                        RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
+                        _ => None,
+                    }));
             }
             Ok(Outcome::NoData { dnssec, .. } | Outcome::NxDomain { dnssec, .. }) => {
                 out.dnssec = Some(out.dnssec.map_or(dnssec, |d| d.and(dnssec)));
@@ -374,20 +388,29 @@ mod tests {
     }
 
     fn pick(list: Vec<ServiceAnswer>, purpose: Purpose) -> Option<Service> {
-        Discovery { domain: "example.com".into(), services: list }
-            .preferred(purpose)
-            .map(|s| s.service)
+        Discovery {
+            domain: "example.com".into(),
+            services: list,
+        }
+        .preferred(purpose)
+        .map(|s| s.service)
     }
 
     #[test]
     fn t_sel_01_lowest_priority_protocol_wins() {
         let got = pick(
-            vec![answer(Service::Imaps, SrvState::Found, 0), answer(Service::Pop3s, SrvState::Found, 10)],
+            vec![
+                answer(Service::Imaps, SrvState::Found, 0),
+                answer(Service::Pop3s, SrvState::Found, 10),
+            ],
             Purpose::Access,
         );
         assert_eq!(got, Some(Service::Imaps));
         let got = pick(
-            vec![answer(Service::Imaps, SrvState::Found, 20), answer(Service::Pop3s, SrvState::Found, 0)],
+            vec![
+                answer(Service::Imaps, SrvState::Found, 20),
+                answer(Service::Pop3s, SrvState::Found, 0),
+            ],
             Purpose::Access,
         );
         assert_eq!(got, Some(Service::Pop3s));
@@ -397,7 +420,10 @@ mod tests {
     fn t_sel_02_protocol_chosen_before_weight() {
         // Equal priority: IMAP is the client's choice whatever the weights say.
         let got = pick(
-            vec![answer(Service::Pop3s, SrvState::Found, 5), answer(Service::Imaps, SrvState::Found, 5)],
+            vec![
+                answer(Service::Pop3s, SrvState::Found, 5),
+                answer(Service::Imaps, SrvState::Found, 5),
+            ],
             Purpose::Access,
         );
         assert_eq!(got, Some(Service::Imaps));
@@ -407,18 +433,27 @@ mod tests {
     fn t_sel_03_and_05_not_offered_is_skipped() {
         let mut imap = answer(Service::Imap, SrvState::NotOffered, 0);
         imap.endpoints.clear();
-        let got = pick(vec![imap, answer(Service::Imaps, SrvState::Found, 0)], Purpose::Access);
+        let got = pick(
+            vec![imap, answer(Service::Imaps, SrvState::Found, 0)],
+            Purpose::Access,
+        );
         assert_eq!(got, Some(Service::Imaps));
         let mut subs = answer(Service::Submissions, SrvState::NotOffered, 0);
         subs.endpoints.clear();
-        let got = pick(vec![subs, answer(Service::Submission, SrvState::Found, 0)], Purpose::Submission);
+        let got = pick(
+            vec![subs, answer(Service::Submission, SrvState::Found, 0)],
+            Purpose::Submission,
+        );
         assert_eq!(got, Some(Service::Submission));
     }
 
     #[test]
     fn t_sel_04_tie_prefers_implicit_tls() {
         let got = pick(
-            vec![answer(Service::Submission, SrvState::Found, 0), answer(Service::Submissions, SrvState::Found, 0)],
+            vec![
+                answer(Service::Submission, SrvState::Found, 0),
+                answer(Service::Submissions, SrvState::Found, 0),
+            ],
             Purpose::Submission,
         );
         assert_eq!(got, Some(Service::Submissions));

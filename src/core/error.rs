@@ -83,12 +83,12 @@ impl Error {
             Cancelled => "request cancelled",
             Shutdown => "context shutting down",
             InCallback => "not allowed inside a mailsrv callback",
-            InvalidArg(s) | Timeout(s) | Io(s) | Runtime(s) | Panic(s) | NotFound(s) | NxDomain(s) | NoRecord(s)
-            | ServFail(s) | LookupFailed(s) | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s)
-            | BadTrustAnchor(s) | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s)
-            | NameMismatch(s) | BadCertificate(s) | CertPurpose(s) | NameConstraint(s)
-            | NoTrustAnchors(s) | Handshake(s) | ConnectFailed(s) | ConnectionClosed(s)
-            | Protocol(s) => s,
+            InvalidArg(s) | Timeout(s) | Io(s) | Runtime(s) | Panic(s) | NotFound(s)
+            | NxDomain(s) | NoRecord(s) | ServFail(s) | LookupFailed(s) | NoSecureAnswer(s)
+            | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s) | CertExpired(s)
+            | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s) | BadCertificate(s)
+            | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s) | Handshake(s)
+            | ConnectFailed(s) | ConnectionClosed(s) | Protocol(s) => s,
         }
     }
 }

@@ -7,12 +7,12 @@ pub mod verifier;
 
 pub use error::{Error, Result};
 pub mod address;
-pub mod discover;
 pub mod anchors;
 pub mod config;
 pub mod context;
+pub mod discover;
 pub mod order;
-pub mod resolver;
-pub mod service;
 pub mod requests;
+pub mod resolver;
 pub mod runtime;
+pub mod service;

@@ -65,7 +65,12 @@ pub fn rfc2782_order<T>(
     out
 }
 
-fn order_level<T>(level: Vec<T>, weight: &impl Fn(&T) -> u16, rng: &mut impl Draw, out: &mut Vec<T>) {
+fn order_level<T>(
+    level: Vec<T>,
+    weight: &impl Fn(&T) -> u16,
+    rng: &mut impl Draw,
+    out: &mut Vec<T>,
+) {
     let (mut zero, nonzero): (Vec<T>, Vec<T>) = level.into_iter().partition(|t| weight(t) == 0);
     shuffle(&mut zero, rng);
     let mut left: Vec<T> = zero.into_iter().chain(nonzero).collect();

@@ -134,7 +134,10 @@ impl Dispatcher {
             mode,
             next_id: AtomicU64::new(1),
             pending: Mutex::default(),
-            queue: Mutex::new(Queue { jobs: VecDeque::new(), stop: false }),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                stop: false,
+            }),
             wake: Condvar::new(),
             notify,
             dispatching: Mutex::new(()),
@@ -146,12 +149,18 @@ impl Dispatcher {
                 let handle = thread::Builder::new()
                     .name("mailsrv-callbacks".into())
                     .spawn(move || s.worker())
-                    .map_err(|e| Error::Runtime(format!("cannot start the callback thread: {e}")))?;
+                    .map_err(|e| {
+                        Error::Runtime(format!("cannot start the callback thread: {e}"))
+                    })?;
                 let id = handle.thread().id();
                 (Some(handle), Some(id))
             }
         };
-        Ok(Dispatcher { shared, worker: Mutex::new(worker), worker_id })
+        Ok(Dispatcher {
+            shared,
+            worker: Mutex::new(worker),
+            worker_id,
+        })
     }
 
     pub fn mode(&self) -> DispatchMode {
@@ -172,13 +181,22 @@ impl Dispatcher {
     {
         let rt = runtime()?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot { id, deliver: Mutex::new(Some(deliver)) });
+        let slot = Arc::new(Slot {
+            id,
+            deliver: Mutex::new(Some(deliver)),
+        });
         {
             let mut p = lock(&self.shared.pending);
             if p.closed {
                 return Err(Error::Shutdown);
             }
-            p.map.insert(id, Entry { abort: None, slot: slot.clone() });
+            p.map.insert(
+                id,
+                Entry {
+                    abort: None,
+                    slot: slot.clone(),
+                },
+            );
         }
         let shared = self.shared.clone();
         let task = rt.spawn(async move {
@@ -216,7 +234,9 @@ impl Dispatcher {
             return Err(Error::InCallback);
         }
         if self.shared.mode != DispatchMode::Loop {
-            return Err(Error::InvalidArg("the context is not in loop dispatch mode".into()));
+            return Err(Error::InvalidArg(
+                "the context is not in loop dispatch mode".into(),
+            ));
         }
         Ok(self.shared.drain())
     }
@@ -382,7 +402,10 @@ mod tests {
             .unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap().1, Ok(7));
         d.cancel(slow).unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), (2, Err(Error::Cancelled)));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            (2, Err(Error::Cancelled))
+        );
         assert!(matches!(d.cancel(slow), Err(Error::NotFound(_))));
         drop(d);
         assert!(rx.try_recv().is_err(), "a second delivery");
@@ -406,14 +429,18 @@ mod tests {
         let got: Vec<_> = rx.try_iter().collect();
         assert_eq!(got.len(), 10);
         assert!(got.iter().all(|(_, r)| *r == Err(Error::Shutdown)));
-        assert!(matches!(d.submit(async { Ok(()) }, collect(tx, 99)), Err(Error::Shutdown)));
+        assert!(matches!(
+            d.submit(async { Ok(()) }, collect(tx, 99)),
+            Err(Error::Shutdown)
+        ));
     }
 
     #[test]
     fn panics_in_tasks_become_panic_errors() {
         let d = Dispatcher::new(DispatchMode::Thread).unwrap();
         let (tx, rx) = mpsc::channel();
-        d.submit::<(), _>(async { panic!("boom") }, collect(tx, 1)).unwrap();
+        d.submit::<(), _>(async { panic!("boom") }, collect(tx, 1))
+            .unwrap();
         let (_, r) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert!(matches!(r, Err(Error::Panic(m)) if m.contains("boom")));
     }

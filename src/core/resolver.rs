@@ -16,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, Stream, StreamExt};
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::xfer::{DnsHandle, FirstAnswer};
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
 use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
-use hickory_resolver::proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode};
+use hickory_resolver::proto::op::{
+    DnsRequest, DnsRequestOptions, DnsResponse, Query, ResponseCode,
+};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use tokio::sync::OnceCell;
@@ -73,7 +75,11 @@ impl DnssecState {
                 DnssecState::Bogus => 3,
             }
         }
-        if rank(other) > rank(self) { other } else { self }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -106,9 +112,15 @@ pub struct Answer {
 pub enum Outcome {
     Records(Answer),
     /// The name does not exist.
-    NxDomain { dnssec: DnssecState, ttl: u32 },
+    NxDomain {
+        dnssec: DnssecState,
+        ttl: u32,
+    },
     /// The name exists without records of this type.
-    NoData { dnssec: DnssecState, ttl: u32 },
+    NoData {
+        dnssec: DnssecState,
+        ttl: u32,
+    },
 }
 
 type Pool = NameServerPool<TokioRuntimeProvider>;
@@ -147,7 +159,10 @@ impl Resolver {
             TokioRuntimeProvider::default(),
         );
         Ok(Resolver {
-            keys: KeyCache { inner: pool, entries: Arc::default() },
+            keys: KeyCache {
+                inner: pool,
+                entries: Arc::default(),
+            },
             anchor_source: cfg.anchors.clone(),
             anchors: OnceCell::new(),
         })
@@ -175,10 +190,17 @@ impl Resolver {
         let resp = self
             .keys
             .inner
-            .lookup(Query::query(owner.clone(), RecordType::DNSKEY), DnsRequestOptions::default())
+            .lookup(
+                Query::query(owner.clone(), RecordType::DNSKEY),
+                DnsRequestOptions::default(),
+            )
             .first_answer()
             .await
-            .map_err(|e| Error::LookupFailed(format!("fetching the {owner} DNSKEY for the DS anchor: {e}")))?;
+            .map_err(|e| {
+                Error::LookupFailed(format!(
+                    "fetching the {owner} DNSKEY for the DS anchor: {e}"
+                ))
+            })?;
         let keys: Vec<_> = resp
             .answers
             .iter()
@@ -214,9 +236,13 @@ impl Resolver {
                     }
                     _ => None,
                 });
-                let Some((next, proof, ttl)) = target else { break };
+                let Some((next, proof, ttl)) = target else {
+                    break;
+                };
                 if cnames.len() >= MAX_CNAME_HOPS || cnames.contains(&next) {
-                    return Err(Error::LookupFailed(format!("CNAME loop or chain too long at {name}")));
+                    return Err(Error::LookupFailed(format!(
+                        "CNAME loop or chain too long at {name}"
+                    )));
                 }
                 chain_state = chain_state.and(DnssecState::from_proof(proof));
                 chain_ttl = chain_ttl.min(ttl);
@@ -233,7 +259,12 @@ impl Resolver {
                 let state = records
                     .iter()
                     .fold(chain_state, |s, r| s.and(DnssecState::from_proof(r.proof)));
-                let ttl = records.iter().map(|r| r.ttl).min().unwrap_or(0).min(chain_ttl);
+                let ttl = records
+                    .iter()
+                    .map(|r| r.ttl)
+                    .min()
+                    .unwrap_or(0)
+                    .min(chain_ttl);
                 return ensure_valid(
                     &name,
                     Outcome::Records(Answer {
@@ -255,22 +286,34 @@ impl Resolver {
             let outcome = match rcode {
                 ResponseCode::NXDomain => Outcome::NxDomain { dnssec: state, ttl },
                 ResponseCode::NoError => Outcome::NoData { dnssec: state, ttl },
-                other => return Err(Error::ServFail(format!("{name} {rtype}: server answered {other}"))),
+                other => {
+                    return Err(Error::ServFail(format!(
+                        "{name} {rtype}: server answered {other}"
+                    )));
+                }
             };
             return ensure_valid(&name, outcome, state);
         }
-        Err(Error::LookupFailed(format!("CNAME chain longer than {MAX_CNAME_HOPS} at {name}")))
+        Err(Error::LookupFailed(format!(
+            "CNAME chain longer than {MAX_CNAME_HOPS} at {name}"
+        )))
     }
 
     /// Sends one validated query and classifies transport and validation failures.
     async fn exchange(&self, name: &Name, rtype: RecordType) -> Result<DnsResponse> {
         let anchors = self.trust_anchors().await?;
-        let watch = Watch { inner: self.keys.clone(), failures: Arc::default() };
+        let watch = Watch {
+            inner: self.keys.clone(),
+            failures: Arc::default(),
+        };
         let failures = watch.failures.clone();
         let handle = DnssecDnsHandle::with_trust_anchor(watch, anchors);
         let what = format!("{} {rtype}", name.to_ascii());
         let res = handle
-            .lookup(Query::query(name.clone(), rtype), DnsRequestOptions::default())
+            .lookup(
+                Query::query(name.clone(), rtype),
+                DnsRequestOptions::default(),
+            )
             .first_answer()
             .await;
         let key_trouble = failures.load(Ordering::Relaxed) > 0;
@@ -294,12 +337,17 @@ impl Resolver {
 }
 
 fn answer_has_owner(resp: &DnsResponse, name: &Name) -> bool {
-    resp.answers.iter().any(|r| &r.name == name && r.record_type() != RecordType::RRSIG)
+    resp.answers
+        .iter()
+        .any(|r| &r.name == name && r.record_type() != RecordType::RRSIG)
 }
 
 /// DNSSEC state and negative TTL of a negative answer, from its SOA (RFC 2308 §5).
 fn negative_state(resp: &DnsResponse) -> (DnssecState, u32) {
-    let soa = resp.authorities.iter().find(|r| r.record_type() == RecordType::SOA);
+    let soa = resp
+        .authorities
+        .iter()
+        .find(|r| r.record_type() == RecordType::SOA);
     match soa {
         Some(r) => {
             let min = match &r.data {
@@ -310,7 +358,9 @@ fn negative_state(resp: &DnsResponse) -> (DnssecState, u32) {
                 .authorities
                 .iter()
                 .filter(|r| matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3))
-                .fold(DnssecState::from_proof(r.proof), |s, r| s.and(DnssecState::from_proof(r.proof)));
+                .fold(DnssecState::from_proof(r.proof), |s, r| {
+                    s.and(DnssecState::from_proof(r.proof))
+                });
             (nsec, r.ttl.min(min))
         }
         None => (DnssecState::Indeterminate, 0),
@@ -320,7 +370,10 @@ fn negative_state(resp: &DnsResponse) -> (DnssecState, u32) {
 /// Bogus data is never handed out as an answer (RFC 4035 §5.5; GHSA-5j98-2g5x-46v6).
 fn ensure_valid(name: &Name, outcome: Outcome, state: DnssecState) -> Result<Outcome> {
     match state {
-        DnssecState::Bogus => Err(Error::Bogus(format!("{}: DNSSEC validation failed", name.to_ascii()))),
+        DnssecState::Bogus => Err(Error::Bogus(format!(
+            "{}: DNSSEC validation failed",
+            name.to_ascii()
+        ))),
         DnssecState::Indeterminate if matches!(outcome, Outcome::Records(_)) => Ok(outcome),
         _ => Ok(outcome),
     }
@@ -348,14 +401,20 @@ fn classify(what: &str, e: NetError, key_trouble: bool) -> Error {
 }
 
 fn is_network_failure(e: &NetError) -> bool {
-    matches!(e, NetError::Timeout | NetError::Io(_) | NetError::NoConnections | NetError::Busy)
+    matches!(
+        e,
+        NetError::Timeout | NetError::Io(_) | NetError::NoConnections | NetError::Busy
+    )
 }
+
+/// Cached DNSKEY/DS answers with the instant they expire.
+type KeyEntries = Arc<Mutex<HashMap<(Name, RecordType), (DnsResponse, Instant)>>>;
 
 /// Answers DNSKEY and DS queries from memory for their TTL.
 #[derive(Clone)]
 struct KeyCache {
     inner: Pool,
-    entries: Arc<Mutex<HashMap<(Name, RecordType), (DnsResponse, Instant)>>>,
+    entries: KeyEntries,
 }
 
 impl DnsHandle for KeyCache {

@@ -127,7 +127,12 @@ impl Service {
             return None;
         }
         let mask = if mask == 0 { ALL_BITS } else { mask };
-        Some(Service::ALL.into_iter().filter(|s| mask & s.bit() != 0).collect())
+        Some(
+            Service::ALL
+                .into_iter()
+                .filter(|s| mask & s.bit() != 0)
+                .collect(),
+        )
     }
 
     /// Parses `imaps` or `_imaps`, case-insensitively.
@@ -159,7 +164,10 @@ mod tests {
         assert!(Service::from_mask(64).is_none());
         for s in Service::ALL {
             assert_eq!(Service::from_bit(s.bit()), Some(s));
-            assert_eq!(Service::from_name(&format!("_{}", s.name().to_uppercase())), Some(s));
+            assert_eq!(
+                Service::from_name(&format!("_{}", s.name().to_uppercase())),
+                Some(s)
+            );
             assert_eq!(s.sibling().sibling(), s);
             assert_ne!(s.implicit_tls(), s.sibling().implicit_tls());
         }

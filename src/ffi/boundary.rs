@@ -81,7 +81,9 @@ pub fn enter() -> Inside {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             let ours = DEPTH.with(|d| d.get() > 0)
-                || std::thread::current().name().is_some_and(|n| n.starts_with("mailsrv-"));
+                || std::thread::current()
+                    .name()
+                    .is_some_and(|n| n.starts_with("mailsrv-"));
             if !ours {
                 previous(info);
             }

@@ -103,7 +103,10 @@ pub unsafe extern "C" fn mailsrv_ctx_notify_fd(ctx: *const mailsrv_ctx) -> c_int
 /// # Safety
 /// `ctx` valid; `ran_out` NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_ctx_dispatch(ctx: *mut mailsrv_ctx, ran_out: *mut usize) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_ctx_dispatch(
+    ctx: *mut mailsrv_ctx,
+    ran_out: *mut usize,
+) -> mailsrv_status {
     ffi_boundary! {
         let ctx = try_ref!(ctx);
         match ctx.inner.dispatcher().dispatch() {
@@ -126,7 +129,10 @@ pub unsafe extern "C" fn mailsrv_ctx_dispatch(ctx: *mut mailsrv_ctx, ran_out: *m
 /// # Safety
 /// `ctx` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_cancel(ctx: *mut mailsrv_ctx, id: mailsrv_request_id) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_cancel(
+    ctx: *mut mailsrv_ctx,
+    id: mailsrv_request_id,
+) -> mailsrv_status {
     ffi_boundary! {
         let ctx = try_ref!(ctx);
         match ctx.inner.dispatcher().cancel(id) {

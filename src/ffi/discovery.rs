@@ -107,7 +107,11 @@ pub struct mailsrv_endpoint {
 impl mailsrv_discovery {
     fn new(d: Discovery) -> Self {
         let sets = d.services.iter().map(srv_set).collect();
-        mailsrv_discovery { domain: cstring(&d.domain), core: d, sets }
+        mailsrv_discovery {
+            domain: cstring(&d.domain),
+            core: d,
+            sets,
+        }
     }
 
     fn set_of(&self, s: &ServiceAnswer) -> Option<&mailsrv_srv_set> {
@@ -119,7 +123,10 @@ fn srv_set(s: &ServiceAnswer) -> mailsrv_srv_set {
     mailsrv_srv_set {
         service: s.service,
         state: s.state,
-        status: s.error.as_ref().map_or(mailsrv_status::Ok, mailsrv_status::from_error),
+        status: s
+            .error
+            .as_ref()
+            .map_or(mailsrv_status::Ok, mailsrv_status::from_error),
         detail: cstring(s.error.as_ref().map_or("", |e| e.detail())),
         dnssec: s.dnssec,
         ttl: s.ttl,
@@ -131,8 +138,15 @@ fn srv_set(s: &ServiceAnswer) -> mailsrv_srv_set {
 fn endpoint(e: &Endpoint) -> mailsrv_endpoint {
     mailsrv_endpoint {
         target: cstring(&e.target),
-        addresses: e.addresses.iter().map(|a| cstring(&a.to_string())).collect(),
-        address_status: e.address_error.as_ref().map_or(mailsrv_status::Ok, mailsrv_status::from_error),
+        addresses: e
+            .addresses
+            .iter()
+            .map(|a| cstring(&a.to_string()))
+            .collect(),
+        address_status: e
+            .address_error
+            .as_ref()
+            .map_or(mailsrv_status::Ok, mailsrv_status::from_error),
         address_detail: cstring(e.address_error.as_ref().map_or("", |x| x.detail())),
         core: e.clone(),
     }
@@ -451,7 +465,10 @@ pub unsafe extern "C" fn mailsrv_srv_set_diagnostics_len(s: *const mailsrv_srv_s
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_srv_set_diagnostic_get(s: *const mailsrv_srv_set, i: usize) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_srv_set_diagnostic_get(
+    s: *const mailsrv_srv_set,
+    i: usize,
+) -> *const c_char {
     ffi_boundary! { try_ref!(s).diagnostics.get(i).map_or(std::ptr::null(), |d| d.as_ptr()) }
 }
 
@@ -531,7 +548,10 @@ pub unsafe extern "C" fn mailsrv_endpoint_addresses_len(e: *const mailsrv_endpoi
 /// # Safety
 /// `e` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_endpoint_address_get(e: *const mailsrv_endpoint, i: usize) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_endpoint_address_get(
+    e: *const mailsrv_endpoint,
+    i: usize,
+) -> *const c_char {
     ffi_boundary! { try_ref!(e).addresses.get(i).map_or(std::ptr::null(), |a| a.as_ptr()) }
 }
 
@@ -551,7 +571,9 @@ pub unsafe extern "C" fn mailsrv_endpoint_address_dnssec(e: *const mailsrv_endpo
 /// # Safety
 /// `e` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_endpoint_address_status(e: *const mailsrv_endpoint) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_endpoint_address_status(
+    e: *const mailsrv_endpoint,
+) -> mailsrv_status {
     ffi_boundary! { try_ref!(e).address_status }
 }
 
@@ -561,7 +583,9 @@ pub unsafe extern "C" fn mailsrv_endpoint_address_status(e: *const mailsrv_endpo
 /// # Safety
 /// `e` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_endpoint_address_detail(e: *const mailsrv_endpoint) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_endpoint_address_detail(
+    e: *const mailsrv_endpoint,
+) -> *const c_char {
     ffi_boundary! { try_ref!(e).address_detail.as_ptr() }
 }
 

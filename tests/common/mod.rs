@@ -14,7 +14,9 @@ use mailsrv::ffi::status::mailsrv_status;
 /// rather than skip, so a missing testbed is never counted as a pass.
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests through `make check` or `testbed/run.sh cargo test`")
+        panic!(
+            "{name} is not set: run the tests through `make check` or `testbed/run.sh cargo test`"
+        )
     })
 }
 
@@ -32,13 +34,22 @@ pub fn testbed_config(dispatch: u32, timeout_ms: u32) -> *mut mailsrv_config {
     let mut cfg = ptr::null_mut();
     unsafe {
         assert_eq!(mailsrv_config_new(&mut cfg), mailsrv_status::Ok);
-        assert_eq!(mailsrv_config_set_nameserver(cfg, c(&env("MAILSRV_TEST_NS")).as_ptr()), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_config_set_nameserver(cfg, c(&env("MAILSRV_TEST_NS")).as_ptr()),
+            mailsrv_status::Ok
+        );
         assert_eq!(
             mailsrv_config_set_trust_anchor_file(cfg, c(&env("MAILSRV_TEST_ANCHOR")).as_ptr()),
             mailsrv_status::Ok
         );
-        assert_eq!(mailsrv_config_set_dispatch(cfg, dispatch), mailsrv_status::Ok);
-        assert_eq!(mailsrv_config_set_timeout_ms(cfg, timeout_ms), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_config_set_dispatch(cfg, dispatch),
+            mailsrv_status::Ok
+        );
+        assert_eq!(
+            mailsrv_config_set_timeout_ms(cfg, timeout_ms),
+            mailsrv_status::Ok
+        );
     }
     cfg
 }
