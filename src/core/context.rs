@@ -14,6 +14,8 @@ use super::discover::{DiscoverOptions, Discovery, discover};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
 use super::resolver::{Resolver, ResolverConfig};
 use super::runtime::{block_on, runtime};
+use super::trust::TrustStore;
+use once_cell::sync::OnceCell;
 use super::service::Service;
 use super::{Error, Result};
 
@@ -21,6 +23,8 @@ pub struct Context {
     config: Config,
     resolver: Arc<Resolver>,
     dispatcher: Dispatcher,
+    /// Loaded on first use: a DNS-only client never pays for (or fails on) the CA store.
+    trust: OnceCell<TrustStore>,
 }
 
 impl Context {
@@ -76,7 +80,7 @@ impl Context {
     }
 
     /// Runs `fut` under the context's deadline, blocking the calling thread.
-    fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    pub fn run<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         let limit = self.config.timeout;
         block_on(async move {
             tokio::time::timeout(limit, fut)
@@ -86,7 +90,7 @@ impl Context {
     }
 
     /// Starts `fut` under the context's deadline; `deliver` gets the outcome exactly once.
-    fn spawn<T: Send + 'static>(
+    pub fn spawn<T: Send + 'static>(
         &self,
         fut: impl Future<Output = Result<T>> + Send + 'static,
         deliver: Deliver<T>,
