@@ -14,10 +14,10 @@ use super::discover::{DiscoverOptions, Discovery, discover};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
 use super::resolver::{Resolver, ResolverConfig};
 use super::runtime::{block_on, runtime};
-use super::trust::TrustStore;
-use once_cell::sync::OnceCell;
 use super::service::Service;
+use super::trust::TrustStore;
 use super::{Error, Result};
+use once_cell::sync::OnceCell;
 
 pub struct Context {
     config: Config,
@@ -60,7 +60,23 @@ impl Context {
             config,
             resolver,
             dispatcher,
+            trust: OnceCell::new(),
         })
+    }
+
+    /// The resolver every operation of this context uses (with its DNSKEY/DS cache).
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
+    pub fn trust_store(&self) -> Result<TrustStore> {
+        self.trust
+            .get_or_try_init(|| match &self.config.ca_file {
+                Some(p) => TrustStore::from_pem_file(p),
+                None => TrustStore::system(),
+            })
+            .cloned()
     }
 
     pub fn config(&self) -> &Config {

@@ -80,13 +80,6 @@ def silent_ns() -> Iterator[str]:
 
 
 @pytest.fixture
-def mailsrv_mod():
-    import mailsrv
-
-    return mailsrv
-
-
-@pytest.fixture
 def ctx(ns: str, anchor: str):
     """A thread-mode context on the testbed."""
     import mailsrv
