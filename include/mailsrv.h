@@ -73,6 +73,19 @@
 #define MAILSRV_FLAG_REQUIRE_SECURE 1
 
 /**
+ * Flag: certificate checks accept a subject CN as a DNS-ID when the certificate has no SAN
+ * identifiers (RFC 7817 allows it, RFC 9525 forbids it). Off by default; never used for
+ * SRV authenticity decisions.
+ */
+#define MAILSRV_FLAG_LEGACY_CN 2
+
+/**
+ * Flag: an SRV-ID reference also accepts the certificate's SRV-ID for the sibling service
+ * (`_submission` for `_submissions` and back; likewise imap/imaps, pop3/pop3s).
+ */
+#define MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE 4
+
+/**
  * The result of every fallible call. 0 is success; the ranges are 1-99 usage and internal,
  * 100-199 DNS, 200-299 DNSSEC, 300-399 TLS and certificates, 400-499 network and mail
  * protocols. Numbers are never changed or reused.
@@ -209,6 +222,36 @@ typedef enum {
 } mailsrv_status;
 
 /**
+ * Which kind of reference identifier a certificate matched.
+ */
+typedef enum {
+  /**
+   * A DNS-ID, exactly.
+   */
+  MAILSRV_MATCH_KIND_DNS_ID = 1,
+  /**
+   * A DNS-ID through a `*.` wildcard in the certificate.
+   */
+  MAILSRV_MATCH_KIND_DNS_ID_WILDCARD = 2,
+  /**
+   * An SRV-ID for the same service.
+   */
+  MAILSRV_MATCH_KIND_SRV_ID = 3,
+  /**
+   * An SRV-ID for the sibling service (MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE).
+   */
+  MAILSRV_MATCH_KIND_SRV_ID_SIBLING = 4,
+  /**
+   * An IP-ID (iPAddress SAN).
+   */
+  MAILSRV_MATCH_KIND_IP_ID = 5,
+  /**
+   * A subject CN (MAILSRV_FLAG_LEGACY_CN).
+   */
+  MAILSRV_MATCH_KIND_LEGACY_CN = 6,
+} mailsrv_match_kind;
+
+/**
  * The six mail services. The values are bits, so they also form masks:
  * `MAILSRV_SERVICE_IMAPS | MAILSRV_SERVICE_SUBMISSIONS`; 0 means all six.
  */
@@ -321,6 +364,11 @@ typedef enum {
 } mailsrv_dispatch;
 
 /**
+ * A successful certificate check (opaque, immutable, owned by the caller).
+ */
+typedef struct mailsrv_cert_result mailsrv_cert_result;
+
+/**
  * Settings for a context (opaque).
  */
 typedef struct mailsrv_config mailsrv_config;
@@ -339,6 +387,12 @@ typedef struct mailsrv_discovery mailsrv_discovery;
  * One SRV target with its addresses (opaque, borrowed).
  */
 typedef struct mailsrv_endpoint mailsrv_endpoint;
+
+/**
+ * A list of reference identifiers (opaque). Single-threaded while being built; read-only
+ * (and shareable) once handed to a call, which copies what it needs.
+ */
+typedef struct mailsrv_identity mailsrv_identity;
 
 /**
  * One service's answer within a discovery (opaque, borrowed).
@@ -366,6 +420,74 @@ typedef void (*mailsrv_discover_cb)(void *userdata,
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Checks a server's certificate chain the way mailsrv's own connections do: path
+ * validation to a trusted CA (the context's CA file, else the system store) with
+ * server-auth usage and validity dates, then name matching against `identity` (DNS-IDs,
+ * SRV-IDs, IP-IDs; CN only with MAILSRV_FLAG_LEGACY_CN), with CA name constraints applied
+ * to SRV-IDs too. Blocking, no network.
+ *
+ * `certs[i]` / `cert_lens[i]` (borrowed): `n` DER certificates, the leaf first, then the
+ * intermediates the server sent. `identity` (borrowed, not empty). `flags`:
+ * MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's).
+ * `out` (out, not NULL): owned result on success, freed with mailsrv_cert_result_free();
+ * NULL on failure. `errbuf`/`errlen` (may be NULL/0): the precise reason on failure.
+ * Returns OK (verified), CERT_EXPIRED, CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH,
+ * NAME_CONSTRAINT, CERT_PURPOSE, BAD_CERTIFICATE, NO_TRUST_ANCHORS, IO (CA file),
+ * NULL_ARG or INVALID_ARG (n == 0, empty identity, unknown flags).
+ * Since 0.1.
+ *
+ * # Safety
+ * `certs` and `cert_lens` NULL or arrays of `n` elements, each `certs[i]` pointing to
+ * `cert_lens[i]` readable bytes; other pointers NULL or valid.
+ */
+mailsrv_status mailsrv_cert_check(mailsrv_ctx *ctx,
+                                  const uint8_t *const *certs,
+                                  const size_t *cert_lens,
+                                  size_t n,
+                                  const mailsrv_identity *identity,
+                                  uint32_t flags,
+                                  mailsrv_cert_result **out,
+                                  char *errbuf,
+                                  size_t errlen);
+
+/**
+ * Frees a certificate check result. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `r` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_cert_result_free(mailsrv_cert_result *r);
+
+/**
+ * The reference identifier that matched, as text: "SRV-ID _imaps.example.com",
+ * "DNS-ID mail.example.net via DNS-ID *.example.net", "IP-ID 192.0.2.1". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `r` NULL or valid.
+ */
+const char *mailsrv_cert_result_matched(const mailsrv_cert_result *r);
+
+/**
+ * How the match was made (a mailsrv_match_kind value); 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `r` NULL or valid.
+ */
+uint32_t mailsrv_cert_result_kind(const mailsrv_cert_result *r);
+
+/**
+ * Length of the validated path: the leaf and the intermediates used (not the trust anchor).
+ * Since 0.1.
+ *
+ * # Safety
+ * `r` NULL or valid.
+ */
+size_t mailsrv_cert_result_path_len(const mailsrv_cert_result *r);
 
 /**
  * Creates a configuration with the defaults: the system's nameservers, the built-in IANA
@@ -454,7 +576,7 @@ mailsrv_status mailsrv_config_set_timeout_ms(mailsrv_config *cfg, uint32_t ms);
 mailsrv_status mailsrv_config_set_dispatch(mailsrv_config *cfg, uint32_t mode);
 
 /**
- * Sets context-wide MAILSRV_FLAG_* bits (they apply to every call of the context).
+ * Sets context-wide MAILSRV_FLAG_* bits: defaults OR'ed into every call of the context.
  *
  * Returns OK, NULL_ARG or INVALID_ARG (unknown bits).
  * Since 0.1.
@@ -854,6 +976,71 @@ const char *mailsrv_srv_state_name(uint32_t state);
  * Since 0.1.
  */
 const char *mailsrv_dnssec_name(uint32_t state);
+
+/**
+ * Creates an empty reference identity. `out` (out, not NULL): owned, freed with
+ * mailsrv_identity_free(); NULL on failure. Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `out` NULL or writable.
+ */
+mailsrv_status mailsrv_identity_new(mailsrv_identity **out);
+
+/**
+ * Frees a reference identity. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `id` NULL or from mailsrv_identity_new(), not used afterwards.
+ */
+void mailsrv_identity_free(mailsrv_identity *id);
+
+/**
+ * Adds a DNS-ID: a host or domain name the certificate must carry as a dNSName
+ * (wildcards in the certificate match one left-most label). IDNs are converted to
+ * A-labels, one trailing dot is dropped, case is folded. IP literals are refused: use
+ * mailsrv_identity_add_ip(). Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `id` NULL or valid; `name` NULL or NUL-terminated.
+ */
+mailsrv_status mailsrv_identity_add_dns_id(mailsrv_identity *id, const char *name);
+
+/**
+ * Adds an SRV-ID (RFC 4985): `service` is one of "imap", "imaps", "pop3", "pop3s",
+ * "submission", "submissions" (leading "_" allowed), `domain` the mail domain. It matches
+ * only a certificate SRVName `_service.domain` for the same service (the sibling service
+ * only with MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE), never a dNSName, never a wildcard.
+ * Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `id` NULL or valid; strings NULL or NUL-terminated.
+ */
+mailsrv_status mailsrv_identity_add_srv_id(mailsrv_identity *id,
+                                           const char *service,
+                                           const char *domain);
+
+/**
+ * Adds an IP-ID: an IPv4 or IPv6 address ("192.0.2.1", "2001:db8::1", "[2001:db8::1]")
+ * that must appear as an iPAddress SAN (T-REF-08). Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `id` NULL or valid; `ip` NULL or NUL-terminated.
+ */
+mailsrv_status mailsrv_identity_add_ip(mailsrv_identity *id, const char *ip);
+
+/**
+ * How many reference identifiers `id` holds; 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `id` NULL or valid.
+ */
+size_t mailsrv_identity_len(const mailsrv_identity *id);
 
 /**
  * A static, human-readable text for a status code.

@@ -11,9 +11,14 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
   mailsrv discover ADDRESS [--service NAME]... [--require-secure] [COMMON]
+  mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
+                     [--legacy-cn] [--accept-sibling] [COMMON]
   mailsrv version
 COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE]
         [--timeout-ms N] [--seed N]";
+
+/// Subcommand options that take no value.
+const FLAG_OPTIONS: [&str; 3] = ["--require-secure", "--legacy-cn", "--accept-sibling"];
 
 /// Options every subcommand takes.
 struct Common {
@@ -38,6 +43,7 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     match cmd.as_str() {
         "discover" => discover(rest),
+        "check-cert" => check_cert(rest),
         "version" => {
             println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -89,7 +95,7 @@ fn parse(args: &[String], extra: &[&str]) -> Result<Args, String> {
                 common.config.rng_seed =
                     Some(value(a)?.parse().map_err(|_| "--seed takes a number")?)
             }
-            f if extra.contains(&f) && f == "--require-secure" => {
+            f if extra.contains(&f) && FLAG_OPTIONS.contains(&f) => {
                 opts.push((f.to_string(), String::new()))
             }
             f if extra.contains(&f) => opts.push((f.to_string(), value(f)?)),
@@ -136,6 +142,88 @@ fn discover(args: &[String]) -> Result<(), String> {
         emit(&discovery_text(&d));
     }
     Ok(())
+}
+
+/// `check-cert`: mailsrv's chain and name check on a PEM file (leaf first, then its chain).
+fn check_cert(args: &[String]) -> Result<(), String> {
+    use mailsrv::core::identity::{MatchOptions, ReferenceId, ReferenceIdentity};
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let Args {
+        positional,
+        options,
+        common,
+    } = parse(
+        args,
+        &[
+            "--dns-id",
+            "--srv-id",
+            "--ip",
+            "--legacy-cn",
+            "--accept-sibling",
+        ],
+    )?;
+    let [file] = positional.as_slice() else {
+        return Err(format!("check-cert takes one PEM file\n{USAGE}"));
+    };
+    let mut identity = ReferenceIdentity::new();
+    let mut match_options = MatchOptions::default();
+    for (k, v) in &options {
+        match k.as_str() {
+            "--dns-id" => identity.add_dns_id(v).map_err(|e| e.to_string())?,
+            "--srv-id" => {
+                let (svc, domain) = v.split_once(':').ok_or("--srv-id takes SERVICE:DOMAIN")?;
+                identity
+                    .add_srv_id(svc, domain)
+                    .map_err(|e| e.to_string())?;
+            }
+            "--ip" => match ReferenceId::from_host(v) {
+                Ok(r @ ReferenceId::IpId(_)) => identity.push(r),
+                _ => return Err(format!("{v:?} is not an IP address")),
+            },
+            "--legacy-cn" => match_options.legacy_cn = true,
+            _ => match_options.accept_sibling_service = true,
+        }
+    }
+    if identity.is_empty() {
+        return Err("give at least one --dns-id, --srv-id or --ip".into());
+    }
+    let chain: Vec<Vec<u8>> = CertificateDer::pem_file_iter(file)
+        .map_err(|e| format!("{file}: {e}"))?
+        .map(|c| c.map(|c| c.to_vec()).map_err(|e| format!("{file}: {e}")))
+        .collect::<Result<_, _>>()?;
+    if chain.is_empty() {
+        return Err(format!("{file}: no certificate"));
+    }
+    let mut config = common.config;
+    if config.nameservers.is_empty() {
+        // No DNS is needed; avoid depending on resolv.conf.
+        config
+            .add_nameserver("127.0.0.1")
+            .map_err(|e| e.to_string())?;
+    }
+    let ctx = Context::new(config).map_err(|e| e.to_string())?;
+    let verdict = ctx.check_cert(&chain, &identity, match_options);
+    let (matched, reason) = match &verdict {
+        Ok(v) => (Some(v.matched.to_string()), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    if common.json {
+        let j = json!({"match": verdict.is_ok(), "matched_identity": matched, "reason": reason});
+        emit(&format!("{j}\n"));
+    } else {
+        match (&matched, &reason) {
+            (Some(m), _) => emit(&format!("match: {m}\n")),
+            (_, Some(r)) => emit(&format!("no match: {r}\n")),
+            _ => {}
+        }
+    }
+    if verdict.is_ok() {
+        Ok(())
+    } else {
+        Err(reason.unwrap_or_default())
+    }
 }
 
 pub fn discovery_json(d: &Discovery) -> Value {

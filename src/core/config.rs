@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::identity::MatchOptions;
 use super::requests::DispatchMode;
 use super::{Error, Result};
 
@@ -26,6 +27,8 @@ pub struct Config {
     pub require_secure: bool,
     /// Seed for the RFC 2782 weighted order (tests); random when `None`.
     pub rng_seed: Option<u64>,
+    /// Default certificate matching policy (legacy CN, sibling SRV-IDs); strict by default.
+    pub match_options: MatchOptions,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             dispatch: DispatchMode::Thread,
             require_secure: false,
             rng_seed: None,
+            match_options: MatchOptions::default(),
         }
     }
 }

@@ -11,13 +11,16 @@ use super::address::mail_domain;
 use super::anchors::AnchorSource;
 use super::config::{Config, system_nameservers};
 use super::discover::{DiscoverOptions, Discovery, discover};
+use super::identity::{MatchOptions, ReferenceIdentity};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
 use super::resolver::{Resolver, ResolverConfig};
 use super::runtime::{block_on, runtime};
 use super::service::Service;
 use super::trust::TrustStore;
+use super::verifier::{CertVerdict, verify_cert};
 use super::{Error, Result};
 use once_cell::sync::OnceCell;
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 pub struct Context {
     config: Config,
@@ -67,6 +70,28 @@ impl Context {
     /// The resolver every operation of this context uses (with its DNSKEY/DS cache).
     pub fn resolver(&self) -> &Arc<Resolver> {
         &self.resolver
+    }
+
+    /// Checks a certificate chain (leaf first, DER) against the trusted CAs and `identity`
+    /// for clients that keep their own TLS stack: chain first, then names (T-AUTH-11).
+    /// The context's matching policy is OR'ed with `options`. No network.
+    pub fn check_cert(
+        &self,
+        chain: &[Vec<u8>],
+        identity: &ReferenceIdentity,
+        options: MatchOptions,
+    ) -> Result<CertVerdict> {
+        let store = self.trust_store()?;
+        let chain: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let base = self.config.match_options;
+        let options = MatchOptions {
+            legacy_cn: options.legacy_cn || base.legacy_cn,
+            accept_sibling_service: options.accept_sibling_service || base.accept_sibling_service,
+        };
+        verify_cert(&store, &chain, identity, &options, UnixTime::now())
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.

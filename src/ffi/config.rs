@@ -9,6 +9,7 @@ use super::boundary::{ffi_boundary, try_mut, try_str};
 use super::status::mailsrv_status;
 use super::strings::read_str;
 use crate::core::config::Config;
+use crate::core::identity::MatchOptions;
 use crate::core::requests::DispatchMode;
 
 /// Settings for a context (opaque).
@@ -31,8 +32,18 @@ pub enum mailsrv_dispatch {
 /// an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
 pub const MAILSRV_FLAG_REQUIRE_SECURE: u32 = 1;
 
+/// Flag: certificate checks accept a subject CN as a DNS-ID when the certificate has no SAN
+/// identifiers (RFC 7817 allows it, RFC 9525 forbids it). Off by default; never used for
+/// SRV authenticity decisions.
+pub const MAILSRV_FLAG_LEGACY_CN: u32 = 2;
+
+/// Flag: an SRV-ID reference also accepts the certificate's SRV-ID for the sibling service
+/// (`_submission` for `_submissions` and back; likewise imap/imaps, pop3/pop3s).
+pub const MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE: u32 = 4;
+
 /// Every flag this version knows.
-const KNOWN_FLAGS: u32 = MAILSRV_FLAG_REQUIRE_SECURE;
+const KNOWN_FLAGS: u32 =
+    MAILSRV_FLAG_REQUIRE_SECURE | MAILSRV_FLAG_LEGACY_CN | MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE;
 
 fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
     match r {
@@ -185,7 +196,7 @@ pub unsafe extern "C" fn mailsrv_config_set_dispatch(
     }
 }
 
-/// Sets context-wide MAILSRV_FLAG_* bits (they apply to every call of the context).
+/// Sets context-wide MAILSRV_FLAG_* bits: defaults OR'ed into every call of the context.
 ///
 /// Returns OK, NULL_ARG or INVALID_ARG (unknown bits).
 /// Since 0.1.
@@ -202,7 +213,9 @@ pub unsafe extern "C" fn mailsrv_config_set_flags(
         if flags & !KNOWN_FLAGS != 0 {
             return mailsrv_status::InvalidArg;
         }
-        cfg.inner.require_secure = flags & MAILSRV_FLAG_REQUIRE_SECURE != 0;
+        let f = Flags::from_bits(flags);
+        cfg.inner.require_secure = f.require_secure;
+        cfg.inner.match_options = f.match_options;
         mailsrv_status::Ok
     }
 }
@@ -227,7 +240,26 @@ pub unsafe extern "C" fn mailsrv_config_set_rng_seed(
     }
 }
 
-/// Parses flags for a single call: unknown bits are an error.
-pub(crate) fn call_flags(flags: u32) -> Option<bool> {
-    (flags & !KNOWN_FLAGS == 0).then_some(flags & MAILSRV_FLAG_REQUIRE_SECURE != 0)
+/// MAILSRV_FLAG_* bits, decoded.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flags {
+    pub require_secure: bool,
+    pub match_options: MatchOptions,
+}
+
+impl Flags {
+    fn from_bits(flags: u32) -> Self {
+        Flags {
+            require_secure: flags & MAILSRV_FLAG_REQUIRE_SECURE != 0,
+            match_options: MatchOptions {
+                legacy_cn: flags & MAILSRV_FLAG_LEGACY_CN != 0,
+                accept_sibling_service: flags & MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE != 0,
+            },
+        }
+    }
+}
+
+/// Parses the flags of a single call: unknown bits are an error.
+pub(crate) fn call_flags(flags: u32) -> Option<Flags> {
+    (flags & !KNOWN_FLAGS == 0).then(|| Flags::from_bits(flags))
 }

@@ -165,8 +165,8 @@ fn dnssec_out(d: Option<DnssecState>) -> mailsrv_dnssec {
 /// Parses the arguments both variants share.
 fn discover_args(services: u32, flags: u32) -> Result<(Vec<Service>, bool), mailsrv_status> {
     let list = Service::from_mask(services).ok_or(mailsrv_status::InvalidArg)?;
-    let secure = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
-    Ok((list, secure))
+    let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
+    Ok((list, flags.require_secure))
 }
 
 /// Discovers the mail servers of `address` ("joe@example.com" or "example.com"), blocking.

@@ -5,9 +5,11 @@
 #![allow(non_camel_case_types)]
 
 pub(crate) mod boundary;
+pub mod cert;
 pub mod config;
 pub mod ctx;
 pub mod discovery;
+pub mod identity;
 pub mod request;
 pub mod status;
 pub(crate) mod strings;

@@ -64,7 +64,10 @@ __all__ = [
     "Dispatch",
     "Dnssec",
     "Endpoint",
+    "FLAG_ACCEPT_SIBLING_SERVICE",
+    "FLAG_LEGACY_CN",
     "FLAG_REQUIRE_SECURE",
+    "MatchKind",
     "MailsrvError",
     "Purpose",
     "Service",
@@ -80,6 +83,10 @@ _log.addHandler(logging.NullHandler())
 
 #: MAILSRV_FLAG_REQUIRE_SECURE: only DNSSEC-secure SRV answers count.
 FLAG_REQUIRE_SECURE = 1
+#: MAILSRV_FLAG_LEGACY_CN: certificate checks accept a subject CN when there are no SANs.
+FLAG_LEGACY_CN = 2
+#: MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE: an SRV-ID also matches the sibling service's SRV-ID.
+FLAG_ACCEPT_SIBLING_SERVICE = 4
 
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
@@ -216,6 +223,17 @@ class Dispatch(_OpenIntEnum):
     THREAD = 0
     #: Inside :meth:`Context.dispatch` on your thread, after :meth:`Context.notify_fd` is readable.
     LOOP = 1
+
+
+class MatchKind(_OpenIntEnum):
+    """mailsrv_match_kind: how a certificate matched its reference identity."""
+
+    DNS_ID = 1
+    DNS_ID_WILDCARD = 2
+    SRV_ID = 3
+    SRV_ID_SIBLING = 4
+    IP_ID = 5
+    LEGACY_CN = 6
 
 
 # --------------------------------------------------------------------------- errors, helpers

@@ -118,6 +118,21 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_endpoint_address_dnssec": (c_uint32, [_P]),
     "mailsrv_endpoint_address_status": (mailsrv_status, [_P]),
     "mailsrv_endpoint_address_detail": (c_char_p, [_P]),
+    # certificate checks (raw bindings; no typed wrapper yet)
+    "mailsrv_cert_check": (
+        mailsrv_status,
+        [_P, POINTER(c_void_p), POINTER(c_size_t), c_size_t, _P, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_cert_result_free": (None, [_P]),
+    "mailsrv_cert_result_matched": (c_char_p, [_P]),
+    "mailsrv_cert_result_kind": (c_uint32, [_P]),
+    "mailsrv_cert_result_path_len": (c_size_t, [_P]),
+    "mailsrv_identity_new": (mailsrv_status, [POINTER(c_void_p)]),
+    "mailsrv_identity_free": (None, [_P]),
+    "mailsrv_identity_add_dns_id": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_identity_add_srv_id": (mailsrv_status, [_P, c_char_p, c_char_p]),
+    "mailsrv_identity_add_ip": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_identity_len": (c_size_t, [_P]),
     # names, statuses, version
     "mailsrv_service_name": (c_char_p, [c_uint32]),
     "mailsrv_srv_state_name": (c_char_p, [c_uint32]),

@@ -330,7 +330,7 @@ def test_close_from_inside_a_loop_callback(silent_ns):
 
 
 def test_close_concurrently_with_blocking_calls(silent_ns):
-    c = Context([silent_ns], timeout_ms=1500)
+    c = Context([silent_ns], timeout_ms=3000)
     errors = []
 
     def run():

@@ -276,11 +276,12 @@ def test_dead_nameserver_within_deadline(dead_ns):
 
 
 def test_silent_nameserver_times_out(silent_ns):
+    """A server that never answers: the lookup ends within the deadline, as a TIMEOUT."""
     with Context([silent_ns], timeout_ms=1500) as c:
         t0 = time.monotonic()
         d = c.discover("example.com", Service.IMAPS | Service.SUBMISSIONS)
         elapsed = time.monotonic() - t0
-    assert 1.0 < elapsed < 2.5, elapsed
+    assert elapsed < 1.5 + 1.0, elapsed
     for s in d.services:
         assert s.state == SrvState.LOOKUP_FAILED and s.status == Status.TIMEOUT, s
 

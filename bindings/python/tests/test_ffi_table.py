@@ -113,8 +113,8 @@ def _check_type(where: str, decl: str, ctype: object, is_return: bool) -> None:
         # strings: char* out-buffers and borrowed const char* may be c_char_p
         assert ctype in (ctypes.c_char_p, ctypes.c_void_p), f"{where}: {decl!r} got {ctype}"
         return
-    if depth == 1 and base in ("mailsrv_request_id", "size_t"):
-        target = _INT_TYPES[base]
+    if depth == 1 and base.replace("const ", "") in ("mailsrv_request_id", "size_t"):
+        target = _INT_TYPES[base.replace("const ", "")]
         assert ctype is ctypes.POINTER(target), f"{where}: {decl!r} must be POINTER({target.__name__})"
         return
     if depth == 2:
@@ -202,37 +202,37 @@ def test_library_exports_every_header_function():
 # ------------------------------------------------------------------ constants
 
 
-@pytest.mark.parametrize(
-    "c_enum, py_enum",
-    [
-        ("mailsrv_status", mailsrv.Status),
-        ("mailsrv_service", mailsrv.Service),
-        ("mailsrv_srv_state", mailsrv.SrvState),
-        ("mailsrv_dnssec", mailsrv.Dnssec),
-        ("mailsrv_purpose", mailsrv.Purpose),
-        ("mailsrv_dispatch", mailsrv.Dispatch),
-    ],
-)
-def test_enum_matches_header(c_enum, py_enum):
-    header = header_enums()[c_enum]
-    python = {m.name: int(m.value) for m in py_enum.__members__.values()}
-    assert python == header
+ENUMS = {
+    "mailsrv_status": mailsrv.Status,
+    "mailsrv_service": mailsrv.Service,
+    "mailsrv_srv_state": mailsrv.SrvState,
+    "mailsrv_dnssec": mailsrv.Dnssec,
+    "mailsrv_purpose": mailsrv.Purpose,
+    "mailsrv_dispatch": mailsrv.Dispatch,
+    "mailsrv_match_kind": mailsrv.MatchKind,
+}
 
 
 def test_every_header_enum_is_bound():
-    assert set(header_enums()) == {
-        "mailsrv_status",
-        "mailsrv_service",
-        "mailsrv_srv_state",
-        "mailsrv_dnssec",
-        "mailsrv_purpose",
-        "mailsrv_dispatch",
-    }
+    assert set(header_enums()) == set(ENUMS), "bind the new C enum in mailsrv/__init__.py"
+
+
+@pytest.mark.parametrize("c_enum", sorted(ENUMS))
+def test_enum_matches_header(c_enum):
+    header = header_enums()[c_enum]
+    python = {m.name: int(m.value) for m in ENUMS[c_enum].__members__.values()}
+    assert python == header
+
+
+def test_every_flag_is_bound():
+    flags = {k[len("MAILSRV_"):]: v for k, v in header_defines().items() if k.startswith("MAILSRV_FLAG_")}
+    assert flags, "no MAILSRV_FLAG_* in the header?"
+    for name, value in flags.items():
+        assert getattr(mailsrv, name, None) == value, f"mailsrv.{name} should be {value}"
 
 
 def test_defines_match():
     d = header_defines()
-    assert d["MAILSRV_FLAG_REQUIRE_SECURE"] == mailsrv.FLAG_REQUIRE_SECURE
     header_version = f'{d["MAILSRV_VERSION_MAJOR"]}.{d["MAILSRV_VERSION_MINOR"]}.{d["MAILSRV_VERSION_PATCH"]}'
     assert mailsrv.__version__ == header_version
     pyproject = (BINDINGS / "pyproject.toml").read_text(encoding="utf-8")

@@ -1,0 +1,101 @@
+//! The `mailsrv` command line: its JSON keys are a stable contract (design.md §5).
+
+mod common;
+
+use std::process::Command;
+
+use common::env;
+use serde_json::Value;
+
+fn run(args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsrv"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        json,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn discover_json_shape() {
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let (ok, j, err) = run(&[
+        "discover",
+        "joe@example.com",
+        "--json",
+        "--nameserver",
+        &ns,
+        "--trust-anchor",
+        &anchor,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(j["domain"], "example.com");
+    let services = j["services"].as_array().unwrap();
+    assert_eq!(services.len(), 6);
+    let imaps = &services[0];
+    assert_eq!(imaps["service"], "imaps");
+    assert_eq!(imaps["state"], "found");
+    let e = &imaps["endpoints"][0];
+    for key in [
+        "target",
+        "port",
+        "priority",
+        "weight",
+        "ttl",
+        "dnssec",
+        "addresses",
+    ] {
+        assert!(!e[key].is_null(), "endpoint key {key}");
+    }
+    assert_eq!(e["target"], "mail.example.net");
+    assert_eq!(e["port"], 10993);
+    assert_eq!(e["dnssec"], "secure");
+    assert_eq!(services[3]["state"], "not_offered");
+    assert_eq!(j["preferred"]["submission"], "submissions");
+}
+
+#[test]
+fn bad_address_is_a_one_line_error() {
+    let (ok, _, err) = run(&["discover", "not an address", "--nameserver", "127.0.0.1:9"]);
+    assert!(!ok);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("mailsrv: "));
+}
+
+#[test]
+fn check_cert_json_shape() {
+    let certs = env("MAILSRV_TEST_CERTS");
+    let ca = env("MAILSRV_TEST_CA");
+    let pem = format!("{certs}/srvid-imaps-example-com.pem");
+    let (ok, j, _) = run(&[
+        "check-cert",
+        &pem,
+        "--srv-id",
+        "imaps:example.com",
+        "--ca-file",
+        &ca,
+        "--json",
+    ]);
+    assert!(ok);
+    assert_eq!(j["match"], true);
+    assert_eq!(j["matched_identity"], "SRV-ID _imaps.example.com");
+    assert!(j["reason"].is_null());
+    let (ok, j, _) = run(&[
+        "check-cert",
+        &pem,
+        "--dns-id",
+        "example.com",
+        "--ca-file",
+        &ca,
+        "--json",
+    ]);
+    assert!(!ok);
+    assert_eq!(j["match"], false);
+    assert!(j["reason"].as_str().unwrap().contains("_imaps.example.com"));
+}
