@@ -27,7 +27,7 @@ TEST_FEATURES := --features test-hooks
 C_WARN  := -std=c11 -Wall -Wextra -Wpedantic -Werror
 C_TESTS := $(patsubst c-tests/%.c,c-tests/build/%,$(wildcard c-tests/test_*.c))
 
-.PHONY: deps all header check-header check-symbols lint build-test rust-tests c-tests py-tests \
+.PHONY: fuzz deps all header check-header check-symbols lint build-test rust-tests c-tests py-tests \
         test-suites check install uninstall demo install-check clean
 
 # System packages for the testbed (one apt-get, skipped when present) and pytest.
@@ -100,6 +100,15 @@ install-check: all
 
 demo: deps all
 	TESTBED_PARTS=dns testbed/run.sh scripts/demo.sh
+
+# Fuzzing on demand (not part of check): each target for FUZZ_SECONDS, growing its corpus.
+# cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := san address anchor
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 clean:
 	$(CARGO) clean

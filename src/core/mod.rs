@@ -11,6 +11,7 @@ pub mod anchors;
 pub mod config;
 pub mod context;
 pub mod discover;
+pub mod fuzzing;
 pub mod order;
 pub mod requests;
 pub mod resolver;

@@ -1,0 +1,5 @@
+//! Email address / domain parsing and IDNA on arbitrary text.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| mailsrv::core::fuzzing::address(data));
