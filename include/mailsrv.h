@@ -67,6 +67,11 @@
 
 
 /**
+ * Default time an unverified answer must persist before the user is asked: 7 days.
+ */
+#define DEFAULT_MIN_AGE ((7 * 24) * 3600)
+
+/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */
@@ -139,6 +144,10 @@ typedef enum {
    * A file could not be read or written.
    */
   MAILSRV_STATUS_IO = 11,
+  /**
+   * A file mailsrv wrote earlier (the history) is damaged; it was kept aside, not replaced.
+   */
+  MAILSRV_STATUS_CORRUPT = 12,
   /**
    * DNS: the name does not exist (NXDOMAIN).
    */

@@ -17,6 +17,8 @@ pub enum Error {
     Shutdown,
     /// A file could not be read or written.
     Io(String),
+    /// A file mailsrv wrote earlier is damaged (it was kept aside, never overwritten).
+    Corrupt(String),
     /// The async runtime could not be started or a task died.
     Runtime(String),
     /// A bug in mailsrv: a panic was caught at a boundary.
@@ -83,12 +85,12 @@ impl Error {
             Cancelled => "request cancelled",
             Shutdown => "context shutting down",
             InCallback => "not allowed inside a mailsrv callback",
-            InvalidArg(s) | Timeout(s) | Io(s) | Runtime(s) | Panic(s) | NotFound(s)
-            | NxDomain(s) | NoRecord(s) | ServFail(s) | LookupFailed(s) | NoSecureAnswer(s)
-            | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s) | CertExpired(s)
-            | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s) | BadCertificate(s)
-            | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s) | Handshake(s)
-            | ConnectFailed(s) | ConnectionClosed(s) | Protocol(s) => s,
+            InvalidArg(s) | Timeout(s) | Io(s) | Corrupt(s) | Runtime(s) | Panic(s)
+            | NotFound(s) | NxDomain(s) | NoRecord(s) | ServFail(s) | LookupFailed(s)
+            | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
+            | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
+            | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
+            | Handshake(s) | ConnectFailed(s) | ConnectionClosed(s) | Protocol(s) => s,
         }
     }
 }

@@ -13,7 +13,10 @@ pub fn san(data: &[u8]) {
         let mut refs = ReferenceIdentity::new();
         let _ = refs.add_srv_id("imaps", "example.com");
         let _ = refs.add_dns_id("mail.example.net");
-        let legacy = MatchOptions { legacy_cn: true, accept_sibling_service: true };
+        let legacy = MatchOptions {
+            legacy_cn: true,
+            accept_sibling_service: true,
+        };
         let _ = match_identity(&refs, &ids, &MatchOptions::default());
         let _ = match_identity(&refs, &ids, &legacy);
     }
@@ -25,7 +28,11 @@ pub fn address(data: &[u8]) {
         && let Ok(domain) = mail_domain(text)
     {
         assert!(domain.len() <= 253 && domain.is_ascii() && !domain.ends_with('.'));
-        assert_eq!(mail_domain(&domain).as_deref(), Ok(domain.as_str()), "idempotent");
+        assert_eq!(
+            mail_domain(&domain).as_deref(),
+            Ok(domain.as_str()),
+            "idempotent"
+        );
     }
 }
 

@@ -36,6 +36,8 @@ pub enum mailsrv_status {
     Runtime = 10,
     /// A file could not be read or written.
     Io = 11,
+    /// A file mailsrv wrote earlier (the history) is damaged; it was kept aside, not replaced.
+    Corrupt = 12,
     /// DNS: the name does not exist (NXDOMAIN).
     Nxdomain = 100,
     /// DNS: the name has no record of that type (NODATA); for SRV, "no SRV record".
@@ -88,6 +90,7 @@ impl mailsrv_status {
             Error::Cancelled => S::Cancelled,
             Error::Shutdown => S::Shutdown,
             Error::Io(_) => S::Io,
+            Error::Corrupt(_) => S::Corrupt,
             Error::Runtime(_) => S::Runtime,
             Error::Panic(_) => S::Panic,
             Error::InCallback => S::InCallback,
@@ -130,6 +133,7 @@ impl mailsrv_status {
             9 => c"not found",
             10 => c"runtime could not be started",
             11 => c"file input/output error",
+            12 => c"damaged file kept aside",
             100 => c"DNS: no such domain (NXDOMAIN)",
             101 => c"DNS: no record of that type",
             102 => c"DNS: server failure (SERVFAIL or refused)",

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import ctypes
 import itertools
 import logging
 import operator
@@ -58,6 +57,7 @@ from ._ffi import lib
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_SERVICES",
     "AsyncContext",
     "Context",
     "Discovery",
@@ -123,6 +123,7 @@ class Status(_OpenIntEnum):
     NOT_FOUND = 9
     RUNTIME = 10
     IO = 11
+    CORRUPT = 12
     NXDOMAIN = 100
     NO_RECORD = 101
     SERVFAIL = 102
@@ -177,6 +178,10 @@ class Service(IntFlag):
     def label(self) -> str:
         """The library's name for one service ("imaps", ...); "" for a mask."""
         return _text(lib.mailsrv_service_name(int(self)))
+
+
+#: The empty mask, which the library reads as "all six services" (the default).
+ALL_SERVICES = Service(0)
 
 
 class SrvState(_OpenIntEnum):
@@ -507,7 +512,9 @@ def _outcome(status: int, result: Optional[int], detail: Optional[bytes]) -> Uni
     return MailsrvError(status, _text(detail) or status_str(status))
 
 
-def _deliver(userdata: Optional[int], request_id: int, status: int, result: Optional[int], detail: Optional[bytes]) -> None:
+def _deliver(
+    userdata: Optional[int], request_id: int, status: int, result: Optional[int], detail: Optional[bytes]
+) -> None:
     with _pending_lock:
         entry = _pending.pop(userdata or 0, None)
     outcome = _outcome(status, result, detail)
@@ -525,8 +532,9 @@ def _deliver(userdata: Optional[int], request_id: int, status: int, result: Opti
         entry.ctx._request_done()
 
 
-@_ffi.DISCOVER_CB
-def _discover_trampoline(userdata: Optional[int], request_id: int, status: int, result: Optional[int], detail: Optional[bytes]) -> None:
+def _discover_trampoline_py(
+    userdata: Optional[int], request_id: int, status: int, result: Optional[int], detail: Optional[bytes]
+) -> None:
     try:
         _deliver(userdata, request_id, status, result, detail)
     except BaseException:  # noqa: B036 - last resort, see _deliver
@@ -534,6 +542,10 @@ def _discover_trampoline(userdata: Optional[int], request_id: int, status: int, 
             _log.exception("mailsrv: internal error in the callback trampoline")
         except BaseException:  # noqa: B036
             pass
+
+
+# The one C function pointer handed to mailsrv_srv_discover_async; never released.
+_discover_trampoline = _ffi.DISCOVER_CB(_discover_trampoline_py)
 
 
 # --------------------------------------------------------------------------- context
@@ -591,7 +603,7 @@ class Context:
         self._dispatch = Dispatch(_c_uint(dispatch, "dispatch", _U32_MAX))
 
         if isinstance(nameservers, (str, bytes)):
-            nameservers = [nameservers]  # type: ignore[list-item]
+            nameservers = [nameservers]
         cfg = c_void_p()
         _check(lib.mailsrv_config_new(byref(cfg)), "mailsrv_config_new")
         try:
@@ -606,11 +618,17 @@ class Context:
                     f"bad trust anchor path {trust_anchor_file!r}",
                 )
             if ca_file is not None:
-                _check(lib.mailsrv_config_set_ca_file(cfg, _c_path(ca_file, "ca_file")), f"bad CA file path {ca_file!r}")
+                _check(
+                    lib.mailsrv_config_set_ca_file(cfg, _c_path(ca_file, "ca_file")),
+                    f"bad CA file path {ca_file!r}",
+                )
             if timeout_ms is not None:
                 ms = _c_uint(timeout_ms, "timeout_ms", _U32_MAX)
                 _check(lib.mailsrv_config_set_timeout_ms(cfg, ms), f"timeout_ms {ms} out of range (0..600000)")
-            _check(lib.mailsrv_config_set_dispatch(cfg, int(self._dispatch)), f"unknown dispatch mode {int(self._dispatch)}")
+            _check(
+                lib.mailsrv_config_set_dispatch(cfg, int(self._dispatch)),
+                f"unknown dispatch mode {int(self._dispatch)}",
+            )
             if require_secure:
                 _check(lib.mailsrv_config_set_flags(cfg, FLAG_REQUIRE_SECURE), "mailsrv_config_set_flags")
             if rng_seed is not None:
@@ -738,7 +756,7 @@ class Context:
     def discover(
         self,
         address: StrOrBytes,
-        services: Union[Service, int] = Service(0),
+        services: Union[Service, int] = ALL_SERVICES,
         require_secure: bool = False,
     ) -> Discovery:
         """Discovers the mail servers of ``address`` ("joe@example.com" or "example.com").
@@ -767,7 +785,7 @@ class Context:
         self,
         address: StrOrBytes,
         callback: DiscoverCallback,
-        services: Union[Service, int] = Service(0),
+        services: Union[Service, int] = ALL_SERVICES,
         require_secure: bool = False,
     ) -> int:
         """Starts a discovery; returns its request id (for :meth:`cancel`).
@@ -833,7 +851,7 @@ class Context:
         :raises MailsrvError: INVALID_ARG in thread mode.
         """
         with self._use() as h:
-            fd = lib.mailsrv_ctx_notify_fd(h)
+            fd = int(lib.mailsrv_ctx_notify_fd(h))
         if fd < 0:
             raise _invalid("no notify descriptor: the context is not in loop dispatch mode")
         return fd
@@ -850,7 +868,7 @@ class Context:
         if status == Status.INVALID_ARG:
             raise _invalid("the context is not in loop dispatch mode")
         _check(status)
-        return ran.value
+        return int(ran.value)
 
 
 # --------------------------------------------------------------------------- asyncio
@@ -878,7 +896,13 @@ class AsyncContext:
     :attr:`context` (e.g. for blocking calls from other threads).
     """
 
-    def __init__(self, nameservers: Union[Sequence[str], str] = (), *, dispatch: Union[Dispatch, int] = Dispatch.LOOP, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        nameservers: Union[Sequence[str], str] = (),
+        *,
+        dispatch: Union[Dispatch, int] = Dispatch.LOOP,
+        **kwargs: Any,
+    ) -> None:
         self.context = Context(nameservers, dispatch=dispatch, **kwargs)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd: Optional[int] = None
@@ -912,7 +936,7 @@ class AsyncContext:
     async def discover(
         self,
         address: StrOrBytes,
-        services: Union[Service, int] = Service(0),
+        services: Union[Service, int] = ALL_SERVICES,
         require_secure: bool = False,
     ) -> Discovery:
         """:meth:`Context.discover` as a coroutine. Cancelling the awaiting task cancels the

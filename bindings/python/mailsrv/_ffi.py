@@ -38,7 +38,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 __all__ = [
     "DISCOVER_CB",
@@ -194,7 +194,7 @@ def _load() -> Tuple[ctypes.CDLL, str]:
     )
 
 
-def _declare(library: ctypes.CDLL, table: Dict[str, Tuple[Any, Sequence[Any]]]) -> bool:
+def _declare(library: ctypes.CDLL, table: Mapping[str, Tuple[Any, Sequence[Any]]]) -> bool:
     """Sets restype/argtypes of every function; returns whether the optional ones exist."""
     have_optional = True
     for name, (restype, argtypes) in table.items():
@@ -204,9 +204,7 @@ def _declare(library: ctypes.CDLL, table: Dict[str, Tuple[Any, Sequence[Any]]]) 
             if name in OPTIONAL_FUNCTIONS:
                 have_optional = False
                 continue
-            raise LibraryNotFound(
-                f"{LIBRARY_PATH} does not export {name}: an incompatible libmailsrv?"
-            ) from None
+            raise LibraryNotFound(f"{LIBRARY_PATH} does not export {name}: an incompatible libmailsrv?") from None
         fn.restype = restype
         fn.argtypes = list(argtypes)
     return have_optional

@@ -97,9 +97,7 @@ def loop_ctx(ns: str, anchor: str):
     """A loop-mode context on the testbed."""
     import mailsrv
 
-    c = mailsrv.Context(
-        nameservers=[ns], trust_anchor_file=anchor, timeout_ms=10000, dispatch=mailsrv.Dispatch.LOOP
-    )
+    c = mailsrv.Context(nameservers=[ns], trust_anchor_file=anchor, timeout_ms=10000, dispatch=mailsrv.Dispatch.LOOP)
     try:
         yield c
     finally:

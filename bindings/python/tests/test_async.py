@@ -14,7 +14,15 @@ from typing import List, Tuple
 import pytest
 
 import mailsrv
-from mailsrv import Context, Discovery, Dispatch, MailsrvError, Service, SrvState, Status
+from mailsrv import (
+    Context,
+    Discovery,
+    Dispatch,
+    MailsrvError,
+    Service,
+    SrvState,
+    Status,
+)
 
 
 class Collector:
@@ -129,8 +137,13 @@ def test_blocking_call_inside_thread_callback_is_in_callback(ctx):
             ctx.discover("example.com")
         except MailsrvError as e:
             got["err"] = e
+
         # starting another async request from a callback is allowed
-        got["second"] = ctx.discover_async("example.com", lambda r, o: (got.setdefault("inner", o), done.set()), Service.IMAPS)
+        def inner(r, o):
+            got["inner"] = o
+            done.set()
+
+        got["second"] = ctx.discover_async("example.com", inner, Service.IMAPS)
 
     ctx.discover_async("example.com", cb, Service.IMAPS)
     assert done.wait(15)

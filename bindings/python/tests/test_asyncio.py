@@ -43,7 +43,14 @@ def test_asyncio_discover(mode, ns, anchor):
 @pytest.mark.parametrize("mode", [Dispatch.LOOP, Dispatch.THREAD])
 def test_asyncio_gather_many(mode, ns, anchor):
     addrs = ["example.com", "insecure.test", "bogus.test", "broken.test", "nosrv.example.com", "bücher.example"]
-    expected = [SrvState.FOUND, SrvState.FOUND, SrvState.BOGUS, SrvState.LOOKUP_FAILED, SrvState.NO_RECORD, SrvState.FOUND]
+    expected = [
+        SrvState.FOUND,
+        SrvState.FOUND,
+        SrvState.BOGUS,
+        SrvState.LOOKUP_FAILED,
+        SrvState.NO_RECORD,
+        SrvState.FOUND,
+    ]
 
     async def main():
         async with AsyncContext([ns], trust_anchor_file=anchor, dispatch=mode) as actx:

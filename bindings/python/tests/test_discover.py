@@ -64,7 +64,8 @@ def test_example_com_all_services(ctx):
         assert len(s.endpoints) == 1
         e = s.endpoints[0]
         assert isinstance(e, Endpoint)
-        assert (e.target, e.port, e.priority, e.weight) == ("mail.example.net", PORTS[s.service], PRIORITIES[s.service], 1)
+        want = ("mail.example.net", PORTS[s.service], PRIORITIES[s.service], 1)
+        assert (e.target, e.port, e.priority, e.weight) == want
         assert e.ttl == 300
         assert e.dnssec == Dnssec.SECURE
         # IPv6 first, then IPv4
@@ -122,7 +123,9 @@ def test_quoted_local_part_t_srv_03(ctx):
     assert ctx.discover('"a@b"@example.com', Service.IMAPS).domain == "example.com"
 
 
-@pytest.mark.parametrize("address", ["user@bücher.example", "bücher.example", "Joe@BÜCHER.example", "xn--bcher-kva.example"])
+@pytest.mark.parametrize(
+    "address", ["user@bücher.example", "bücher.example", "Joe@BÜCHER.example", "xn--bcher-kva.example"]
+)
 def test_idn_t_srv_02(ctx, address):
     d = ctx.discover(address)
     assert d.domain == "xn--bcher-kva.example"
@@ -235,7 +238,10 @@ def test_target_without_addresses(ctx):
 def test_multi_order_and_seed(ns, anchor):
     def order(seed):
         with Context([ns], trust_anchor_file=anchor, rng_seed=seed) as c:
-            runs = [tuple(e.target for e in c.discover("multi.example.com", Service.IMAPS).services[0].endpoints) for _ in range(3)]
+            runs = []
+            for _ in range(3):
+                s = c.discover("multi.example.com", Service.IMAPS).services[0]
+                runs.append(tuple(e.target for e in s.endpoints))
         return runs
 
     firsts = set()

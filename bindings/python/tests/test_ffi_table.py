@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+from conftest import BINDINGS, HEADER
 
 import mailsrv
 from mailsrv import _ffi
-
-from conftest import HEADER, BINDINGS
 
 OPTIONAL = {"mailsrv_test_panic"}  # inside #if defined(MAILSRV_TEST_HOOKS)
 
@@ -59,7 +58,7 @@ def header_enums() -> Dict[str, Dict[str, int]]:
         values = {}
         for c in re.finditer(r"(\w+)\s*=\s*(-?\d+)", body):
             assert c.group(1).startswith(prefix), (name, c.group(1))
-            values[c.group(1)[len(prefix):]] = int(c.group(2))
+            values[c.group(1)[len(prefix) :]] = int(c.group(2))
         enums[name] = values
     return enums
 
@@ -157,7 +156,7 @@ def test_table_entry_matches_prototype(name):
 
 def test_owned_pointers_are_never_c_char_p():
     # Everything returned through an out-parameter or to the callback as owned is c_void_p.
-    for name, (restype, argtypes) in _ffi.FUNCTIONS.items():
+    for name, (_restype, argtypes) in _ffi.FUNCTIONS.items():
         for t in argtypes:
             assert t is not ctypes.POINTER(ctypes.c_char_p), name
     assert _ffi.DISCOVER_CB._argtypes_[3] is ctypes.c_void_p  # mailsrv_discovery *result (owned)
@@ -225,7 +224,7 @@ def test_enum_matches_header(c_enum):
 
 
 def test_every_flag_is_bound():
-    flags = {k[len("MAILSRV_"):]: v for k, v in header_defines().items() if k.startswith("MAILSRV_FLAG_")}
+    flags = {k[len("MAILSRV_") :]: v for k, v in header_defines().items() if k.startswith("MAILSRV_FLAG_")}
     assert flags, "no MAILSRV_FLAG_* in the header?"
     for name, value in flags.items():
         assert getattr(mailsrv, name, None) == value, f"mailsrv.{name} should be {value}"
@@ -233,7 +232,7 @@ def test_every_flag_is_bound():
 
 def test_defines_match():
     d = header_defines()
-    header_version = f'{d["MAILSRV_VERSION_MAJOR"]}.{d["MAILSRV_VERSION_MINOR"]}.{d["MAILSRV_VERSION_PATCH"]}'
+    header_version = f"{d['MAILSRV_VERSION_MAJOR']}.{d['MAILSRV_VERSION_MINOR']}.{d['MAILSRV_VERSION_PATCH']}"
     assert mailsrv.__version__ == header_version
     pyproject = (BINDINGS / "pyproject.toml").read_text(encoding="utf-8")
     assert re.search(r'^version\s*=\s*"' + re.escape(header_version) + '"', pyproject, flags=re.M)

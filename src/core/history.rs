@@ -1,0 +1,375 @@
+//! The observation history: when each SRV answer (domain, service, target, port) was first
+//! and last seen, so an unverified change is offered to the user only once it has persisted.
+//!
+//! The file is the client's; mailsrv writes it atomically (temp file, fsync, rename, fsync of
+//! the folder) under an exclusive lock, merging with what another process saved meanwhile, so
+//! a crash never loses or damages it and two writers lose no observation. A damaged file is
+//! reported and moved aside (`<file>.corrupt-<unix time>`), never silently replaced.
+//!
+//! Format, version 1 (text, one record per line, fields separated by single spaces):
+//! `mailsrv-history 1` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN` ... /
+//! `end COUNT`. The trailer makes truncation detectable.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::address::normalize_domain;
+use super::service::Service;
+use super::{Error, Result};
+
+const MAGIC: &str = "mailsrv-history 1";
+/// More records than any client has accounts for; a bigger file is treated as damaged.
+const MAX_RECORDS: usize = 100_000;
+
+/// Which SRV answer an observation is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObservationKey {
+    pub domain: String,
+    pub service: Service,
+    pub target: String,
+    pub port: u16,
+}
+
+/// When an answer was seen, in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub first: u64,
+    pub last: u64,
+}
+
+/// The observations of one history file.
+#[derive(Debug, Clone)]
+pub struct History {
+    path: PathBuf,
+    records: BTreeMap<ObservationKey, Seen>,
+}
+
+impl History {
+    /// Opens (or starts) the history kept in `path`. A missing file is an empty history;
+    /// a damaged one is moved aside and reported as [`Error::Corrupt`].
+    pub fn open(path: &Path) -> Result<Self> {
+        let records = read_records(path)?;
+        Ok(History {
+            path: path.to_path_buf(),
+            records,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn get(&self, key: &ObservationKey) -> Option<Seen> {
+        self.records.get(key).copied()
+    }
+
+    /// Records that `key` is the answer for its (domain, service) at `now`. When another
+    /// answer was seen for the same (domain, service) since `key` was last seen, the answer
+    /// did not persist: its first-seen time starts again.
+    pub fn observe(&mut self, key: ObservationKey, now: u64) -> Result<Seen> {
+        let key = normalized(key)?;
+        let interrupted = |seen: &Seen| {
+            self.records.iter().any(|(k, s)| {
+                k.domain == key.domain
+                    && k.service == key.service
+                    && k != &key
+                    && s.last > seen.last
+            })
+        };
+        let seen = match self.records.get(&key) {
+            Some(s) if !interrupted(s) => Seen {
+                first: s.first.min(now),
+                last: s.last.max(now),
+            },
+            _ => Seen {
+                first: now,
+                last: now,
+            },
+        };
+        self.records.insert(key, seen);
+        Ok(seen)
+    }
+
+    /// Writes the history: under an exclusive lock, merged with the file's current content
+    /// (another process may have saved since we read it), atomically replaced.
+    pub fn save(&mut self) -> Result<()> {
+        let lock = lock_file(&self.path)?;
+        let on_disk = read_records(&self.path)?;
+        for (k, s) in on_disk {
+            self.records
+                .entry(k)
+                .and_modify(|mine| {
+                    mine.first = mine.first.min(s.first);
+                    mine.last = mine.last.max(s.last);
+                })
+                .or_insert(s);
+        }
+        write_atomically(&self.path, &render(&self.records))?;
+        drop(lock);
+        Ok(())
+    }
+}
+
+fn normalized(mut key: ObservationKey) -> Result<ObservationKey> {
+    key.domain = normalize_domain(&key.domain)?;
+    key.target = normalize_domain(&key.target)?;
+    Ok(key)
+}
+
+fn io(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::Io(format!("{what} {}: {e}", path.display()))
+}
+
+/// An exclusive advisory lock on `<path>.lock`, held until dropped.
+fn lock_file(path: &Path) -> Result<File> {
+    let lock_path = sibling(path, ".lock");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| io(&lock_path, "cannot open lock", e))?;
+    f.lock().map_err(|e| io(&lock_path, "cannot lock", e))?;
+    Ok(f)
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn read_records(path: &Path) -> Result<BTreeMap<ObservationKey, Seen>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(io(path, "cannot read history", e)),
+    };
+    parse(&bytes).map_err(|why| {
+        let kept = sibling(path, &format!(".corrupt-{}", unix_now()));
+        let kept_note = match fs::rename(path, &kept) {
+            Ok(()) => format!("kept aside as {}", kept.display()),
+            Err(e) => format!("could not be moved aside: {e}"),
+        };
+        Error::Corrupt(format!(
+            "history {} is damaged ({why}); {kept_note}",
+            path.display()
+        ))
+    })
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Seen>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let mut lines = text.split_terminator('\n');
+    if lines.next() != Some(MAGIC) {
+        return Err("unknown format or version".into());
+    }
+    let mut records = BTreeMap::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["obs", domain, service, target, port, first, last] => {
+                if records.len() >= MAX_RECORDS {
+                    return Err("too many records".into());
+                }
+                let key = ObservationKey {
+                    domain: check_name(domain)?,
+                    service: Service::from_name(service).ok_or("unknown service")?,
+                    target: check_name(target)?,
+                    port: port.parse().map_err(|_| "bad port")?,
+                };
+                let seen = Seen {
+                    first: first.parse().map_err(|_| "bad time")?,
+                    last: last.parse().map_err(|_| "bad time")?,
+                };
+                if seen.first > seen.last {
+                    return Err("first seen after last seen".into());
+                }
+                records.insert(key, seen);
+            }
+            ["end", count] if count.parse() == Ok(records.len()) && text.ends_with('\n') => {
+                return Ok(records);
+            }
+            _ => {
+                return Err(format!(
+                    "bad line {:?}",
+                    line.chars().take(80).collect::<String>()
+                ));
+            }
+        }
+    }
+    Err("truncated (no end line)".into())
+}
+
+fn check_name(s: &str) -> std::result::Result<String, String> {
+    normalize_domain(s)
+        .map_err(|e| e.to_string())
+        .and_then(|n| {
+            if n == s {
+                Ok(n)
+            } else {
+                Err(format!("name {s:?} is not normalised"))
+            }
+        })
+}
+
+fn render(records: &BTreeMap<ObservationKey, Seen>) -> String {
+    let mut out = format!("{MAGIC}\n");
+    for (k, s) in records {
+        out.push_str(&format!(
+            "obs {} {} {} {} {} {}\n",
+            k.domain,
+            k.service.name(),
+            k.target,
+            k.port,
+            s.first,
+            s.last
+        ));
+    }
+    out.push_str(&format!("end {}\n", records.len()));
+    out
+}
+
+/// temp file in the same folder, fsync, rename over the target, fsync of the folder.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = sibling(path, &format!(".tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| io(path, "cannot save history", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(target: &str) -> ObservationKey {
+        ObservationKey {
+            domain: "example.com".into(),
+            service: Service::Imaps,
+            target: target.into(),
+            port: 993,
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mailsrv-hist-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir.join("history")
+    }
+
+    #[test]
+    fn round_trip_and_persistence() {
+        let path = temp("rt");
+        let mut h = History::open(&path).unwrap();
+        assert!(h.is_empty());
+        h.observe(key("a.example.net"), 100).unwrap();
+        h.observe(key("A.Example.NET."), 200).unwrap();
+        h.save().unwrap();
+        let h2 = History::open(&path).unwrap();
+        assert_eq!(
+            h2.get(&key("a.example.net")),
+            Some(Seen {
+                first: 100,
+                last: 200
+            })
+        );
+    }
+
+    #[test]
+    fn an_interruption_restarts_first_seen() {
+        let path = temp("int");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        h.observe(key("b.example.net"), 150).unwrap();
+        assert_eq!(
+            h.observe(key("a.example.net"), 200).unwrap(),
+            Seen {
+                first: 200,
+                last: 200
+            }
+        );
+        assert_eq!(
+            h.observe(key("a.example.net"), 300).unwrap(),
+            Seen {
+                first: 200,
+                last: 300
+            }
+        );
+    }
+
+    #[test]
+    fn damaged_files_are_kept_aside_and_reported() {
+        for (name, junk) in [
+            (
+                "trunc",
+                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2\n"),
+            ),
+            ("magic", "something else\n".to_string()),
+            (
+                "field",
+                format!("{MAGIC}\nobs example.com imaps a.example.net 99999 1 2\nend 1\n"),
+            ),
+            ("count", format!("{MAGIC}\nend 3\n")),
+        ] {
+            let path = temp(name);
+            fs::write(&path, &junk).unwrap();
+            let err = History::open(&path).unwrap_err();
+            assert!(matches!(err, Error::Corrupt(_)), "{name}: {err:?}");
+            assert!(!path.exists(), "{name}: moved aside");
+            let kept: Vec<_> = fs::read_dir(path.parent().unwrap())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+                .collect();
+            assert_eq!(kept.len(), 1, "{name}");
+            assert_eq!(
+                fs::read_to_string(kept[0].path()).unwrap(),
+                junk,
+                "{name}: content kept"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrent_saves_merge() {
+        let path = temp("merge");
+        let mut a = History::open(&path).unwrap();
+        let mut b = History::open(&path).unwrap();
+        a.observe(key("a.example.net"), 100).unwrap();
+        b.observe(key("b.example.net"), 110).unwrap();
+        a.save().unwrap();
+        b.save().unwrap();
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.len(), 2, "neither observation lost");
+    }
+}

@@ -1,0 +1,347 @@
+//! The refresh decision (design.md §1 step 4): given a saved account configuration, a fresh
+//! discovery, the authenticity verdict on the fresh answer and how long that answer has been
+//! observed, what may the client do? Pure logic: no I/O, no clock.
+
+use super::discover::{ServiceAnswer, SrvState};
+use super::history::Seen;
+use super::service::Service;
+
+/// Default time an unverified answer must persist before the user is asked: 7 days.
+pub const DEFAULT_MIN_AGE: u64 = 7 * 24 * 3600;
+
+/// Where the saved configuration came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Set up from SRV records: a later authenticated SRV answer may replace it.
+    Srv,
+    /// Typed by the user: never changed automatically.
+    User,
+}
+
+/// The account's configuration for one service.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub service: Service,
+    pub host: String,
+    pub port: u16,
+    pub origin: Origin,
+}
+
+/// What the authenticity check said about the fresh answer's first endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// DNSSEC, DANE, or the probe and the reconnect both proved it.
+    Authentic,
+    /// Not proven: only the user may accept it, and only once it has persisted.
+    Unverified,
+    /// Proven wrong (bogus DNSSEC, a secure TLSA set no certificate matches).
+    Rejected,
+}
+
+/// The decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Keep the saved configuration; nothing to tell the user.
+    NoChange,
+    /// Switch to the new endpoint: it is authenticated.
+    Update,
+    /// Offer the change to the user (no click-through on a certificate failure): it is not
+    /// verified but has been seen consistently for at least the minimum age.
+    AskUser,
+    /// Not verified and too new: look again later (`wait_until`).
+    Wait,
+    /// Do not use the new answer; keep the saved configuration and warn.
+    Reject,
+}
+
+/// The decision with what it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advice {
+    pub decision: Decision,
+    /// The endpoint the decision is about (the fresh first endpoint), when there is one.
+    pub target: Option<(String, u16)>,
+    /// For `Wait`: when the answer will have persisted long enough (Unix seconds).
+    pub wait_until: Option<u64>,
+    /// Why, in words a client can show.
+    pub detail: String,
+}
+
+fn advice(decision: Decision, target: Option<(String, u16)>, detail: impl Into<String>) -> Advice {
+    Advice {
+        decision,
+        target,
+        wait_until: None,
+        detail: detail.into(),
+    }
+}
+
+/// Decides for one service. `fresh` must be the answer for `saved.service` itself: RFC 6186
+/// §4 forbids switching IMAP to POP3 (or back) without the user, so a client passes the same
+/// service it has saved, and a different protocol's priority never matters here.
+pub fn decide(
+    saved: &Saved,
+    fresh: &ServiceAnswer,
+    verdict: Option<Verdict>,
+    seen: Option<Seen>,
+    now: u64,
+    min_age: u64,
+) -> Advice {
+    if fresh.service != saved.service {
+        return advice(
+            Decision::NoChange,
+            None,
+            format!(
+                "the fresh answer is for {} but the account uses {}: a protocol never changes without the user",
+                fresh.service, saved.service
+            ),
+        );
+    }
+    match fresh.state {
+        SrvState::Bogus => {
+            return advice(
+                Decision::Reject,
+                None,
+                "the SRV answer failed DNSSEC validation (bogus)",
+            );
+        }
+        SrvState::LookupFailed => {
+            return advice(
+                Decision::NoChange,
+                None,
+                "the SRV lookup failed; the saved configuration stays",
+            );
+        }
+        SrvState::NoRecord | SrvState::NotOffered => {
+            return advice(
+                Decision::NoChange,
+                None,
+                format!(
+                    "the domain now says {}; the saved configuration stays",
+                    fresh.state.name()
+                ),
+            );
+        }
+        SrvState::Found => {}
+    }
+    let same = |e: &super::discover::Endpoint| {
+        e.target
+            .eq_ignore_ascii_case(saved.host.trim_end_matches('.'))
+            && e.port == saved.port
+    };
+    if fresh.endpoints.iter().any(same) {
+        return advice(
+            Decision::NoChange,
+            None,
+            "the saved server is still advertised",
+        );
+    }
+    let Some(first) = fresh.endpoints.first() else {
+        return advice(Decision::NoChange, None, "no endpoint");
+    };
+    let target = Some((first.target.clone(), first.port));
+    if saved.origin == Origin::User {
+        return advice(
+            Decision::NoChange,
+            target,
+            "the configuration was typed by the user and is never changed automatically",
+        );
+    }
+    match verdict {
+        Some(Verdict::Rejected) => advice(
+            Decision::Reject,
+            target,
+            "the new server was proven not to be authentic",
+        ),
+        Some(Verdict::Authentic) => {
+            advice(Decision::Update, target, "the new server is authenticated")
+        }
+        None | Some(Verdict::Unverified) => {
+            let since = seen.map_or(now, |s| s.first);
+            let ready_at = since.saturating_add(min_age);
+            if now >= ready_at {
+                advice(
+                    Decision::AskUser,
+                    target,
+                    format!(
+                        "unverified, but advertised consistently for {} days",
+                        (now - since) / 86400
+                    ),
+                )
+            } else {
+                Advice {
+                    wait_until: Some(ready_at),
+                    ..advice(
+                        Decision::Wait,
+                        target,
+                        "unverified and new: wait until it has persisted",
+                    )
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::discover::Endpoint;
+    use crate::core::resolver::DnssecState;
+
+    fn answer(service: Service, state: SrvState, targets: &[(&str, u16)]) -> ServiceAnswer {
+        ServiceAnswer {
+            service,
+            state,
+            error: None,
+            dnssec: Some(DnssecState::Insecure),
+            ttl: 300,
+            endpoints: targets
+                .iter()
+                .map(|(t, p)| Endpoint {
+                    target: t.to_string(),
+                    port: *p,
+                    priority: 0,
+                    weight: 1,
+                    ttl: 300,
+                    dnssec: DnssecState::Insecure,
+                    addresses: vec![],
+                    address_dnssec: None,
+                    address_error: None,
+                })
+                .collect(),
+            diagnostics: vec![],
+        }
+    }
+
+    fn saved(origin: Origin) -> Saved {
+        Saved {
+            service: Service::Imaps,
+            host: "a.provider.net".into(),
+            port: 993,
+            origin,
+        }
+    }
+
+    const DAY: u64 = 86400;
+
+    #[test]
+    fn unchanged_answer_is_no_change() {
+        let a = answer(Service::Imaps, SrvState::Found, &[("A.Provider.NET", 993)]);
+        assert_eq!(
+            decide(&saved(Origin::Srv), &a, None, None, 0, DEFAULT_MIN_AGE).decision,
+            Decision::NoChange
+        );
+    }
+
+    #[test]
+    fn t_seed_01_authenticated_change_updates() {
+        let a = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let d = decide(
+            &saved(Origin::Srv),
+            &a,
+            Some(Verdict::Authentic),
+            None,
+            0,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.decision, Decision::Update);
+        assert_eq!(d.target, Some(("b.provider.net".into(), 993)));
+    }
+
+    #[test]
+    fn t_seed_05_unverified_change_waits_then_asks() {
+        let a = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let seen = Seen {
+            first: 10 * DAY,
+            last: 12 * DAY,
+        };
+        let d = decide(
+            &saved(Origin::Srv),
+            &a,
+            Some(Verdict::Unverified),
+            Some(seen),
+            12 * DAY,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.decision, Decision::Wait);
+        assert_eq!(d.wait_until, Some(17 * DAY));
+        let d = decide(
+            &saved(Origin::Srv),
+            &a,
+            Some(Verdict::Unverified),
+            Some(seen),
+            17 * DAY,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.decision, Decision::AskUser);
+        let d = decide(
+            &saved(Origin::Srv),
+            &a,
+            Some(Verdict::Unverified),
+            None,
+            17 * DAY,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(
+            d.decision,
+            Decision::Wait,
+            "never seen before: the clock starts now"
+        );
+    }
+
+    #[test]
+    fn user_typed_configuration_never_changes() {
+        let a = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let d = decide(
+            &saved(Origin::User),
+            &a,
+            Some(Verdict::Authentic),
+            None,
+            0,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.decision, Decision::NoChange);
+    }
+
+    #[test]
+    fn t_auth_03_bogus_and_rejected_are_rejected() {
+        let a = answer(Service::Imaps, SrvState::Bogus, &[]);
+        assert_eq!(
+            decide(&saved(Origin::Srv), &a, None, None, 0, 1).decision,
+            Decision::Reject
+        );
+        let a = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        assert_eq!(
+            decide(&saved(Origin::Srv), &a, Some(Verdict::Rejected), None, 0, 1).decision,
+            Decision::Reject
+        );
+    }
+
+    #[test]
+    fn failures_and_absence_keep_the_saved_configuration() {
+        for st in [
+            SrvState::LookupFailed,
+            SrvState::NoRecord,
+            SrvState::NotOffered,
+        ] {
+            let a = answer(Service::Imaps, st, &[]);
+            assert_eq!(
+                decide(&saved(Origin::Srv), &a, None, None, 0, 1).decision,
+                Decision::NoChange
+            );
+        }
+    }
+
+    #[test]
+    fn t_sel_07_never_switches_protocol() {
+        let a = answer(Service::Pop3s, SrvState::Found, &[("b.provider.net", 995)]);
+        let d = decide(
+            &saved(Origin::Srv),
+            &a,
+            Some(Verdict::Authentic),
+            None,
+            0,
+            1,
+        );
+        assert_eq!(d.decision, Decision::NoChange);
+    }
+}
