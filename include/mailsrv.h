@@ -13,8 +13,7 @@
  *   if (mailsrv_srv_discover(ctx, "joe@example.com", 0, 0, &d, err, sizeof err) == MAILSRV_STATUS_OK) {
  *       const mailsrv_srv_set *s = mailsrv_discovery_preferred(d, MAILSRV_PURPOSE_ACCESS);
  *       if (s) { const mailsrv_endpoint *e = mailsrv_srv_set_endpoint_get(s, 0);
- *                printf("%s:%u
-", mailsrv_endpoint_target(e), mailsrv_endpoint_port(e)); }
+ *                printf("%s:%u\n", mailsrv_endpoint_target(e), mailsrv_endpoint_port(e)); }
  *       mailsrv_discovery_free(d);
  *   }
  *   mailsrv_ctx_free(ctx);

@@ -449,6 +449,25 @@ fn bad_input_fails_the_call_with_a_reason() {
         )
     };
     assert_eq!(st, mailsrv_status::InvalidArg);
+    // Argument errors caught before the core runs still leave a terminated reason.
+    let mut filled = [b'x' as c_char; 64];
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            ptr::null(),
+            0,
+            0,
+            &mut out,
+            filled.as_mut_ptr(),
+            filled.len(),
+        )
+    };
+    assert_eq!(st, mailsrv_status::NullArg);
+    assert!(
+        text(filled.as_ptr()).contains("NULL"),
+        "{}",
+        text(filled.as_ptr())
+    );
     // Error buffer truncation: always NUL-terminated.
     let mut small = [b'x' as c_char; 6];
     let st = unsafe {

@@ -141,7 +141,7 @@ impl Resolver {
         }
         let mut opts = ResolverOpts::default();
         opts.timeout = cfg.query_timeout;
-        opts.attempts = 1;
+        opts.attempts = 2;
         opts.use_hosts_file = ResolveHosts::Never;
         opts.cache_size = 0;
         opts.edns_payload_len = 1232;

@@ -6,7 +6,7 @@ use std::os::raw::c_char;
 
 use super::boundary::{ffi_boundary, try_mut, try_ref};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx};
+use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::identity::mailsrv_identity;
 use super::status::mailsrv_status;
 use super::strings::cstring;
@@ -92,7 +92,7 @@ pub unsafe extern "C" fn mailsrv_cert_check(
     errbuf: *mut c_char,
     errlen: usize,
 ) -> mailsrv_status {
-    ffi_boundary! {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
         let out = try_mut!(out);
         *out = std::ptr::null_mut();
         let ctx = try_ref!(ctx);
@@ -106,7 +106,7 @@ pub unsafe extern "C" fn mailsrv_cert_check(
         finish(result, errbuf, errlen, |v| {
             *out = Box::into_raw(Box::new(mailsrv_cert_result::new(v)));
         })
-    }
+    })}
 }
 
 /// Copies `n` borrowed DER buffers; a NULL entry or an empty chain is INVALID_ARG.

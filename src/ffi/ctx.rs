@@ -15,6 +15,25 @@ pub struct mailsrv_ctx {
     pub(crate) inner: Context,
 }
 
+/// Runs a blocking export's body so that `errbuf` is always NUL-terminated: cleared first,
+/// then the failure's reason (or, for argument errors caught before the core ran, the
+/// status text).
+pub(crate) fn with_errbuf(
+    errbuf: *mut c_char,
+    errlen: usize,
+    body: impl FnOnce() -> mailsrv_status,
+) -> mailsrv_status {
+    unsafe { write_errbuf(errbuf, errlen, "") };
+    let status = body();
+    let empty = errbuf.is_null() || errlen == 0 || unsafe { *errbuf } == 0;
+    if status != mailsrv_status::Ok && empty {
+        let text =
+            unsafe { std::ffi::CStr::from_ptr(super::status::mailsrv_status_str(status as c_int)) };
+        unsafe { write_errbuf(errbuf, errlen, &text.to_string_lossy()) };
+    }
+    status
+}
+
 /// Writes the outcome of a blocking call: status back, detail text (or "") into errbuf.
 pub(crate) fn finish<T>(
     r: crate::core::Result<T>,
@@ -53,14 +72,14 @@ pub unsafe extern "C" fn mailsrv_ctx_new(
     errbuf: *mut c_char,
     errlen: usize,
 ) -> mailsrv_status {
-    ffi_boundary! {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
         let out = try_mut!(out);
         *out = std::ptr::null_mut();
         let config = unsafe { cfg.as_ref() }.map(|c| c.inner.clone()).unwrap_or_else(Config::default);
         finish(Context::new(config), errbuf, errlen, |inner| {
             *out = Box::into_raw(Box::new(mailsrv_ctx { inner }));
         })
-    }
+    })}
 }
 
 /// Frees a context: cancels every outstanding request, delivers MAILSRV_STATUS_SHUTDOWN to

@@ -7,7 +7,7 @@ use std::os::raw::{c_char, c_void};
 
 use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx};
+use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id};
 use super::status::mailsrv_status;
 use super::strings::cstring;
@@ -195,7 +195,7 @@ pub unsafe extern "C" fn mailsrv_srv_discover(
     errbuf: *mut c_char,
     errlen: usize,
 ) -> mailsrv_status {
-    ffi_boundary! {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
         let out = try_mut!(out);
         *out = std::ptr::null_mut();
         let ctx = try_ref!(ctx);
@@ -207,7 +207,7 @@ pub unsafe extern "C" fn mailsrv_srv_discover(
         finish(ctx.inner.discover(address, &list, secure), errbuf, errlen, |d| {
             *out = Box::into_raw(Box::new(mailsrv_discovery::new(d)));
         })
-    }
+    })}
 }
 
 /// Completion of mailsrv_srv_discover_async(). `result` is owned by the callback (free it

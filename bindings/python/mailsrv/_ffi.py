@@ -154,10 +154,14 @@ class LibraryNotFound(OSError):
 
 
 def _in_tree_candidates() -> List[Path]:
-    # bindings/python/mailsrv/_ffi.py -> the repository root is three levels up
-    root = Path(__file__).resolve().parents[3]
-    names = ["libmailsrv.so"] if sys.platform != "darwin" else ["libmailsrv.dylib"]
-    return [root / "target" / kind / n for kind in ("debug", "release") for n in names]
+    """target/{debug,release}/libmailsrv.so of the source tree, when this package is the
+    one in <repo>/bindings/python/mailsrv (not an installed copy)."""
+    pkg = Path(__file__).resolve().parent
+    if pkg.parent.name != "python" or pkg.parent.parent.name != "bindings":
+        return []
+    root = pkg.parent.parent.parent
+    name = "libmailsrv.dylib" if sys.platform == "darwin" else "libmailsrv.so"
+    return [root / "target" / kind / name for kind in ("debug", "release")]
 
 
 def _load() -> Tuple[ctypes.CDLL, str]:
@@ -180,7 +184,10 @@ def _load() -> Tuple[ctypes.CDLL, str]:
     else:
         tried.append("ctypes.util.find_library('mailsrv') (nothing found)")
 
-    for cand in _in_tree_candidates():
+    candidates = _in_tree_candidates()
+    if not candidates:
+        tried.append("in-tree build (this package is not in a mailsrv source tree)")
+    for cand in candidates:
         if cand.is_file():
             try:
                 return ctypes.CDLL(str(cand)), str(cand)
