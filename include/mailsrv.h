@@ -66,11 +66,6 @@
 
 
 /**
- * Default time an unverified answer must persist before the user is asked: 7 days.
- */
-#define DEFAULT_MIN_AGE ((7 * 24) * 3600)
-
-/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */

@@ -23,6 +23,10 @@ if echo "$exported" | grep -v '^mailsrv_' | grep -q .; then
     echo "symbols without the mailsrv_ prefix are exported:"; echo "$exported" | grep -v '^mailsrv_'
     fail=1
 fi
+stray=$(grep -E '^#define [A-Za-z_]+' "$header" | awk '{print $2}' | grep -vE '^(MAILSRV_|mailsrv_)' || true)
+if [ -n "$stray" ]; then echo "header defines names without the MAILSRV_ prefix:"; echo "$stray"; fail=1; fi
+stray=$(grep -oE '^typedef [a-z]+ [A-Za-z_]+ [A-Za-z_]+;' "$header" | awk '{print $4}' | tr -d ';' | grep -v '^mailsrv_' || true)
+if [ -n "$stray" ]; then echo "header declares types without the mailsrv_ prefix:"; echo "$stray"; fail=1; fi
 got=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 [ "$got" = "$soname" ] || { echo "SONAME is '$got', want '$soname'"; fail=1; }
 IFS=. read -r maj min pat <<<"$version"

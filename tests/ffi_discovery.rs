@@ -442,7 +442,7 @@ fn bad_input_fails_the_call_with_a_reason() {
             ctx,
             c("example.com").as_ptr(),
             0,
-            2,
+            0x80,
             &mut out,
             ptr::null_mut(),
             0,
