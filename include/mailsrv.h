@@ -85,6 +85,20 @@
 #define MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE 4
 
 /**
+ * Flag for mailsrv_verify_srv_authenticity(): never connect to the target; an answer that
+ * DNSSEC does not prove is UNVERIFIED (for clients that ask the user before any
+ * connection, the strict reading of RFC 8314 §5.1).
+ */
+#define MAILSRV_FLAG_NO_PROBE 8
+
+/**
+ * Flag for mailsrv_verify_srv_authenticity(): keep the verified probe connection (SNI =
+ * the mail domain) for the caller, who may try the user's login on it before committing
+ * (mailsrv_authenticity_take_probe_stream()).
+ */
+#define MAILSRV_FLAG_KEEP_PROBE 16
+
+/**
  * The result of every fallible call. 0 is success; the ranges are 1-99 usage and internal,
  * 100-199 DNS, 200-299 DNSSEC, 300-399 TLS and certificates, 400-499 network and mail
  * protocols. Numbers are never changed or reused.
@@ -222,7 +236,78 @@ typedef enum {
    * Mail protocol: STARTTLS missing or refused, plaintext injection, garbage from the server.
    */
   MAILSRV_STATUS_PROTOCOL = 402,
+  /**
+   * Non-blocking stream: nothing can be done now; poll the descriptor and call again.
+   */
+  MAILSRV_STATUS_WOULD_BLOCK = 403,
 } mailsrv_status;
+
+/**
+ * Whether an SRV answer may be used without asking the user.
+ */
+typedef enum {
+  /**
+   * Proven: the client may update the account.
+   */
+  MAILSRV_VERDICT_AUTHENTIC = 1,
+  /**
+   * Not proven: only the user may accept it (no click-through), and only once the answer
+   * has persisted (see mailsrv_srv_change_check).
+   */
+  MAILSRV_VERDICT_UNVERIFIED = 2,
+  /**
+   * Proven wrong (bogus DNSSEC, or signed records that do not hold the target).
+   */
+  MAILSRV_VERDICT_REJECTED = 3,
+} mailsrv_verdict;
+
+/**
+ * What proved an AUTHENTIC verdict.
+ */
+typedef enum {
+  /**
+   * Nothing (UNVERIFIED or REJECTED).
+   */
+  MAILSRV_EVIDENCE_NONE = 0,
+  /**
+   * The SRV RRset is DNSSEC-secure and holds the target.
+   */
+  MAILSRV_EVIDENCE_DNSSEC = 1,
+  /**
+   * DANE (RFC 7673): reserved, not produced by this version.
+   */
+  MAILSRV_EVIDENCE_DANE = 2,
+  /**
+   * The target, asked with SNI = the mail domain, proved the SRV-ID `_service.domain`.
+   */
+  MAILSRV_EVIDENCE_PROBE_SRV_ID = 3,
+  /**
+   * The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
+   */
+  MAILSRV_EVIDENCE_PROBE_DNS_ID = 4,
+} mailsrv_evidence;
+
+/**
+ * How TLS starts.
+ */
+typedef enum {
+  /**
+   * TLS from the first byte (ports 993, 995, 465).
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS = 1,
+  /**
+   * IMAP STARTTLS (port 143).
+   */
+  MAILSRV_SECURITY_STARTTLS_IMAP = 2,
+  /**
+   * POP3 STLS (port 110).
+   */
+  MAILSRV_SECURITY_STARTTLS_POP3 = 3,
+  /**
+   * SMTP STARTTLS (port 587).
+   */
+  MAILSRV_SECURITY_STARTTLS_SMTP = 4,
+} mailsrv_security;
 
 /**
  * Which kind of reference identifier a certificate matched.
@@ -367,6 +452,12 @@ typedef enum {
 } mailsrv_dispatch;
 
 /**
+ * An authenticity verdict (opaque, owned by the caller; immutable except for taking the
+ * probe stream).
+ */
+typedef struct mailsrv_authenticity mailsrv_authenticity;
+
+/**
  * A successful certificate check (opaque, immutable, owned by the caller).
  */
 typedef struct mailsrv_cert_result mailsrv_cert_result;
@@ -403,9 +494,25 @@ typedef struct mailsrv_identity mailsrv_identity;
 typedef struct mailsrv_srv_set mailsrv_srv_set;
 
 /**
+ * A verified TLS connection to a mail server (opaque, owned by the caller). Use it from one
+ * thread at a time.
+ */
+typedef struct mailsrv_tls_stream mailsrv_tls_stream;
+
+/**
  * Identifies an async request; never reused within a context.
  */
 typedef uint64_t mailsrv_request_id;
+
+/**
+ * Completion of mailsrv_verify_srv_authenticity_async(): `result` owned by the callback,
+ * NULL unless OK; `detail` borrowed, never NULL.
+ */
+typedef void (*mailsrv_authenticity_cb)(void *userdata,
+                                        mailsrv_request_id id,
+                                        mailsrv_status status,
+                                        mailsrv_authenticity *result,
+                                        const char *detail);
 
 /**
  * Completion of mailsrv_srv_discover_async(). `result` is owned by the callback (free it
@@ -418,11 +525,209 @@ typedef void (*mailsrv_discover_cb)(void *userdata,
                                     mailsrv_discovery *result,
                                     const char *detail);
 
+/**
+ * Completion of mailsrv_connect_with_sni_async(): `result` owned by the callback (free with
+ * mailsrv_tls_stream_free()), NULL unless OK; `detail` borrowed, never NULL.
+ */
+typedef void (*mailsrv_connect_cb)(void *userdata,
+                                   mailsrv_request_id id,
+                                   mailsrv_status status,
+                                   mailsrv_tls_stream *result,
+                                   const char *detail);
+
 
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Judges one service's SRV answer (`_service._tcp.mail_domain` → `target`:`port`), blocking.
+ *
+ * The SRV RRset is re-read through the context's validating resolver: bogus → REJECTED;
+ * DNSSEC-secure and holding the target → AUTHENTIC (evidence DNSSEC); secure without it →
+ * REJECTED. Otherwise the TLS probe: mailsrv connects to the target with SNI = the mail
+ * domain and requires a chain-valid certificate carrying the SRV-ID `_service.domain` or
+ * the DNS-ID `domain` (never the insecure target name, never a CN), and, concurrently,
+ * connects with SNI = the target requiring the target's own DNS-ID (a fresh handshake).
+ * Both → AUTHENTIC; the probe alone → UNVERIFIED with target_verified false; the probe
+ * failing → UNVERIFIED. No credentials are ever sent. Each service is judged on its own.
+ *
+ * `mail_domain`: the domain (or the address). `service`: one mailsrv_service value.
+ * `target`, `port`: the answer to judge. `flags`: MAILSRV_FLAG_NO_PROBE,
+ * MAILSRV_FLAG_KEEP_PROBE, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE.
+ * `out` (out, not NULL): owned verdict, freed with mailsrv_authenticity_free().
+ * Returns OK (whatever the verdict), or NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_verify_srv_authenticity(mailsrv_ctx *ctx,
+                                               const char *mail_domain,
+                                               uint32_t service,
+                                               const char *target,
+                                               uint16_t port,
+                                               uint32_t flags,
+                                               mailsrv_authenticity **out,
+                                               char *errbuf,
+                                               size_t errlen);
+
+/**
+ * mailsrv_verify_srv_authenticity() without blocking: same leading arguments, then `cb`
+ * (not NULL), `userdata`, `id_out` (may be NULL). The callback runs exactly once.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_verify_srv_authenticity_async(mailsrv_ctx *ctx,
+                                                     const char *mail_domain,
+                                                     uint32_t service,
+                                                     const char *target,
+                                                     uint16_t port,
+                                                     uint32_t flags,
+                                                     mailsrv_authenticity_cb cb,
+                                                     void *userdata,
+                                                     mailsrv_request_id *id_out);
+
+/**
+ * Frees a verdict (and closes a probe stream that was kept but not taken). NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_authenticity_free(mailsrv_authenticity *a);
+
+/**
+ * The verdict (a mailsrv_verdict value); 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+uint32_t mailsrv_authenticity_verdict(const mailsrv_authenticity *a);
+
+/**
+ * What proved it (a mailsrv_evidence value; NONE unless AUTHENTIC).
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+uint32_t mailsrv_authenticity_evidence(const mailsrv_authenticity *a);
+
+/**
+ * True when the reconnect with SNI = target got a certificate for the target itself.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+bool mailsrv_authenticity_target_verified(const mailsrv_authenticity *a);
+
+/**
+ * True when the target lies inside the mail domain (RFC 8314 §5.1 (b)): reported for the
+ * client's information, never counted as proof.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+bool mailsrv_authenticity_in_domain(const mailsrv_authenticity *a);
+
+/**
+ * DNSSEC state of the re-read SRV answer (a mailsrv_dnssec value; UNKNOWN if the lookup failed).
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+uint32_t mailsrv_authenticity_srv_dnssec(const mailsrv_authenticity *a);
+
+/**
+ * A sentence explaining the verdict, for the user. Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_authenticity_detail(const mailsrv_authenticity *a);
+
+/**
+ * What the probe's certificate matched ("SRV-ID _imaps.example.com"); NULL if it did not.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_authenticity_probe_matched(const mailsrv_authenticity *a);
+
+/**
+ * What the reconnect's certificate matched ("DNS-ID mail.example.net"); NULL if it did not.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_authenticity_target_matched(const mailsrv_authenticity *a);
+
+/**
+ * Why the probe failed (NAME_MISMATCH, UNKNOWN_ISSUER, CONNECT_FAILED, ...); OK if it
+ * passed or did not run.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+mailsrv_status mailsrv_authenticity_probe_status(const mailsrv_authenticity *a);
+
+/**
+ * Why the reconnect with SNI = target failed; OK if it passed or did not run.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+mailsrv_status mailsrv_authenticity_target_status(const mailsrv_authenticity *a);
+
+/**
+ * Number of certificates in the probe's (`which` = 0) or the reconnect's (`which` = 1)
+ * peer chain, when the handshake got that far with a valid certificate.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+size_t mailsrv_authenticity_chain_len(const mailsrv_authenticity *a, uint32_t which);
+
+/**
+ * The `i`-th certificate (DER, borrowed) of chain `which` (0 probe, 1 reconnect).
+ * Returns OK, NULL_ARG or NOT_FOUND.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid; `data`, `len` NULL or writable.
+ */
+mailsrv_status mailsrv_authenticity_cert_get(const mailsrv_authenticity *a,
+                                             uint32_t which,
+                                             size_t i,
+                                             const uint8_t **data,
+                                             size_t *len);
+
+/**
+ * With MAILSRV_FLAG_KEEP_PROBE and an AUTHENTIC verdict by probe: hands over the verified
+ * probe connection (SNI = the mail domain), so the client can try the user's login before
+ * saving the account. `out` (out): the owned stream, or NULL. Returns OK, NULL_ARG or
+ * NOT_FOUND (no kept stream, or already taken).
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid; `out` NULL or writable.
+ */
+mailsrv_status mailsrv_authenticity_take_probe_stream(mailsrv_authenticity *a,
+                                                      mailsrv_tls_stream **out);
 
 /**
  * Checks a server's certificate chain the way mailsrv's own connections do: path
@@ -1066,6 +1371,274 @@ bool mailsrv_status_is_dns_error(int code);
  * Since 0.1.
  */
 bool mailsrv_status_is_cert_error(int code);
+
+/**
+ * Connects to a mail server and returns a verified TLS stream, blocking.
+ *
+ * `host`: a host name (IDN allowed) or an IP literal; resolved through the context's
+ * resolver, then TCP with Happy Eyeballs (RFC 8305). `security`: a mailsrv_security value;
+ * STARTTLS modes run the protocol's pre-TLS dialogue strictly (a missing or refused
+ * STARTTLS, PREAUTH on a plain port, or any byte after the go-ahead is an error: there is
+ * no plaintext fallback). `sni` (may be NULL): the TLS server name; NULL means the host's
+ * own name (none for an IP literal). `identity` (borrowed, may be NULL): what the
+ * certificate must prove; NULL means DNS-ID = host (IP-ID for an IP literal). `flags`:
+ * MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE. TLS 1.2 at least, 1.3
+ * preferred; every connection is a full handshake (no session is resumed under another
+ * name or identity).
+ * `out` (out, not NULL): owned stream, freed with mailsrv_tls_stream_free(); NULL on error.
+ * Returns OK; INVALID_ARG (bad host, SNI, port, enum, flags) before any traffic; DNS
+ * errors; CONNECT_FAILED; TIMEOUT; PROTOCOL; CONNECTION_CLOSED; the precise certificate
+ * status (CERT_EXPIRED, UNKNOWN_ISSUER, NAME_MISMATCH, ...); HANDSHAKE.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect_with_sni(mailsrv_ctx *ctx,
+                                        const char *host,
+                                        uint16_t port,
+                                        uint32_t security,
+                                        const char *sni,
+                                        const mailsrv_identity *identity,
+                                        uint32_t flags,
+                                        mailsrv_tls_stream **out,
+                                        char *errbuf,
+                                        size_t errlen);
+
+/**
+ * mailsrv_connect_with_sni() without blocking: same leading arguments, then `cb` (not
+ * NULL), `userdata`, `id_out` (may be NULL). The callback runs exactly once; cancelling
+ * drops the half-open connection.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_connect_with_sni_async(mailsrv_ctx *ctx,
+                                              const char *host,
+                                              uint16_t port,
+                                              uint32_t security,
+                                              const char *sni,
+                                              const mailsrv_identity *identity,
+                                              uint32_t flags,
+                                              mailsrv_connect_cb cb,
+                                              void *userdata,
+                                              mailsrv_request_id *id_out);
+
+/**
+ * Reads decrypted data into `buf` (`len` bytes). `n_out` (out, may be NULL): bytes read.
+ * OK with *n_out == 0 means the server closed cleanly (TLS close_notify); a TCP close
+ * without close_notify is CONNECTION_CLOSED (truncation is never silent). Non-blocking
+ * mode: WOULD_BLOCK when nothing is available. Blocking mode: TIMEOUT after the stream's
+ * timeout (mailsrv_tls_stream_set_timeout_ms).
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` valid; `buf` NULL or `len` writable bytes; `n_out` NULL or writable.
+ */
+mailsrv_status mailsrv_tls_stream_read(mailsrv_tls_stream *s,
+                                       uint8_t *buf,
+                                       size_t len,
+                                       size_t *n_out);
+
+/**
+ * Encrypts and sends `len` bytes of `buf`. `n_out` (out, may be NULL): bytes taken.
+ * Blocking mode: all of it, or an error. Non-blocking mode: possibly fewer (then poll for
+ * writability while mailsrv_tls_stream_wants_write() and call mailsrv_tls_stream_flush()),
+ * or WOULD_BLOCK when nothing could be taken.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` valid; `buf` NULL or `len` readable bytes; `n_out` NULL or writable.
+ */
+mailsrv_status mailsrv_tls_stream_write(mailsrv_tls_stream *s,
+                                        const uint8_t *buf,
+                                        size_t len,
+                                        size_t *n_out);
+
+/**
+ * Sends queued TLS records (non-blocking mode). OK when nothing is left; WOULD_BLOCK
+ * otherwise.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+mailsrv_status mailsrv_tls_stream_flush(mailsrv_tls_stream *s);
+
+/**
+ * Sends TLS close_notify and shuts the connection down (RFC 8314 §3.4). Later reads and
+ * writes fail with CONNECTION_CLOSED; the stream must still be freed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+mailsrv_status mailsrv_tls_stream_close(mailsrv_tls_stream *s);
+
+/**
+ * Frees a stream, closing it first (close_notify) if that was not done. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_tls_stream_free(mailsrv_tls_stream *s);
+
+/**
+ * Switches between blocking (the default) and non-blocking mode.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+mailsrv_status mailsrv_tls_stream_set_nonblocking(mailsrv_tls_stream *s, bool on);
+
+/**
+ * Blocking mode: the longest a read or write waits, in milliseconds (0 = no limit, for
+ * long IMAP IDLE waits). The default is the context's timeout.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+mailsrv_status mailsrv_tls_stream_set_timeout_ms(mailsrv_tls_stream *s, uint32_t ms);
+
+/**
+ * The socket descriptor, for poll loops only; never read, write or close it. Rule: decrypted
+ * data can wait inside the stream while the socket is not readable, so read until
+ * WOULD_BLOCK (or check mailsrv_tls_stream_has_buffered_data()) before polling for
+ * readability. -1 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+int mailsrv_tls_stream_fd(const mailsrv_tls_stream *s);
+
+/**
+ * True when a read can return data without waiting for the socket.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+bool mailsrv_tls_stream_has_buffered_data(mailsrv_tls_stream *s);
+
+/**
+ * True while encrypted data waits to be sent (non-blocking mode: poll for writability and
+ * call mailsrv_tls_stream_flush()).
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+bool mailsrv_tls_stream_wants_write(const mailsrv_tls_stream *s);
+
+/**
+ * The negotiated protocol version: "TLSv1.3" or "TLSv1.2". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_tls_version(const mailsrv_tls_stream *s);
+
+/**
+ * The negotiated cipher suite, e.g. "TLS13_AES_256_GCM_SHA384". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_cipher(const mailsrv_tls_stream *s);
+
+/**
+ * The SNI that was sent; NULL when none was (IP literal). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_sni(const mailsrv_tls_stream *s);
+
+/**
+ * The host connected to (normalised) and the peer address that won ("[::1]:993"). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_host(const mailsrv_tls_stream *s);
+
+/**
+ * The peer address that won the Happy Eyeballs race, e.g. "[::1]:993". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_peer_address(const mailsrv_tls_stream *s);
+
+/**
+ * The reference identifier the certificate matched, e.g. "DNS-ID mail.example.net" or
+ * "SRV-ID _imaps.example.com". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_matched_identity(const mailsrv_tls_stream *s);
+
+/**
+ * The server's greeting line(s) read over TLS ("* OK ...", "+OK ...", "220 ..."). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_greeting(const mailsrv_tls_stream *s);
+
+/**
+ * Number of capabilities the server announced over TLS (IMAP CAPABILITY, POP3 CAPA, SMTP
+ * EHLO); what it said before TLS is discarded.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+size_t mailsrv_tls_stream_capabilities_len(const mailsrv_tls_stream *s);
+
+/**
+ * The `i`-th capability (borrowed); NULL when out of range.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+const char *mailsrv_tls_stream_capability_get(const mailsrv_tls_stream *s, size_t i);
+
+/**
+ * Number of certificates the server sent (leaf first).
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid.
+ */
+size_t mailsrv_tls_stream_peer_chain_len(const mailsrv_tls_stream *s);
+
+/**
+ * The `i`-th peer certificate as DER: `*data` (borrowed) and `*len`. Returns OK, NULL_ARG
+ * or NOT_FOUND (out of range).
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or valid; `data` and `len` NULL or writable.
+ */
+mailsrv_status mailsrv_tls_stream_peer_cert_get(const mailsrv_tls_stream *s,
+                                                size_t i,
+                                                const uint8_t **data,
+                                                size_t *len);
 
 /**
  * mailsrv's version and those of its TLS and DNS engines, e.g.

@@ -2,26 +2,46 @@
 # certs.sh OUT -- test CA and leaf certificates for the mailsrv testbed.
 #
 # Writes OUT/NAME.crt, OUT/NAME.key and OUT/NAME.pem (key + leaf + chain, for servers),
-# OUT/ca.crt (the trust anchor), OUT/ca-bundle.pem, OUT/other-ca.crt, OUT/nc-ca.crt.
+# OUT/ca.crt (the trust anchor), OUT/ca-bundle.pem, OUT/other-ca.crt, OUT/nc-ca.crt, and
+# OUT/NAME.tlsa (hex SHA-256 of the SPKI, for TLSA 3 1 1) for the two DANE-EE certificates.
 # All keys are EC P-256. Leaves are issued with `openssl ca` so that notBefore/notAfter
-# can be set explicitly. Idempotent: if OUT/ca.crt exists nothing is regenerated.
+# can be set explicitly. Idempotent: if OUT/ca.crt and every certificate exist nothing is
+# regenerated; ca.crt is written last, so it marks a complete OUT.
 # Writes nothing outside OUT (scratch files live in OUT/.ca).
 set -euo pipefail
 
 OUT=${1:?usage: certs.sh OUT}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-if [[ -s $OUT/ca.crt ]]; then
-    exit 0
-fi
-
 W=$OUT/.ca
-rm -rf "$W"
-mkdir -p "$W/new"
-: >"$W/index.txt"
-echo 1000 >"$W/serial"
-# leaves must not trip over equal subjects (several CN=mail.example.net)
-echo "unique_subject = no" >"$W/index.txt.attr"
+
+# Certificates added after the first set (the probe, DANE and EKU cases). An OUT made by an
+# older certs.sh (ca.crt present, these missing) gets them from its existing CAs in OUT/.ca.
+EXTRA=(srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test srvid-pop3s-hosted-test-only
+       dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside)
+TLSA=(dane-ee-selfsigned dane-ee-expired-selfsigned)   # these also get OUT/NAME.tlsa
+extras_done() {
+    local n
+    for n in "${EXTRA[@]}"; do [[ -s $OUT/$n.pem ]] || return 1; done
+    for n in "${TLSA[@]}"; do [[ -s $OUT/$n.tlsa ]] || return 1; done
+}
+if [[ -s $OUT/ca.crt ]]; then
+    extras_done && exit 0
+    FULL=0
+    for f in ca.crt ca.key nc-ca.crt nc-ca.key index.txt serial; do
+        [[ -s $W/$f ]] || { echo "certs.sh: $OUT lacks ${EXTRA[*]} and $W/$f to add them; remove $OUT" >&2; exit 1; }
+    done
+else
+    FULL=1
+    rm -rf "$W"
+    mkdir -p "$W/new"
+    : >"$W/index.txt"
+    echo 1000 >"$W/serial"
+    # leaves must not trip over equal subjects (several CN=mail.example.net)
+    echo "unique_subject = no" >"$W/index.txt.attr"
+    # dns.sh reads the .tlsa files once ca.crt exists: none may survive from an earlier run
+    for n in "${TLSA[@]}"; do rm -f "$OUT/$n.tlsa"; done
+fi
 
 NOW_MINUS_2D=$(date -u -d '-2 days' +%Y%m%d%H%M%SZ)
 NOW_PLUS_10Y=$(date -u -d '+10 years' +%Y%m%d%H%M%SZ)
@@ -194,6 +214,75 @@ keyUsage               = critical, digitalSignature
 extendedKeyUsage       = serverAuth
 subjectKeyIdentifier   = hash
 subjectAltName         = DNS:mail.example.net
+
+[ ext_srvid_multi_hosted_test ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = @san_srv_hosted
+[ san_srv_hosted ]
+otherName.1 = 1.3.6.1.5.5.7.8.7;IA5STRING:_imap.hosted.test
+otherName.2 = 1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.hosted.test
+otherName.3 = 1.3.6.1.5.5.7.8.7;IA5STRING:_pop3.hosted.test
+otherName.4 = 1.3.6.1.5.5.7.8.7;IA5STRING:_pop3s.hosted.test
+otherName.5 = 1.3.6.1.5.5.7.8.7;IA5STRING:_submission.hosted.test
+otherName.6 = 1.3.6.1.5.5.7.8.7;IA5STRING:_submissions.hosted.test
+
+[ ext_dns_dnshosted_test ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:dnshosted.test
+
+[ ext_srvid_imaps_half_test ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.half.test
+
+[ ext_srvid_pop3s_hosted_test ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_pop3s.hosted.test
+
+[ ext_dane_ee ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+subjectAltName         = DNS:dane.example.net
+
+[ ext_dane_ee_expired ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+subjectAltName         = DNS:daneexp.example.net
+
+[ ext_eku_client ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = clientAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:mail.example.net
+
+[ ext_dns_mail_example_com ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:mail.example.com
 CNF
 
 CNF=$W/openssl.cnf
@@ -216,7 +305,8 @@ selfsign() {  # NAME EXT START END
 }
 
 # ---------------------------------------------------------------- keys + CSRs (parallel)
-declare -A SUBJ=(
+declare -A SUBJ=()
+declare -A SUBJ_BASE=(
     [ca]="/CN=mailsrv Test CA"
     [other-ca]="/CN=Other CA"
     [nc-ca]="/CN=NC Intermediate"
@@ -238,19 +328,38 @@ declare -A SUBJ=(
     [nc-dns-inside]="/CN=NC DNS-ID inside"
     [selfsigned]="/CN=self-signed"
 )
+declare -A SUBJ_EXTRA=(
+    [srvid-multi-hosted-test]="/CN=SRV-ID hosted"
+    [dnsid-dnshosted-test]="/CN=DNS-ID dnshosted.test"
+    [srvid-imaps-half-test]="/CN=SRV-ID half"
+    [srvid-pop3s-hosted-test-only]="/CN=SRV-ID pop3s hosted only"
+    [dane-ee-selfsigned]="/CN=DANE-EE self-signed"
+    [dane-ee-expired-selfsigned]="/CN=DANE-EE expired self-signed"
+    [eku-client]="/CN=EKU clientAuth only"
+    [nc-dns-outside]="/CN=NC DNS-ID outside"
+)
+if (( FULL )); then for n in "${!SUBJ_BASE[@]}"; do SUBJ[$n]=${SUBJ_BASE[$n]}; done; fi
+for n in "${!SUBJ_EXTRA[@]}"; do SUBJ[$n]=${SUBJ_EXTRA[$n]}; done
 pids=()
 for n in "${!SUBJ[@]}"; do
     newkey "$n" "${SUBJ[$n]}" & pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
 
+V=("$NOW_MINUS_2D" "$NOW_PLUS_10Y")
+publish() {  # NAME CHAIN...   (chain = issuer certs, nearest first)
+    local n=$1; shift
+    cp "$W/$n.crt" "$OUT/$n.crt"
+    install -m 600 "$W/$n.key" "$OUT/$n.key"
+    ( umask 077; cat "$W/$n.key" "$W/$n.crt" "$@" >"$OUT/$n.pem" )
+}
+if (( FULL )); then
 # ---------------------------------------------------------------- CAs
 selfsign ca ext_ca "$CA_START" "$CA_END"
 selfsign other-ca ext_ca "$CA_START" "$CA_END"
 sign nc-ca ca ext_nc_ca "$CA_START" "$CA_END"
 
 # ---------------------------------------------------------------- leaves
-V=("$NOW_MINUS_2D" "$NOW_PLUS_10Y")
 sign dnsid-mail-example-net  ca ext_dns_mail_example_net     "${V[@]}"
 sign srvid-imaps-example-com ca ext_srvid_imaps_example_com  "${V[@]}"
 sign srvid-multi-example-com ca ext_srvid_multi_example_com  "${V[@]}"
@@ -270,12 +379,6 @@ sign nc-dns-inside           nc-ca ext_dns_mail_example_net  "${V[@]}"
 selfsign selfsigned          ext_selfsigned                  "${V[@]}"
 
 # ---------------------------------------------------------------- publish
-publish() {  # NAME CHAIN...   (chain = issuer certs, nearest first)
-    local n=$1; shift
-    cp "$W/$n.crt" "$OUT/$n.crt"
-    install -m 600 "$W/$n.key" "$OUT/$n.key"
-    ( umask 077; cat "$W/$n.key" "$W/$n.crt" "$@" >"$OUT/$n.pem" )
-}
 for n in dnsid-mail-example-net srvid-imaps-example-com srvid-multi-example-com dnsid-example-com \
          wildcard-example-net cn-only expired not-yet-valid wrong-name srvid-utf8 nul-in-san \
          srvid-nul idn-srvid; do
@@ -288,5 +391,34 @@ publish selfsigned
 cp "$W/other-ca.crt" "$OUT/other-ca.crt"
 cp "$W/nc-ca.crt" "$OUT/nc-ca.crt"
 cp "$W/ca.crt" "$OUT/ca-bundle.pem"
+fi
+
+# ---------------------------------------------------------------- the added certificates
+# (issued after the first set, so that the serial numbers of the first set stay the same)
+sign srvid-multi-hosted-test      ca ext_srvid_multi_hosted_test  "${V[@]}"
+sign dnsid-dnshosted-test         ca ext_dns_dnshosted_test       "${V[@]}"
+sign srvid-imaps-half-test        ca ext_srvid_imaps_half_test    "${V[@]}"
+sign srvid-pop3s-hosted-test-only ca ext_srvid_pop3s_hosted_test  "${V[@]}"
+sign eku-client                   ca ext_eku_client               "${V[@]}"
+sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
+selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
+selfsign dane-ee-expired-selfsigned ext_dane_ee_expired           20200101000000Z 20200201000000Z
+for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
+         srvid-pop3s-hosted-test-only eku-client; do
+    publish "$n" "$W/ca.crt"
+done
+publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"
+publish dane-ee-selfsigned
+publish dane-ee-expired-selfsigned
+# NAME.tlsa: hex SHA-256 of the SubjectPublicKeyInfo DER, the data of a "TLSA 3 1 1" record
+for n in "${TLSA[@]}"; do
+    openssl x509 -in "$W/$n.crt" -noout -pubkey | openssl pkey -pubin -outform DER \
+        | openssl dgst -sha256 -r | awk '{print $1}' >"$OUT/$n.tlsa.tmp"
+    [[ $(<"$OUT/$n.tlsa.tmp") =~ ^[0-9a-f]{64}$ ]] || { echo "certs.sh: bad SPKI hash for $n" >&2; exit 1; }
+    mv "$OUT/$n.tlsa.tmp" "$OUT/$n.tlsa"
+done
+
 # ca.crt last: its presence marks a complete OUT
-cp "$W/ca.crt" "$OUT/ca.crt.tmp" && mv "$OUT/ca.crt.tmp" "$OUT/ca.crt"
+if (( FULL )); then
+    cp "$W/ca.crt" "$OUT/ca.crt.tmp" && mv "$OUT/ca.crt.tmp" "$OUT/ca.crt"
+fi

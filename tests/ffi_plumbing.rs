@@ -25,7 +25,7 @@ const LOOP: u32 = 1;
 fn every_status_has_text_and_unknown_codes_are_named() {
     let codes = [
         0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 100, 101, 102, 103, 104, 200, 201, 202, 300, 301,
-        302, 303, 304, 305, 306, 307, 308, 400, 401, 402,
+        302, 303, 304, 305, 306, 307, 308, 400, 401, 402, 403,
     ];
     for code in codes {
         let t = text(mailsrv_status_str(code));

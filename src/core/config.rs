@@ -27,6 +27,8 @@ pub struct Config {
     pub require_secure: bool,
     /// Seed for the RFC 2782 weighted order (tests); random when `None`.
     pub rng_seed: Option<u64>,
+    /// Whether SRV authenticity checks may connect to the target (the TLS probe).
+    pub probe: bool,
     /// Default certificate matching policy (legacy CN, sibling SRV-IDs); strict by default.
     pub match_options: MatchOptions,
 }
@@ -42,6 +44,7 @@ impl Default for Config {
             require_secure: false,
             rng_seed: None,
             match_options: MatchOptions::default(),
+            probe: true,
         }
     }
 }

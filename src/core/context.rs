@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 use super::address::mail_domain;
 use super::anchors::AnchorSource;
+use super::authenticity::{self, AuthRequest, Authenticity};
 use super::config::{Config, system_nameservers};
+use super::connect::{self, ConnectRequest, MailConnection};
 use super::discover::{DiscoverOptions, Discovery, discover};
 use super::identity::{MatchOptions, ReferenceIdentity};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
@@ -92,6 +94,34 @@ impl Context {
             accept_sibling_service: options.accept_sibling_service || base.accept_sibling_service,
         };
         verify_cert(&store, &chain, identity, &options, UnixTime::now())
+    }
+
+    /// Checks `req` now, and returns the authenticity future (see [`authenticity::verify`]).
+    fn authenticity_future(
+        &self,
+        mut req: AuthRequest,
+    ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static> {
+        authenticity::check(&req)?;
+        req.probe &= self.config.probe;
+        let trust = if req.probe { Some(self.trust_store()?) } else { None };
+        req.accept_sibling |= self.config.match_options.accept_sibling_service;
+        let resolver = self.resolver.clone();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move { authenticity::verify(&resolver, trust, req, deadline).await })
+    }
+
+    /// `verify_srv_authenticity`, blocking.
+    pub fn verify_srv_authenticity(&self, req: AuthRequest) -> Result<Authenticity> {
+        self.run(self.authenticity_future(req)?)
+    }
+
+    /// `verify_srv_authenticity`, async: `deliver` gets the verdict exactly once.
+    pub fn verify_srv_authenticity_async(
+        &self,
+        req: AuthRequest,
+        deliver: Deliver<Authenticity>,
+    ) -> Result<RequestId> {
+        self.spawn(self.authenticity_future(req)?, deliver)
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
@@ -186,5 +216,46 @@ impl Context {
             self.discover_future(address, services, require_secure)?,
             deliver,
         )
+    }
+
+    /// Checks `req` and the trust store now (bad input fails the call itself, before any
+    /// request exists), and returns the connect future. The context's matching policy is
+    /// OR'ed with the request's, as in [`Context::check_cert`].
+    fn connect_future(
+        &self,
+        mut req: ConnectRequest,
+    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static> {
+        connect::plan(&req)?;
+        let trust = self.trust_store()?;
+        let base = self.config.match_options;
+        req.options.legacy_cn |= base.legacy_cn;
+        req.options.accept_sibling_service |= base.accept_sibling_service;
+        let resolver = self.resolver.clone();
+        // End a little before `run`/`spawn` do, so the step that ran out is named.
+        let deadline = self.deadline() - self.config.timeout / 20;
+        // The stream's reads and writes get the context's timeout too (the caller may lift
+        // it for IMAP IDLE): nothing blocks forever by default.
+        let io_timeout = self.config.timeout;
+        Ok(async move {
+            let mut conn = connect::connect(&resolver, trust, req, deadline).await?;
+            conn.set_timeout(Some(io_timeout))?;
+            Ok(conn)
+        })
+    }
+
+    /// `connect_with_sni`, blocking: a verified TLS stream to a mail server (see
+    /// [`connect::connect`]), everything within the context's timeout.
+    pub fn connect(&self, req: ConnectRequest) -> Result<MailConnection> {
+        self.run(self.connect_future(req)?)
+    }
+
+    /// `connect_with_sni`, async: `deliver` gets the connection (or the error) exactly once.
+    /// Cancelling the request drops the half-open connection.
+    pub fn connect_async(
+        &self,
+        req: ConnectRequest,
+        deliver: Deliver<MailConnection>,
+    ) -> Result<RequestId> {
+        self.spawn(self.connect_future(req)?, deliver)
     }
 }

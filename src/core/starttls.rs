@@ -929,7 +929,7 @@ mod tests {
     enum Step {
         Expect(&'static str),
         Send(&'static str),
-        /// Stop answering but keep the connection open.
+        /// Stop answering but keep the connection open until the client closes it.
         Hang,
         Close,
     }
@@ -961,7 +961,10 @@ mod tests {
                     }
                 }
                 Hang => {
-                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    // Say nothing more; return once the client hangs up.
+                    let mut sink = Vec::new();
+                    let _ = rd.read_to_end(&mut sink).await;
+                    return (seen, true);
                 }
                 Close => return (seen, true),
             }

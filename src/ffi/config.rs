@@ -41,9 +41,22 @@ pub const MAILSRV_FLAG_LEGACY_CN: u32 = 2;
 /// (`_submission` for `_submissions` and back; likewise imap/imaps, pop3/pop3s).
 pub const MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE: u32 = 4;
 
+/// Flag for mailsrv_verify_srv_authenticity(): never connect to the target; an answer that
+/// DNSSEC does not prove is UNVERIFIED (for clients that ask the user before any
+/// connection, the strict reading of RFC 8314 §5.1).
+pub const MAILSRV_FLAG_NO_PROBE: u32 = 8;
+
+/// Flag for mailsrv_verify_srv_authenticity(): keep the verified probe connection (SNI =
+/// the mail domain) for the caller, who may try the user's login on it before committing
+/// (mailsrv_authenticity_take_probe_stream()).
+pub const MAILSRV_FLAG_KEEP_PROBE: u32 = 16;
+
 /// Every flag this version knows.
-const KNOWN_FLAGS: u32 =
-    MAILSRV_FLAG_REQUIRE_SECURE | MAILSRV_FLAG_LEGACY_CN | MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE;
+const KNOWN_FLAGS: u32 = MAILSRV_FLAG_REQUIRE_SECURE
+    | MAILSRV_FLAG_LEGACY_CN
+    | MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE
+    | MAILSRV_FLAG_NO_PROBE
+    | MAILSRV_FLAG_KEEP_PROBE;
 
 fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
     match r {
@@ -213,9 +226,13 @@ pub unsafe extern "C" fn mailsrv_config_set_flags(
         if flags & !KNOWN_FLAGS != 0 {
             return mailsrv_status::InvalidArg;
         }
+        if flags & MAILSRV_FLAG_KEEP_PROBE != 0 {
+            return mailsrv_status::InvalidArg; // per call only: a kept stream has one owner
+        }
         let f = Flags::from_bits(flags);
         cfg.inner.require_secure = f.require_secure;
         cfg.inner.match_options = f.match_options;
+        cfg.inner.probe = !f.no_probe;
         mailsrv_status::Ok
     }
 }
@@ -245,6 +262,8 @@ pub unsafe extern "C" fn mailsrv_config_set_rng_seed(
 pub(crate) struct Flags {
     pub require_secure: bool,
     pub match_options: MatchOptions,
+    pub no_probe: bool,
+    pub keep_probe: bool,
 }
 
 impl Flags {
@@ -255,6 +274,8 @@ impl Flags {
                 legacy_cn: flags & MAILSRV_FLAG_LEGACY_CN != 0,
                 accept_sibling_service: flags & MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE != 0,
             },
+            no_probe: flags & MAILSRV_FLAG_NO_PROBE != 0,
+            keep_probe: flags & MAILSRV_FLAG_KEEP_PROBE != 0,
         }
     }
 }

@@ -152,7 +152,7 @@ fn endpoint(e: &Endpoint) -> mailsrv_endpoint {
     }
 }
 
-fn dnssec_out(d: Option<DnssecState>) -> mailsrv_dnssec {
+pub(crate) fn dnssec_out(d: Option<DnssecState>) -> mailsrv_dnssec {
     match d {
         None => mailsrv_dnssec::Unknown,
         Some(DnssecState::Secure) => mailsrv_dnssec::Secure,

@@ -4,6 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod authenticity;
 pub(crate) mod boundary;
 pub mod cert;
 pub mod config;
@@ -12,5 +13,6 @@ pub mod discovery;
 pub mod identity;
 pub mod request;
 pub mod status;
+pub mod stream;
 pub(crate) mod strings;
 pub mod version;

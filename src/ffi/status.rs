@@ -78,6 +78,8 @@ pub enum mailsrv_status {
     ConnectionClosed = 401,
     /// Mail protocol: STARTTLS missing or refused, plaintext injection, garbage from the server.
     Protocol = 402,
+    /// Non-blocking stream: nothing can be done now; poll the descriptor and call again.
+    WouldBlock = 403,
 }
 
 impl mailsrv_status {
@@ -154,6 +156,7 @@ impl mailsrv_status {
             400 => c"could not connect",
             401 => c"connection closed by the server",
             402 => c"mail protocol error (STARTTLS)",
+            403 => c"would block",
             _ => c"unknown status",
         }
     }

@@ -1,0 +1,413 @@
+//! `mailsrv_verify_srv_authenticity` (+ `_async`): may this SRV answer change an account?
+//! The result object `mailsrv_authenticity` carries the verdict, its evidence, both peer
+//! chains and a sentence for the user.
+
+use std::ffi::CString;
+use std::os::raw::{c_char, c_void};
+
+use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::config::call_flags;
+use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::discovery::dnssec_out;
+use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::status::mailsrv_status;
+use super::stream::mailsrv_tls_stream;
+use super::strings::cstring;
+use crate::core::authenticity::{AuthRequest, Authenticity, Evidence};
+use crate::core::connect::MailConnection;
+use crate::core::policy::Verdict;
+use crate::core::resolver::DnssecState;
+use crate::core::service::Service;
+
+/// Whether an SRV answer may be used without asking the user.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy)]
+pub enum mailsrv_verdict {
+    /// Proven: the client may update the account.
+    Authentic = 1,
+    /// Not proven: only the user may accept it (no click-through), and only once the answer
+    /// has persisted (see mailsrv_srv_change_check).
+    Unverified = 2,
+    /// Proven wrong (bogus DNSSEC, or signed records that do not hold the target).
+    Rejected = 3,
+}
+
+/// What proved an AUTHENTIC verdict.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy)]
+pub enum mailsrv_evidence {
+    /// Nothing (UNVERIFIED or REJECTED).
+    None = 0,
+    /// The SRV RRset is DNSSEC-secure and holds the target.
+    Dnssec = 1,
+    /// DANE (RFC 7673): reserved, not produced by this version.
+    Dane = 2,
+    /// The target, asked with SNI = the mail domain, proved the SRV-ID `_service.domain`.
+    ProbeSrvId = 3,
+    /// The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
+    ProbeDnsId = 4,
+}
+
+/// An authenticity verdict (opaque, owned by the caller; immutable except for taking the
+/// probe stream).
+pub struct mailsrv_authenticity {
+    verdict: mailsrv_verdict,
+    evidence: mailsrv_evidence,
+    target_verified: bool,
+    in_domain: bool,
+    srv_dnssec: Option<DnssecState>,
+    detail: CString,
+    probe_matched: Option<CString>,
+    target_matched: Option<CString>,
+    probe_status: mailsrv_status,
+    target_status: mailsrv_status,
+    probe_chain: Vec<Vec<u8>>,
+    target_chain: Vec<Vec<u8>>,
+    probe_stream: Option<MailConnection>,
+}
+
+impl mailsrv_authenticity {
+    fn new(a: Authenticity) -> Self {
+        let status = |e: &Option<crate::core::Error>| e.as_ref().map_or(mailsrv_status::Ok, mailsrv_status::from_error);
+        mailsrv_authenticity {
+            verdict: match a.verdict {
+                Verdict::Authentic => mailsrv_verdict::Authentic,
+                Verdict::Unverified => mailsrv_verdict::Unverified,
+                Verdict::Rejected => mailsrv_verdict::Rejected,
+            },
+            evidence: match a.evidence {
+                None => mailsrv_evidence::None,
+                Some(Evidence::Dnssec) => mailsrv_evidence::Dnssec,
+                Some(Evidence::ProbeSrvId) => mailsrv_evidence::ProbeSrvId,
+                Some(Evidence::ProbeDnsId) => mailsrv_evidence::ProbeDnsId,
+            },
+            target_verified: a.target_verified,
+            in_domain: a.in_domain,
+            srv_dnssec: a.srv_dnssec,
+            detail: cstring(&a.detail),
+            probe_matched: a.probe_matched.as_deref().map(cstring),
+            target_matched: a.target_matched.as_deref().map(cstring),
+            probe_status: status(&a.probe_error),
+            target_status: status(&a.target_error),
+            probe_chain: a.probe_chain,
+            target_chain: a.target_chain,
+            probe_stream: a.probe_connection,
+        }
+    }
+}
+
+fn auth_request(
+    domain: &str,
+    service: u32,
+    target: &str,
+    port: u16,
+    flags: u32,
+) -> Result<AuthRequest, mailsrv_status> {
+    let service = Service::from_bit(service).ok_or(mailsrv_status::InvalidArg)?;
+    let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
+    let mut req = AuthRequest::new(domain, service, target, port);
+    req.probe = !flags.no_probe;
+    req.keep_probe = flags.keep_probe;
+    req.accept_sibling = flags.match_options.accept_sibling_service;
+    Ok(req)
+}
+
+/// Judges one service's SRV answer (`_service._tcp.mail_domain` → `target`:`port`), blocking.
+///
+/// The SRV RRset is re-read through the context's validating resolver: bogus → REJECTED;
+/// DNSSEC-secure and holding the target → AUTHENTIC (evidence DNSSEC); secure without it →
+/// REJECTED. Otherwise the TLS probe: mailsrv connects to the target with SNI = the mail
+/// domain and requires a chain-valid certificate carrying the SRV-ID `_service.domain` or
+/// the DNS-ID `domain` (never the insecure target name, never a CN), and, concurrently,
+/// connects with SNI = the target requiring the target's own DNS-ID (a fresh handshake).
+/// Both → AUTHENTIC; the probe alone → UNVERIFIED with target_verified false; the probe
+/// failing → UNVERIFIED. No credentials are ever sent. Each service is judged on its own.
+///
+/// `mail_domain`: the domain (or the address). `service`: one mailsrv_service value.
+/// `target`, `port`: the answer to judge. `flags`: MAILSRV_FLAG_NO_PROBE,
+/// MAILSRV_FLAG_KEEP_PROBE, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE.
+/// `out` (out, not NULL): owned verdict, freed with mailsrv_authenticity_free().
+/// Returns OK (whatever the verdict), or NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_verify_srv_authenticity(
+    ctx: *mut mailsrv_ctx,
+    mail_domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    flags: u32,
+    out: *mut *mut mailsrv_authenticity,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let domain = try_str!(mail_domain);
+        let target = try_str!(target);
+        let req = match auth_request(domain, service, target, port, flags) {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        finish(ctx.inner.verify_srv_authenticity(req), errbuf, errlen, |a| {
+            *out = Box::into_raw(Box::new(mailsrv_authenticity::new(a)));
+        })
+    })}
+}
+
+/// Completion of mailsrv_verify_srv_authenticity_async(): `result` owned by the callback,
+/// NULL unless OK; `detail` borrowed, never NULL.
+#[allow(non_camel_case_types)]
+pub type mailsrv_authenticity_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        id: mailsrv_request_id,
+        status: mailsrv_status,
+        result: *mut mailsrv_authenticity,
+        detail: *const c_char,
+    ),
+>;
+
+/// mailsrv_verify_srv_authenticity() without blocking: same leading arguments, then `cb`
+/// (not NULL), `userdata`, `id_out` (may be NULL). The callback runs exactly once.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_verify_srv_authenticity_async(
+    ctx: *mut mailsrv_ctx,
+    mail_domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    flags: u32,
+    cb: mailsrv_authenticity_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        let domain = try_str!(mail_domain);
+        let target = try_str!(target);
+        let req = match auth_request(domain, service, target, port, flags) {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_authenticity::new);
+        match ctx.inner.verify_srv_authenticity_async(req, deliver) {
+            Ok(id) => {
+                if let Some(o) = unsafe { id_out.as_mut() } {
+                    *o = id;
+                }
+                mailsrv_status::Ok
+            }
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+/// Frees a verdict (and closes a probe stream that was kept but not taken). NULL does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or owned by the caller, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_free(a: *mut mailsrv_authenticity) {
+    ffi_boundary! {
+        if !a.is_null() {
+            drop(unsafe { Box::from_raw(a) });
+        }
+    }
+}
+
+/// The verdict (a mailsrv_verdict value); 0 for NULL.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_verdict(a: *const mailsrv_authenticity) -> u32 {
+    ffi_boundary! { try_ref!(a).verdict as u32 }
+}
+
+/// What proved it (a mailsrv_evidence value; NONE unless AUTHENTIC).
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_evidence(a: *const mailsrv_authenticity) -> u32 {
+    ffi_boundary! { try_ref!(a).evidence as u32 }
+}
+
+/// True when the reconnect with SNI = target got a certificate for the target itself.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_target_verified(a: *const mailsrv_authenticity) -> bool {
+    ffi_boundary! { try_ref!(a).target_verified }
+}
+
+/// True when the target lies inside the mail domain (RFC 8314 §5.1 (b)): reported for the
+/// client's information, never counted as proof.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_in_domain(a: *const mailsrv_authenticity) -> bool {
+    ffi_boundary! { try_ref!(a).in_domain }
+}
+
+/// DNSSEC state of the re-read SRV answer (a mailsrv_dnssec value; UNKNOWN if the lookup failed).
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_srv_dnssec(a: *const mailsrv_authenticity) -> u32 {
+    ffi_boundary! { dnssec_out(try_ref!(a).srv_dnssec) as u32 }
+}
+
+/// A sentence explaining the verdict, for the user. Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_detail(a: *const mailsrv_authenticity) -> *const c_char {
+    ffi_boundary! { try_ref!(a).detail.as_ptr() }
+}
+
+/// What the probe's certificate matched ("SRV-ID _imaps.example.com"); NULL if it did not.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_probe_matched(a: *const mailsrv_authenticity) -> *const c_char {
+    ffi_boundary! { try_ref!(a).probe_matched.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()) }
+}
+
+/// What the reconnect's certificate matched ("DNS-ID mail.example.net"); NULL if it did not.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_target_matched(a: *const mailsrv_authenticity) -> *const c_char {
+    ffi_boundary! { try_ref!(a).target_matched.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()) }
+}
+
+/// Why the probe failed (NAME_MISMATCH, UNKNOWN_ISSUER, CONNECT_FAILED, ...); OK if it
+/// passed or did not run.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_probe_status(a: *const mailsrv_authenticity) -> mailsrv_status {
+    ffi_boundary! { try_ref!(a).probe_status }
+}
+
+/// Why the reconnect with SNI = target failed; OK if it passed or did not run.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_target_status(a: *const mailsrv_authenticity) -> mailsrv_status {
+    ffi_boundary! { try_ref!(a).target_status }
+}
+
+/// Number of certificates in the probe's (`which` = 0) or the reconnect's (`which` = 1)
+/// peer chain, when the handshake got that far with a valid certificate.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_chain_len(a: *const mailsrv_authenticity, which: u32) -> usize {
+    ffi_boundary! {
+        let a = try_ref!(a);
+        match which {
+            0 => a.probe_chain.len(),
+            1 => a.target_chain.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The `i`-th certificate (DER, borrowed) of chain `which` (0 probe, 1 reconnect).
+/// Returns OK, NULL_ARG or NOT_FOUND.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid; `data`, `len` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_cert_get(
+    a: *const mailsrv_authenticity,
+    which: u32,
+    i: usize,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let a = try_ref!(a);
+        let data = try_mut!(data);
+        let len = try_mut!(len);
+        let chain = match which {
+            0 => &a.probe_chain,
+            1 => &a.target_chain,
+            _ => return mailsrv_status::InvalidArg,
+        };
+        match chain.get(i) {
+            Some(c) => {
+                *data = c.as_ptr();
+                *len = c.len();
+                mailsrv_status::Ok
+            }
+            None => mailsrv_status::NotFound,
+        }
+    }
+}
+
+/// With MAILSRV_FLAG_KEEP_PROBE and an AUTHENTIC verdict by probe: hands over the verified
+/// probe connection (SNI = the mail domain), so the client can try the user's login before
+/// saving the account. `out` (out): the owned stream, or NULL. Returns OK, NULL_ARG or
+/// NOT_FOUND (no kept stream, or already taken).
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_take_probe_stream(
+    a: *mut mailsrv_authenticity,
+    out: *mut *mut mailsrv_tls_stream,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let a = try_mut!(a);
+        match a.probe_stream.take() {
+            Some(c) => {
+                *out = Box::into_raw(Box::new(mailsrv_tls_stream::from_connection(c)));
+                mailsrv_status::Ok
+            }
+            None => mailsrv_status::NotFound,
+        }
+    }
+}

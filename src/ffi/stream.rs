@@ -1,0 +1,529 @@
+//! `mailsrv_connect_with_sni` (+ `_async`) and the `mailsrv_tls_stream` it returns: a TCP
+//! connection (Happy Eyeballs), the STARTTLS dialogue if any, TLS with the chosen SNI and
+//! the reference identity checked by mailsrv's verifier. Never plaintext.
+
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int, c_void};
+use std::time::Duration;
+
+use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::config::call_flags;
+use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::identity::mailsrv_identity;
+use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::status::mailsrv_status;
+use super::strings::cstring;
+use crate::core::connect::{ConnectRequest, MailConnection};
+use crate::core::starttls::Security;
+
+/// How TLS starts.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum mailsrv_security {
+    /// TLS from the first byte (ports 993, 995, 465).
+    ImplicitTls = 1,
+    /// IMAP STARTTLS (port 143).
+    StarttlsImap = 2,
+    /// POP3 STLS (port 110).
+    StarttlsPop3 = 3,
+    /// SMTP STARTTLS (port 587).
+    StarttlsSmtp = 4,
+}
+
+/// A verified TLS connection to a mail server (opaque, owned by the caller). Use it from one
+/// thread at a time.
+pub struct mailsrv_tls_stream {
+    conn: MailConnection,
+    nonblocking: bool,
+    sni: Option<CString>,
+    host: CString,
+    peer: CString,
+    tls_version: CString,
+    cipher: CString,
+    matched: CString,
+    greeting: CString,
+    capabilities: Vec<CString>,
+}
+
+impl mailsrv_tls_stream {
+    fn new(conn: MailConnection) -> Self {
+        let i = conn.info();
+        mailsrv_tls_stream {
+            sni: i.sni.as_deref().map(cstring),
+            host: cstring(&i.host),
+            peer: cstring(&i.peer_addr.to_string()),
+            tls_version: cstring(&i.tls_version),
+            cipher: cstring(&i.cipher),
+            matched: cstring(&i.matched.to_string()),
+            greeting: cstring(&i.greeting),
+            capabilities: i.capabilities.iter().map(|c| cstring(c)).collect(),
+            nonblocking: false,
+            conn,
+        }
+    }
+
+    /// Wraps a connection the core made (the SRV probe's, handed over by authenticity).
+    pub(crate) fn from_connection(conn: MailConnection) -> Self {
+        Self::new(conn)
+    }
+}
+
+fn security_in(v: u32) -> Option<Security> {
+    Some(match v {
+        1 => Security::ImplicitTls,
+        2 => Security::StartTlsImap,
+        3 => Security::StartTlsPop3,
+        4 => Security::StartTlsSmtp,
+        _ => return None,
+    })
+}
+
+/// Builds the core request from C arguments (they are checked again, fully, by the core).
+unsafe fn request(
+    host: &str,
+    port: u16,
+    security: u32,
+    sni: *const c_char,
+    identity: *const mailsrv_identity,
+    flags: u32,
+) -> Result<ConnectRequest, mailsrv_status> {
+    let security = security_in(security).ok_or(mailsrv_status::InvalidArg)?;
+    let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
+    let mut req = ConnectRequest::new(host, port, security);
+    if !sni.is_null() {
+        let s = unsafe { super::strings::read_str(sni, "sni") }.map_err(|_| mailsrv_status::InvalidArg)?;
+        req.sni = Some(s.to_owned());
+    }
+    if let Some(id) = unsafe { identity.as_ref() } {
+        req.identity = Some(id.inner.clone());
+    }
+    req.options = flags.match_options;
+    Ok(req)
+}
+
+/// Connects to a mail server and returns a verified TLS stream, blocking.
+///
+/// `host`: a host name (IDN allowed) or an IP literal; resolved through the context's
+/// resolver, then TCP with Happy Eyeballs (RFC 8305). `security`: a mailsrv_security value;
+/// STARTTLS modes run the protocol's pre-TLS dialogue strictly (a missing or refused
+/// STARTTLS, PREAUTH on a plain port, or any byte after the go-ahead is an error: there is
+/// no plaintext fallback). `sni` (may be NULL): the TLS server name; NULL means the host's
+/// own name (none for an IP literal). `identity` (borrowed, may be NULL): what the
+/// certificate must prove; NULL means DNS-ID = host (IP-ID for an IP literal). `flags`:
+/// MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE. TLS 1.2 at least, 1.3
+/// preferred; every connection is a full handshake (no session is resumed under another
+/// name or identity).
+/// `out` (out, not NULL): owned stream, freed with mailsrv_tls_stream_free(); NULL on error.
+/// Returns OK; INVALID_ARG (bad host, SNI, port, enum, flags) before any traffic; DNS
+/// errors; CONNECT_FAILED; TIMEOUT; PROTOCOL; CONNECTION_CLOSED; the precise certificate
+/// status (CERT_EXPIRED, UNKNOWN_ISSUER, NAME_MISMATCH, ...); HANDSHAKE.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_connect_with_sni(
+    ctx: *mut mailsrv_ctx,
+    host: *const c_char,
+    port: u16,
+    security: u32,
+    sni: *const c_char,
+    identity: *const mailsrv_identity,
+    flags: u32,
+    out: *mut *mut mailsrv_tls_stream,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let host = try_str!(host);
+        let req = match unsafe { request(host, port, security, sni, identity, flags) } {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        finish(ctx.inner.connect(req), errbuf, errlen, |c| {
+            *out = Box::into_raw(Box::new(mailsrv_tls_stream::new(c)));
+        })
+    })}
+}
+
+/// Completion of mailsrv_connect_with_sni_async(): `result` owned by the callback (free with
+/// mailsrv_tls_stream_free()), NULL unless OK; `detail` borrowed, never NULL.
+#[allow(non_camel_case_types)]
+pub type mailsrv_connect_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        id: mailsrv_request_id,
+        status: mailsrv_status,
+        result: *mut mailsrv_tls_stream,
+        detail: *const c_char,
+    ),
+>;
+
+/// mailsrv_connect_with_sni() without blocking: same leading arguments, then `cb` (not
+/// NULL), `userdata`, `id_out` (may be NULL). The callback runs exactly once; cancelling
+/// drops the half-open connection.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_connect_with_sni_async(
+    ctx: *mut mailsrv_ctx,
+    host: *const c_char,
+    port: u16,
+    security: u32,
+    sni: *const c_char,
+    identity: *const mailsrv_identity,
+    flags: u32,
+    cb: mailsrv_connect_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        let host = try_str!(host);
+        let req = match unsafe { request(host, port, security, sni, identity, flags) } {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_tls_stream::new);
+        match ctx.inner.connect_async(req, deliver) {
+            Ok(id) => {
+                if let Some(o) = unsafe { id_out.as_mut() } {
+                    *o = id;
+                }
+                mailsrv_status::Ok
+            }
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+fn io_status(r: crate::core::Result<Option<usize>>, nonblocking: bool, n_out: *mut usize) -> mailsrv_status {
+    match r {
+        Ok(Some(n)) => {
+            if let Some(o) = unsafe { n_out.as_mut() } {
+                *o = n;
+            }
+            mailsrv_status::Ok
+        }
+        // A blocking socket only "would block" when its I/O timeout passed.
+        Ok(None) if nonblocking => mailsrv_status::WouldBlock,
+        Ok(None) => mailsrv_status::Timeout,
+        Err(e) => mailsrv_status::from_error(&e),
+    }
+}
+
+/// Reads decrypted data into `buf` (`len` bytes). `n_out` (out, may be NULL): bytes read.
+/// OK with *n_out == 0 means the server closed cleanly (TLS close_notify); a TCP close
+/// without close_notify is CONNECTION_CLOSED (truncation is never silent). Non-blocking
+/// mode: WOULD_BLOCK when nothing is available. Blocking mode: TIMEOUT after the stream's
+/// timeout (mailsrv_tls_stream_set_timeout_ms).
+/// Since 0.1.
+///
+/// # Safety
+/// `s` valid; `buf` NULL or `len` writable bytes; `n_out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_read(
+    s: *mut mailsrv_tls_stream,
+    buf: *mut u8,
+    len: usize,
+    n_out: *mut usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_mut!(s);
+        if let Some(o) = unsafe { n_out.as_mut() } {
+            *o = 0;
+        }
+        if buf.is_null() && len > 0 {
+            return mailsrv_status::NullArg;
+        }
+        let buf: &mut [u8] = if len == 0 { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(buf, len) } };
+        io_status(s.conn.read(buf), s.nonblocking, n_out)
+    }
+}
+
+/// Encrypts and sends `len` bytes of `buf`. `n_out` (out, may be NULL): bytes taken.
+/// Blocking mode: all of it, or an error. Non-blocking mode: possibly fewer (then poll for
+/// writability while mailsrv_tls_stream_wants_write() and call mailsrv_tls_stream_flush()),
+/// or WOULD_BLOCK when nothing could be taken.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` valid; `buf` NULL or `len` readable bytes; `n_out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_write(
+    s: *mut mailsrv_tls_stream,
+    buf: *const u8,
+    len: usize,
+    n_out: *mut usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_mut!(s);
+        if let Some(o) = unsafe { n_out.as_mut() } {
+            *o = 0;
+        }
+        if buf.is_null() && len > 0 {
+            return mailsrv_status::NullArg;
+        }
+        let buf: &[u8] = if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(buf, len) } };
+        io_status(s.conn.write(buf), s.nonblocking, n_out)
+    }
+}
+
+/// Sends queued TLS records (non-blocking mode). OK when nothing is left; WOULD_BLOCK
+/// otherwise.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_flush(s: *mut mailsrv_tls_stream) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_mut!(s);
+        match s.conn.flush() {
+            Ok(Some(())) => mailsrv_status::Ok,
+            Ok(None) => mailsrv_status::WouldBlock,
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+/// Sends TLS close_notify and shuts the connection down (RFC 8314 §3.4). Later reads and
+/// writes fail with CONNECTION_CLOSED; the stream must still be freed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_close(s: *mut mailsrv_tls_stream) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_mut!(s);
+        match s.conn.close() {
+            Ok(()) => mailsrv_status::Ok,
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+/// Frees a stream, closing it first (close_notify) if that was not done. NULL does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or owned by the caller, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_free(s: *mut mailsrv_tls_stream) {
+    ffi_boundary! {
+        if !s.is_null() {
+            drop(unsafe { Box::from_raw(s) });
+        }
+    }
+}
+
+/// Switches between blocking (the default) and non-blocking mode.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_set_nonblocking(s: *mut mailsrv_tls_stream, on: bool) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_mut!(s);
+        match s.conn.set_nonblocking(on) {
+            Ok(()) => {
+                s.nonblocking = on;
+                mailsrv_status::Ok
+            }
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+/// Blocking mode: the longest a read or write waits, in milliseconds (0 = no limit, for
+/// long IMAP IDLE waits). The default is the context's timeout.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_set_timeout_ms(s: *mut mailsrv_tls_stream, ms: u32) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_mut!(s);
+        let t = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
+        match s.conn.set_timeout(t) {
+            Ok(()) => mailsrv_status::Ok,
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+/// The socket descriptor, for poll loops only; never read, write or close it. Rule: decrypted
+/// data can wait inside the stream while the socket is not readable, so read until
+/// WOULD_BLOCK (or check mailsrv_tls_stream_has_buffered_data()) before polling for
+/// readability. -1 for NULL.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_fd(s: *const mailsrv_tls_stream) -> c_int {
+    ffi_boundary! { try_ref!(s).conn.raw_fd() }
+}
+
+/// True when a read can return data without waiting for the socket.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_has_buffered_data(s: *mut mailsrv_tls_stream) -> bool {
+    ffi_boundary! { try_mut!(s).conn.has_buffered_plaintext() }
+}
+
+/// True while encrypted data waits to be sent (non-blocking mode: poll for writability and
+/// call mailsrv_tls_stream_flush()).
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_wants_write(s: *const mailsrv_tls_stream) -> bool {
+    ffi_boundary! { try_ref!(s).conn.wants_write() }
+}
+
+/// The negotiated protocol version: "TLSv1.3" or "TLSv1.2". Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_tls_version(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).tls_version.as_ptr() }
+}
+
+/// The negotiated cipher suite, e.g. "TLS13_AES_256_GCM_SHA384". Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_cipher(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).cipher.as_ptr() }
+}
+
+/// The SNI that was sent; NULL when none was (IP literal). Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_sni(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).sni.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()) }
+}
+
+/// The host connected to (normalised) and the peer address that won ("[::1]:993"). Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_host(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).host.as_ptr() }
+}
+
+/// The peer address that won the Happy Eyeballs race, e.g. "[::1]:993". Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_peer_address(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).peer.as_ptr() }
+}
+
+/// The reference identifier the certificate matched, e.g. "DNS-ID mail.example.net" or
+/// "SRV-ID _imaps.example.com". Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_matched_identity(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).matched.as_ptr() }
+}
+
+/// The server's greeting line(s) read over TLS ("* OK ...", "+OK ...", "220 ..."). Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_greeting(s: *const mailsrv_tls_stream) -> *const c_char {
+    ffi_boundary! { try_ref!(s).greeting.as_ptr() }
+}
+
+/// Number of capabilities the server announced over TLS (IMAP CAPABILITY, POP3 CAPA, SMTP
+/// EHLO); what it said before TLS is discarded.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_capabilities_len(s: *const mailsrv_tls_stream) -> usize {
+    ffi_boundary! { try_ref!(s).capabilities.len() }
+}
+
+/// The `i`-th capability (borrowed); NULL when out of range.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_capability_get(s: *const mailsrv_tls_stream, i: usize) -> *const c_char {
+    ffi_boundary! { try_ref!(s).capabilities.get(i).map_or(std::ptr::null(), |c| c.as_ptr()) }
+}
+
+/// Number of certificates the server sent (leaf first).
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_peer_chain_len(s: *const mailsrv_tls_stream) -> usize {
+    ffi_boundary! { try_ref!(s).conn.info().peer_chain.len() }
+}
+
+/// The `i`-th peer certificate as DER: `*data` (borrowed) and `*len`. Returns OK, NULL_ARG
+/// or NOT_FOUND (out of range).
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or valid; `data` and `len` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_tls_stream_peer_cert_get(
+    s: *const mailsrv_tls_stream,
+    i: usize,
+    data: *mut *const u8,
+    len: *mut usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let s = try_ref!(s);
+        let data = try_mut!(data);
+        let len = try_mut!(len);
+        match s.conn.info().peer_chain.get(i) {
+            Some(c) => {
+                *data = c.as_ptr();
+                *len = c.len();
+                mailsrv_status::Ok
+            }
+            None => mailsrv_status::NotFound,
+        }
+    }
+}
+
