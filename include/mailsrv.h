@@ -243,6 +243,46 @@ typedef enum {
 } mailsrv_status;
 
 /**
+ * Where a saved configuration came from.
+ */
+typedef enum {
+  /**
+   * Set up from SRV records.
+   */
+  MAILSRV_ORIGIN_SRV = 1,
+  /**
+   * Typed by the user: never changed automatically.
+   */
+  MAILSRV_ORIGIN_USER = 2,
+} mailsrv_origin;
+
+/**
+ * What the client may do about a saved service configuration.
+ */
+typedef enum {
+  /**
+   * Keep it; nothing to tell the user.
+   */
+  MAILSRV_DECISION_NO_CHANGE = 1,
+  /**
+   * Switch to the new endpoint: it is authenticated.
+   */
+  MAILSRV_DECISION_UPDATE = 2,
+  /**
+   * Offer the change to the user (unverified, but seen consistently long enough).
+   */
+  MAILSRV_DECISION_ASK_USER = 3,
+  /**
+   * Unverified and too new: check again after mailsrv_change_wait_until().
+   */
+  MAILSRV_DECISION_WAIT = 4,
+  /**
+   * Do not use the new answer; keep the saved configuration and warn.
+   */
+  MAILSRV_DECISION_REJECT = 5,
+} mailsrv_decision;
+
+/**
  * Whether an SRV answer may be used without asking the user.
  */
 typedef enum {
@@ -463,6 +503,11 @@ typedef struct mailsrv_authenticity mailsrv_authenticity;
 typedef struct mailsrv_cert_result mailsrv_cert_result;
 
 /**
+ * A refresh decision (opaque, immutable, owned by the caller).
+ */
+typedef struct mailsrv_change mailsrv_change;
+
+/**
  * Settings for a context (opaque).
  */
 typedef struct mailsrv_config mailsrv_config;
@@ -481,6 +526,12 @@ typedef struct mailsrv_discovery mailsrv_discovery;
  * One SRV target with its addresses (opaque, borrowed).
  */
 typedef struct mailsrv_endpoint mailsrv_endpoint;
+
+/**
+ * An observation history (opaque). Shared with running checks, so it may be freed while an
+ * async change check still runs; its own calls may come from any thread.
+ */
+typedef struct mailsrv_history mailsrv_history;
 
 /**
  * A list of reference identifiers (opaque). Single-threaded while being built; read-only
@@ -524,6 +575,15 @@ typedef void (*mailsrv_discover_cb)(void *userdata,
                                     mailsrv_status status,
                                     mailsrv_discovery *result,
                                     const char *detail);
+
+/**
+ * Completion of mailsrv_srv_change_check_async(): `result` owned, NULL unless OK.
+ */
+typedef void (*mailsrv_change_cb)(void *userdata,
+                                  mailsrv_request_id id,
+                                  mailsrv_status status,
+                                  mailsrv_change *result,
+                                  const char *detail);
 
 /**
  * Completion of mailsrv_connect_with_sni_async(): `result` owned by the callback (free with
@@ -1284,6 +1344,201 @@ const char *mailsrv_srv_state_name(uint32_t state);
  * Since 0.1.
  */
 const char *mailsrv_dnssec_name(uint32_t state);
+
+/**
+ * Opens the history kept in the file `path` (it need not exist yet). A damaged file is
+ * moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
+ * again then starts an empty history. `out` (out, not NULL): owned, freed with
+ * mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_history_open(const char *path,
+                                    mailsrv_history **out,
+                                    char *errbuf,
+                                    size_t errlen);
+
+/**
+ * Saves the history: under an exclusive file lock, merged with what another process saved
+ * meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
+ * OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged: kept aside, then replaced by
+ * this history).
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_history_save(mailsrv_history *h, char *errbuf, size_t errlen);
+
+/**
+ * Frees the history (unsaved observations are lost). NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_history_free(mailsrv_history *h);
+
+/**
+ * Number of observations held.
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or valid.
+ */
+size_t mailsrv_history_len(const mailsrv_history *h);
+
+/**
+ * Records that `target`:`port` is the answer for (`domain`, `service`) at `now` (Unix
+ * seconds; 0 = the current time). Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid.
+ */
+mailsrv_status mailsrv_history_observe(mailsrv_history *h,
+                                       const char *domain,
+                                       uint32_t service,
+                                       const char *target,
+                                       uint16_t port,
+                                       uint64_t now);
+
+/**
+ * When `target`:`port` was first and last seen for (`domain`, `service`) without
+ * interruption. `first_out`, `last_out` (out, may be NULL). Returns OK, NULL_ARG,
+ * INVALID_ARG or NOT_FOUND.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid.
+ */
+mailsrv_status mailsrv_history_seen(const mailsrv_history *h,
+                                    const char *domain,
+                                    uint32_t service,
+                                    const char *target,
+                                    uint16_t port,
+                                    uint64_t *first_out,
+                                    uint64_t *last_out);
+
+/**
+ * The refresh check for one saved service, blocking: re-discovers `service` for
+ * `mail_domain`; when its first endpoint differs from the saved `saved_host`:`saved_port`
+ * (and the configuration came from SRV), judges it with mailsrv_verify_srv_authenticity();
+ * records the answer in `history` (may be NULL; in memory: call mailsrv_history_save());
+ * then decides: NO_CHANGE, UPDATE (authenticated), ASK_USER (unverified but seen
+ * consistently for `min_age_s`, 0 = 7 days), WAIT (unverified and newer) or REJECT. A
+ * configuration typed by the user (`saved_origin` = MAILSRV_ORIGIN_USER) never changes;
+ * only the saved service itself is looked at, so IMAP never turns into POP3 (RFC 6186 §4).
+ * `now`: Unix seconds, 0 = the current time. `flags`: MAILSRV_FLAG_NO_PROBE.
+ * `out` (out, not NULL): owned, freed with mailsrv_change_free().
+ * Returns OK, NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_srv_change_check(mailsrv_ctx *ctx,
+                                        const char *mail_domain,
+                                        uint32_t service,
+                                        const char *saved_host,
+                                        uint16_t saved_port,
+                                        uint32_t saved_origin,
+                                        mailsrv_history *history,
+                                        uint64_t now,
+                                        uint64_t min_age_s,
+                                        uint32_t flags,
+                                        mailsrv_change **out,
+                                        char *errbuf,
+                                        size_t errlen);
+
+/**
+ * mailsrv_srv_change_check() without blocking: same leading arguments, then `cb`,
+ * `userdata`, `id_out`. The history may be freed before the callback runs (the check
+ * keeps its own reference).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_srv_change_check_async(mailsrv_ctx *ctx,
+                                              const char *mail_domain,
+                                              uint32_t service,
+                                              const char *saved_host,
+                                              uint16_t saved_port,
+                                              uint32_t saved_origin,
+                                              mailsrv_history *history,
+                                              uint64_t now,
+                                              uint64_t min_age_s,
+                                              uint32_t flags,
+                                              mailsrv_change_cb cb,
+                                              void *userdata,
+                                              mailsrv_request_id *id_out);
+
+/**
+ * Frees a decision. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_change_free(mailsrv_change *c);
+
+/**
+ * The decision (a mailsrv_decision value); 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_change_decision(const mailsrv_change *c);
+
+/**
+ * The endpoint the decision is about (the fresh first endpoint); NULL when none. Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_change_target(const mailsrv_change *c);
+
+/**
+ * The port of that endpoint; 0 when none.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint16_t mailsrv_change_port(const mailsrv_change *c);
+
+/**
+ * For WAIT: when the answer will have persisted long enough (Unix seconds); 0 otherwise.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint64_t mailsrv_change_wait_until(const mailsrv_change *c);
+
+/**
+ * The authenticity verdict on the new endpoint (a mailsrv_verdict value); 0 when it was
+ * not judged (unchanged, typed by the user, or no answer).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_change_verdict(const mailsrv_change *c);
+
+/**
+ * Why, in words a client can show. Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_change_detail(const mailsrv_change *c);
 
 /**
  * Creates an empty reference identity. `out` (out, not NULL): owned, freed with

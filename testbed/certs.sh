@@ -87,6 +87,20 @@ copy_extensions  = none
 unique_subject   = no
 default_days     = 3650
 
+# the added certificates: their own database, so that they are issued in parallel with the
+# first set (whose serial numbers stay 1000...) rather than after it
+[ CA_extra ]
+dir              = $W
+database         = $W/x/index.txt
+serial           = $W/x/serial
+new_certs_dir    = $W/x/new
+default_md       = sha256
+policy           = policy_any
+email_in_dn      = no
+copy_extensions  = none
+unique_subject   = no
+default_days     = 3650
+
 [ policy_any ]
 countryName            = optional
 stateOrProvinceName    = optional
@@ -292,14 +306,15 @@ newkey() {
     openssl req -new -config "$CNF" -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
         -keyout "$W/$1.key" -out "$W/$1.csr" -subj "$2" 2>/dev/null
 }
+CA_SEC=CA_default   # the [ CA_* ] section (database) that sign and selfsign use
 # sign NAME ISSUER EXT START END  (ISSUER is a basename in W: ca, other-ca, nc-ca)
 sign() {
-    openssl ca -batch -notext -config "$CNF" -cert "$W/$2.crt" -keyfile "$W/$2.key" \
+    openssl ca -batch -notext -config "$CNF" -name "$CA_SEC" -cert "$W/$2.crt" -keyfile "$W/$2.key" \
         -extensions "$3" -startdate "$4" -enddate "$5" \
         -in "$W/$1.csr" -out "$W/$1.crt" 2>"$W/$1.err" || { cat "$W/$1.err" >&2; return 1; }
 }
 selfsign() {  # NAME EXT START END
-    openssl ca -batch -notext -selfsign -config "$CNF" -keyfile "$W/$1.key" \
+    openssl ca -batch -notext -selfsign -config "$CNF" -name "$CA_SEC" -keyfile "$W/$1.key" \
         -extensions "$2" -startdate "$3" -enddate "$4" \
         -in "$W/$1.csr" -out "$W/$1.crt" 2>"$W/$1.err" || { cat "$W/$1.err" >&2; return 1; }
 }
@@ -353,11 +368,44 @@ publish() {  # NAME CHAIN...   (chain = issuer certs, nearest first)
     install -m 600 "$W/$n.key" "$OUT/$n.key"
     ( umask 077; cat "$W/$n.key" "$W/$n.crt" "$@" >"$OUT/$n.pem" )
 }
+# ---------------------------------------------------------------- the added certificates
+make_extras() {
+    local CA_SEC=CA_extra n
+    rm -rf "$W/x"
+    mkdir -p "$W/x/new"
+    : >"$W/x/index.txt"
+    echo "unique_subject = no" >"$W/x/index.txt.attr"
+    echo 2000 >"$W/x/serial"
+    sign srvid-multi-hosted-test      ca ext_srvid_multi_hosted_test  "${V[@]}"
+    sign dnsid-dnshosted-test         ca ext_dns_dnshosted_test       "${V[@]}"
+    sign srvid-imaps-half-test        ca ext_srvid_imaps_half_test    "${V[@]}"
+    sign srvid-pop3s-hosted-test-only ca ext_srvid_pop3s_hosted_test  "${V[@]}"
+    sign eku-client                   ca ext_eku_client               "${V[@]}"
+    sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
+    selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
+    selfsign dane-ee-expired-selfsigned ext_dane_ee_expired           20200101000000Z 20200201000000Z
+    for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
+             srvid-pop3s-hosted-test-only eku-client; do
+        publish "$n" "$W/ca.crt"
+    done
+    publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"
+    publish dane-ee-selfsigned
+    publish dane-ee-expired-selfsigned
+    # NAME.tlsa: hex SHA-256 of the SubjectPublicKeyInfo DER, the data of a "TLSA 3 1 1" record
+    for n in "${TLSA[@]}"; do
+        openssl x509 -in "$W/$n.crt" -noout -pubkey | openssl pkey -pubin -outform DER \
+            | openssl dgst -sha256 -r | awk '{print $1}' >"$OUT/$n.tlsa.tmp"
+        [[ $(<"$OUT/$n.tlsa.tmp") =~ ^[0-9a-f]{64}$ ]] || { echo "certs.sh: bad SPKI hash for $n" >&2; return 1; }
+        mv "$OUT/$n.tlsa.tmp" "$OUT/$n.tlsa"
+    done
+}
+
 if (( FULL )); then
 # ---------------------------------------------------------------- CAs
 selfsign ca ext_ca "$CA_START" "$CA_END"
 selfsign other-ca ext_ca "$CA_START" "$CA_END"
 sign nc-ca ca ext_nc_ca "$CA_START" "$CA_END"
+make_extras & XPID=$!
 
 # ---------------------------------------------------------------- leaves
 sign dnsid-mail-example-net  ca ext_dns_mail_example_net     "${V[@]}"
@@ -391,32 +439,10 @@ publish selfsigned
 cp "$W/other-ca.crt" "$OUT/other-ca.crt"
 cp "$W/nc-ca.crt" "$OUT/nc-ca.crt"
 cp "$W/ca.crt" "$OUT/ca-bundle.pem"
+wait "$XPID"
+else
+    make_extras
 fi
-
-# ---------------------------------------------------------------- the added certificates
-# (issued after the first set, so that the serial numbers of the first set stay the same)
-sign srvid-multi-hosted-test      ca ext_srvid_multi_hosted_test  "${V[@]}"
-sign dnsid-dnshosted-test         ca ext_dns_dnshosted_test       "${V[@]}"
-sign srvid-imaps-half-test        ca ext_srvid_imaps_half_test    "${V[@]}"
-sign srvid-pop3s-hosted-test-only ca ext_srvid_pop3s_hosted_test  "${V[@]}"
-sign eku-client                   ca ext_eku_client               "${V[@]}"
-sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
-selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
-selfsign dane-ee-expired-selfsigned ext_dane_ee_expired           20200101000000Z 20200201000000Z
-for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
-         srvid-pop3s-hosted-test-only eku-client; do
-    publish "$n" "$W/ca.crt"
-done
-publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"
-publish dane-ee-selfsigned
-publish dane-ee-expired-selfsigned
-# NAME.tlsa: hex SHA-256 of the SubjectPublicKeyInfo DER, the data of a "TLSA 3 1 1" record
-for n in "${TLSA[@]}"; do
-    openssl x509 -in "$W/$n.crt" -noout -pubkey | openssl pkey -pubin -outform DER \
-        | openssl dgst -sha256 -r | awk '{print $1}' >"$OUT/$n.tlsa.tmp"
-    [[ $(<"$OUT/$n.tlsa.tmp") =~ ^[0-9a-f]{64}$ ]] || { echo "certs.sh: bad SPKI hash for $n" >&2; exit 1; }
-    mv "$OUT/$n.tlsa.tmp" "$OUT/$n.tlsa"
-done
 
 # ca.crt last: its presence marks a complete OUT
 if (( FULL )); then

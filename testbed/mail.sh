@@ -11,9 +11,15 @@
 #   IMAP_PORT=10143 IMAPS_PORT=10993 POP3_PORT=10110 POP3S_PORT=10995
 #   SUBMISSION_PORT=10587 SUBMISSIONS_PORT=10465
 #   DEFAULT_CERT=dnsid-mail-example-net
-#   SNI_CERTS="example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net"
+#   SNI_CERTS="example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net
+#              hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test"
+#                                  (SNI name=certificate, served by dovecot and postfix)
+#   DOVECOT_SNI_CERTS="half.test=srvid-imaps-half-test"   (SNI served by dovecot only: postfix
+#                                  answers half.test with DEFAULT_CERT)
 #   LOCAL_CERTS="127.0.20.1=expired 127.0.20.2=wrong-name 127.0.20.3=untrusted
-#                127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only"
+#                127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only
+#                127.0.20.6=srvid-pop3s-hosted-test-only 127.0.20.7=dane-ee-selfsigned
+#                127.0.20.8=dane-ee-expired-selfsigned"
 # Certificates are CERTDIR/NAME.pem (key + leaf + chain) as written by certs.sh.
 # Runs as root (postfix's master and dovecot need it). Writes only inside DIR; `chmod 711 DIR`
 # because dovecot's mail processes (nobody) must traverse it.
@@ -34,8 +40,9 @@ POP3S_PORT=${POP3S_PORT:-10995}
 SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
 SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 DEFAULT_CERT=${DEFAULT_CERT:-dnsid-mail-example-net}
-SNI_CERTS=${SNI_CERTS-example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net}
-LOCAL_CERTS=${LOCAL_CERTS-127.0.20.1=expired 127.0.20.2=wrong-name 127.0.20.3=untrusted 127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only}
+SNI_CERTS=${SNI_CERTS-example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test}
+DOVECOT_SNI_CERTS=${DOVECOT_SNI_CERTS-half.test=srvid-imaps-half-test}
+LOCAL_CERTS=${LOCAL_CERTS-127.0.20.1=expired 127.0.20.2=wrong-name 127.0.20.3=untrusted 127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only 127.0.20.6=srvid-pop3s-hosted-test-only 127.0.20.7=dane-ee-selfsigned 127.0.20.8=dane-ee-expired-selfsigned}
 READY_TIMEOUT=${MAIL_READY_TIMEOUT:-20}
 
 # pids of one server: what we started ($!) and what the daemon wrote itself
@@ -87,13 +94,17 @@ ADDRS=("$MAIL_ADDR")
 [[ -n $MAIL_ADDR6 ]] && ADDRS+=("$MAIL_ADDR6")
 declare -A LOCAL=()
 for kv in $LOCAL_CERTS; do LOCAL[${kv%%=*}]=${kv#*=}; done
-declare -A SNI=()
+declare -A SNI=()      # postfix and dovecot
 for kv in $SNI_CERTS; do SNI[${kv%%=*}]=${kv#*=}; done
-for c in "$DEFAULT_CERT" "${LOCAL[@]}" "${SNI[@]}"; do
+declare -A DSNI=()     # dovecot: SNI plus DOVECOT_SNI_CERTS
+for n in "${!SNI[@]}"; do DSNI[$n]=${SNI[$n]}; done
+for kv in $DOVECOT_SNI_CERTS; do DSNI[${kv%%=*}]=${kv#*=}; done
+for c in "$DEFAULT_CERT" "${LOCAL[@]}" "${DSNI[@]}"; do
     [[ -s $CERTDIR/$c.pem ]] || die "missing certificate $CERTDIR/$c.pem (run certs.sh first)"
 done
 LOCAL_ADDRS=($(printf '%s\n' "${!LOCAL[@]}" | sort -V))
 SNI_NAMES=($(printf '%s\n' "${!SNI[@]}" | sort))
+DSNI_NAMES=($(printf '%s\n' "${!DSNI[@]}" | sort))
 ALL_ADDRS=("${ADDRS[@]}" "${LOCAL_ADDRS[@]}")
 PORTS=("$IMAP_PORT" "$IMAPS_PORT" "$POP3_PORT" "$POP3S_PORT" "$SUBMISSION_PORT" "$SUBMISSIONS_PORT")
 for a in "${ALL_ADDRS[@]}"; do
@@ -160,11 +171,11 @@ service pop3-login {
 }
 CONF
     for a in "${ADDRS[@]}"; do
-        (( ${#SNI[@]} )) || continue
+        (( ${#DSNI[@]} )) || continue
         echo "local $a {"
-        for n in "${SNI_NAMES[@]}"; do
+        for n in "${DSNI_NAMES[@]}"; do
             echo "  local_name $n {"
-            cert_lines "    " "${SNI[$n]}"
+            cert_lines "    " "${DSNI[$n]}"
             echo "  }"
         done
         echo "}"

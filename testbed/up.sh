@@ -42,14 +42,17 @@ rm -f "$DIR/testbed.env"
 chmod 711 "$DIR"   # dovecot's mail processes (nobody) traverse DIR/mail
 
 T0=$(now_ms)
-# DNS needs no certificates: start it while the certificates are made and the mail servers start
-"$HERE/dns.sh" start "$DIR/dns" & DNS_JOB=$!
+# DNS starts while the certificates are made and the mail servers start: knotd signs the zones
+# meanwhile, and dns.sh adds the TLSA records once DIR/certs is complete
+"$HERE/dns.sh" start "$DIR/dns" "$DIR/certs" & DNS_JOB=$!
 rc=0
 "$HERE/certs.sh" "$DIR/certs" || rc=$?
-if (( rc == 0 )) && want mail; then
+if (( rc != 0 )); then
+    kill -TERM "$DNS_JOB" 2>/dev/null || true   # it would wait for the certificates in vain
+elif want mail; then
     "$HERE/mail.sh" start "$DIR/mail" "$DIR/certs" || rc=$?
 fi
-wait "$DNS_JOB" || rc=$?
+wait "$DNS_JOB" || { (( rc )) || rc=$?; }
 if (( rc != 0 )); then
     echo "testbed: up.sh failed; stopping what started" >&2
     "$HERE/down.sh" "$DIR" || true
@@ -67,6 +70,7 @@ fi
     echo "export MAILSRV_TEST_ANCHOR_DS=$DIR/dns/anchors/root.ds"
     echo "export MAILSRV_TEST_CA=$DIR/certs/ca.crt"
     echo "export MAILSRV_TEST_CERTS=$DIR/certs"
+    echo "export MAILSRV_TEST_DANE_TLSA=$(cat "$DIR/certs/dane-ee-selfsigned.tlsa")"
     echo "export MAILSRV_TEST_IMAP_PORT=$IMAP_PORT"
     echo "export MAILSRV_TEST_IMAPS_PORT=$IMAPS_PORT"
     echo "export MAILSRV_TEST_POP3_PORT=$POP3_PORT"

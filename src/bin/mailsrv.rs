@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
   mailsrv discover ADDRESS [--service NAME]... [--require-secure] [COMMON]
+  mailsrv verify ADDRESS [--service NAME]... [--no-probe] [COMMON]
+  mailsrv connect HOST:PORT [--starttls imap|pop3|smtp] [--sni NAME]
+                  [--expect-srv-id SERVICE:DOMAIN]... [--expect-dns-id NAME]... [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
   mailsrv version
@@ -18,7 +21,7 @@ COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE
         [--timeout-ms N] [--seed N]";
 
 /// Subcommand options that take no value.
-const FLAG_OPTIONS: [&str; 3] = ["--require-secure", "--legacy-cn", "--accept-sibling"];
+const FLAG_OPTIONS: [&str; 4] = ["--require-secure", "--legacy-cn", "--accept-sibling", "--no-probe"];
 
 /// Options every subcommand takes.
 struct Common {
@@ -44,6 +47,8 @@ fn run(args: &[String]) -> Result<(), String> {
     match cmd.as_str() {
         "discover" => discover(rest),
         "check-cert" => check_cert(rest),
+        "verify" => verify(rest),
+        "connect" => connect(rest),
         "version" => {
             println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -224,6 +229,132 @@ fn check_cert(args: &[String]) -> Result<(), String> {
     } else {
         Err(reason.unwrap_or_default())
     }
+}
+
+/// `verify`: discovery, then the authenticity verdict for each found service's first endpoint.
+fn verify(args: &[String]) -> Result<(), String> {
+    use mailsrv::core::authenticity::{AuthRequest, Evidence};
+    use mailsrv::core::policy::Verdict;
+
+    let Args { positional, options, common } = parse(args, &["--service", "--no-probe"])?;
+    let [address] = positional.as_slice() else {
+        return Err(format!("verify takes one ADDRESS\n{USAGE}"));
+    };
+    let mut services = Vec::new();
+    let mut probe = true;
+    for (k, v) in &options {
+        match k.as_str() {
+            "--service" => services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?),
+            _ => probe = false,
+        }
+    }
+    if services.is_empty() {
+        services = Service::ALL.to_vec();
+    }
+    let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+    let d = ctx.discover(address, &services, false).map_err(|e| e.to_string())?;
+    let mut results = Vec::new();
+    let mut text = format!("mail domain {}\n", d.domain);
+    for s in d.services.iter().filter(|s| s.state == SrvState::Found) {
+        let e = &s.endpoints[0];
+        let mut req = AuthRequest::new(&d.domain, s.service, &e.target, e.port);
+        req.probe = probe;
+        let a = ctx.verify_srv_authenticity(req).map_err(|e| e.to_string())?;
+        let verdict = match a.verdict {
+            Verdict::Authentic => "authentic",
+            Verdict::Unverified => "unverified",
+            Verdict::Rejected => "rejected",
+        };
+        let evidence = a.evidence.map(|x| match x {
+            Evidence::Dnssec => "dnssec",
+            Evidence::ProbeSrvId => "probe_srv_id",
+            Evidence::ProbeDnsId => "probe_dns_id",
+        });
+        text.push_str(&format!(
+            "  {:<12} {}:{}  {verdict}{}\n      {}\n",
+            s.service.name(),
+            e.target,
+            e.port,
+            evidence.map(|x| format!(" ({x})")).unwrap_or_default(),
+            a.detail
+        ));
+        results.push(json!({
+            "service": s.service.name(), "target": e.target, "port": e.port, "verdict": verdict,
+            "evidence": evidence, "target_verified": a.target_verified, "in_domain": a.in_domain,
+            "detail": a.detail,
+        }));
+    }
+    if common.json {
+        emit(&format!("{}\n", json!({"domain": d.domain, "results": results})));
+    } else {
+        emit(&text);
+    }
+    Ok(())
+}
+
+/// `connect`: connect_with_sni and print what the connection proved.
+fn connect(args: &[String]) -> Result<(), String> {
+    use mailsrv::core::connect::ConnectRequest;
+    use mailsrv::core::identity::ReferenceIdentity;
+    use mailsrv::core::starttls::Security;
+
+    let Args { positional, options, common } =
+        parse(args, &["--starttls", "--sni", "--expect-srv-id", "--expect-dns-id", "--legacy-cn"])?;
+    let [target] = positional.as_slice() else {
+        return Err(format!("connect takes one HOST:PORT\n{USAGE}"));
+    };
+    let (host, port) = target.rsplit_once(':').ok_or("connect takes HOST:PORT")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port in {target:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut req = ConnectRequest::new(host, port, Security::ImplicitTls);
+    let mut identity = ReferenceIdentity::new();
+    for (k, v) in &options {
+        match k.as_str() {
+            "--starttls" => {
+                req.security = match v.as_str() {
+                    "imap" => Security::StartTlsImap,
+                    "pop3" => Security::StartTlsPop3,
+                    "smtp" => Security::StartTlsSmtp,
+                    _ => return Err(format!("--starttls takes imap, pop3 or smtp, not {v:?}")),
+                }
+            }
+            "--sni" => req.sni = Some(v.clone()),
+            "--expect-srv-id" => {
+                let (svc, domain) = v.split_once(':').ok_or("--expect-srv-id takes SERVICE:DOMAIN")?;
+                identity.add_srv_id(svc, domain).map_err(|e| e.to_string())?;
+            }
+            "--expect-dns-id" => identity.add_dns_id(v).map_err(|e| e.to_string())?,
+            _ => req.options.legacy_cn = true,
+        }
+    }
+    if !identity.is_empty() {
+        req.identity = Some(identity);
+    }
+    let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+    let mut conn = ctx.connect(req).map_err(|e| e.to_string())?;
+    let i = conn.info().clone();
+    let _ = conn.close();
+    if common.json {
+        let j = json!({
+            "host": i.host, "port": i.port, "sni": i.sni, "tls_version": i.tls_version,
+            "cipher": i.cipher, "matched_identity": i.matched.to_string(), "greeting": i.greeting,
+            "capabilities": i.capabilities, "peer": i.peer_addr.to_string(),
+        });
+        emit(&format!("{j}\n"));
+    } else {
+        emit(&format!(
+            "connected to {} ({}) {} {}\n  SNI {}\n  certificate proves {}\n  greeting: {}\n  capabilities: {}\n",
+            i.host,
+            i.peer_addr,
+            i.tls_version,
+            i.cipher,
+            i.sni.as_deref().unwrap_or("(none)"),
+            i.matched,
+            i.greeting,
+            i.capabilities.join(" ")
+        ));
+    }
+    Ok(())
 }
 
 pub fn discovery_json(d: &Discovery) -> Value {

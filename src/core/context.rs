@@ -9,6 +9,9 @@ use tokio::time::Instant;
 
 use super::address::mail_domain;
 use super::anchors::AnchorSource;
+use super::history::{History, ObservationKey};
+use super::policy::{ChangeOutcome, ChangeRequest, Origin, decide};
+use std::sync::Mutex;
 use super::authenticity::{self, AuthRequest, Authenticity};
 use super::config::{Config, system_nameservers};
 use super::connect::{self, ConnectRequest, MailConnection};
@@ -100,7 +103,7 @@ impl Context {
     fn authenticity_future(
         &self,
         mut req: AuthRequest,
-    ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static> {
+    ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static + use<>> {
         authenticity::check(&req)?;
         req.probe &= self.config.probe;
         let trust = if req.probe { Some(self.trust_store()?) } else { None };
@@ -122,6 +125,72 @@ impl Context {
         deliver: Deliver<Authenticity>,
     ) -> Result<RequestId> {
         self.spawn(self.authenticity_future(req)?, deliver)
+    }
+
+    /// The refresh check for one service (design.md §1 step 4): a fresh discovery of that
+    /// service, the authenticity of its first endpoint when it differs from the saved one,
+    /// the observation recorded in `history` (in memory: the caller saves it), and the
+    /// decision.
+    fn change_future(
+        &self,
+        req: ChangeRequest,
+        history: Option<Arc<Mutex<History>>>,
+    ) -> Result<impl Future<Output = Result<ChangeOutcome>> + Send + 'static + use<>> {
+        let domain = mail_domain(&req.domain)?;
+        let discovery = self.discover_future(&domain, &[req.saved.service], false)?;
+        let mut auth = AuthRequest::new(&domain, req.saved.service, "placeholder.invalid", 1);
+        auth.probe = req.probe && self.config.probe;
+        auth.accept_sibling = self.config.match_options.accept_sibling_service;
+        let trust = if auth.probe { Some(self.trust_store()?) } else { None };
+        let resolver = self.resolver.clone();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move {
+            let d = discovery.await?;
+            let fresh = d
+                .get(req.saved.service)
+                .cloned()
+                .ok_or_else(|| Error::Runtime("discovery lost the service".into()))?;
+            let first = fresh.endpoints.first().map(|e| (e.target.clone(), e.port));
+            let moved = first.as_ref().is_some_and(|(t, p)| {
+                !(t.eq_ignore_ascii_case(req.saved.host.trim_end_matches('.')) && *p == req.saved.port)
+            });
+            let mut authenticity = None;
+            if let (Some((target, port)), true, Origin::Srv) = (&first, moved, req.saved.origin) {
+                let auth = AuthRequest { target: target.clone(), port: *port, ..auth };
+                authenticity = Some(authenticity::verify(&resolver, trust, auth, deadline).await?);
+            }
+            let seen = match (&first, &history) {
+                (Some((target, port)), Some(h)) => {
+                    let key = ObservationKey {
+                        domain: domain.clone(),
+                        service: req.saved.service,
+                        target: target.clone(),
+                        port: *port,
+                    };
+                    let mut h = h.lock().map_err(|_| Error::Runtime("history lock poisoned".into()))?;
+                    Some(h.observe(key, req.now)?)
+                }
+                _ => None,
+            };
+            let verdict = authenticity.as_ref().map(|a| a.verdict);
+            let advice = decide(&req.saved, &fresh, verdict, seen, req.now, req.min_age);
+            Ok(ChangeOutcome { advice, fresh, authenticity })
+        })
+    }
+
+    /// `srv_change_check`, blocking.
+    pub fn srv_change_check(&self, req: ChangeRequest, history: Option<Arc<Mutex<History>>>) -> Result<ChangeOutcome> {
+        self.run(self.change_future(req, history)?)
+    }
+
+    /// `srv_change_check`, async.
+    pub fn srv_change_check_async(
+        &self,
+        req: ChangeRequest,
+        history: Option<Arc<Mutex<History>>>,
+        deliver: Deliver<ChangeOutcome>,
+    ) -> Result<RequestId> {
+        self.spawn(self.change_future(req, history)?, deliver)
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
@@ -182,7 +251,7 @@ impl Context {
         address: &str,
         services: &[Service],
         require_secure: bool,
-    ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static> {
+    ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static + use<>> {
         // Bad input fails the call itself, before any request exists.
         let address = mail_domain(address)?;
         let resolver = self.resolver.clone();
@@ -224,7 +293,7 @@ impl Context {
     fn connect_future(
         &self,
         mut req: ConnectRequest,
-    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static> {
+    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         connect::plan(&req)?;
         let trust = self.trust_store()?;
         let base = self.config.match_options;

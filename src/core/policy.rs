@@ -66,6 +66,31 @@ pub struct Advice {
     pub detail: String,
 }
 
+/// What `srv_change_check` needs besides the history.
+#[derive(Debug, Clone)]
+pub struct ChangeRequest {
+    /// The mail domain (or the address).
+    pub domain: String,
+    pub saved: Saved,
+    /// Unix seconds.
+    pub now: u64,
+    /// Seconds an unverified answer must persist (DEFAULT_MIN_AGE by default).
+    pub min_age: u64,
+    /// Whether the authenticity check may probe the new target.
+    pub probe: bool,
+}
+
+/// The decision and what it was based on.
+#[derive(Debug)]
+pub struct ChangeOutcome {
+    pub advice: Advice,
+    /// The fresh answer for the saved service.
+    pub fresh: super::discover::ServiceAnswer,
+    /// The authenticity of the fresh first endpoint, when it differs from the saved one
+    /// and the configuration came from SRV.
+    pub authenticity: Option<super::authenticity::Authenticity>,
+}
+
 fn advice(decision: Decision, target: Option<(String, u16)>, detail: impl Into<String>) -> Advice {
     Advice {
         decision,

@@ -10,6 +10,7 @@ pub mod cert;
 pub mod config;
 pub mod ctx;
 pub mod discovery;
+pub mod history;
 pub mod identity;
 pub mod request;
 pub mod status;

@@ -1,0 +1,459 @@
+//! `mailsrv_history` (first/last-seen times of SRV answers, in a file the client chooses)
+//! and `mailsrv_srv_change_check` (the refresh decision for one saved service).
+
+use std::ffi::CString;
+use std::os::raw::{c_char, c_void};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::authenticity::mailsrv_verdict;
+use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::config::call_flags;
+use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::status::mailsrv_status;
+use super::strings::cstring;
+use crate::core::history::{History, ObservationKey, unix_now};
+use crate::core::policy::{ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved, Verdict};
+use crate::core::service::Service;
+
+/// An observation history (opaque). Shared with running checks, so it may be freed while an
+/// async change check still runs; its own calls may come from any thread.
+pub struct mailsrv_history {
+    inner: Arc<Mutex<History>>,
+}
+
+/// Where a saved configuration came from.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum mailsrv_origin {
+    /// Set up from SRV records.
+    Srv = 1,
+    /// Typed by the user: never changed automatically.
+    User = 2,
+}
+
+/// What the client may do about a saved service configuration.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy)]
+pub enum mailsrv_decision {
+    /// Keep it; nothing to tell the user.
+    NoChange = 1,
+    /// Switch to the new endpoint: it is authenticated.
+    Update = 2,
+    /// Offer the change to the user (unverified, but seen consistently long enough).
+    AskUser = 3,
+    /// Unverified and too new: check again after mailsrv_change_wait_until().
+    Wait = 4,
+    /// Do not use the new answer; keep the saved configuration and warn.
+    Reject = 5,
+}
+
+/// A refresh decision (opaque, immutable, owned by the caller).
+pub struct mailsrv_change {
+    decision: mailsrv_decision,
+    target: Option<CString>,
+    port: u16,
+    wait_until: u64,
+    detail: CString,
+    verdict: u32,
+}
+
+impl mailsrv_change {
+    fn new(o: ChangeOutcome) -> Self {
+        let (target, port) = match &o.advice.target {
+            Some((t, p)) => (Some(cstring(t)), *p),
+            None => (None, 0),
+        };
+        mailsrv_change {
+            decision: match o.advice.decision {
+                Decision::NoChange => mailsrv_decision::NoChange,
+                Decision::Update => mailsrv_decision::Update,
+                Decision::AskUser => mailsrv_decision::AskUser,
+                Decision::Wait => mailsrv_decision::Wait,
+                Decision::Reject => mailsrv_decision::Reject,
+            },
+            target,
+            port,
+            wait_until: o.advice.wait_until.unwrap_or(0),
+            detail: cstring(&o.advice.detail),
+            verdict: match o.authenticity.map(|a| a.verdict) {
+                None => 0,
+                Some(Verdict::Authentic) => mailsrv_verdict::Authentic as u32,
+                Some(Verdict::Unverified) => mailsrv_verdict::Unverified as u32,
+                Some(Verdict::Rejected) => mailsrv_verdict::Rejected as u32,
+            },
+        }
+    }
+}
+
+fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
+    r.map_or_else(|e| mailsrv_status::from_error(&e), |()| mailsrv_status::Ok)
+}
+
+/// Opens the history kept in the file `path` (it need not exist yet). A damaged file is
+/// moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
+/// again then starts an empty history. `out` (out, not NULL): owned, freed with
+/// mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_open(
+    path: *const c_char,
+    out: *mut *mut mailsrv_history,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let path = try_str!(path);
+        finish(History::open(Path::new(path)), errbuf, errlen, |h| {
+            *out = Box::into_raw(Box::new(mailsrv_history { inner: Arc::new(Mutex::new(h)) }));
+        })
+    })}
+}
+
+/// Saves the history: under an exclusive file lock, merged with what another process saved
+/// meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
+/// OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged: kept aside, then replaced by
+/// this history).
+/// Since 0.1.
+///
+/// # Safety
+/// `h` NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_save(h: *mut mailsrv_history, errbuf: *mut c_char, errlen: usize) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let h = try_ref!(h);
+        let mut guard = h.inner.lock().unwrap_or_else(|p| p.into_inner());
+        finish(guard.save(), errbuf, errlen, |()| {})
+    })}
+}
+
+/// Frees the history (unsaved observations are lost). NULL does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `h` NULL or owned by the caller, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_free(h: *mut mailsrv_history) {
+    ffi_boundary! {
+        if !h.is_null() {
+            drop(unsafe { Box::from_raw(h) });
+        }
+    }
+}
+
+/// Number of observations held.
+/// Since 0.1.
+///
+/// # Safety
+/// `h` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_len(h: *const mailsrv_history) -> usize {
+    ffi_boundary! { try_ref!(h).inner.lock().map_or(0, |g| g.len()) }
+}
+
+unsafe fn key(domain: *const c_char, service: u32, target: *const c_char, port: u16) -> Result<ObservationKey, mailsrv_status> {
+    let read = |p| match unsafe { super::strings::read_str(p, "name") } {
+        _ if p.is_null() => Err(mailsrv_status::NullArg),
+        Ok(s) => Ok(s.to_owned()),
+        Err(_) => Err(mailsrv_status::InvalidArg),
+    };
+    Ok(ObservationKey {
+        domain: read(domain)?,
+        service: Service::from_bit(service).ok_or(mailsrv_status::InvalidArg)?,
+        target: read(target)?,
+        port,
+    })
+}
+
+/// Records that `target`:`port` is the answer for (`domain`, `service`) at `now` (Unix
+/// seconds; 0 = the current time). Returns OK, NULL_ARG or INVALID_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_observe(
+    h: *mut mailsrv_history,
+    domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    now: u64,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let h = try_ref!(h);
+        let key = match unsafe { key(domain, service, target, port) } {
+            Ok(k) => k,
+            Err(s) => return s,
+        };
+        let now = if now == 0 { unix_now() } else { now };
+        let mut g = h.inner.lock().unwrap_or_else(|p| p.into_inner());
+        status_of(g.observe(key, now).map(|_| ()))
+    }
+}
+
+/// When `target`:`port` was first and last seen for (`domain`, `service`) without
+/// interruption. `first_out`, `last_out` (out, may be NULL). Returns OK, NULL_ARG,
+/// INVALID_ARG or NOT_FOUND.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_seen(
+    h: *const mailsrv_history,
+    domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    first_out: *mut u64,
+    last_out: *mut u64,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let h = try_ref!(h);
+        let mut key = match unsafe { key(domain, service, target, port) } {
+            Ok(k) => k,
+            Err(s) => return s,
+        };
+        match (crate::core::address::normalize_domain(&key.domain), crate::core::address::normalize_domain(&key.target)) {
+            (Ok(d), Ok(t)) => {
+                key.domain = d;
+                key.target = t;
+            }
+            _ => return mailsrv_status::InvalidArg,
+        }
+        let g = h.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match g.get(&key) {
+            Some(s) => {
+                if let Some(f) = unsafe { first_out.as_mut() } {
+                    *f = s.first;
+                }
+                if let Some(l) = unsafe { last_out.as_mut() } {
+                    *l = s.last;
+                }
+                mailsrv_status::Ok
+            }
+            None => mailsrv_status::NotFound,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn change_request(
+    domain: *const c_char,
+    service: u32,
+    saved_host: *const c_char,
+    saved_port: u16,
+    saved_origin: u32,
+    now: u64,
+    min_age: u64,
+    flags: u32,
+) -> Result<ChangeRequest, mailsrv_status> {
+    if domain.is_null() || saved_host.is_null() {
+        return Err(mailsrv_status::NullArg);
+    }
+    let text = |p| unsafe { super::strings::read_str(p, "text") }.map(str::to_owned).map_err(|_| mailsrv_status::InvalidArg);
+    let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
+    Ok(ChangeRequest {
+        domain: text(domain)?,
+        saved: Saved {
+            service: Service::from_bit(service).ok_or(mailsrv_status::InvalidArg)?,
+            host: text(saved_host)?,
+            port: saved_port,
+            origin: match saved_origin {
+                1 => Origin::Srv,
+                2 => Origin::User,
+                _ => return Err(mailsrv_status::InvalidArg),
+            },
+        },
+        now: if now == 0 { unix_now() } else { now },
+        min_age: if min_age == 0 { DEFAULT_MIN_AGE } else { min_age },
+        probe: !flags.no_probe,
+    })
+}
+
+/// The refresh check for one saved service, blocking: re-discovers `service` for
+/// `mail_domain`; when its first endpoint differs from the saved `saved_host`:`saved_port`
+/// (and the configuration came from SRV), judges it with mailsrv_verify_srv_authenticity();
+/// records the answer in `history` (may be NULL; in memory: call mailsrv_history_save());
+/// then decides: NO_CHANGE, UPDATE (authenticated), ASK_USER (unverified but seen
+/// consistently for `min_age_s`, 0 = 7 days), WAIT (unverified and newer) or REJECT. A
+/// configuration typed by the user (`saved_origin` = MAILSRV_ORIGIN_USER) never changes;
+/// only the saved service itself is looked at, so IMAP never turns into POP3 (RFC 6186 §4).
+/// `now`: Unix seconds, 0 = the current time. `flags`: MAILSRV_FLAG_NO_PROBE.
+/// `out` (out, not NULL): owned, freed with mailsrv_change_free().
+/// Returns OK, NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_srv_change_check(
+    ctx: *mut mailsrv_ctx,
+    mail_domain: *const c_char,
+    service: u32,
+    saved_host: *const c_char,
+    saved_port: u16,
+    saved_origin: u32,
+    history: *mut mailsrv_history,
+    now: u64,
+    min_age_s: u64,
+    flags: u32,
+    out: *mut *mut mailsrv_change,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let req = match unsafe { change_request(mail_domain, service, saved_host, saved_port, saved_origin, now, min_age_s, flags) } {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let history = unsafe { history.as_ref() }.map(|h| h.inner.clone());
+        finish(ctx.inner.srv_change_check(req, history), errbuf, errlen, |o| {
+            *out = Box::into_raw(Box::new(mailsrv_change::new(o)));
+        })
+    })}
+}
+
+/// Completion of mailsrv_srv_change_check_async(): `result` owned, NULL unless OK.
+#[allow(non_camel_case_types)]
+pub type mailsrv_change_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        id: mailsrv_request_id,
+        status: mailsrv_status,
+        result: *mut mailsrv_change,
+        detail: *const c_char,
+    ),
+>;
+
+/// mailsrv_srv_change_check() without blocking: same leading arguments, then `cb`,
+/// `userdata`, `id_out`. The history may be freed before the callback runs (the check
+/// keeps its own reference).
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_srv_change_check_async(
+    ctx: *mut mailsrv_ctx,
+    mail_domain: *const c_char,
+    service: u32,
+    saved_host: *const c_char,
+    saved_port: u16,
+    saved_origin: u32,
+    history: *mut mailsrv_history,
+    now: u64,
+    min_age_s: u64,
+    flags: u32,
+    cb: mailsrv_change_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        let req = match unsafe { change_request(mail_domain, service, saved_host, saved_port, saved_origin, now, min_age_s, flags) } {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let history = unsafe { history.as_ref() }.map(|h| h.inner.clone());
+        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_change::new);
+        match ctx.inner.srv_change_check_async(req, history, deliver) {
+            Ok(id) => {
+                if let Some(o) = unsafe { id_out.as_mut() } {
+                    *o = id;
+                }
+                mailsrv_status::Ok
+            }
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}
+
+/// Frees a decision. NULL does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or owned by the caller, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_free(c: *mut mailsrv_change) {
+    ffi_boundary! {
+        if !c.is_null() {
+            drop(unsafe { Box::from_raw(c) });
+        }
+    }
+}
+
+/// The decision (a mailsrv_decision value); 0 for NULL.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_decision(c: *const mailsrv_change) -> u32 {
+    ffi_boundary! { try_ref!(c).decision as u32 }
+}
+
+/// The endpoint the decision is about (the fresh first endpoint); NULL when none. Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_target(c: *const mailsrv_change) -> *const c_char {
+    ffi_boundary! { try_ref!(c).target.as_ref().map_or(std::ptr::null(), |t| t.as_ptr()) }
+}
+
+/// The port of that endpoint; 0 when none.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_port(c: *const mailsrv_change) -> u16 {
+    ffi_boundary! { try_ref!(c).port }
+}
+
+/// For WAIT: when the answer will have persisted long enough (Unix seconds); 0 otherwise.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_wait_until(c: *const mailsrv_change) -> u64 {
+    ffi_boundary! { try_ref!(c).wait_until }
+}
+
+/// The authenticity verdict on the new endpoint (a mailsrv_verdict value); 0 when it was
+/// not judged (unchanged, typed by the user, or no answer).
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_verdict(c: *const mailsrv_change) -> u32 {
+    ffi_boundary! { try_ref!(c).verdict }
+}
+
+/// Why, in words a client can show. Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_detail(c: *const mailsrv_change) -> *const c_char {
+    ffi_boundary! { try_ref!(c).detail.as_ptr() }
+}
