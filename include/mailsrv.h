@@ -314,7 +314,8 @@ typedef enum {
    */
   MAILSRV_EVIDENCE_DNSSEC = 1,
   /**
-   * DANE (RFC 7673): reserved, not produced by this version.
+   * DNSSEC-secure SRV, addresses and TLSA records, and the server's certificate matches
+   * the TLSA records (RFC 7673; TLSA usages 2 and 3).
    */
   MAILSRV_EVIDENCE_DANE = 2,
   /**
@@ -498,6 +499,11 @@ typedef enum {
 typedef struct mailsrv_authenticity mailsrv_authenticity;
 
 /**
+ * An account-setup result (opaque, immutable, owned by the caller).
+ */
+typedef struct mailsrv_autoconfig mailsrv_autoconfig;
+
+/**
  * A successful certificate check (opaque, immutable, owned by the caller).
  */
 typedef struct mailsrv_cert_result mailsrv_cert_result;
@@ -564,6 +570,15 @@ typedef void (*mailsrv_authenticity_cb)(void *userdata,
                                         mailsrv_status status,
                                         mailsrv_authenticity *result,
                                         const char *detail);
+
+/**
+ * Completion of mailsrv_autoconfigure_async(): `result` owned, NULL unless OK.
+ */
+typedef void (*mailsrv_autoconfig_cb)(void *userdata,
+                                      mailsrv_request_id id,
+                                      mailsrv_status status,
+                                      mailsrv_autoconfig *result,
+                                      const char *detail);
 
 /**
  * Completion of mailsrv_srv_discover_async(). `result` is owned by the callback (free it
@@ -788,6 +803,82 @@ mailsrv_status mailsrv_authenticity_cert_get(const mailsrv_authenticity *a,
  */
 mailsrv_status mailsrv_authenticity_take_probe_stream(mailsrv_authenticity *a,
                                                       mailsrv_tls_stream **out);
+
+/**
+ * Discovers every service of `address` and judges every endpoint found (DNSSEC, else the
+ * TLS probe; see mailsrv_verify_srv_authenticity()), all at once, blocking. `flags`:
+ * MAILSRV_FLAG_NO_PROBE. `out` (out, not NULL): owned, freed with mailsrv_autoconfig_free().
+ * Returns OK, NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_autoconfigure(mailsrv_ctx *ctx,
+                                     const char *address,
+                                     uint32_t flags,
+                                     mailsrv_autoconfig **out,
+                                     char *errbuf,
+                                     size_t errlen);
+
+/**
+ * mailsrv_autoconfigure() without blocking: same leading arguments, then `cb`, `userdata`,
+ * `id_out`. The callback runs exactly once.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_autoconfigure_async(mailsrv_ctx *ctx,
+                                           const char *address,
+                                           uint32_t flags,
+                                           mailsrv_autoconfig_cb cb,
+                                           void *userdata,
+                                           mailsrv_request_id *id_out);
+
+/**
+ * Frees an account-setup result. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_autoconfig_free(mailsrv_autoconfig *a);
+
+/**
+ * The discovery part (borrowed, valid until the result is freed): services, states and
+ * endpoints in preference order, exactly as mailsrv_srv_discover() returns them.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const mailsrv_discovery *mailsrv_autoconfig_discovery(const mailsrv_autoconfig *a);
+
+/**
+ * The verdict on endpoint `endpoint` of service number `service` (the indexes of
+ * mailsrv_discovery_service_get() and mailsrv_srv_set_endpoint_get()), borrowed; NULL when
+ * out of range or when the check itself failed (see mailsrv_autoconfig_verdict_status()).
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const mailsrv_authenticity *mailsrv_autoconfig_verdict(const mailsrv_autoconfig *a,
+                                                       size_t service,
+                                                       size_t endpoint);
+
+/**
+ * Why the check of that endpoint failed (TIMEOUT, ...); OK when a verdict exists;
+ * NOT_FOUND when out of range.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+mailsrv_status mailsrv_autoconfig_verdict_status(const mailsrv_autoconfig *a,
+                                                 size_t service,
+                                                 size_t endpoint);
 
 /**
  * Checks a server's certificate chain the way mailsrv's own connections do: path

@@ -275,13 +275,6 @@ extendedKeyUsage       = serverAuth
 subjectKeyIdentifier   = hash
 subjectAltName         = DNS:dane.example.net
 
-[ ext_dane_ee_expired ]
-basicConstraints       = critical, CA:FALSE
-keyUsage               = critical, digitalSignature
-extendedKeyUsage       = serverAuth
-subjectKeyIdentifier   = hash
-subjectAltName         = DNS:daneexp.example.net
-
 [ ext_eku_client ]
 basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
@@ -383,7 +376,8 @@ make_extras() {
     sign eku-client                   ca ext_eku_client               "${V[@]}"
     sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
     selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
-    selfsign dane-ee-expired-selfsigned ext_dane_ee_expired           20200101000000Z 20200201000000Z
+    # the same name as dane-ee-selfsigned (so it does not name its host daneexp.example.net), expired
+    selfsign dane-ee-expired-selfsigned ext_dane_ee                   20200101000000Z 20200201000000Z
     for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
              srvid-pop3s-hosted-test-only eku-client; do
         publish "$n" "$W/ca.crt"

@@ -42,7 +42,7 @@ answer() { kd +short "$1" "$2" | sort; }
 eq() { [[ $1 == "$2" ]] || { echo "     got:      ${1//$'\n'/ | }"; echo "     expected: ${2//$'\n'/ | }"; return 1; }; }
 
 for z in . com. net. test. example. example.com. example.net. example.test. bogus.test. \
-         xn--bcher-kva.example. insecure.test.; do
+         xn--bcher-kva.example. insecure.test. hosted.test. dnshosted.test. half.test. moved.test.; do
     out=$(kd +dnssec "$z" SOA)
     if grep -q 'status: NOERROR' <<<"$out" && grep -q 'Flags: qr aa' <<<"$out" \
        && grep -qP '^\S+\s+\d+\s+IN\s+SOA\s' <<<"$out"; then ok "SOA $z (authoritative)"; else bad "SOA $z"; fi
@@ -97,6 +97,56 @@ check "bogus.test: DS digest zeroed" grep -qP ' 13 2 0{64}$' <<<"$(answer bogus.
 check "example.test SRV (in-domain target)" eq "$(answer _imaps._tcp.example.test SRV; answer mail.example.test A)" \
     $'0 1 '"$MAILSRV_TEST_IMAPS_PORT"$' mail.example.test.\n127.0.0.1'
 check "xn--bcher-kva.example SRV"    eq "$(answer _imaps._tcp.xn--bcher-kva.example SRV)" "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net."
+
+# the TLS-probe zones (unsigned) and the DANE names
+check "hosted.test: imaps/submissions/imap/submission SRV" eq \
+    "$(for s in imaps submissions imap submission; do answer _$s._tcp.hosted.test SRV; done)" \
+    "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net."$'\n'"0 1 $MAILSRV_TEST_SUBMISSIONS_PORT mail.example.net."$'\n'"10 1 $MAILSRV_TEST_IMAP_PORT mail.example.net."$'\n'"10 1 $MAILSRV_TEST_SUBMISSION_PORT mail.example.net."
+check "hosted.test: pop3s SRV -> srvonly.example.net" eq "$(answer _pop3s._tcp.hosted.test SRV)" "0 1 $MAILSRV_TEST_POP3S_PORT srvonly.example.net."
+check "hosted.test: apex A"          eq "$(answer hosted.test A)" "127.0.0.1"
+check "dnshosted.test: imaps SRV"    eq "$(answer _imaps._tcp.dnshosted.test SRV)" "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net."
+check "half.test: imaps + submissions SRV" eq "$(answer _imaps._tcp.half.test SRV; answer _submissions._tcp.half.test SRV)" \
+    "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net."$'\n'"0 1 $MAILSRV_TEST_SUBMISSIONS_PORT mail.example.net."
+check "moved.test: imaps SRV"        eq "$(answer _imaps._tcp.moved.test SRV)" "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net."
+for z in hosted.test dnshosted.test half.test moved.test; do
+    out=$(kd +dnssec +noall +answer _imaps._tcp.$z SRV)
+    check "$z SRV, no RRSIG"         bash -c 'grep -qP "\tSRV\t" <<<"$1" && ! grep -q RRSIG <<<"$1"' _ "$out"
+    out=$(kd +dnssec $z DS)
+    check "$z: no DS (NSEC-proven)"  bash -c 'grep -q "ANSWER: 0;" <<<"$2" && grep -qP "^\Q$1\E\.\s.*\tNSEC\t" <<<"$2"' _ "$z" "$out"
+done
+check "example.net: srvonly/dane/daneexp/danebad A" eq \
+    "$(for h in srvonly dane daneexp danebad; do answer $h.example.net A; done)" $'127.0.20.6\n127.0.20.7\n127.0.20.8\n127.0.20.7'
+for h in dane daneexp danebad; do
+    out=$(kd +dnssec +noall +answer _imaps._tcp.$h.example.com SRV)
+    check "example.com _imaps._tcp.$h SRV (signed)" bash -c 'grep -qP "\tSRV\t0 1 $1 $2\.example\.net\.$" <<<"$3" && grep -qP "\tRRSIG\tSRV 13 " <<<"$3"' \
+        _ "$MAILSRV_TEST_IMAPS_PORT" "$h" "$out"
+done
+# tlsa_rr NAME -> "3 1 1 <lower-case hex>" of the TLSA record(s) at _IMAPS._tcp.NAME.example.net
+tlsa_rr() { answer "_$MAILSRV_TEST_IMAPS_PORT._tcp.$1.example.net" TLSA | awk '{d = ""; for (i = 4; i <= NF; i++) d = d $i; print $1, $2, $3, tolower(d)}'; }
+check "TLSA dane = 3 1 1 SPKI hash of dane-ee-selfsigned" eq "$(tlsa_rr dane)" "3 1 1 $(cat "$CERTS/dane-ee-selfsigned.tlsa")"
+check "TLSA daneexp = 3 1 1 SPKI hash of dane-ee-expired-selfsigned" eq "$(tlsa_rr daneexp)" "3 1 1 $(cat "$CERTS/dane-ee-expired-selfsigned.tlsa")"
+check "TLSA danebad = 3 1 1 zeros"   eq "$(tlsa_rr danebad)" "3 1 1 $(printf '0%.0s' {1..64})"
+for h in dane daneexp danebad; do
+    check "TLSA $h has RRSIG"        grep -qP '\tRRSIG\tTLSA 13 ' <<<"$(kd +dnssec +noall +answer "_$MAILSRV_TEST_IMAPS_PORT._tcp.$h.example.net" TLSA)"
+done
+spki() { openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER | openssl dgst -sha256 -r | awk '{print $1}'; }
+check ".tlsa files hash the SPKI of their certificates" eq "$(cat "$CERTS/dane-ee-selfsigned.tlsa" "$CERTS/dane-ee-expired-selfsigned.tlsa")" \
+    "$(spki "$CERTS/dane-ee-selfsigned.crt"; spki "$CERTS/dane-ee-expired-selfsigned.crt")"
+check "MAILSRV_TEST_DANE_TLSA is dane-ee-selfsigned.tlsa" eq "${MAILSRV_TEST_DANE_TLSA:-}" "$(cat "$CERTS/dane-ee-selfsigned.tlsa")"
+
+# dns.sh set-srv: moved.test (unsigned) is changed and restored; in example.test (signed) an
+# SRV RRset is added (signed) and removed again
+SETSRV=("$HERE/dns.sh" set-srv "$MAILSRV_TESTBED_DIR")
+moved=$({ "${SETSRV[@]}" moved.test _imaps._tcp "0 1 $MAILSRV_TEST_IMAPS_PORT b.example.net." 2>&1 >/dev/null && answer _imaps._tcp.moved.test SRV; } || true)
+check "set-srv moved.test: new target served" eq "$moved" "0 1 $MAILSRV_TEST_IMAPS_PORT b.example.net."
+moved=$({ "${SETSRV[@]}" moved.test _imaps._tcp "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net." 2>&1 >/dev/null && answer _imaps._tcp.moved.test SRV; } || true)
+check "set-srv moved.test: restored" eq "$moved" "0 1 $MAILSRV_TEST_IMAPS_PORT mail.example.net."
+out=$({ "${SETSRV[@]}" example.test _imaps._tcp.setsrv.example.test. "5 1 $MAILSRV_TEST_IMAPS_PORT mail.example.test." 2>&1 >/dev/null \
+      && kd +dnssec +noall +answer _imaps._tcp.setsrv.example.test SRV; } || true)
+check "set-srv example.test (signed): added with RRSIG" bash -c 'grep -qP "\tSRV\t5 1 $1 mail\.example\.test\.$" <<<"$2" && grep -qP "\tRRSIG\tSRV 13 " <<<"$2"' \
+    _ "$MAILSRV_TEST_IMAPS_PORT" "$out"
+out=$({ "${SETSRV[@]}" example.test _imaps._tcp.setsrv 2>&1 >/dev/null && kd +dnssec _imaps._tcp.setsrv.example.test SRV; } || true)
+check "set-srv example.test: removed again (NXDOMAIN)" grep -q 'status: NXDOMAIN' <<<"$out"
 for c in com. net. test. example. example.com. example.net. example.test. xn--bcher-kva.example.; do
     check "DS for $c signed by its parent" grep -qP '\tRRSIG\tDS 13 ' <<<"$(kd +dnssec +noall +answer "$c" DS)"
 done
@@ -123,6 +173,13 @@ if command -v delv >/dev/null; then
     check "delv: nosrv NXDOMAIN validated" grep -q 'negative response, fully validated' <<<"$(dv _imaps._tcp.nosrv.example.com SRV)"
     check "delv: insecure.test unsigned"   grep -q '^; unsigned answer' <<<"$(dv _imaps._tcp.insecure.test SRV)"
     check "delv: bogus.test broken chain"  grep -q 'broken trust chain' <<<"$(dv _imaps._tcp.bogus.test SRV)"
+    for z in hosted.test dnshosted.test half.test moved.test; do
+        check "delv: $z unsigned"      grep -q '^; unsigned answer' <<<"$(dv _imaps._tcp.$z SRV)"
+    done
+    check "delv: _imaps._tcp.dane.example.com fully validated" grep -q '^; fully validated' <<<"$(dv _imaps._tcp.dane.example.com SRV)"
+    for h in dane daneexp danebad; do
+        check "delv: TLSA $h fully validated" grep -q '^; fully validated' <<<"$(dv "_$MAILSRV_TEST_IMAPS_PORT._tcp.$h.example.net" TLSA)"
+    done
 else
     skip "delv checks" "delv not installed (bind9-dnsutils)"
 fi
@@ -156,10 +213,18 @@ if [[ ,${MAILSRV_TEST_PARTS:-}, == *,mail,* ]]; then
             probe "$1 on $a, SNI example.com"      srvid-multi-example-com "$a" "$2" example.com "$3"
             probe "$1 on $a, SNI mail.example.net" dnsid-mail-example-net  "$a" "$2" mail.example.net "$3"
             probe "$1 on $a, no SNI"               dnsid-mail-example-net  "$a" "$2" - "$3"
+            probe "$1 on $a, SNI hosted.test"      srvid-multi-hosted-test "$a" "$2" hosted.test "$3"
+            probe "$1 on $a, SNI dnshosted.test"   dnsid-dnshosted-test    "$a" "$2" dnshosted.test "$3"
+            # half.test: dovecot has it, postfix does not (the default certificate)
+            if [[ $1 == submission* ]]; then half=dnsid-mail-example-net; else half=srvid-imaps-half-test; fi
+            probe "$1 on $a, SNI half.test"        "$half"                 "$a" "$2" half.test "$3"
+            # insecure.test has no SNI entry: the provider's own name only (T-AUTH-09, T-SEED-03)
+            probe "$1 on $a, SNI insecure.test"    dnsid-mail-example-net  "$a" "$2" insecure.test "$3"
         done
     done
     for ac in 127.0.20.1=expired 127.0.20.2=wrong-name 127.0.20.3=untrusted \
-              127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only; do
+              127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only 127.0.20.6=srvid-pop3s-hosted-test-only \
+              127.0.20.7=dane-ee-selfsigned 127.0.20.8=dane-ee-expired-selfsigned; do
         for s in "${SERVICES[@]}"; do
             set -- $s
             probe "$1 on ${ac%=*}, SNI example.com" "${ac#*=}" "${ac%=*}" "$2" example.com "$3"
@@ -167,10 +232,12 @@ if [[ ,${MAILSRV_TEST_PARTS:-}, == *,mail,* ]]; then
         probe "imaps on ${ac%=*}, no SNI" "${ac#*=}" "${ac%=*}" "$MAILSRV_TEST_IMAPS_PORT" - -
     done
     wait
+    declare -A FP=()   # certificate name -> fingerprint, computed once per name
     for i in "${!probes[@]}"; do
         label=${probes[$i]%|*}; want=${probes[$i]#*|}
-        got=$(cat "$R/$i")
-        if [[ -n $got && $got == "$(fp_file "$want")" ]]; then ok "TLS $label -> $want"
+        got=$(<"$R/$i")
+        [[ -n ${FP[$want]:-} ]] || FP[$want]=$(fp_file "$want")
+        if [[ -n $got && $got == "${FP[$want]}" ]]; then ok "TLS $label -> $want"
         else bad "TLS $label -> $want" "got ${got:-no certificate}"; fi
     done
     rm -rf "$R"
@@ -181,10 +248,23 @@ if [[ ,${MAILSRV_TEST_PARTS:-}, == *,mail,* ]]; then
     out=$(openssl s_client -connect "127.0.20.1:$MAILSRV_TEST_IMAPS_PORT" -servername mail.example.net \
           -CAfile "$MAILSRV_TEST_CA" </dev/null 2>&1 || true)
     check "expired certificate is reported expired" grep -q 'Verify return code: 10 (certificate has expired)' <<<"$out"
+    # DANE-EE with the TLSA records knotd serves: openssl's own DANE check, names ignored
+    # (RFC 7671 section 5.1; dane-ee-expired-selfsigned names dane.example.net, not daneexp)
+    dane() {  # ADDR NAME -> s_client output
+        openssl s_client -connect "$1:$MAILSRV_TEST_IMAPS_PORT" -servername "$2.example.net" -dane_tlsa_domain "$2.example.net" \
+            -dane_tlsa_rrdata "$(tlsa_rr "$2")" -dane_ee_no_namechecks -verify_return_error </dev/null 2>&1 || true
+    }
+    check "DANE: dane.example.net (127.0.20.7) matches its TLSA" grep -q 'matched EE certificate at depth 0' <<<"$(dane 127.0.20.7 dane)"
+    check "DANE: daneexp.example.net (127.0.20.8, expired) matches its TLSA" grep -q 'matched EE certificate at depth 0' <<<"$(dane 127.0.20.8 daneexp)"
+    check "DANE: danebad.example.net (127.0.20.7) matches no TLSA" grep -q 'no matching DANE TLSA records' <<<"$(dane 127.0.20.7 danebad)"
+    out=$(openssl s_client -connect "127.0.20.7:$MAILSRV_TEST_IMAPS_PORT" -servername dane.example.net \
+          -CAfile "$MAILSRV_TEST_CA" </dev/null 2>&1 || true)
+    check "dane-ee-selfsigned is not issued by the test CA" grep -q 'Verify return code: 18 (self-signed certificate)' <<<"$out"
     out=$(printf 'a LOGIN alice test\r\nb LOGOUT\r\n' | timeout 5 openssl s_client -quiet -connect "127.0.0.1:$MAILSRV_TEST_IMAPS_PORT" 2>/dev/null || true)
     check "IMAPS LOGIN alice/test" grep -q '^a OK' <<<"$out"
-    out=$(printf 'USER bob\r\nPASS test\r\nQUIT\r\n' | timeout 5 openssl s_client -quiet -starttls pop3 -connect "[::1]:$MAILSRV_TEST_POP3_PORT" 2>/dev/null || true)
-    check "POP3 STLS login over ::1" grep -q '^+OK Logged in' <<<"$out"
+    a6=${MAILSRV_TEST_MAIL_ADDR6:-}; a6=${a6:+[$a6]}
+    out=$(printf 'USER bob\r\nPASS test\r\nQUIT\r\n' | timeout 5 openssl s_client -quiet -starttls pop3 -connect "${a6:-$MAILSRV_TEST_MAIL_ADDR}:$MAILSRV_TEST_POP3_PORT" 2>/dev/null || true)
+    check "POP3 STLS login over ${a6:-$MAILSRV_TEST_MAIL_ADDR}" grep -q '^+OK Logged in' <<<"$out"
     out=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1; printf "EHLO x\r\nMAIL FROM:<a@example.com>\r\nQUIT\r\n" >&3; cat <&3' _ "$MAILSRV_TEST_SUBMISSION_PORT" || true)
     check "submission requires STARTTLS" bash -c 'grep -q "^250-STARTTLS" <<<"$1" && grep -q "^530 " <<<"$1"' _ "$out"
     out=$(timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$1; printf "a CAPABILITY\r\na LOGOUT\r\n" >&3; cat <&3' _ "$MAILSRV_TEST_IMAP_PORT" || true)

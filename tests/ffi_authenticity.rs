@@ -118,7 +118,13 @@ fn t_auth_09_provider_serving_only_its_own_name_is_unverified() {
 
 #[test]
 fn no_probe_flag_never_connects() {
-    let v = verify("insecure.test", IMAPS, "mail.example.net", 10993, MAILSRV_FLAG_NO_PROBE);
+    let v = verify(
+        "insecure.test",
+        IMAPS,
+        "mail.example.net",
+        10993,
+        MAILSRV_FLAG_NO_PROBE,
+    );
     assert_eq!(v.verdict, UNVERIFIED);
     assert_eq!((v.probe_chain, v.target_chain), (0, 0));
     assert!(!v.target_verified);
@@ -187,17 +193,32 @@ fn keep_probe_hands_over_a_verified_stream() {
     assert_eq!(st, mailsrv_status::Ok);
     let mut s = ptr::null_mut();
     unsafe {
-        assert_eq!(mailsrv_authenticity_take_probe_stream(out, &mut s), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_authenticity_take_probe_stream(out, &mut s),
+            mailsrv_status::Ok
+        );
         assert_eq!(text(mailsrv_tls_stream_sni(s)), "hosted.test", "T-SNI-06");
-        assert_eq!(text(mailsrv_tls_stream_matched_identity(s)), "SRV-ID _imaps.hosted.test");
+        assert_eq!(
+            text(mailsrv_tls_stream_matched_identity(s)),
+            "SRV-ID _imaps.hosted.test"
+        );
         let mut again = ptr::null_mut();
-        assert_eq!(mailsrv_authenticity_take_probe_stream(out, &mut again), mailsrv_status::NotFound);
+        assert_eq!(
+            mailsrv_authenticity_take_probe_stream(out, &mut again),
+            mailsrv_status::NotFound
+        );
         // The stream works: ask for CAPABILITY over it.
         let cmd = b"a1 CAPABILITY\r\n";
         let mut n = 0;
-        assert_eq!(mailsrv_tls_stream_write(s, cmd.as_ptr(), cmd.len(), &mut n), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_tls_stream_write(s, cmd.as_ptr(), cmd.len(), &mut n),
+            mailsrv_status::Ok
+        );
         let mut buf = [0u8; 4096];
-        assert_eq!(mailsrv_tls_stream_read(s, buf.as_mut_ptr(), buf.len(), &mut n), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_tls_stream_read(s, buf.as_mut_ptr(), buf.len(), &mut n),
+            mailsrv_status::Ok
+        );
         assert!(String::from_utf8_lossy(&buf[..n]).contains("CAPABILITY"));
         mailsrv_tls_stream_free(s);
         mailsrv_authenticity_free(out);
@@ -227,9 +248,104 @@ fn bad_arguments_fail_before_any_traffic() {
                 ptr::null_mut(),
                 0,
             );
-            assert_eq!(st, mailsrv_status::InvalidArg, "{domain} {service} {target} {port}");
+            assert_eq!(
+                st,
+                mailsrv_status::InvalidArg,
+                "{domain} {service} {target} {port}"
+            );
             assert!(out.is_null());
         }
         mailsrv_ctx_free(ctx);
     }
+}
+
+#[test]
+fn autoconfigure_gives_every_endpoint_a_verdict() {
+    use mailsrv::ffi::autoconfig::*;
+    use mailsrv::ffi::discovery::*;
+    let ctx = ctx();
+    for (address, want) in [
+        ("joe@example.com", AUTHENTIC),
+        ("ann@insecure.test", UNVERIFIED),
+    ] {
+        let mut out = ptr::null_mut();
+        let mut err = [0 as c_char; 256];
+        let st = unsafe {
+            mailsrv_autoconfigure(
+                ctx,
+                c(address).as_ptr(),
+                0,
+                &mut out,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
+        unsafe {
+            let d = mailsrv_autoconfig_discovery(out);
+            let mut judged = 0;
+            for i in 0..mailsrv_discovery_services_len(d) {
+                let set = mailsrv_discovery_service_get(d, i);
+                for j in 0..mailsrv_srv_set_endpoints_len(set) {
+                    let v = mailsrv_autoconfig_verdict(out, i, j);
+                    assert!(
+                        !v.is_null(),
+                        "{address} {i}/{j}: {:?}",
+                        mailsrv_autoconfig_verdict_status(out, i, j)
+                    );
+                    assert_eq!(
+                        mailsrv_authenticity_verdict(v),
+                        want,
+                        "{address}: {}",
+                        text(mailsrv_authenticity_detail(v))
+                    );
+                    judged += 1;
+                }
+                assert!(mailsrv_autoconfig_verdict(out, i, 99).is_null());
+            }
+            assert_eq!(
+                judged, 5,
+                "{address}: five services found, pop3 not offered"
+            );
+            mailsrv_autoconfig_free(out);
+        }
+    }
+    unsafe { mailsrv_ctx_free(ctx) };
+}
+
+#[test]
+fn t_dane_02_dane_ee_authenticates_a_self_signed_even_expired_key() {
+    for domain in ["dane.example.com", "daneexp.example.com"] {
+        let target = format!("{}.example.net", domain.split('.').next().unwrap());
+        let v = verify(domain, IMAPS, &target, 10993, 0);
+        assert_eq!(v.verdict, AUTHENTIC, "{domain}: {}", v.detail);
+        assert_eq!(
+            v.evidence,
+            mailsrv_evidence::Dane as u32,
+            "{domain}: {}",
+            v.detail
+        );
+        assert!(v.target_verified);
+        assert_eq!(v.target_chain, 1);
+    }
+}
+
+#[test]
+fn t_dane_04_secure_tlsa_that_nothing_matches_rejects() {
+    let v = verify(
+        "danebad.example.com",
+        IMAPS,
+        "danebad.example.net",
+        10993,
+        0,
+    );
+    assert_eq!(v.verdict, REJECTED, "{}", v.detail);
+    assert!(v.detail.contains("TLSA"), "{}", v.detail);
+}
+
+#[test]
+fn t_dane_06_no_tlsa_leaves_dnssec_evidence() {
+    let v = verify("example.com", IMAPS, "mail.example.net", 10993, 0);
+    assert_eq!(v.evidence, mailsrv_evidence::Dnssec as u32, "{}", v.detail);
+    assert!(v.detail.contains("TLSA"), "{}", v.detail);
 }

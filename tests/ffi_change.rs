@@ -32,12 +32,33 @@ fn temp_history(name: &str) -> String {
 }
 
 /// (decision, target, verdict, wait_until, detail)
-fn check(domain: &str, host: &str, port: u16, origin: u32, history: *mut mailsrv_history, now: u64) -> (u32, Option<String>, u32, u64, String) {
+fn check(
+    domain: &str,
+    host: &str,
+    port: u16,
+    origin: u32,
+    history: *mut mailsrv_history,
+    now: u64,
+) -> (u32, Option<String>, u32, u64, String) {
     let ctx = ctx();
     let mut out = ptr::null_mut();
     let mut err = [0 as c_char; 256];
     let st = unsafe {
-        mailsrv_srv_change_check(ctx, c(domain).as_ptr(), IMAPS, c(host).as_ptr(), port, origin, history, now, 0, 0, &mut out, err.as_mut_ptr(), err.len())
+        mailsrv_srv_change_check(
+            ctx,
+            c(domain).as_ptr(),
+            IMAPS,
+            c(host).as_ptr(),
+            port,
+            origin,
+            history,
+            now,
+            0,
+            0,
+            &mut out,
+            err.as_mut_ptr(),
+            err.len(),
+        )
     };
     assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
     let r = unsafe {
@@ -65,14 +86,28 @@ const REJECT: u32 = mailsrv_decision::Reject as u32;
 
 #[test]
 fn unchanged_answer_is_no_change() {
-    let (d, _, verdict, _, _) = check("example.com", "mail.example.net", 10993, SRV, ptr::null_mut(), NOW);
+    let (d, _, verdict, _, _) = check(
+        "example.com",
+        "mail.example.net",
+        10993,
+        SRV,
+        ptr::null_mut(),
+        NOW,
+    );
     assert_eq!(d, NO_CHANGE);
     assert_eq!(verdict, 0, "nothing to judge");
 }
 
 #[test]
 fn t_seed_07_dnssec_secure_change_updates() {
-    let (d, target, verdict, _, detail) = check("example.com", "old.example.net", 993, SRV, ptr::null_mut(), NOW);
+    let (d, target, verdict, _, detail) = check(
+        "example.com",
+        "old.example.net",
+        993,
+        SRV,
+        ptr::null_mut(),
+        NOW,
+    );
     assert_eq!(d, UPDATE, "{detail}");
     assert_eq!(target.as_deref(), Some("mail.example.net"));
     assert_eq!(verdict, 1);
@@ -80,14 +115,28 @@ fn t_seed_07_dnssec_secure_change_updates() {
 
 #[test]
 fn user_typed_configuration_never_changes() {
-    let (d, _, verdict, _, _) = check("example.com", "old.example.net", 993, USER, ptr::null_mut(), NOW);
+    let (d, _, verdict, _, _) = check(
+        "example.com",
+        "old.example.net",
+        993,
+        USER,
+        ptr::null_mut(),
+        NOW,
+    );
     assert_eq!(d, NO_CHANGE);
     assert_eq!(verdict, 0, "not even judged");
 }
 
 #[test]
 fn bogus_answer_is_rejected() {
-    let (d, _, _, _, _) = check("bogus.test", "old.example.net", 993, SRV, ptr::null_mut(), NOW);
+    let (d, _, _, _, _) = check(
+        "bogus.test",
+        "old.example.net",
+        993,
+        SRV,
+        ptr::null_mut(),
+        NOW,
+    );
     assert_eq!(d, REJECT);
 }
 
@@ -97,28 +146,55 @@ fn t_seed_03_and_05_unverified_change_waits_then_asks_the_user() {
     let mut h = ptr::null_mut();
     let mut err = [0 as c_char; 256];
     unsafe {
-        assert_eq!(mailsrv_history_open(c(&path).as_ptr(), &mut h, err.as_mut_ptr(), err.len()), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_history_open(c(&path).as_ptr(), &mut h, err.as_mut_ptr(), err.len()),
+            mailsrv_status::Ok
+        );
     }
     // First sighting: unverified (the provider only proves its own name) and new.
-    let (d, target, verdict, wait_until, detail) = check("insecure.test", "old.example.net", 993, SRV, h, NOW);
+    let (d, target, verdict, wait_until, detail) =
+        check("insecure.test", "old.example.net", 993, SRV, h, NOW);
     assert_eq!(d, WAIT, "{detail}");
     assert_eq!(target.as_deref(), Some("mail.example.net"));
     assert_eq!(verdict, 2);
     assert_eq!(wait_until, NOW + 7 * DAY);
     unsafe {
-        assert_eq!(mailsrv_history_save(h, err.as_mut_ptr(), err.len()), mailsrv_status::Ok, "{}", text(err.as_ptr()));
+        assert_eq!(
+            mailsrv_history_save(h, err.as_mut_ptr(), err.len()),
+            mailsrv_status::Ok,
+            "{}",
+            text(err.as_ptr())
+        );
         mailsrv_history_free(h);
         // Reopened from disk, eight days later: it persisted, so the user may be asked.
-        assert_eq!(mailsrv_history_open(c(&path).as_ptr(), &mut h, ptr::null_mut(), 0), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_history_open(c(&path).as_ptr(), &mut h, ptr::null_mut(), 0),
+            mailsrv_status::Ok
+        );
         assert_eq!(mailsrv_history_len(h), 1);
         let (mut first, mut last) = (0, 0);
         assert_eq!(
-            mailsrv_history_seen(h, c("insecure.test").as_ptr(), IMAPS, c("mail.example.net").as_ptr(), 10993, &mut first, &mut last),
+            mailsrv_history_seen(
+                h,
+                c("insecure.test").as_ptr(),
+                IMAPS,
+                c("mail.example.net").as_ptr(),
+                10993,
+                &mut first,
+                &mut last
+            ),
             mailsrv_status::Ok
         );
         assert_eq!((first, last), (NOW, NOW));
     }
-    let (d, _, _, _, detail) = check("insecure.test", "old.example.net", 993, SRV, h, NOW + 8 * DAY);
+    let (d, _, _, _, detail) = check(
+        "insecure.test",
+        "old.example.net",
+        993,
+        SRV,
+        h,
+        NOW + 8 * DAY,
+    );
     assert_eq!(d, ASK_USER, "{detail}");
     unsafe { mailsrv_history_free(h) };
 }
@@ -126,15 +202,29 @@ fn t_seed_03_and_05_unverified_change_waits_then_asks_the_user() {
 #[test]
 fn damaged_history_is_reported_and_kept() {
     let path = temp_history("damaged");
-    std::fs::write(&path, "mailsrv-history 1\nobs example.com imaps a.example.net 993 1 2\n").unwrap();
+    std::fs::write(
+        &path,
+        "mailsrv-history 1\nobs example.com imaps a.example.net 993 1 2\n",
+    )
+    .unwrap();
     let mut h = ptr::null_mut();
     let mut err = [0 as c_char; 512];
     unsafe {
-        assert_eq!(mailsrv_history_open(c(&path).as_ptr(), &mut h, err.as_mut_ptr(), err.len()), mailsrv_status::Corrupt);
+        assert_eq!(
+            mailsrv_history_open(c(&path).as_ptr(), &mut h, err.as_mut_ptr(), err.len()),
+            mailsrv_status::Corrupt
+        );
         assert!(h.is_null());
-        assert!(text(err.as_ptr()).contains("corrupt-"), "{}", text(err.as_ptr()));
+        assert!(
+            text(err.as_ptr()).contains("corrupt-"),
+            "{}",
+            text(err.as_ptr())
+        );
         // The damaged file was moved aside, so opening again starts empty.
-        assert_eq!(mailsrv_history_open(c(&path).as_ptr(), &mut h, ptr::null_mut(), 0), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_history_open(c(&path).as_ptr(), &mut h, ptr::null_mut(), 0),
+            mailsrv_status::Ok
+        );
         assert_eq!(mailsrv_history_len(h), 0);
         mailsrv_history_free(h);
     }
@@ -145,11 +235,53 @@ fn bad_arguments() {
     let ctx = ctx();
     let mut out = ptr::null_mut();
     unsafe {
-        let st = mailsrv_srv_change_check(ctx, c("example.com").as_ptr(), IMAPS, c("h.example.net").as_ptr(), 993, 9, ptr::null_mut(), 0, 0, 0, &mut out, ptr::null_mut(), 0);
+        let st = mailsrv_srv_change_check(
+            ctx,
+            c("example.com").as_ptr(),
+            IMAPS,
+            c("h.example.net").as_ptr(),
+            993,
+            9,
+            ptr::null_mut(),
+            0,
+            0,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        );
         assert_eq!(st, mailsrv_status::InvalidArg, "unknown origin");
-        let st = mailsrv_srv_change_check(ctx, c("example.com").as_ptr(), 3, c("h.example.net").as_ptr(), 993, SRV, ptr::null_mut(), 0, 0, 0, &mut out, ptr::null_mut(), 0);
+        let st = mailsrv_srv_change_check(
+            ctx,
+            c("example.com").as_ptr(),
+            3,
+            c("h.example.net").as_ptr(),
+            993,
+            SRV,
+            ptr::null_mut(),
+            0,
+            0,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        );
         assert_eq!(st, mailsrv_status::InvalidArg, "two services");
-        let st = mailsrv_srv_change_check(ctx, ptr::null(), IMAPS, c("h.example.net").as_ptr(), 993, SRV, ptr::null_mut(), 0, 0, 0, &mut out, ptr::null_mut(), 0);
+        let st = mailsrv_srv_change_check(
+            ctx,
+            ptr::null(),
+            IMAPS,
+            c("h.example.net").as_ptr(),
+            993,
+            SRV,
+            ptr::null_mut(),
+            0,
+            0,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        );
         assert_eq!(st, mailsrv_status::NullArg);
         mailsrv_ctx_free(ctx);
     }

@@ -21,7 +21,12 @@ COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE
         [--timeout-ms N] [--seed N]";
 
 /// Subcommand options that take no value.
-const FLAG_OPTIONS: [&str; 4] = ["--require-secure", "--legacy-cn", "--accept-sibling", "--no-probe"];
+const FLAG_OPTIONS: [&str; 4] = [
+    "--require-secure",
+    "--legacy-cn",
+    "--accept-sibling",
+    "--no-probe",
+];
 
 /// Options every subcommand takes.
 struct Common {
@@ -236,7 +241,11 @@ fn verify(args: &[String]) -> Result<(), String> {
     use mailsrv::core::authenticity::{AuthRequest, Evidence};
     use mailsrv::core::policy::Verdict;
 
-    let Args { positional, options, common } = parse(args, &["--service", "--no-probe"])?;
+    let Args {
+        positional,
+        options,
+        common,
+    } = parse(args, &["--service", "--no-probe"])?;
     let [address] = positional.as_slice() else {
         return Err(format!("verify takes one ADDRESS\n{USAGE}"));
     };
@@ -244,7 +253,9 @@ fn verify(args: &[String]) -> Result<(), String> {
     let mut probe = true;
     for (k, v) in &options {
         match k.as_str() {
-            "--service" => services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?),
+            "--service" => {
+                services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?)
+            }
             _ => probe = false,
         }
     }
@@ -252,14 +263,18 @@ fn verify(args: &[String]) -> Result<(), String> {
         services = Service::ALL.to_vec();
     }
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
-    let d = ctx.discover(address, &services, false).map_err(|e| e.to_string())?;
+    let d = ctx
+        .discover(address, &services, false)
+        .map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     let mut text = format!("mail domain {}\n", d.domain);
     for s in d.services.iter().filter(|s| s.state == SrvState::Found) {
         let e = &s.endpoints[0];
         let mut req = AuthRequest::new(&d.domain, s.service, &e.target, e.port);
         req.probe = probe;
-        let a = ctx.verify_srv_authenticity(req).map_err(|e| e.to_string())?;
+        let a = ctx
+            .verify_srv_authenticity(req)
+            .map_err(|e| e.to_string())?;
         let verdict = match a.verdict {
             Verdict::Authentic => "authentic",
             Verdict::Unverified => "unverified",
@@ -269,6 +284,7 @@ fn verify(args: &[String]) -> Result<(), String> {
             Evidence::Dnssec => "dnssec",
             Evidence::ProbeSrvId => "probe_srv_id",
             Evidence::ProbeDnsId => "probe_dns_id",
+            Evidence::Dane => "dane",
         });
         text.push_str(&format!(
             "  {:<12} {}:{}  {verdict}{}\n      {}\n",
@@ -285,7 +301,10 @@ fn verify(args: &[String]) -> Result<(), String> {
         }));
     }
     if common.json {
-        emit(&format!("{}\n", json!({"domain": d.domain, "results": results})));
+        emit(&format!(
+            "{}\n",
+            json!({"domain": d.domain, "results": results})
+        ));
     } else {
         emit(&text);
     }
@@ -298,13 +317,27 @@ fn connect(args: &[String]) -> Result<(), String> {
     use mailsrv::core::identity::ReferenceIdentity;
     use mailsrv::core::starttls::Security;
 
-    let Args { positional, options, common } =
-        parse(args, &["--starttls", "--sni", "--expect-srv-id", "--expect-dns-id", "--legacy-cn"])?;
+    let Args {
+        positional,
+        options,
+        common,
+    } = parse(
+        args,
+        &[
+            "--starttls",
+            "--sni",
+            "--expect-srv-id",
+            "--expect-dns-id",
+            "--legacy-cn",
+        ],
+    )?;
     let [target] = positional.as_slice() else {
         return Err(format!("connect takes one HOST:PORT\n{USAGE}"));
     };
     let (host, port) = target.rsplit_once(':').ok_or("connect takes HOST:PORT")?;
-    let port: u16 = port.parse().map_err(|_| format!("bad port in {target:?}"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("bad port in {target:?}"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut req = ConnectRequest::new(host, port, Security::ImplicitTls);
     let mut identity = ReferenceIdentity::new();
@@ -320,8 +353,12 @@ fn connect(args: &[String]) -> Result<(), String> {
             }
             "--sni" => req.sni = Some(v.clone()),
             "--expect-srv-id" => {
-                let (svc, domain) = v.split_once(':').ok_or("--expect-srv-id takes SERVICE:DOMAIN")?;
-                identity.add_srv_id(svc, domain).map_err(|e| e.to_string())?;
+                let (svc, domain) = v
+                    .split_once(':')
+                    .ok_or("--expect-srv-id takes SERVICE:DOMAIN")?;
+                identity
+                    .add_srv_id(svc, domain)
+                    .map_err(|e| e.to_string())?;
             }
             "--expect-dns-id" => identity.add_dns_id(v).map_err(|e| e.to_string())?,
             _ => req.options.legacy_cn = true,

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::address::{is_in_domain, mail_domain, normalize_domain};
 use super::connect::{ConnectRequest, MailConnection, connect};
+use super::dane;
 use super::identity::{MatchOptions, ReferenceIdentity};
 use super::policy::Verdict;
 use super::resolver::{DnssecState, Outcome, Resolver};
@@ -31,6 +32,9 @@ pub enum Evidence {
     ProbeSrvId,
     /// The probe's certificate carries the DNS-ID of the mail domain (T-AUTH-08).
     ProbeDnsId,
+    /// DNSSEC-secure SRV, addresses and TLSA records, and the server's certificate matches
+    /// them (RFC 7673, T-DANE-02).
+    Dane,
 }
 
 /// One service's SRV answer to judge.
@@ -100,7 +104,12 @@ impl std::fmt::Debug for Authenticity {
 }
 
 impl Authenticity {
-    fn new(verdict: Verdict, in_domain: bool, srv_dnssec: Option<DnssecState>, detail: String) -> Self {
+    fn new(
+        verdict: Verdict,
+        in_domain: bool,
+        srv_dnssec: Option<DnssecState>,
+        detail: String,
+    ) -> Self {
         Authenticity {
             verdict,
             evidence: None,
@@ -158,7 +167,12 @@ pub async fn verify(
     let srv_dnssec = match &srv {
         Err(Error::Bogus(d)) => {
             let detail = format!("the SRV answer for {domain} failed DNSSEC validation: {d}");
-            return Ok(Authenticity::new(Verdict::Rejected, in_domain, Some(DnssecState::Bogus), detail));
+            return Ok(Authenticity::new(
+                Verdict::Rejected,
+                in_domain,
+                Some(DnssecState::Bogus),
+                detail,
+            ));
         }
         Err(e) => {
             lookup_note = format!(" (the SRV re-read failed: {e})");
@@ -169,35 +183,239 @@ pub async fn verify(
                 let holds = a.records.iter().any(|r| match &r.data {
                     RData::SRV(s) => {
                         s.port == req.port
-                            && s.target.to_ascii().trim_end_matches('.').eq_ignore_ascii_case(&target)
+                            && s.target
+                                .to_ascii()
+                                .trim_end_matches('.')
+                                .eq_ignore_ascii_case(&target)
                     }
                     _ => false,
                 });
-                let (verdict, detail) = if holds {
-                    (Verdict::Authentic, format!("{target}:{} is in {domain}'s DNSSEC-signed SRV records", req.port))
-                } else {
-                    (Verdict::Rejected, format!("{domain}'s DNSSEC-signed SRV records do not name {target}:{}", req.port))
-                };
-                let mut a = Authenticity::new(verdict, in_domain, Some(DnssecState::Secure), detail);
-                a.evidence = holds.then_some(Evidence::Dnssec);
+                if !holds {
+                    let detail = format!(
+                        "{domain}'s DNSSEC-signed SRV records do not name {target}:{}",
+                        req.port
+                    );
+                    return Ok(Authenticity::new(
+                        Verdict::Rejected,
+                        in_domain,
+                        Some(DnssecState::Secure),
+                        detail,
+                    ));
+                }
+                let detail = format!(
+                    "{target}:{} is in {domain}'s DNSSEC-signed SRV records",
+                    req.port
+                );
+                let mut a = Authenticity::new(
+                    Verdict::Authentic,
+                    in_domain,
+                    Some(DnssecState::Secure),
+                    detail,
+                );
+                a.evidence = Some(Evidence::Dnssec);
+                dane(resolver, &req, &domain, &target, deadline, &mut a).await;
                 return Ok(a);
             }
             Some(a.dnssec)
         }
         Ok(Outcome::NxDomain { dnssec, .. } | Outcome::NoData { dnssec, .. }) => {
             if *dnssec == DnssecState::Secure {
-                let detail = format!("{domain} provably has no _{} SRV record (DNSSEC)", req.service.name());
-                return Ok(Authenticity::new(Verdict::Rejected, in_domain, Some(*dnssec), detail));
+                let detail = format!(
+                    "{domain} provably has no _{} SRV record (DNSSEC)",
+                    req.service.name()
+                );
+                return Ok(Authenticity::new(
+                    Verdict::Rejected,
+                    in_domain,
+                    Some(*dnssec),
+                    detail,
+                ));
             }
             lookup_note = " (the SRV record is gone now)".into();
             Some(*dnssec)
         }
     };
     let (true, Some(trust)) = (req.probe, trust) else {
-        let detail = format!("not DNSSEC-signed and the TLS probe is off: ask the user{lookup_note}");
-        return Ok(Authenticity::new(Verdict::Unverified, in_domain, srv_dnssec, detail));
+        let detail =
+            format!("not DNSSEC-signed and the TLS probe is off: ask the user{lookup_note}");
+        return Ok(Authenticity::new(
+            Verdict::Unverified,
+            in_domain,
+            srv_dnssec,
+            detail,
+        ));
     };
-    probe(resolver, trust, &req, &domain, &target, in_domain, srv_dnssec, deadline, &lookup_note).await
+    probe(
+        resolver,
+        trust,
+        &req,
+        &domain,
+        &target,
+        in_domain,
+        srv_dnssec,
+        deadline,
+        &lookup_note,
+    )
+    .await
+}
+
+/// RFC 7673 on a DNSSEC-authentic SRV target: with secure addresses and a secure, usable
+/// TLSA set at `_port._tcp.target`, the server's certificate must match it (then evidence
+/// DANE) or the answer is REJECTED (T-DANE-04). Bogus addresses or TLSA reject the target
+/// (T-DANE-05, T-DANE-07); insecure ones leave plain DNSSEC evidence (T-DANE-06, T-DANE-08).
+async fn dane(
+    resolver: &Resolver,
+    req: &AuthRequest,
+    domain: &str,
+    target: &str,
+    deadline: Instant,
+    a: &mut Authenticity,
+) {
+    let reject = |a: &mut Authenticity, why: String| {
+        a.verdict = Verdict::Rejected;
+        a.evidence = None;
+        a.detail = why;
+    };
+    let Ok(host) = Name::from_ascii(format!("{target}.")) else {
+        return;
+    };
+    let host = &host;
+    let lookup = |rtype| async move {
+        tokio::time::timeout_at(deadline, resolver.query(host, rtype))
+            .await
+            .unwrap_or_else(|_| Err(Error::Timeout("deadline passed".into())))
+    };
+    let (v6, v4) = tokio::join!(lookup(RecordType::AAAA), lookup(RecordType::A));
+    let mut addresses = Vec::new();
+    for r in [v6, v4] {
+        match r {
+            Ok(Outcome::Records(ans)) if ans.dnssec == DnssecState::Secure => {
+                addresses.extend(ans.records.iter().filter_map(|r| match &r.data {
+                    RData::A(ip) => Some(std::net::IpAddr::V4(ip.0)),
+                    RData::AAAA(ip) => Some(std::net::IpAddr::V6(ip.0)),
+                    _ => None,
+                }))
+            }
+            Ok(Outcome::NoData {
+                dnssec: DnssecState::Secure,
+                ..
+            }) => {}
+            Err(Error::Bogus(e)) => {
+                return reject(a, format!("{target}'s address records are bogus: {e}"));
+            }
+            _ => {
+                a.detail
+                    .push_str("; its addresses are not DNSSEC-signed, so DANE does not apply");
+                return;
+            }
+        }
+    }
+    let Ok(owner) = Name::from_ascii(format!("_{}._tcp.{target}.", req.port)) else {
+        return;
+    };
+    let tlsa = tokio::time::timeout_at(deadline, resolver.query(&owner, RecordType::TLSA))
+        .await
+        .unwrap_or_else(|_| Err(Error::Timeout("deadline passed".into())));
+    let records = match tlsa {
+        Ok(Outcome::Records(ans)) if ans.dnssec == DnssecState::Secure => ans
+            .records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TLSA(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        Ok(_) => {
+            a.detail.push_str("; no DNSSEC-signed TLSA records");
+            return;
+        }
+        Err(e) => {
+            return reject(
+                a,
+                format!("the TLSA records of {target} cannot be used ({e}): not connecting"),
+            );
+        }
+    };
+    let usable = dane::usable(&records);
+    if usable.is_empty() {
+        a.detail
+            .push_str("; its TLSA records are not usable (RFC 7671)");
+        return;
+    }
+    let mut identity = ReferenceIdentity::new();
+    let _ = identity.add_srv_id(req.service.name(), domain);
+    let _ = identity.add_dns_id(domain);
+    let _ = identity.add_dns_id(target); // a secure SRV target is a valid reference (T-REF-03)
+    match dane_handshake(
+        resolver, req, target, &addresses, usable, identity, deadline,
+    )
+    .await
+    {
+        Ok((what, chain)) => {
+            a.evidence = Some(Evidence::Dane);
+            a.target_verified = true;
+            a.target_matched = Some(what.clone());
+            a.target_chain = chain;
+            a.detail = format!(
+                "{target}:{} is in {domain}'s DNSSEC-signed SRV records and {what}",
+                req.port
+            );
+        }
+        Err(Some(why)) => reject(
+            a,
+            format!("{target}'s certificate does not match its DNSSEC-signed TLSA records: {why}"),
+        ),
+        Err(None) => a
+            .detail
+            .push_str("; DANE could not be checked (no TLS connection)"),
+    }
+}
+
+/// TCP, STARTTLS if the service needs it, and a handshake that only the TLSA records can
+/// accept. `Err(Some(why))`: the certificate did not match; `Err(None)`: no handshake.
+async fn dane_handshake(
+    resolver: &Resolver,
+    req: &AuthRequest,
+    target: &str,
+    addresses: &[std::net::IpAddr],
+    records: Vec<dane::Tlsa>,
+    identity: ReferenceIdentity,
+    deadline: Instant,
+) -> std::result::Result<(String, Vec<Vec<u8>>), Option<String>> {
+    let security = security_for(req.service);
+    let timing = super::happy_eyeballs::Timing::default();
+    let (mut tcp, _) =
+        super::happy_eyeballs::connect_tcp(resolver, target, addresses, req.port, timing, deadline)
+            .await
+            .map_err(|_| None)?;
+    let local = tcp.local_addr().map_err(|_| None)?;
+    let client = super::starttls::address_literal(local.ip());
+    super::starttls::upgrade(&mut tcp, security, &client, deadline)
+        .await
+        .map_err(|_| None)?;
+    let verifier = std::sync::Arc::new(dane::DaneVerifier::new(records, identity));
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|_| None)?
+    .dangerous()
+    .with_custom_certificate_verifier(verifier.clone())
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(target.to_string()).map_err(|_| None)?;
+    let handshake =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp);
+    let result = tokio::time::timeout_at(deadline, handshake).await;
+    let outcome = verifier.outcome.lock().ok().and_then(|mut o| o.take());
+    match (result, outcome) {
+        (Ok(Ok(mut tls)), Some((Ok(what), chain))) => {
+            use tokio::io::AsyncWriteExt;
+            let _ = tls.shutdown().await; // close_notify
+            Ok((what, chain))
+        }
+        (_, Some((Err(why), _))) => Err(Some(why)),
+        _ => Err(None),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -221,7 +439,11 @@ async fn probe(
     let mut probe_req = ConnectRequest::new(target, req.port, security);
     probe_req.sni = Some(domain.to_string());
     probe_req.identity = Some(probe_id);
-    probe_req.options = MatchOptions { legacy_cn: false, accept_sibling_service: req.accept_sibling }.for_probe();
+    probe_req.options = MatchOptions {
+        legacy_cn: false,
+        accept_sibling_service: req.accept_sibling,
+    }
+    .for_probe();
     // The reconnect: SNI = the target, its own DNS-ID, a fresh full handshake (T-SNI-09).
     let target_req = ConnectRequest::new(target, req.port, security);
     let (p, t) = tokio::join!(
@@ -235,7 +457,11 @@ async fn probe(
             let info = conn.info();
             a.probe_matched = Some(info.matched.to_string());
             a.probe_chain = info.peer_chain.clone();
-            a.evidence = Some(if info.matched.is_srv_id() { Evidence::ProbeSrvId } else { Evidence::ProbeDnsId });
+            a.evidence = Some(if info.matched.is_srv_id() {
+                Evidence::ProbeSrvId
+            } else {
+                Evidence::ProbeDnsId
+            });
             probe_conn = Some(conn);
         }
         Err(e) => a.probe_error = Some(e),

@@ -9,14 +9,13 @@ use tokio::time::Instant;
 
 use super::address::mail_domain;
 use super::anchors::AnchorSource;
-use super::history::{History, ObservationKey};
-use super::policy::{ChangeOutcome, ChangeRequest, Origin, decide};
-use std::sync::Mutex;
 use super::authenticity::{self, AuthRequest, Authenticity};
 use super::config::{Config, system_nameservers};
 use super::connect::{self, ConnectRequest, MailConnection};
 use super::discover::{DiscoverOptions, Discovery, discover};
+use super::history::{History, ObservationKey};
 use super::identity::{MatchOptions, ReferenceIdentity};
+use super::policy::{ChangeOutcome, ChangeRequest, Origin, decide};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
 use super::resolver::{Resolver, ResolverConfig};
 use super::runtime::{block_on, runtime};
@@ -26,6 +25,14 @@ use super::verifier::{CertVerdict, verify_cert};
 use super::{Error, Result};
 use once_cell::sync::OnceCell;
 use rustls_pki_types::{CertificateDer, UnixTime};
+use std::sync::Mutex;
+
+/// What `autoconfigure` found: the discovery, and for each of its services (same order) the
+/// verdict on each endpoint (same order); a verdict that could not be reached is an error.
+pub struct AutoConfig {
+    pub discovery: Discovery,
+    pub verdicts: Vec<Vec<Result<Authenticity>>>,
+}
 
 pub struct Context {
     config: Config,
@@ -106,7 +113,11 @@ impl Context {
     ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static + use<>> {
         authenticity::check(&req)?;
         req.probe &= self.config.probe;
-        let trust = if req.probe { Some(self.trust_store()?) } else { None };
+        let trust = if req.probe {
+            Some(self.trust_store()?)
+        } else {
+            None
+        };
         req.accept_sibling |= self.config.match_options.accept_sibling_service;
         let resolver = self.resolver.clone();
         let deadline = self.deadline() - self.config.timeout / 20;
@@ -141,7 +152,11 @@ impl Context {
         let mut auth = AuthRequest::new(&domain, req.saved.service, "placeholder.invalid", 1);
         auth.probe = req.probe && self.config.probe;
         auth.accept_sibling = self.config.match_options.accept_sibling_service;
-        let trust = if auth.probe { Some(self.trust_store()?) } else { None };
+        let trust = if auth.probe {
+            Some(self.trust_store()?)
+        } else {
+            None
+        };
         let resolver = self.resolver.clone();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
@@ -152,11 +167,16 @@ impl Context {
                 .ok_or_else(|| Error::Runtime("discovery lost the service".into()))?;
             let first = fresh.endpoints.first().map(|e| (e.target.clone(), e.port));
             let moved = first.as_ref().is_some_and(|(t, p)| {
-                !(t.eq_ignore_ascii_case(req.saved.host.trim_end_matches('.')) && *p == req.saved.port)
+                !(t.eq_ignore_ascii_case(req.saved.host.trim_end_matches('.'))
+                    && *p == req.saved.port)
             });
             let mut authenticity = None;
             if let (Some((target, port)), true, Origin::Srv) = (&first, moved, req.saved.origin) {
-                let auth = AuthRequest { target: target.clone(), port: *port, ..auth };
+                let auth = AuthRequest {
+                    target: target.clone(),
+                    port: *port,
+                    ..auth
+                };
                 authenticity = Some(authenticity::verify(&resolver, trust, auth, deadline).await?);
             }
             let seen = match (&first, &history) {
@@ -167,19 +187,29 @@ impl Context {
                         target: target.clone(),
                         port: *port,
                     };
-                    let mut h = h.lock().map_err(|_| Error::Runtime("history lock poisoned".into()))?;
+                    let mut h = h
+                        .lock()
+                        .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
                     Some(h.observe(key, req.now)?)
                 }
                 _ => None,
             };
             let verdict = authenticity.as_ref().map(|a| a.verdict);
             let advice = decide(&req.saved, &fresh, verdict, seen, req.now, req.min_age);
-            Ok(ChangeOutcome { advice, fresh, authenticity })
+            Ok(ChangeOutcome {
+                advice,
+                fresh,
+                authenticity,
+            })
         })
     }
 
     /// `srv_change_check`, blocking.
-    pub fn srv_change_check(&self, req: ChangeRequest, history: Option<Arc<Mutex<History>>>) -> Result<ChangeOutcome> {
+    pub fn srv_change_check(
+        &self,
+        req: ChangeRequest,
+        history: Option<Arc<Mutex<History>>>,
+    ) -> Result<ChangeOutcome> {
         self.run(self.change_future(req, history)?)
     }
 
@@ -191,6 +221,62 @@ impl Context {
         deliver: Deliver<ChangeOutcome>,
     ) -> Result<RequestId> {
         self.spawn(self.change_future(req, history)?, deliver)
+    }
+
+    /// Account setup in one call: discovery of every service, then the authenticity of every
+    /// endpoint found (all at once), ready for a setup dialog.
+    fn autoconfigure_future(
+        &self,
+        address: &str,
+        probe: bool,
+    ) -> Result<impl Future<Output = Result<AutoConfig>> + Send + 'static + use<>> {
+        let discovery = self.discover_future(address, &Service::ALL, false)?;
+        let probe = probe && self.config.probe;
+        let trust = if probe {
+            Some(self.trust_store()?)
+        } else {
+            None
+        };
+        let accept_sibling = self.config.match_options.accept_sibling_service;
+        let resolver = self.resolver.clone();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move {
+            let discovery = discovery.await?;
+            let checks = discovery.services.iter().flat_map(|s| {
+                s.endpoints.iter().map(|e| {
+                    let mut req = AuthRequest::new(&discovery.domain, s.service, &e.target, e.port);
+                    req.probe = probe;
+                    req.accept_sibling = accept_sibling;
+                    authenticity::verify(&resolver, trust.clone(), req, deadline)
+                })
+            });
+            let verdicts = futures_util::future::join_all(checks).await;
+            let mut it = verdicts.into_iter();
+            let mut per_service = Vec::new();
+            for s in &discovery.services {
+                let v: Vec<Result<Authenticity>> = it.by_ref().take(s.endpoints.len()).collect();
+                per_service.push(v);
+            }
+            Ok(AutoConfig {
+                discovery,
+                verdicts: per_service,
+            })
+        })
+    }
+
+    /// `autoconfigure`, blocking.
+    pub fn autoconfigure(&self, address: &str, probe: bool) -> Result<AutoConfig> {
+        self.run(self.autoconfigure_future(address, probe)?)
+    }
+
+    /// `autoconfigure`, async.
+    pub fn autoconfigure_async(
+        &self,
+        address: &str,
+        probe: bool,
+        deliver: Deliver<AutoConfig>,
+    ) -> Result<RequestId> {
+        self.spawn(self.autoconfigure_future(address, probe)?, deliver)
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.

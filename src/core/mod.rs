@@ -12,6 +12,7 @@ pub mod authenticity;
 pub mod config;
 pub mod connect;
 pub mod context;
+pub mod dane;
 pub mod discover;
 pub mod happy_eyeballs;
 pub mod fuzzing;

@@ -42,7 +42,8 @@ pub enum mailsrv_evidence {
     None = 0,
     /// The SRV RRset is DNSSEC-secure and holds the target.
     Dnssec = 1,
-    /// DANE (RFC 7673): reserved, not produced by this version.
+    /// DNSSEC-secure SRV, addresses and TLSA records, and the server's certificate matches
+    /// the TLSA records (RFC 7673; TLSA usages 2 and 3).
     Dane = 2,
     /// The target, asked with SNI = the mail domain, proved the SRV-ID `_service.domain`.
     ProbeSrvId = 3,
@@ -69,8 +70,11 @@ pub struct mailsrv_authenticity {
 }
 
 impl mailsrv_authenticity {
-    fn new(a: Authenticity) -> Self {
-        let status = |e: &Option<crate::core::Error>| e.as_ref().map_or(mailsrv_status::Ok, mailsrv_status::from_error);
+    pub(crate) fn new(a: Authenticity) -> Self {
+        let status = |e: &Option<crate::core::Error>| {
+            e.as_ref()
+                .map_or(mailsrv_status::Ok, mailsrv_status::from_error)
+        };
         mailsrv_authenticity {
             verdict: match a.verdict {
                 Verdict::Authentic => mailsrv_verdict::Authentic,
@@ -82,6 +86,7 @@ impl mailsrv_authenticity {
                 Some(Evidence::Dnssec) => mailsrv_evidence::Dnssec,
                 Some(Evidence::ProbeSrvId) => mailsrv_evidence::ProbeSrvId,
                 Some(Evidence::ProbeDnsId) => mailsrv_evidence::ProbeDnsId,
+                Some(Evidence::Dane) => mailsrv_evidence::Dane,
             },
             target_verified: a.target_verified,
             in_domain: a.in_domain,
@@ -257,7 +262,9 @@ pub unsafe extern "C" fn mailsrv_authenticity_evidence(a: *const mailsrv_authent
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_target_verified(a: *const mailsrv_authenticity) -> bool {
+pub unsafe extern "C" fn mailsrv_authenticity_target_verified(
+    a: *const mailsrv_authenticity,
+) -> bool {
     ffi_boundary! { try_ref!(a).target_verified }
 }
 
@@ -288,7 +295,9 @@ pub unsafe extern "C" fn mailsrv_authenticity_srv_dnssec(a: *const mailsrv_authe
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_detail(a: *const mailsrv_authenticity) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_authenticity_detail(
+    a: *const mailsrv_authenticity,
+) -> *const c_char {
     ffi_boundary! { try_ref!(a).detail.as_ptr() }
 }
 
@@ -298,7 +307,9 @@ pub unsafe extern "C" fn mailsrv_authenticity_detail(a: *const mailsrv_authentic
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_probe_matched(a: *const mailsrv_authenticity) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_authenticity_probe_matched(
+    a: *const mailsrv_authenticity,
+) -> *const c_char {
     ffi_boundary! { try_ref!(a).probe_matched.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()) }
 }
 
@@ -308,7 +319,9 @@ pub unsafe extern "C" fn mailsrv_authenticity_probe_matched(a: *const mailsrv_au
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_target_matched(a: *const mailsrv_authenticity) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_authenticity_target_matched(
+    a: *const mailsrv_authenticity,
+) -> *const c_char {
     ffi_boundary! { try_ref!(a).target_matched.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()) }
 }
 
@@ -319,7 +332,9 @@ pub unsafe extern "C" fn mailsrv_authenticity_target_matched(a: *const mailsrv_a
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_probe_status(a: *const mailsrv_authenticity) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_authenticity_probe_status(
+    a: *const mailsrv_authenticity,
+) -> mailsrv_status {
     ffi_boundary! { try_ref!(a).probe_status }
 }
 
@@ -329,7 +344,9 @@ pub unsafe extern "C" fn mailsrv_authenticity_probe_status(a: *const mailsrv_aut
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_target_status(a: *const mailsrv_authenticity) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_authenticity_target_status(
+    a: *const mailsrv_authenticity,
+) -> mailsrv_status {
     ffi_boundary! { try_ref!(a).target_status }
 }
 
@@ -340,7 +357,10 @@ pub unsafe extern "C" fn mailsrv_authenticity_target_status(a: *const mailsrv_au
 /// # Safety
 /// `a` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_authenticity_chain_len(a: *const mailsrv_authenticity, which: u32) -> usize {
+pub unsafe extern "C" fn mailsrv_authenticity_chain_len(
+    a: *const mailsrv_authenticity,
+    which: u32,
+) -> usize {
     ffi_boundary! {
         let a = try_ref!(a);
         match which {

@@ -105,7 +105,7 @@ pub struct mailsrv_endpoint {
 }
 
 impl mailsrv_discovery {
-    fn new(d: Discovery) -> Self {
+    pub(crate) fn new(d: Discovery) -> Self {
         let sets = d.services.iter().map(srv_set).collect();
         mailsrv_discovery {
             domain: cstring(&d.domain),

@@ -14,7 +14,9 @@ use super::request::{UserData, deliver_to_c, mailsrv_request_id};
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::history::{History, ObservationKey, unix_now};
-use crate::core::policy::{ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved, Verdict};
+use crate::core::policy::{
+    ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved, Verdict,
+};
 use crate::core::service::Service;
 
 /// An observation history (opaque). Shared with running checks, so it may be freed while an
@@ -126,7 +128,11 @@ pub unsafe extern "C" fn mailsrv_history_open(
 /// # Safety
 /// `h` NULL or valid; `errbuf` NULL or `errlen` writable bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_history_save(h: *mut mailsrv_history, errbuf: *mut c_char, errlen: usize) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_history_save(
+    h: *mut mailsrv_history,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
     ffi_boundary! { with_errbuf(errbuf, errlen, || {
         let h = try_ref!(h);
         let mut guard = h.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,7 +164,12 @@ pub unsafe extern "C" fn mailsrv_history_len(h: *const mailsrv_history) -> usize
     ffi_boundary! { try_ref!(h).inner.lock().map_or(0, |g| g.len()) }
 }
 
-unsafe fn key(domain: *const c_char, service: u32, target: *const c_char, port: u16) -> Result<ObservationKey, mailsrv_status> {
+unsafe fn key(
+    domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+) -> Result<ObservationKey, mailsrv_status> {
     let read = |p| match unsafe { super::strings::read_str(p, "name") } {
         _ if p.is_null() => Err(mailsrv_status::NullArg),
         Ok(s) => Ok(s.to_owned()),
@@ -259,7 +270,11 @@ unsafe fn change_request(
     if domain.is_null() || saved_host.is_null() {
         return Err(mailsrv_status::NullArg);
     }
-    let text = |p| unsafe { super::strings::read_str(p, "text") }.map(str::to_owned).map_err(|_| mailsrv_status::InvalidArg);
+    let text = |p| {
+        unsafe { super::strings::read_str(p, "text") }
+            .map(str::to_owned)
+            .map_err(|_| mailsrv_status::InvalidArg)
+    };
     let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
     Ok(ChangeRequest {
         domain: text(domain)?,
@@ -274,7 +289,11 @@ unsafe fn change_request(
             },
         },
         now: if now == 0 { unix_now() } else { now },
-        min_age: if min_age == 0 { DEFAULT_MIN_AGE } else { min_age },
+        min_age: if min_age == 0 {
+            DEFAULT_MIN_AGE
+        } else {
+            min_age
+        },
         probe: !flags.no_probe,
     })
 }

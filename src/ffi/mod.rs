@@ -5,6 +5,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod authenticity;
+pub mod autoconfig;
 pub(crate) mod boundary;
 pub mod cert;
 pub mod config;

@@ -91,7 +91,8 @@ unsafe fn request(
     let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
     let mut req = ConnectRequest::new(host, port, security);
     if !sni.is_null() {
-        let s = unsafe { super::strings::read_str(sni, "sni") }.map_err(|_| mailsrv_status::InvalidArg)?;
+        let s = unsafe { super::strings::read_str(sni, "sni") }
+            .map_err(|_| mailsrv_status::InvalidArg)?;
         req.sni = Some(s.to_owned());
     }
     if let Some(id) = unsafe { identity.as_ref() } {
@@ -205,7 +206,11 @@ pub unsafe extern "C" fn mailsrv_connect_with_sni_async(
     }
 }
 
-fn io_status(r: crate::core::Result<Option<usize>>, nonblocking: bool, n_out: *mut usize) -> mailsrv_status {
+fn io_status(
+    r: crate::core::Result<Option<usize>>,
+    nonblocking: bool,
+    n_out: *mut usize,
+) -> mailsrv_status {
     match r {
         Ok(Some(n)) => {
             if let Some(o) = unsafe { n_out.as_mut() } {
@@ -332,7 +337,10 @@ pub unsafe extern "C" fn mailsrv_tls_stream_free(s: *mut mailsrv_tls_stream) {
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_set_nonblocking(s: *mut mailsrv_tls_stream, on: bool) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_tls_stream_set_nonblocking(
+    s: *mut mailsrv_tls_stream,
+    on: bool,
+) -> mailsrv_status {
     ffi_boundary! {
         let s = try_mut!(s);
         match s.conn.set_nonblocking(on) {
@@ -352,7 +360,10 @@ pub unsafe extern "C" fn mailsrv_tls_stream_set_nonblocking(s: *mut mailsrv_tls_
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_set_timeout_ms(s: *mut mailsrv_tls_stream, ms: u32) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_tls_stream_set_timeout_ms(
+    s: *mut mailsrv_tls_stream,
+    ms: u32,
+) -> mailsrv_status {
     ffi_boundary! {
         let s = try_mut!(s);
         let t = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
@@ -403,7 +414,9 @@ pub unsafe extern "C" fn mailsrv_tls_stream_wants_write(s: *const mailsrv_tls_st
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_tls_version(s: *const mailsrv_tls_stream) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_tls_stream_tls_version(
+    s: *const mailsrv_tls_stream,
+) -> *const c_char {
     ffi_boundary! { try_ref!(s).tls_version.as_ptr() }
 }
 
@@ -443,7 +456,9 @@ pub unsafe extern "C" fn mailsrv_tls_stream_host(s: *const mailsrv_tls_stream) -
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_peer_address(s: *const mailsrv_tls_stream) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_tls_stream_peer_address(
+    s: *const mailsrv_tls_stream,
+) -> *const c_char {
     ffi_boundary! { try_ref!(s).peer.as_ptr() }
 }
 
@@ -454,7 +469,9 @@ pub unsafe extern "C" fn mailsrv_tls_stream_peer_address(s: *const mailsrv_tls_s
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_matched_identity(s: *const mailsrv_tls_stream) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_tls_stream_matched_identity(
+    s: *const mailsrv_tls_stream,
+) -> *const c_char {
     ffi_boundary! { try_ref!(s).matched.as_ptr() }
 }
 
@@ -464,7 +481,9 @@ pub unsafe extern "C" fn mailsrv_tls_stream_matched_identity(s: *const mailsrv_t
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_greeting(s: *const mailsrv_tls_stream) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_tls_stream_greeting(
+    s: *const mailsrv_tls_stream,
+) -> *const c_char {
     ffi_boundary! { try_ref!(s).greeting.as_ptr() }
 }
 
@@ -475,7 +494,9 @@ pub unsafe extern "C" fn mailsrv_tls_stream_greeting(s: *const mailsrv_tls_strea
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_capabilities_len(s: *const mailsrv_tls_stream) -> usize {
+pub unsafe extern "C" fn mailsrv_tls_stream_capabilities_len(
+    s: *const mailsrv_tls_stream,
+) -> usize {
     ffi_boundary! { try_ref!(s).capabilities.len() }
 }
 
@@ -485,7 +506,10 @@ pub unsafe extern "C" fn mailsrv_tls_stream_capabilities_len(s: *const mailsrv_t
 /// # Safety
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_tls_stream_capability_get(s: *const mailsrv_tls_stream, i: usize) -> *const c_char {
+pub unsafe extern "C" fn mailsrv_tls_stream_capability_get(
+    s: *const mailsrv_tls_stream,
+    i: usize,
+) -> *const c_char {
     ffi_boundary! { try_ref!(s).capabilities.get(i).map_or(std::ptr::null(), |c| c.as_ptr()) }
 }
 
@@ -526,4 +550,3 @@ pub unsafe extern "C" fn mailsrv_tls_stream_peer_cert_get(
         }
     }
 }
-

@@ -28,16 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
+import binascii
+import contextlib
+import ctypes
+import io
 import itertools
 import logging
 import operator
 import os
+import re
 import sys
 import threading
 import weakref
 from contextlib import contextmanager
 from ctypes import byref, c_size_t, c_uint64, c_void_p
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import (
     Any,
@@ -59,21 +65,37 @@ __version__ = "0.1.0"
 __all__ = [
     "ALL_SERVICES",
     "AsyncContext",
+    "Authenticity",
+    "CertMatch",
+    "Change",
     "Context",
+    "Decision",
     "Discovery",
     "Dispatch",
     "Dnssec",
     "Endpoint",
+    "Evidence",
     "FLAG_ACCEPT_SIBLING_SERVICE",
+    "FLAG_KEEP_PROBE",
     "FLAG_LEGACY_CN",
+    "FLAG_NO_PROBE",
     "FLAG_REQUIRE_SECURE",
+    "History",
+    "HistoryCorrupt",
+    "Identity",
     "MatchKind",
     "MailsrvError",
+    "Origin",
     "Purpose",
+    "Security",
     "Service",
     "ServiceAnswer",
     "SrvState",
     "Status",
+    "TlsStream",
+    "Verdict",
+    "load_pem",
+    "parse_pem",
     "status_str",
     "version",
 ]
@@ -87,6 +109,10 @@ FLAG_REQUIRE_SECURE = 1
 FLAG_LEGACY_CN = 2
 #: MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE: an SRV-ID also matches the sibling service's SRV-ID.
 FLAG_ACCEPT_SIBLING_SERVICE = 4
+#: MAILSRV_FLAG_NO_PROBE: authenticity checks never connect (``probe=False``).
+FLAG_NO_PROBE = 8
+#: MAILSRV_FLAG_KEEP_PROBE: keep the verified probe connection (``keep_probe=True``).
+FLAG_KEEP_PROBE = 16
 
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
@@ -144,6 +170,7 @@ class Status(_OpenIntEnum):
     CONNECT_FAILED = 400
     CONNECTION_CLOSED = 401
     PROTOCOL = 402
+    WOULD_BLOCK = 403
 
     @property
     def text(self) -> str:
@@ -239,6 +266,87 @@ class MatchKind(_OpenIntEnum):
     SRV_ID_SIBLING = 4
     IP_ID = 5
     LEGACY_CN = 6
+
+
+class Security(_OpenIntEnum):
+    """mailsrv_security: how TLS starts on a connection."""
+
+    #: TLS from the first byte (IMAPS 993, POP3S 995, submissions 465).
+    IMPLICIT_TLS = 1
+    #: IMAP STARTTLS (143).
+    STARTTLS_IMAP = 2
+    #: POP3 STLS (110).
+    STARTTLS_POP3 = 3
+    #: SMTP STARTTLS (submission 587).
+    STARTTLS_SMTP = 4
+
+    @classmethod
+    def for_service(cls, service: Union["Service", int]) -> "Security":
+        """The way TLS starts for one mail service (IMAPS -> IMPLICIT_TLS, IMAP ->
+        STARTTLS_IMAP, ...)."""
+        try:
+            return _SECURITY_OF[Service(service)]
+        except (KeyError, ValueError):
+            raise _invalid(f"{service!r} is not one mail service") from None
+
+
+class Verdict(_OpenIntEnum):
+    """mailsrv_verdict: whether an SRV answer may be used without asking the user."""
+
+    #: Proven: the client may update the account.
+    AUTHENTIC = 1
+    #: Not proven: only the user may accept it, once it has persisted (see srv_change_check).
+    UNVERIFIED = 2
+    #: Proven wrong (bogus DNSSEC, or signed records that do not hold the target).
+    REJECTED = 3
+
+
+class Evidence(_OpenIntEnum):
+    """mailsrv_evidence: what proved an AUTHENTIC verdict."""
+
+    NONE = 0
+    #: The SRV RRset is DNSSEC-secure and holds the target.
+    DNSSEC = 1
+    #: DANE (RFC 7673): reserved, not produced by this version.
+    DANE = 2
+    #: The target, asked with SNI = the mail domain, proved the SRV-ID ``_service.domain``.
+    PROBE_SRV_ID = 3
+    #: The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
+    PROBE_DNS_ID = 4
+
+
+class Origin(_OpenIntEnum):
+    """mailsrv_origin: where a saved configuration came from."""
+
+    #: Set up from SRV records.
+    SRV = 1
+    #: Typed by the user: never changed automatically.
+    USER = 2
+
+
+class Decision(_OpenIntEnum):
+    """mailsrv_decision: what a client may do about a saved service configuration."""
+
+    #: Keep it; nothing to tell the user.
+    NO_CHANGE = 1
+    #: Switch to the new endpoint: it is authenticated.
+    UPDATE = 2
+    #: Offer the change to the user (unverified, but seen consistently long enough).
+    ASK_USER = 3
+    #: Unverified and too new: check again after ``Change.wait_until``.
+    WAIT = 4
+    #: Do not use the new answer; keep the saved configuration and warn.
+    REJECT = 5
+
+
+_SECURITY_OF = {
+    Service.IMAPS: Security.IMPLICIT_TLS,
+    Service.IMAP: Security.STARTTLS_IMAP,
+    Service.POP3S: Security.IMPLICIT_TLS,
+    Service.POP3: Security.STARTTLS_POP3,
+    Service.SUBMISSIONS: Security.IMPLICIT_TLS,
+    Service.SUBMISSION: Security.STARTTLS_SMTP,
+}
 
 
 # --------------------------------------------------------------------------- errors, helpers
@@ -465,6 +573,862 @@ def _raise_no_result() -> Discovery:
     raise MailsrvError(Status.PANIC, "the library reported OK without a result")
 
 
+# --------------------------------------------------------------------------- owned handles
+
+
+class _Guard:
+    """Owns one C handle that several threads may call into.
+
+    ``use()`` holds the handle for one call; ``close()`` frees it at once when no call is in
+    progress, else the last call in progress frees it on its way out (never a use after
+    free). With ``serialize`` the calls also run one at a time (C objects that must be used
+    from one thread at a time, such as a TLS stream).
+    """
+
+    def __init__(
+        self,
+        handle: int,
+        finish: Callable[[int], None],
+        closed_error: Callable[[], BaseException],
+        serialize: bool = False,
+    ) -> None:
+        self._handle: Optional[int] = handle
+        self._finish = finish
+        self._closed_error = closed_error
+        self._serial = threading.Lock() if serialize else None
+        self._cond = threading.Lock()
+        self._users = 0
+        self._closing = False
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @contextmanager
+    def use(self) -> Iterator[int]:
+        with self._cond:
+            if self._closing or self._handle is None:
+                raise self._closed_error()
+            self._users += 1
+            handle = self._handle
+        try:
+            if self._serial is None:
+                yield handle
+            else:
+                with self._serial:
+                    yield handle
+        finally:
+            with self._cond:
+                self._users -= 1
+                last = self._closing and self._users == 0 and self._handle is not None
+                if last:
+                    handle_to_free, self._handle = self._handle, None
+            if last:
+                self._finish(handle_to_free)
+
+    def close(self) -> None:
+        """Idempotent. Frees now, or after the calls in progress (see the class)."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            if self._users:
+                return
+            handle, self._handle = self._handle, None
+        if handle is not None:
+            self._finish(handle)
+
+
+def _borrowed_bytes(data: c_void_p, size: c_size_t) -> bytes:
+    return ctypes.string_at(data.value, size.value) if data.value and size.value else b""
+
+
+def _match_flags(legacy_cn: bool, accept_sibling: bool) -> int:
+    return (FLAG_LEGACY_CN if legacy_cn else 0) | (FLAG_ACCEPT_SIBLING_SERVICE if accept_sibling else 0)
+
+
+# --------------------------------------------------------------------------- identities, certificates
+
+_SRV_ID_SERVICES = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
+#: One reference identifier: ("dns", name), ("srv", service, domain) or ("ip", address).
+RefId = Tuple[str, ...]
+
+
+def _add_ref(handle: int, ref: RefId) -> None:
+    """Adds one reference identifier to a C identity; MailsrvError(INVALID_ARG) with a reason."""
+    kind = ref[0] if ref else None
+    if kind == "dns" and len(ref) == 2:
+        status = lib.mailsrv_identity_add_dns_id(handle, _c_text(ref[1], "DNS-ID"))
+        why = f"bad DNS-ID {ref[1]!r}: not a host or domain name (IP addresses go in ips / Identity.ip)"
+    elif kind == "srv" and len(ref) == 3:
+        status = lib.mailsrv_identity_add_srv_id(
+            handle, _c_text(ref[1], "SRV-ID service"), _c_text(ref[2], "SRV-ID domain")
+        )
+        why = (
+            f"bad SRV-ID ({ref[1]!r}, {ref[2]!r}): the service must be one of "
+            f"{', '.join(_SRV_ID_SERVICES)} and the domain a mail domain"
+        )
+    elif kind == "ip" and len(ref) == 2:
+        status = lib.mailsrv_identity_add_ip(handle, _c_text(ref[1], "IP-ID"))
+        why = f"bad IP-ID {ref[1]!r}: not an IPv4 or IPv6 address"
+    else:
+        raise _invalid(f"malformed reference identifier {ref!r}")
+    if status == Status.INVALID_ARG:
+        raise _invalid(why)
+    _check(status)
+
+
+def _new_identity(refs: Sequence[RefId]) -> int:
+    """An owned mailsrv_identity holding `refs` (free with mailsrv_identity_free)."""
+    out = c_void_p()
+    _check(lib.mailsrv_identity_new(byref(out)), "mailsrv_identity_new")
+    handle = out.value
+    if not handle:
+        raise MailsrvError(Status.PANIC, "mailsrv_identity_new returned no identity")
+    try:
+        for ref in refs:
+            _add_ref(handle, ref)
+        if lib.mailsrv_identity_len(handle) != len(refs):
+            raise MailsrvError(Status.PANIC, "the identity does not hold every reference identifier")
+    except BaseException:
+        lib.mailsrv_identity_free(handle)
+        raise
+    return handle
+
+
+@contextmanager
+def _c_identity(identity: Optional["Identity"]) -> Iterator[Optional[int]]:
+    """A C identity for the duration of one call (the library copies what it needs)."""
+    if identity is None:
+        yield None
+        return
+    handle = _new_identity(identity.refs)
+    try:
+        yield handle
+    finally:
+        lib.mailsrv_identity_free(handle)
+
+
+def _text_arg(value: object, what: str) -> Union[str, bytes]:
+    if isinstance(value, (bytearray, memoryview)):
+        value = bytes(value)
+    if not isinstance(value, (str, bytes)):
+        raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The reference identity a server certificate must prove (RFC 9525): DNS-IDs, SRV-IDs
+    (RFC 4985) and IP-IDs; any one match is enough.
+
+    An immutable value; the builder methods return a new Identity and check the identifier
+    at once (MailsrvError(INVALID_ARG) with the reason)::
+
+        ident = Identity().srv_id("imaps", "example.com").dns_id("example.com")
+        ident = Identity.of(dns_ids=["mail.example.net"], srv_ids=[("imaps", "example.com")])
+
+    DNS-IDs: IDNs become A-labels, case is folded, one trailing dot is dropped, a ``*.`` in
+    the certificate matches one left-most label. SRV-IDs match only the SRVName
+    ``_service.domain`` of the same service (the sibling service with ``accept_sibling``),
+    never a dNSName. IP-IDs match only iPAddress SANs.
+    """
+
+    refs: Tuple[RefId, ...] = ()
+
+    def __post_init__(self) -> None:
+        refs = tuple(tuple(r) for r in self.refs)
+        object.__setattr__(self, "refs", refs)
+        if refs:
+            lib.mailsrv_identity_free(_new_identity(refs))  # checks every identifier
+
+    @classmethod
+    def of(
+        cls,
+        dns_ids: Sequence[StrOrBytes] = (),
+        srv_ids: Sequence[Tuple[Union["Service", str, bytes], StrOrBytes]] = (),
+        ips: Sequence[Union[str, bytes, Any]] = (),
+    ) -> "Identity":
+        """An identity from lists: ``srv_ids`` holds (service, domain) pairs."""
+        ident = cls()
+        if isinstance(dns_ids, (str, bytes)):
+            dns_ids = [dns_ids]
+        if isinstance(ips, (str, bytes)):
+            ips = [ips]
+        for name in dns_ids:
+            ident = ident.dns_id(name)
+        for pair in srv_ids:
+            if isinstance(pair, (str, bytes)) or len(pair) != 2:
+                raise TypeError(f"srv_ids holds (service, domain) pairs, not {pair!r}")
+            ident = ident.srv_id(pair[0], pair[1])
+        for ip in ips:
+            ident = ident.ip(ip)
+        return ident
+
+    def dns_id(self, name: StrOrBytes) -> "Identity":
+        """Adds a DNS-ID (a host or domain name, IDN allowed; no IP literal)."""
+        return Identity(self.refs + (("dns", _text_arg(name, "DNS-ID")),))
+
+    def srv_id(self, service: Union["Service", str, bytes], domain: StrOrBytes) -> "Identity":
+        """Adds an SRV-ID: ``service`` is a :class:`Service` or one of "imap", "imaps",
+        "pop3", "pop3s", "submission", "submissions" (a leading "_" is allowed), ``domain``
+        the mail domain."""
+        if isinstance(service, Service):
+            label = service.label
+            if not label:
+                raise _invalid(f"{service!r} is not one mail service")
+            service = label
+        return Identity(self.refs + (("srv", _text_arg(service, "SRV-ID service"), _text_arg(domain, "SRV-ID domain")),))
+
+    def ip(self, address: Union[str, bytes, Any]) -> "Identity":
+        """Adds an IP-ID: "192.0.2.1", "2001:db8::1", "[2001:db8::1]" or an
+        :mod:`ipaddress` object."""
+        if not isinstance(address, (str, bytes, bytearray, memoryview)):
+            address = str(address)  # ipaddress.IPv4Address / IPv6Address
+        return Identity(self.refs + (("ip", _text_arg(address, "IP-ID")),))
+
+    def __add__(self, other: "Identity") -> "Identity":
+        if not isinstance(other, Identity):
+            return NotImplemented
+        return Identity(self.refs + other.refs)
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __bool__(self) -> bool:
+        return bool(self.refs)
+
+
+def _merge_identity(
+    identity: Optional[Identity],
+    dns_ids: Sequence[StrOrBytes],
+    srv_ids: Sequence[Tuple[Union["Service", str, bytes], StrOrBytes]],
+    ips: Sequence[Union[str, bytes, Any]],
+) -> Identity:
+    if identity is not None and not isinstance(identity, Identity):
+        raise TypeError(f"identity must be a mailsrv.Identity, not {type(identity).__name__}")
+    extra = Identity.of(dns_ids, srv_ids, ips)
+    return extra if identity is None else identity + extra
+
+
+@dataclass(frozen=True)
+class CertMatch:
+    """A certificate chain that passed :meth:`Context.check_cert`."""
+
+    #: The reference identifier that matched, as text: "SRV-ID _imaps.example.com",
+    #: "DNS-ID mail.example.net via DNS-ID *.example.net", "IP-ID 192.0.2.1".
+    matched: str
+    kind: MatchKind
+    #: The validated path: the leaf and the intermediates used (not the trust anchor).
+    path_len: int
+
+
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\s*?\n(.*?)-----END CERTIFICATE-----",
+    re.S,
+)
+
+
+def parse_pem(data: Union[str, bytes]) -> List[bytes]:
+    """The DER bytes of every ``CERTIFICATE`` block in PEM text, in order (other blocks, such
+    as private keys, are skipped). Pure Python (base64).
+
+    :raises ValueError: an unterminated certificate block or bad base64 in one.
+    """
+    raw = data.encode("ascii", "strict") if isinstance(data, str) else bytes(data)
+    out = []
+    for m in _PEM_CERT.finditer(raw):
+        body = b"".join(m.group(1).split())
+        try:
+            der = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise ValueError(f"PEM certificate block {len(out) + 1}: bad base64 ({e})") from None
+        if not der:
+            raise ValueError(f"PEM certificate block {len(out) + 1} is empty")
+        out.append(der)
+    if raw.count(b"-----BEGIN CERTIFICATE-----") != len(out):
+        raise ValueError("unterminated PEM certificate block")
+    return out
+
+
+def load_pem(path: PathArg) -> List[bytes]:
+    """The certificates of a PEM file as a list of DER bytes, in file order (leaf first for a
+    server's chain file). See :func:`parse_pem`.
+
+    :raises OSError: the file cannot be read. ValueError: malformed PEM.
+    """
+    with open(path, "rb") as f:
+        return parse_pem(f.read())
+
+
+def _der_list(chain: Union[bytes, Sequence[bytes]]) -> List[bytes]:
+    if isinstance(chain, (bytes, bytearray, memoryview)):
+        return [bytes(chain)]
+    certs = []
+    for i, c in enumerate(chain):
+        if not isinstance(c, (bytes, bytearray, memoryview)):
+            raise TypeError(f"certificate {i} must be DER bytes, not {type(c).__name__} (use load_pem for PEM)")
+        certs.append(bytes(c))
+    return certs
+
+
+# --------------------------------------------------------------------------- TLS streams
+
+_PRIVATE = object()
+
+
+class TlsStream(io.RawIOBase):
+    """A verified TLS connection to a mail server (from :meth:`Context.connect` or a kept
+    authenticity probe), as a raw binary file: ``read``, ``readinto``, ``write``,
+    ``fileno``, ``close``, ``with``. Wrap it in :class:`io.BufferedReader` (or
+    ``io.BufferedRWPair(s, s)``) for ``readline``.
+
+    The greeting and the capabilities announced over TLS were read by the library already;
+    the first read returns what the server sends next. The connection information
+    (``tls_version``, ``peer_chain``, ...) is copied when the stream is made and stays
+    readable after ``close()``. A stream does not depend on its context: it stays usable
+    after the context is closed.
+
+    Errors: reads and writes raise :class:`MailsrvError` (CONNECTION_CLOSED for a TCP close
+    without TLS close_notify, TIMEOUT after ``set_timeout_ms`` in blocking mode, PROTOCOL,
+    ...); ``read`` returns ``b""`` (``readinto`` 0) when the server closed cleanly with
+    close_notify. Operations on a closed stream raise ValueError, like any closed file.
+
+    Non-blocking mode (``set_nonblocking(True)``): ``readinto``/``read`` return None and
+    ``write`` returns None when nothing can be done now (the :class:`io.RawIOBase`
+    convention); ``write`` may take fewer bytes than given.
+
+    **Poll rule.** Decrypted data can wait inside the stream while the socket is not
+    readable, so an unreadable ``fileno()`` does not mean "no data": read until ``read``
+    returns None (or check ``has_buffered_data()``) before you poll for readability. Poll for
+    writability while ``wants_write()`` is true and call ``flush_tls()`` then. Never read,
+    write or close the descriptor yourself.
+
+    Threads: the library requires one thread at a time per stream, so calls from several
+    threads are serialised (a write waits for a blocking read in progress: use non-blocking
+    mode for full duplex). ``close()`` from another thread while a call is in progress marks
+    the stream closed and lets that call finish the close.
+    """
+
+    def __init__(self, _handle: int, _key: object = None) -> None:
+        if _key is not _PRIVATE:
+            raise TypeError("TlsStream objects come from Context.connect() or a kept authenticity probe")
+        super().__init__()
+        h = _handle
+        self._tls_version = _text(lib.mailsrv_tls_stream_tls_version(h))
+        self._cipher = _text(lib.mailsrv_tls_stream_cipher(h))
+        sni = lib.mailsrv_tls_stream_sni(h)
+        self._sni: Optional[str] = None if sni is None else _text(sni)
+        self._host = _text(lib.mailsrv_tls_stream_host(h))
+        self._peer = _text(lib.mailsrv_tls_stream_peer_address(h))
+        self._matched = _text(lib.mailsrv_tls_stream_matched_identity(h))
+        self._greeting = _text(lib.mailsrv_tls_stream_greeting(h))
+        n = lib.mailsrv_tls_stream_capabilities_len(h)
+        self._capabilities = tuple(_text(lib.mailsrv_tls_stream_capability_get(h, i)) for i in range(n))
+        chain = []
+        for i in range(lib.mailsrv_tls_stream_peer_chain_len(h)):
+            data, size = c_void_p(), c_size_t()
+            if lib.mailsrv_tls_stream_peer_cert_get(h, i, byref(data), byref(size)) == Status.OK:
+                chain.append(_borrowed_bytes(data, size))
+        self._chain = tuple(chain)
+        self._fd = int(lib.mailsrv_tls_stream_fd(h))
+        self._nonblocking = False
+        self._close_status = Status.OK
+        self._guard = _Guard(h, self._finish, self._closed_error, serialize=True)
+
+    @classmethod
+    def _wrap(cls, handle: Optional[int]) -> "TlsStream":
+        """Takes ownership of a mailsrv_tls_stream (freed here if wrapping fails)."""
+        if not handle:
+            raise MailsrvError(Status.PANIC, "the library reported OK without a stream")
+        try:
+            return cls(handle, _PRIVATE)
+        except BaseException:
+            lib.mailsrv_tls_stream_free(handle)
+            raise
+
+    @staticmethod
+    def _closed_error() -> BaseException:
+        return ValueError("I/O operation on a closed TlsStream")
+
+    def _finish(self, handle: int) -> None:
+        try:
+            self._close_status = Status(lib.mailsrv_tls_stream_close(handle))  # close_notify
+        finally:
+            lib.mailsrv_tls_stream_free(handle)
+
+    # ---- connection information (copied at creation; readable after close)
+
+    @property
+    def tls_version(self) -> str:
+        """"TLSv1.3" or "TLSv1.2"."""
+        return self._tls_version
+
+    @property
+    def cipher(self) -> str:
+        """The negotiated cipher suite, e.g. "TLS13_AES_256_GCM_SHA384"."""
+        return self._cipher
+
+    @property
+    def sni(self) -> Optional[str]:
+        """The SNI that was sent; None when none was (an IP literal host)."""
+        return self._sni
+
+    @property
+    def host(self) -> str:
+        """The host asked for, normalised (A-labels; the address text for an IP literal)."""
+        return self._host
+
+    @property
+    def peer_address(self) -> str:
+        """The address that won the Happy Eyeballs race, e.g. "[::1]:993"."""
+        return self._peer
+
+    @property
+    def matched_identity(self) -> str:
+        """What the certificate proved, e.g. "DNS-ID mail.example.net", "SRV-ID _imaps.example.com"."""
+        return self._matched
+
+    @property
+    def greeting(self) -> str:
+        """The server's greeting ("* OK ...", "+OK ...", "220 ..."). With STARTTLS this is
+        the greeting sent before TLS (unauthenticated; for display only)."""
+        return self._greeting
+
+    @property
+    def capabilities(self) -> Tuple[str, ...]:
+        """The capabilities announced over TLS (IMAP CAPABILITY, POP3 CAPA, SMTP EHLO)."""
+        return self._capabilities
+
+    @property
+    def peer_chain(self) -> List[bytes]:
+        """The certificates the server sent, DER, leaf first (a fresh list)."""
+        return list(self._chain)
+
+    @property
+    def nonblocking(self) -> bool:
+        return self._nonblocking
+
+    @property
+    def close_status(self) -> Status:
+        """How sending close_notify went when the stream was closed (OK before then)."""
+        return self._close_status
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("non-blocking" if self._nonblocking else "open")
+        sni = f" sni={self._sni}" if self._sni else ""
+        return f"<mailsrv.TlsStream {self._host} at {self._peer}{sni} {self._tls_version} {state}>"
+
+    # ---- io.RawIOBase
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        """The socket descriptor, for select/poll only (see the poll rule in the class doc)."""
+        if self._guard.closing:
+            raise self._closed_error()
+        return self._fd
+
+    def _io_result(self, status: int, n: int) -> Optional[int]:
+        if status == Status.OK:
+            return n
+        if status == Status.WOULD_BLOCK:
+            return None
+        if status == Status.TIMEOUT:
+            raise MailsrvError(status, "nothing could be done within the stream's timeout (set_timeout_ms)")
+        _check(status)
+        return None  # pragma: no cover
+
+    def readinto(self, buffer: Any) -> Optional[int]:  # type: ignore[override]
+        """Reads decrypted data into a writable buffer. Returns the number of bytes, 0 when
+        the server closed cleanly (close_notify), None in non-blocking mode when nothing is
+        available."""
+        with memoryview(buffer) as view:
+            mv = view if (view.format == "B" and view.ndim == 1) else view.cast("B")
+            try:
+                size = mv.nbytes
+                if size == 0:
+                    with self._guard.use():
+                        return 0
+                arr = (ctypes.c_char * size).from_buffer(mv)
+                got = c_size_t()
+                try:
+                    with self._guard.use() as h:
+                        status = lib.mailsrv_tls_stream_read(h, ctypes.addressof(arr), size, byref(got))
+                finally:
+                    del arr  # the export of `mv` ends here
+            finally:
+                if mv is not view:
+                    mv.release()
+        return self._io_result(status, got.value)
+
+    def write(self, data: Any) -> Optional[int]:  # type: ignore[override]
+        """Encrypts and sends ``data``. Blocking mode: all of it (returns its length) or an
+        error. Non-blocking mode: returns how much was taken (possibly less), or None when
+        nothing could be taken; then poll for writability and call :meth:`flush_tls`."""
+        with memoryview(data) as view:
+            mv = view if (view.format == "B" and view.ndim == 1) else view.cast("B")
+            try:
+                size = mv.nbytes
+                if size == 0:
+                    with self._guard.use():
+                        return 0
+                arr = (
+                    (ctypes.c_char * size).from_buffer_copy(mv)
+                    if mv.readonly
+                    else (ctypes.c_char * size).from_buffer(mv)
+                )
+                got = c_size_t()
+                try:
+                    with self._guard.use() as h:
+                        status = lib.mailsrv_tls_stream_write(h, ctypes.addressof(arr), size, byref(got))
+                finally:
+                    del arr
+            finally:
+                if mv is not view:
+                    mv.release()
+        return self._io_result(status, got.value)
+
+    def close(self) -> None:
+        """Sends TLS close_notify (RFC 8314 §3.4), shuts the connection down and frees it.
+        Idempotent; never raises for a failed close_notify (see :attr:`close_status`)."""
+        if self.closed:
+            return
+        try:
+            super().close()
+        finally:
+            guard = getattr(self, "_guard", None)
+            if guard is not None:
+                guard.close()
+
+    # ---- mailsrv specifics
+
+    def set_nonblocking(self, on: bool = True) -> None:
+        """Switches between blocking (the default) and non-blocking mode."""
+        with self._guard.use() as h:
+            status = lib.mailsrv_tls_stream_set_nonblocking(h, bool(on))
+        _check(status)
+        self._nonblocking = bool(on)
+
+    def set_timeout_ms(self, ms: int) -> None:
+        """Blocking mode: the longest one read or write waits (0 = no limit, e.g. for IMAP
+        IDLE). The default is the context's timeout."""
+        v = _c_uint(ms, "timeout_ms", _U32_MAX)
+        with self._guard.use() as h:
+            status = lib.mailsrv_tls_stream_set_timeout_ms(h, v)
+        _check(status)
+
+    def has_buffered_data(self) -> bool:
+        """True when a read can return data without waiting for the socket."""
+        with self._guard.use() as h:
+            return bool(lib.mailsrv_tls_stream_has_buffered_data(h))
+
+    def wants_write(self) -> bool:
+        """True while encrypted data waits to be sent (non-blocking mode: poll for
+        writability, then :meth:`flush_tls`)."""
+        with self._guard.use() as h:
+            return bool(lib.mailsrv_tls_stream_wants_write(h))
+
+    def flush_tls(self) -> bool:
+        """Sends queued TLS records (non-blocking mode). True when nothing is left, False
+        when the socket would block."""
+        with self._guard.use() as h:
+            status = lib.mailsrv_tls_stream_flush(h)
+        if status == Status.WOULD_BLOCK:
+            return False
+        _check(status)
+        return True
+
+
+# --------------------------------------------------------------------------- authenticity, change check
+
+
+@dataclass(frozen=True)
+class Authenticity:
+    """The verdict on one service's SRV answer (:meth:`Context.verify_srv_authenticity`)."""
+
+    verdict: Verdict
+    #: What proved an AUTHENTIC verdict (NONE otherwise).
+    evidence: Evidence
+    #: The reconnect with SNI = the target got a certificate for the target itself.
+    target_verified: bool
+    #: The target lies inside the mail domain (information only, never proof).
+    in_domain: bool
+    #: The DNSSEC state of the re-read SRV answer (UNKNOWN if the lookup failed).
+    srv_dnssec: Dnssec
+    #: A sentence explaining the verdict, for the user.
+    detail: str
+    #: What the probe's certificate matched ("SRV-ID _imaps.example.com"), or None.
+    probe_matched: Optional[str]
+    #: What the reconnect's certificate matched ("DNS-ID mail.example.net"), or None.
+    target_matched: Optional[str]
+    #: Why the probe failed (NAME_MISMATCH, UNKNOWN_ISSUER, ...); OK if it passed or did not run.
+    probe_status: Status
+    #: Why the reconnect with SNI = target failed; OK if it passed or did not run.
+    target_status: Status
+    #: The probe's peer chain (DER, leaf first), when the handshake got that far.
+    probe_chain: Tuple[bytes, ...]
+    #: The reconnect's peer chain.
+    target_chain: Tuple[bytes, ...]
+    #: With keep_probe and an AUTHENTIC verdict by probe: the verified probe connection
+    #: (SNI = the mail domain), yours to use and close; else None.
+    probe_stream: Optional[TlsStream] = field(default=None, compare=False)
+
+    @property
+    def authentic(self) -> bool:
+        return self.verdict == Verdict.AUTHENTIC
+
+    def close(self) -> None:
+        """Closes the kept probe stream, if any."""
+        if self.probe_stream is not None:
+            self.probe_stream.close()
+
+    def __enter__(self) -> "Authenticity":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _auth_chain(a: int, which: int) -> Tuple[bytes, ...]:
+    certs = []
+    for i in range(lib.mailsrv_authenticity_chain_len(a, which)):
+        data, size = c_void_p(), c_size_t()
+        if lib.mailsrv_authenticity_cert_get(a, which, i, byref(data), byref(size)) == Status.OK:
+            certs.append(_borrowed_bytes(data, size))
+    return tuple(certs)
+
+
+def _optional_text(b: Optional[bytes]) -> Optional[str]:
+    return None if b is None else _text(b)
+
+
+def _take_authenticity(a: Optional[int]) -> Authenticity:
+    """Copies and frees an owned mailsrv_authenticity (taking its kept probe stream)."""
+    if not a:
+        raise MailsrvError(Status.PANIC, "the library reported OK without a result")
+    try:
+        fields = dict(
+            verdict=Verdict(lib.mailsrv_authenticity_verdict(a)),
+            evidence=Evidence(lib.mailsrv_authenticity_evidence(a)),
+            target_verified=bool(lib.mailsrv_authenticity_target_verified(a)),
+            in_domain=bool(lib.mailsrv_authenticity_in_domain(a)),
+            srv_dnssec=Dnssec(lib.mailsrv_authenticity_srv_dnssec(a)),
+            detail=_text(lib.mailsrv_authenticity_detail(a)),
+            probe_matched=_optional_text(lib.mailsrv_authenticity_probe_matched(a)),
+            target_matched=_optional_text(lib.mailsrv_authenticity_target_matched(a)),
+            probe_status=Status(lib.mailsrv_authenticity_probe_status(a)),
+            target_status=Status(lib.mailsrv_authenticity_target_status(a)),
+            probe_chain=_auth_chain(a, 0),
+            target_chain=_auth_chain(a, 1),
+        )
+        stream = c_void_p()
+        status = lib.mailsrv_authenticity_take_probe_stream(a, byref(stream))
+        probe = TlsStream._wrap(stream.value) if status == Status.OK and stream.value else None
+        return Authenticity(probe_stream=probe, **fields)  # type: ignore[arg-type]
+    finally:
+        lib.mailsrv_authenticity_free(a)
+
+
+@dataclass(frozen=True)
+class Change:
+    """The refresh decision for one saved service (:meth:`Context.srv_change_check`)."""
+
+    decision: Decision
+    #: The endpoint the decision is about (the fresh first endpoint), or None.
+    target: Optional[str]
+    #: Its port; 0 when there is none.
+    port: int
+    #: For WAIT: when the answer will have persisted long enough (Unix seconds); else 0.
+    wait_until: int
+    #: The authenticity verdict on the new endpoint; None when it was not judged
+    #: (unchanged, typed by the user, or no answer).
+    verdict: Optional[Verdict]
+    #: Why, in words a client can show.
+    detail: str
+
+
+def _take_change(c: Optional[int]) -> Change:
+    """Copies and frees an owned mailsrv_change."""
+    if not c:
+        raise MailsrvError(Status.PANIC, "the library reported OK without a result")
+    try:
+        verdict = lib.mailsrv_change_verdict(c)
+        return Change(
+            decision=Decision(lib.mailsrv_change_decision(c)),
+            target=_optional_text(lib.mailsrv_change_target(c)),
+            port=int(lib.mailsrv_change_port(c)),
+            wait_until=int(lib.mailsrv_change_wait_until(c)),
+            verdict=Verdict(verdict) if verdict else None,
+            detail=_text(lib.mailsrv_change_detail(c)),
+        )
+    finally:
+        lib.mailsrv_change_free(c)
+
+
+# --------------------------------------------------------------------------- history
+
+_KEPT_ASIDE = re.compile(r"kept aside as (.+?)\s*$")
+
+
+class HistoryCorrupt(MailsrvError):
+    """MailsrvError(CORRUPT): a history file was damaged. The library moved it aside (never
+    replaced it); ``detail`` says why and where, ``kept_aside`` is that path (None if it
+    could not be moved)."""
+
+    kept_aside: Optional[str]
+
+    def __init__(self, status: int, detail: str = "") -> None:
+        super().__init__(status, detail)
+        m = _KEPT_ASIDE.search(self.detail)
+        self.kept_aside = m.group(1) if m else None
+
+
+def _history_check(status: int, detail: bytes) -> None:
+    if status == Status.CORRUPT:
+        raise HistoryCorrupt(status, _text(detail) or status_str(status))
+    _check(status, detail)
+
+
+class History:
+    """The observation history: when each SRV answer (domain, service, target, port) was
+    first and last seen, kept in a file the client chooses. :meth:`Context.srv_change_check`
+    uses it so that an unverified change is offered to the user only once it has persisted.
+
+    ``History.open(path)`` (or ``History(path)``) reads the file, which need not exist. A
+    damaged file is moved aside and :class:`HistoryCorrupt` (a MailsrvError with status
+    CORRUPT) is raised; opening again then starts empty. Observations live in memory until
+    :meth:`save`, which merges with what other processes saved meanwhile (under a file
+    lock) and replaces the file atomically, so a crash never damages it.
+
+    Safe to use from several threads. Close it with :meth:`close` or a ``with`` block
+    (unsaved observations are lost); a running async change check keeps its own reference.
+    """
+
+    def __init__(self, path: PathArg) -> None:
+        self._guard: Optional[_Guard] = None
+        self.path = os.fspath(path)
+        p = _c_path(path, "path")
+        out = c_void_p()
+        buf = _ffi.errbuf(4096)
+        status = lib.mailsrv_history_open(p, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_history_free(out)  # NULL on failure
+            _history_check(status, buf.value)
+        if not out.value:
+            raise MailsrvError(Status.PANIC, "mailsrv_history_open returned no history")
+        self._guard = _Guard(out.value, lib.mailsrv_history_free, self._closed_error)
+
+    @classmethod
+    def open(cls, path: PathArg) -> "History":
+        """Opens (or starts) the history kept in ``path``.
+
+        :raises HistoryCorrupt: the file was damaged (kept aside; ``.detail`` names where).
+        :raises MailsrvError: IO, INVALID_ARG.
+        """
+        return cls(path)
+
+    @staticmethod
+    def _closed_error() -> BaseException:
+        return MailsrvError(Status.SHUTDOWN, "the history is closed")
+
+    def _use(self) -> "contextlib.AbstractContextManager[int]":
+        if self._guard is None:
+            raise self._closed_error()
+        return self._guard.use()
+
+    def observe(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        target: StrOrBytes,
+        port: int,
+        now: int = 0,
+    ) -> None:
+        """Records that ``target``:``port`` is the answer for (``domain``, ``service``) at
+        ``now`` (Unix seconds; 0 = the current time). In memory until :meth:`save`."""
+        d = _c_text(domain, "domain")
+        svc = _c_uint(service, "service", _U32_MAX)
+        t = _c_text(target, "target")
+        p = _c_uint(port, "port", 0xFFFF)
+        n = _c_uint(now, "now", _U64_MAX)
+        with self._use() as h:
+            status = lib.mailsrv_history_observe(h, d, svc, t, p, n)
+        if status == Status.INVALID_ARG:
+            raise _invalid(f"bad observation ({domain!r}, {service!r}, {target!r}, {port!r}): names and one service")
+        _check(status)
+
+    def seen(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        target: StrOrBytes,
+        port: int,
+    ) -> Optional[Tuple[int, int]]:
+        """(first, last): when ``target``:``port`` was first and last seen for (``domain``,
+        ``service``) without interruption, in Unix seconds; None if never."""
+        d = _c_text(domain, "domain")
+        svc = _c_uint(service, "service", _U32_MAX)
+        t = _c_text(target, "target")
+        p = _c_uint(port, "port", 0xFFFF)
+        first, last = c_uint64(), c_uint64()
+        with self._use() as h:
+            status = lib.mailsrv_history_seen(h, d, svc, t, p, byref(first), byref(last))
+        if status == Status.NOT_FOUND:
+            return None
+        if status == Status.INVALID_ARG:
+            raise _invalid(f"bad observation key ({domain!r}, {service!r}, {target!r}, {port!r})")
+        _check(status)
+        return int(first.value), int(last.value)
+
+    def save(self) -> None:
+        """Writes the history: under an exclusive lock, merged with what another process
+        saved meanwhile, atomically (temp file, fsync, rename, fsync of the folder).
+
+        :raises HistoryCorrupt: the file on disk was damaged (it was kept aside).
+        :raises MailsrvError: IO.
+        """
+        buf = _ffi.errbuf(4096)
+        with self._use() as h:
+            status = lib.mailsrv_history_save(h, buf, len(buf))
+        _history_check(status, buf.value)
+
+    def __len__(self) -> int:
+        """Number of observations held."""
+        with self._use() as h:
+            return int(lib.mailsrv_history_len(h))
+
+    def close(self) -> None:
+        """Frees the history (unsaved observations are lost). Idempotent."""
+        if self._guard is not None:
+            self._guard.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._guard is None or self._guard.closing
+
+    def __enter__(self) -> "History":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        guard = getattr(self, "_guard", None)
+        if guard is not None:
+            try:
+                guard.close()
+            except Exception:  # pragma: no cover
+                pass
+
+    def __repr__(self) -> str:
+        return f"<mailsrv.History {self.path!r} {'closed' if self.closed else 'open'}>"
+
+
 # --------------------------------------------------------------------------- callbacks
 #
 # One C trampoline serves every request of every context; it lives as long as the module.
@@ -477,12 +1441,34 @@ def _raise_no_result() -> Discovery:
 
 #: What a discover_async callback receives: the request id and a Discovery or a MailsrvError.
 DiscoverCallback = Callable[[int, Union[Discovery, MailsrvError]], Any]
+#: connect_async: the request id and a TlsStream (yours to close) or a MailsrvError.
+ConnectCallback = Callable[[int, Union[TlsStream, MailsrvError]], Any]
+#: verify_srv_authenticity_async: the request id and an Authenticity or a MailsrvError.
+AuthenticityCallback = Callable[[int, Union[Authenticity, MailsrvError]], Any]
+#: srv_change_check_async: the request id and a Change or a MailsrvError.
+ChangeCallback = Callable[[int, Union[Change, MailsrvError]], Any]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What an async request delivers: how to turn its owned C result into Python."""
+
+    what: str
+    #: Copies the owned result into Python objects and frees it (or wraps it: a stream).
+    take: Callable[[Optional[int]], Any]
+
+
+_DISCOVERY = _Kind("discover_async", lambda r: _take_discovery(r))
+_STREAM = _Kind("connect_async", lambda r: TlsStream._wrap(r))
+_AUTHENTICITY = _Kind("verify_srv_authenticity_async", lambda r: _take_authenticity(r))
+_CHANGE = _Kind("srv_change_check_async", lambda r: _take_change(r))
 
 
 @dataclass
 class _Pending:
     ctx: "Context"
-    callback: DiscoverCallback
+    callback: Callable[[int, Any], Any]
+    kind: _Kind = _DISCOVERY
 
 
 _pending_lock = threading.Lock()
@@ -498,17 +1484,24 @@ def _callback_stack() -> List["Context"]:
     return stack
 
 
-def _outcome(status: int, result: Optional[int], detail: Optional[bytes]) -> Union[Discovery, MailsrvError]:
+def _outcome(kind: _Kind, status: int, result: Optional[int], detail: Optional[bytes]) -> Any:
+    """The Python outcome of a completion: the copied result, or a MailsrvError."""
     if status == Status.OK:
         try:
-            return _take_discovery(result)
+            return kind.take(result)  # takes ownership of `result`, even when it fails
         except MailsrvError as e:
             return e
         except Exception as e:  # a bug in the copy: still deliver exactly once
-            _log.exception("mailsrv: copying a discovery result failed")
+            _log.exception("mailsrv: copying a %s result failed", kind.what)
             return MailsrvError(Status.PANIC, f"copying the result failed: {e!r}")
-    if result:
-        lib.mailsrv_discovery_free(result)  # not expected with an error; never leak it
+    if result:  # not expected with an error; never leak it
+        try:
+            outcome = kind.take(result)
+            close = getattr(outcome, "close", None)
+            if close is not None:
+                close()
+        except Exception:
+            pass
     return MailsrvError(status, _text(detail) or status_str(status))
 
 
@@ -517,16 +1510,18 @@ def _deliver(
 ) -> None:
     with _pending_lock:
         entry = _pending.pop(userdata or 0, None)
-    outcome = _outcome(status, result, detail)
     if entry is None:
-        _log.error("mailsrv: callback for an unknown request %d (%s); dropped", request_id, outcome)
+        # Cannot happen: every token is registered before its request starts. The type of
+        # `result` is unknown here, so it is leaked rather than freed wrongly.
+        _log.error("mailsrv: callback for an unknown request %d (status %d); dropped", request_id, status)
         return
+    outcome = _outcome(entry.kind, status, result, detail)
     stack = _callback_stack()
     stack.append(entry.ctx)
     try:
         entry.callback(request_id, outcome)
     except BaseException as e:  # noqa: B036 - nothing may reach ctypes, which prints and drops
-        entry.ctx._callback_failed(request_id, e)
+        entry.ctx._callback_failed(request_id, e, entry.kind.what)
     finally:
         stack.pop()
         entry.ctx._request_done()
@@ -544,8 +1539,11 @@ def _discover_trampoline_py(
             pass
 
 
-# The one C function pointer handed to mailsrv_srv_discover_async; never released.
+# The one C function pointer handed to every _async function (discover, connect,
+# authenticity, change check: their callback types have the same C signature, and the
+# request's _Kind says what its result is); never released.
 _discover_trampoline = _ffi.DISCOVER_CB(_discover_trampoline_py)
+_trampoline = _discover_trampoline
 
 
 # --------------------------------------------------------------------------- context
@@ -725,10 +1723,10 @@ class Context:
 
     # ---- callback bookkeeping
 
-    def _callback_failed(self, request_id: int, exc: BaseException) -> None:
+    def _callback_failed(self, request_id: int, exc: BaseException, what: str = "discover_async") -> None:
         with self._cond:
             self._errors.append(exc)
-        _log.error("mailsrv: a discover_async callback (request %d) raised", request_id, exc_info=exc)
+        _log.error("mailsrv: a %s callback (request %d) raised", what, request_id, exc_info=exc)
 
     def _request_done(self) -> None:
         with self._cond:
@@ -802,18 +1800,28 @@ class Context:
         addr = _c_text(address, "address")
         mask = _c_uint(services, "services", _U32_MAX)
         flags = FLAG_REQUIRE_SECURE if require_secure else 0
+        return self._start_async(
+            _DISCOVERY,
+            callback,
+            lambda h, token, rid: lib.mailsrv_srv_discover_async(h, addr, mask, flags, _trampoline, token, rid),
+        )
+
+    def _start_async(self, kind: _Kind, callback: Callable[[int, Any], Any], start: Callable[..., int]) -> int:
+        """Registers the request's token, then calls ``start(ctx_handle, userdata, id_out)``
+        (an _async function with the trampoline). Arguments are converted before this, so
+        bad input never leaves a registration behind."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
         token = next(_tokens)
         request_id = c_uint64()
         with _pending_lock:
-            _pending[token] = _Pending(self, callback)
+            _pending[token] = _Pending(self, callback, kind)
         with self._cond:
             self._outstanding += 1
         status = -1
         try:
             with self._use() as h:
-                status = lib.mailsrv_srv_discover_async(
-                    h, addr, mask, flags, _discover_trampoline, c_void_p(token), byref(request_id)
-                )
+                status = start(h, c_void_p(token), byref(request_id))
         finally:
             if status != Status.OK:  # no callback will come
                 with _pending_lock:
@@ -841,6 +1849,343 @@ class Context:
             return False
         _check(status)
         return False  # pragma: no cover
+
+    # ---- certificates
+
+    def check_cert(
+        self,
+        chain: Union[bytes, Sequence[bytes]],
+        identity: Optional[Identity] = None,
+        *,
+        dns_ids: Sequence[StrOrBytes] = (),
+        srv_ids: Sequence[Tuple[Union[Service, str, bytes], StrOrBytes]] = (),
+        ips: Sequence[Union[str, bytes, Any]] = (),
+        legacy_cn: bool = False,
+        accept_sibling: bool = False,
+    ) -> CertMatch:
+        """Checks a server's certificate chain the way mailsrv's own connections do, for
+        clients with their own TLS stack: path validation to a trusted CA (``ca_file``, else
+        the system store) with server-auth usage and validity dates, then name matching
+        against the reference identity, with CA name constraints applied to SRV-IDs too.
+        Blocking, no network.
+
+        ``chain``: DER certificates, the leaf first, then the intermediates the server sent
+        (:func:`load_pem` reads a PEM file). The reference identity is ``identity`` plus
+        ``dns_ids``, ``srv_ids`` ((service, domain) pairs) and ``ips``; at least one is
+        needed. ``legacy_cn``: accept a subject CN as DNS-ID when there are no SANs.
+        ``accept_sibling``: an SRV-ID also matches the sibling service's.
+
+        :raises MailsrvError: with the precise status and reason: CERT_EXPIRED,
+            CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH, NAME_CONSTRAINT, CERT_PURPOSE,
+            BAD_CERTIFICATE, NO_TRUST_ANCHORS, IO (CA file), INVALID_ARG.
+        """
+        certs = _der_list(chain)
+        ident = _merge_identity(identity, dns_ids, srv_ids, ips)
+        if not certs:
+            raise _invalid("no certificate: the chain is empty")
+        if not ident:
+            raise _invalid("no reference identifier: give an Identity, dns_ids, srv_ids or ips")
+        n = len(certs)
+        arrays = [(ctypes.c_char * len(c)).from_buffer_copy(c) for c in certs]
+        ptrs = (c_void_p * n)(*[ctypes.addressof(a) for a in arrays])
+        lens = (c_size_t * n)(*[len(c) for c in certs])
+        flags = _match_flags(legacy_cn, accept_sibling)
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with _c_identity(ident) as idh, self._use() as h:
+            status = lib.mailsrv_cert_check(h, ptrs, lens, n, idh, flags, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_cert_result_free(out)  # NULL on failure
+            _check(status, buf.value)
+        if not out.value:
+            raise MailsrvError(Status.PANIC, "the library reported OK without a result")
+        try:
+            return CertMatch(
+                matched=_text(lib.mailsrv_cert_result_matched(out)),
+                kind=MatchKind(lib.mailsrv_cert_result_kind(out)),
+                path_len=int(lib.mailsrv_cert_result_path_len(out)),
+            )
+        finally:
+            lib.mailsrv_cert_result_free(out)
+
+    # ---- connections
+
+    def _connect_args(
+        self,
+        host: StrOrBytes,
+        port: int,
+        security: Union[Security, int],
+        sni: Optional[StrOrBytes],
+        identity: Optional[Identity],
+        legacy_cn: bool,
+        accept_sibling: bool,
+    ) -> Tuple[bytes, int, int, Optional[bytes], Optional[Identity], int]:
+        if identity is not None and not isinstance(identity, Identity):
+            raise TypeError(f"identity must be a mailsrv.Identity, not {type(identity).__name__}")
+        if identity is not None and not identity:
+            raise _invalid("the identity is empty")
+        return (
+            _c_text(host, "host"),
+            _c_uint(port, "port", 0xFFFF),
+            _c_uint(security, "security", _U32_MAX),
+            None if sni is None else _c_text(sni, "sni"),
+            identity,
+            _match_flags(legacy_cn, accept_sibling),
+        )
+
+    def connect(
+        self,
+        host: StrOrBytes,
+        port: int,
+        security: Union[Security, int] = Security.IMPLICIT_TLS,
+        sni: Optional[StrOrBytes] = None,
+        identity: Optional[Identity] = None,
+        *,
+        legacy_cn: bool = False,
+        accept_sibling: bool = False,
+    ) -> TlsStream:
+        """Connects to a mail server and returns a verified :class:`TlsStream`, blocking
+        (the GIL is released meanwhile).
+
+        ``host``: a host name (IDN allowed) or an IP literal, resolved through the context's
+        resolver, then TCP with Happy Eyeballs. ``security``: implicit TLS or the protocol's
+        STARTTLS, run strictly (no plaintext fallback). ``sni``: the TLS server name; None
+        means the host's own name (none for an IP literal). ``identity``: what the
+        certificate must prove; None means DNS-ID = host (IP-ID for an IP literal). TLS 1.2
+        at least; always a full handshake.
+
+        :raises MailsrvError: INVALID_ARG (before any traffic), DNS errors, CONNECT_FAILED,
+            TIMEOUT, PROTOCOL, CONNECTION_CLOSED, the precise certificate status
+            (CERT_EXPIRED, UNKNOWN_ISSUER, NAME_MISMATCH, ...), HANDSHAKE.
+        """
+        h_host, h_port, sec, h_sni, ident, flags = self._connect_args(
+            host, port, security, sni, identity, legacy_cn, accept_sibling
+        )
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with _c_identity(ident) as idh, self._use() as h:
+            status = lib.mailsrv_connect_with_sni(h, h_host, h_port, sec, h_sni, idh, flags, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_tls_stream_free(out)  # NULL on failure
+            _check(status, buf.value)
+        return TlsStream._wrap(out.value)
+
+    def connect_async(
+        self,
+        host: StrOrBytes,
+        port: int,
+        callback: ConnectCallback,
+        security: Union[Security, int] = Security.IMPLICIT_TLS,
+        sni: Optional[StrOrBytes] = None,
+        identity: Optional[Identity] = None,
+        *,
+        legacy_cn: bool = False,
+        accept_sibling: bool = False,
+    ) -> int:
+        """:meth:`connect` without blocking; returns the request id (for :meth:`cancel`,
+        which drops a half-open connection). ``callback(request_id, outcome)`` runs exactly
+        once, like discover_async's: ``outcome`` is a :class:`TlsStream` (yours to close) or
+        a :class:`MailsrvError`.
+
+        :raises MailsrvError: when the request could not start (then no callback runs).
+        """
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        h_host, h_port, sec, h_sni, ident, flags = self._connect_args(
+            host, port, security, sni, identity, legacy_cn, accept_sibling
+        )
+        with _c_identity(ident) as idh:
+            return self._start_async(
+                _STREAM,
+                callback,
+                lambda h, token, rid: lib.mailsrv_connect_with_sni_async(
+                    h, h_host, h_port, sec, h_sni, idh, flags, _trampoline, token, rid
+                ),
+            )
+
+    # ---- authenticity of an SRV answer
+
+    @staticmethod
+    def _auth_args(
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        target: StrOrBytes,
+        port: int,
+        probe: bool,
+        keep_probe: bool,
+        accept_sibling: bool,
+    ) -> Tuple[bytes, int, bytes, int, int]:
+        flags = (
+            (0 if probe else FLAG_NO_PROBE)
+            | (FLAG_KEEP_PROBE if keep_probe else 0)
+            | (FLAG_ACCEPT_SIBLING_SERVICE if accept_sibling else 0)
+        )
+        return (
+            _c_text(domain, "domain"),
+            _c_uint(service, "service", _U32_MAX),
+            _c_text(target, "target"),
+            _c_uint(port, "port", 0xFFFF),
+            flags,
+        )
+
+    def verify_srv_authenticity(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        target: StrOrBytes,
+        port: int,
+        probe: bool = True,
+        keep_probe: bool = False,
+        accept_sibling: bool = False,
+    ) -> Authenticity:
+        """Judges one service's SRV answer (``_service._tcp.domain`` -> ``target``:``port``),
+        blocking: may it change an account without asking the user?
+
+        The SRV RRset is re-read through the validating resolver: bogus -> REJECTED;
+        DNSSEC-secure and holding the target -> AUTHENTIC (evidence DNSSEC); secure without
+        it -> REJECTED. Otherwise (``probe``) the target is asked with SNI = the mail domain
+        and must prove the SRV-ID ``_service.domain`` or the DNS-ID ``domain``, and,
+        concurrently, with SNI = the target, its own DNS-ID. Both -> AUTHENTIC; the probe
+        alone -> UNVERIFIED with target_verified False; the probe failing -> UNVERIFIED. No
+        credentials are ever sent. ``probe=False``: never connect (unproven answers are
+        UNVERIFIED). ``keep_probe``: keep the verified probe connection as
+        ``probe_stream`` (to try the user's login before saving the account).
+
+        :raises MailsrvError: INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS (the verdict itself is
+            never an exception).
+        """
+        args = self._auth_args(domain, service, target, port, probe, keep_probe, accept_sibling)
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with self._use() as h:
+            status = lib.mailsrv_verify_srv_authenticity(h, *args, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_authenticity_free(out)
+            _check(status, buf.value)
+        return _take_authenticity(out.value)
+
+    def verify_srv_authenticity_async(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        target: StrOrBytes,
+        port: int,
+        callback: AuthenticityCallback,
+        probe: bool = True,
+        keep_probe: bool = False,
+        accept_sibling: bool = False,
+    ) -> int:
+        """:meth:`verify_srv_authenticity` without blocking; returns the request id.
+        ``callback(request_id, outcome)`` gets an :class:`Authenticity` or a MailsrvError,
+        exactly once."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        args = self._auth_args(domain, service, target, port, probe, keep_probe, accept_sibling)
+        return self._start_async(
+            _AUTHENTICITY,
+            callback,
+            lambda h, token, rid: lib.mailsrv_verify_srv_authenticity_async(h, *args, _trampoline, token, rid),
+        )
+
+    # ---- refresh decision
+
+    @staticmethod
+    def _change_args(
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        saved_host: StrOrBytes,
+        saved_port: int,
+        origin: Union[Origin, int],
+        history: Optional[History],
+        now: int,
+        min_age_s: int,
+        probe: bool,
+    ) -> Tuple[Tuple[bytes, int, bytes, int, int], Tuple[int, int, int]]:
+        if history is not None and not isinstance(history, History):
+            raise TypeError(f"history must be a mailsrv.History, not {type(history).__name__}")
+        leading = (
+            _c_text(domain, "domain"),
+            _c_uint(service, "service", _U32_MAX),
+            _c_text(saved_host, "saved_host"),
+            _c_uint(saved_port, "saved_port", 0xFFFF),
+            _c_uint(origin, "origin", _U32_MAX),
+        )
+        trailing = (
+            _c_uint(now, "now", _U64_MAX),
+            _c_uint(min_age_s, "min_age_s", _U64_MAX),
+            0 if probe else FLAG_NO_PROBE,
+        )
+        return leading, trailing
+
+    def srv_change_check(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        saved_host: StrOrBytes,
+        saved_port: int,
+        origin: Union[Origin, int] = Origin.SRV,
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+    ) -> Change:
+        """The refresh check for one saved service, blocking: re-discovers ``service`` for
+        ``domain``; when its first endpoint differs from ``saved_host``:``saved_port`` (and
+        the configuration came from SRV), judges it like :meth:`verify_srv_authenticity`;
+        records the answer in ``history`` (in memory: call ``history.save()``); then decides
+        NO_CHANGE, UPDATE (authenticated), ASK_USER (unverified but seen consistently for
+        ``min_age_s``, 0 = 7 days), WAIT (unverified and newer: see ``wait_until``) or
+        REJECT. ``origin=Origin.USER`` (typed by the user) never changes. ``now``: Unix
+        seconds, 0 = the current time. ``probe=False``: never connect.
+
+        :raises MailsrvError: INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS; SHUTDOWN for a closed
+            context or history.
+        """
+        leading, trailing = self._change_args(
+            domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe
+        )
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with contextlib.ExitStack() as stack:
+            hh = stack.enter_context(history._use()) if history is not None else None
+            h = stack.enter_context(self._use())
+            status = lib.mailsrv_srv_change_check(h, *leading, hh, *trailing, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_change_free(out)
+            _check(status, buf.value)
+        return _take_change(out.value)
+
+    def srv_change_check_async(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        saved_host: StrOrBytes,
+        saved_port: int,
+        callback: ChangeCallback,
+        origin: Union[Origin, int] = Origin.SRV,
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+    ) -> int:
+        """:meth:`srv_change_check` without blocking; returns the request id.
+        ``callback(request_id, outcome)`` gets a :class:`Change` or a MailsrvError, exactly
+        once. The history may be closed before the callback runs (the check keeps its own
+        reference to it)."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        leading, trailing = self._change_args(
+            domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe
+        )
+        with contextlib.ExitStack() as stack:
+            hh = stack.enter_context(history._use()) if history is not None else None
+            return self._start_async(
+                _CHANGE,
+                callback,
+                lambda h, token, rid: lib.mailsrv_srv_change_check_async(
+                    h, *leading, hh, *trailing, _trampoline, token, rid
+                ),
+            )
 
     # ---- loop mode
 
@@ -874,8 +2219,19 @@ class Context:
 # --------------------------------------------------------------------------- asyncio
 
 
-def _settle(fut: "asyncio.Future[Discovery]", outcome: Union[Discovery, MailsrvError]) -> None:
+def _dispose(outcome: Any) -> None:
+    """Closes what nobody will receive (a stream, a kept probe): the awaiting task is gone."""
+    close = getattr(outcome, "close", None)
+    if close is not None and not isinstance(outcome, BaseException):
+        try:
+            close()
+        except Exception:  # pragma: no cover
+            _log.exception("mailsrv: closing an unclaimed result failed")
+
+
+def _settle(fut: "asyncio.Future[Any]", outcome: Any) -> None:
     if fut.done():  # the awaiting task was cancelled
+        _dispose(outcome)
         return
     if isinstance(outcome, MailsrvError):
         fut.set_exception(outcome)
@@ -942,27 +2298,102 @@ class AsyncContext:
         """:meth:`Context.discover` as a coroutine. Cancelling the awaiting task cancels the
         request. Raises :class:`MailsrvError` like the blocking call, and for CANCELLED or
         SHUTDOWN outcomes."""
+        result: Discovery = await self._run(
+            lambda done: self.context.discover_async(address, done, services, require_secure)
+        )
+        return result
+
+    async def _run(self, start: Callable[[Callable[[int, Any], None]], int]) -> Any:
+        """Starts an async request with a callback that settles a future on the loop, and
+        awaits it; cancelling the awaiting task cancels the request."""
         loop = self._attach()
-        fut: asyncio.Future[Discovery] = loop.create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
         if self.context.dispatch_mode == Dispatch.LOOP:
 
-            def done(_rid: int, outcome: Union[Discovery, MailsrvError]) -> None:
+            def done(_rid: int, outcome: Any) -> None:
                 _settle(fut, outcome)
 
         else:
 
-            def done(_rid: int, outcome: Union[Discovery, MailsrvError]) -> None:
+            def done(_rid: int, outcome: Any) -> None:
                 try:
                     loop.call_soon_threadsafe(_settle, fut, outcome)
                 except RuntimeError:  # the loop is closed: nobody waits any more
-                    pass
+                    _dispose(outcome)
 
-        rid = self.context.discover_async(address, done, services, require_secure)
+        rid = start(done)
         try:
             return await fut
         except asyncio.CancelledError:
             self.context.cancel(rid)
             raise
+
+    async def connect(
+        self,
+        host: StrOrBytes,
+        port: int,
+        security: Union[Security, int] = Security.IMPLICIT_TLS,
+        sni: Optional[StrOrBytes] = None,
+        identity: Optional[Identity] = None,
+        *,
+        legacy_cn: bool = False,
+        accept_sibling: bool = False,
+    ) -> TlsStream:
+        """:meth:`Context.connect` as a coroutine. The stream it returns is blocking (use it
+        from a thread, or switch it to non-blocking mode and drive it with
+        ``loop.add_reader(stream.fileno(), ...)``, minding the poll rule of
+        :class:`TlsStream`). Cancelling the awaiting task drops the half-open connection."""
+        stream: TlsStream = await self._run(
+            lambda done: self.context.connect_async(
+                host,
+                port,
+                done,
+                security,
+                sni,
+                identity,
+                legacy_cn=legacy_cn,
+                accept_sibling=accept_sibling,
+            )
+        )
+        return stream
+
+    async def verify_srv_authenticity(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        target: StrOrBytes,
+        port: int,
+        probe: bool = True,
+        keep_probe: bool = False,
+        accept_sibling: bool = False,
+    ) -> Authenticity:
+        """:meth:`Context.verify_srv_authenticity` as a coroutine."""
+        result: Authenticity = await self._run(
+            lambda done: self.context.verify_srv_authenticity_async(
+                domain, service, target, port, done, probe, keep_probe, accept_sibling
+            )
+        )
+        return result
+
+    async def srv_change_check(
+        self,
+        domain: StrOrBytes,
+        service: Union[Service, int],
+        saved_host: StrOrBytes,
+        saved_port: int,
+        origin: Union[Origin, int] = Origin.SRV,
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+    ) -> Change:
+        """:meth:`Context.srv_change_check` as a coroutine."""
+        result: Change = await self._run(
+            lambda done: self.context.srv_change_check_async(
+                domain, service, saved_host, saved_port, done, origin, history, now, min_age_s, probe
+            )
+        )
+        return result
 
     def close(self) -> None:
         """Stops watching the descriptor and closes the context (outstanding requests end

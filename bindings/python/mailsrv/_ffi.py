@@ -41,6 +41,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 __all__ = [
+    "AUTHENTICITY_CB",
+    "AUTOCONFIG_CB",
+    "CHANGE_CB",
+    "CONNECT_CB",
     "DISCOVER_CB",
     "FUNCTIONS",
     "HAS_TEST_HOOKS",
@@ -61,10 +65,18 @@ mailsrv_status = c_int
 #     mailsrv_status status, mailsrv_discovery *result /* owned */, const char *detail);
 # `result` is owned by the callback, hence c_void_p; `detail` is borrowed, c_char_p copies it.
 DISCOVER_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+# mailsrv_connect_cb (result: mailsrv_tls_stream *), mailsrv_authenticity_cb (mailsrv_authenticity *)
+# and mailsrv_change_cb (mailsrv_change *) have the same C signature: owned result, borrowed
+# detail. ctypes caches function types, so these are the very same class as DISCOVER_CB, and
+# the typed API hands one trampoline to every _async function.
+CONNECT_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+AUTHENTICITY_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+CHANGE_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+AUTOCONFIG_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 
 _P = c_void_p  # any opaque handle (mailsrv_config *, mailsrv_ctx *, ...)
 
-# name -> (restype, argtypes), in header order. Keep in step with include/mailsrv.h.
+# name -> (restype, argtypes), grouped by topic. Keep in step with include/mailsrv.h.
 FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     # config
     "mailsrv_config_new": (mailsrv_status, [POINTER(c_void_p)]),
@@ -118,7 +130,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_endpoint_address_dnssec": (c_uint32, [_P]),
     "mailsrv_endpoint_address_status": (mailsrv_status, [_P]),
     "mailsrv_endpoint_address_detail": (c_char_p, [_P]),
-    # certificate checks (raw bindings; no typed wrapper yet)
+    # certificate checks
     "mailsrv_cert_check": (
         mailsrv_status,
         [_P, POINTER(c_void_p), POINTER(c_size_t), c_size_t, _P, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],
@@ -133,6 +145,97 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_identity_add_srv_id": (mailsrv_status, [_P, c_char_p, c_char_p]),
     "mailsrv_identity_add_ip": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_identity_len": (c_size_t, [_P]),
+    # connections: `buf` arguments are c_void_p (an address from a ctypes array over the
+    # caller's buffer); `host`, `sni` are c_char_p; `identity` is borrowed (c_void_p)
+    "mailsrv_connect_with_sni": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint16, c_uint32, c_char_p, _P, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_connect_with_sni_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint16, c_uint32, c_char_p, _P, c_uint32, CONNECT_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_tls_stream_read": (mailsrv_status, [_P, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "mailsrv_tls_stream_write": (mailsrv_status, [_P, c_void_p, c_size_t, POINTER(c_size_t)]),
+    "mailsrv_tls_stream_flush": (mailsrv_status, [_P]),
+    "mailsrv_tls_stream_close": (mailsrv_status, [_P]),
+    "mailsrv_tls_stream_free": (None, [_P]),
+    "mailsrv_tls_stream_set_nonblocking": (mailsrv_status, [_P, c_bool]),
+    "mailsrv_tls_stream_set_timeout_ms": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_tls_stream_fd": (c_int, [_P]),
+    "mailsrv_tls_stream_has_buffered_data": (c_bool, [_P]),
+    "mailsrv_tls_stream_wants_write": (c_bool, [_P]),
+    "mailsrv_tls_stream_tls_version": (c_char_p, [_P]),
+    "mailsrv_tls_stream_cipher": (c_char_p, [_P]),
+    "mailsrv_tls_stream_sni": (c_char_p, [_P]),
+    "mailsrv_tls_stream_host": (c_char_p, [_P]),
+    "mailsrv_tls_stream_peer_address": (c_char_p, [_P]),
+    "mailsrv_tls_stream_matched_identity": (c_char_p, [_P]),
+    "mailsrv_tls_stream_greeting": (c_char_p, [_P]),
+    "mailsrv_tls_stream_capabilities_len": (c_size_t, [_P]),
+    "mailsrv_tls_stream_capability_get": (c_char_p, [_P, c_size_t]),
+    "mailsrv_tls_stream_peer_chain_len": (c_size_t, [_P]),
+    "mailsrv_tls_stream_peer_cert_get": (mailsrv_status, [_P, c_size_t, POINTER(c_void_p), POINTER(c_size_t)]),
+    # authenticity of an SRV answer
+    "mailsrv_verify_srv_authenticity": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_verify_srv_authenticity_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, AUTHENTICITY_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_authenticity_free": (None, [_P]),
+    "mailsrv_authenticity_verdict": (c_uint32, [_P]),
+    "mailsrv_authenticity_evidence": (c_uint32, [_P]),
+    "mailsrv_authenticity_target_verified": (c_bool, [_P]),
+    "mailsrv_authenticity_in_domain": (c_bool, [_P]),
+    "mailsrv_authenticity_srv_dnssec": (c_uint32, [_P]),
+    "mailsrv_authenticity_detail": (c_char_p, [_P]),
+    "mailsrv_authenticity_probe_matched": (c_char_p, [_P]),
+    "mailsrv_authenticity_target_matched": (c_char_p, [_P]),
+    "mailsrv_authenticity_probe_status": (mailsrv_status, [_P]),
+    "mailsrv_authenticity_target_status": (mailsrv_status, [_P]),
+    "mailsrv_authenticity_chain_len": (c_size_t, [_P, c_uint32]),
+    "mailsrv_authenticity_cert_get": (mailsrv_status, [_P, c_uint32, c_size_t, POINTER(c_void_p), POINTER(c_size_t)]),
+    "mailsrv_authenticity_take_probe_stream": (mailsrv_status, [_P, POINTER(c_void_p)]),
+    # account setup: discovery plus a verdict per endpoint (raw bindings; no typed wrapper yet)
+    "mailsrv_autoconfigure": (mailsrv_status, [_P, c_char_p, c_uint32, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_autoconfigure_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, AUTOCONFIG_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_autoconfig_free": (None, [_P]),
+    "mailsrv_autoconfig_discovery": (_P, [_P]),
+    "mailsrv_autoconfig_verdict": (_P, [_P, c_size_t, c_size_t]),
+    "mailsrv_autoconfig_verdict_status": (mailsrv_status, [_P, c_size_t, c_size_t]),
+    # observation history and the refresh decision
+    "mailsrv_history_open": (mailsrv_status, [c_char_p, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_history_save": (mailsrv_status, [_P, c_char_p, c_size_t]),
+    "mailsrv_history_free": (None, [_P]),
+    "mailsrv_history_len": (c_size_t, [_P]),
+    "mailsrv_history_observe": (mailsrv_status, [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint64]),
+    "mailsrv_history_seen": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, POINTER(c_uint64), POINTER(c_uint64)],
+    ),
+    "mailsrv_srv_change_check": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, c_uint64, c_uint64, c_uint32,
+         POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_srv_change_check_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, c_uint64, c_uint64, c_uint32,
+         CHANGE_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_change_free": (None, [_P]),
+    "mailsrv_change_decision": (c_uint32, [_P]),
+    "mailsrv_change_target": (c_char_p, [_P]),
+    "mailsrv_change_port": (c_uint16, [_P]),
+    "mailsrv_change_wait_until": (c_uint64, [_P]),
+    "mailsrv_change_verdict": (c_uint32, [_P]),
+    "mailsrv_change_detail": (c_char_p, [_P]),
     # names, statuses, version
     "mailsrv_service_name": (c_char_p, [c_uint32]),
     "mailsrv_srv_state_name": (c_char_p, [c_uint32]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 
@@ -29,12 +30,13 @@ ALL_ORDER = [
     Service.SUBMISSIONS,
     Service.SUBMISSION,
 ]
+# the SRV ports follow the testbed's port settings (testbed/README.md; defaults 10993, ...)
 PORTS = {
-    Service.IMAPS: 10993,
-    Service.IMAP: 10143,
-    Service.POP3S: 10995,
-    Service.SUBMISSIONS: 10465,
-    Service.SUBMISSION: 10587,
+    Service.IMAPS: int(os.environ.get("MAILSRV_TEST_IMAPS_PORT", "10993")),
+    Service.IMAP: int(os.environ.get("MAILSRV_TEST_IMAP_PORT", "10143")),
+    Service.POP3S: int(os.environ.get("MAILSRV_TEST_POP3S_PORT", "10995")),
+    Service.SUBMISSIONS: int(os.environ.get("MAILSRV_TEST_SUBMISSIONS_PORT", "10465")),
+    Service.SUBMISSION: int(os.environ.get("MAILSRV_TEST_SUBMISSION_PORT", "10587")),
 }
 PRIORITIES = {Service.IMAPS: 0, Service.IMAP: 10, Service.POP3S: 20, Service.SUBMISSIONS: 0, Service.SUBMISSION: 0}
 
@@ -85,7 +87,7 @@ def test_example_com_preferred(ctx):
     # T-SEL-04: submissions and submission tie at priority 0 -> implicit TLS
     assert d.preferred_submission == Service.SUBMISSIONS
     sub = d.preferred(Purpose.SUBMISSION)
-    assert sub is not None and sub.service == Service.SUBMISSIONS and sub.endpoints[0].port == 10465
+    assert sub is not None and sub.service == Service.SUBMISSIONS and sub.endpoints[0].port == PORTS[Service.SUBMISSIONS]
 
 
 def test_preferred_follows_the_services_queried(ctx):

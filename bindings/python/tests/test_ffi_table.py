@@ -81,6 +81,25 @@ _INT_TYPES = {
 }
 
 
+# callback typedef -> its ctypes function type
+CALLBACK_TYPES = {
+    "mailsrv_discover_cb": _ffi.DISCOVER_CB,
+    "mailsrv_connect_cb": _ffi.CONNECT_CB,
+    "mailsrv_authenticity_cb": _ffi.AUTHENTICITY_CB,
+    "mailsrv_change_cb": _ffi.CHANGE_CB,
+    "mailsrv_autoconfig_cb": _ffi.AUTOCONFIG_CB,
+}
+
+
+def header_callbacks() -> Dict[str, List[str]]:
+    """callback typedef name -> [parameter declarations]."""
+    text = _header_text()
+    out = {}
+    for m in re.finditer(r"typedef\s+void\s*\(\s*\*\s*(\w+)\s*\)\s*\(([^;]*?)\)\s*;", text, flags=re.S):
+        out[m.group(1)] = _split_params(" ".join(m.group(2).split()))
+    return out
+
+
 def _base_type(decl: str, name: str = "") -> Tuple[str, int]:
     """('const char', 1) for 'const char *detail' -> base type and pointer depth."""
     decl = decl.strip()
@@ -100,7 +119,9 @@ def _check_type(where: str, decl: str, ctype: object, is_return: bool) -> None:
             assert ctype is None, f"{where}: void must have restype None, got {ctype}"
             return
         if base.endswith("_cb"):  # a callback typedef
-            assert ctype is _ffi.DISCOVER_CB, f"{where}: {base} must be DISCOVER_CB"
+            expected_cb = CALLBACK_TYPES.get(base)
+            assert expected_cb is not None, f"{where}: unknown callback type {base!r}, extend the test"
+            assert ctype is expected_cb, f"{where}: {base} must be {expected_cb.__name__}"
             return
         expected = _INT_TYPES.get(base.replace("const ", ""))
         assert expected is not None, f"{where}: unknown C type {base!r}, extend the test"
@@ -112,7 +133,11 @@ def _check_type(where: str, decl: str, ctype: object, is_return: bool) -> None:
         # strings: char* out-buffers and borrowed const char* may be c_char_p
         assert ctype in (ctypes.c_char_p, ctypes.c_void_p), f"{where}: {decl!r} got {ctype}"
         return
-    if depth == 1 and base.replace("const ", "") in ("mailsrv_request_id", "size_t"):
+    if depth == 1 and base.replace("const ", "") == "uint8_t":
+        # byte buffers: an address (of a ctypes array over the caller's buffer)
+        assert ctype is ctypes.c_void_p, f"{where}: {decl!r} must be c_void_p"
+        return
+    if depth == 1 and base.replace("const ", "") in _INT_TYPES:
         target = _INT_TYPES[base.replace("const ", "")]
         assert ctype is ctypes.POINTER(target), f"{where}: {decl!r} must be POINTER({target.__name__})"
         return
@@ -159,8 +184,19 @@ def test_owned_pointers_are_never_c_char_p():
     for name, (_restype, argtypes) in _ffi.FUNCTIONS.items():
         for t in argtypes:
             assert t is not ctypes.POINTER(ctypes.c_char_p), name
-    assert _ffi.DISCOVER_CB._argtypes_[3] is ctypes.c_void_p  # mailsrv_discovery *result (owned)
-    assert _ffi.DISCOVER_CB._restype_ is None
+    for cb in CALLBACK_TYPES.values():
+        assert cb._argtypes_[3] is ctypes.c_void_p  # the owned result
+        assert cb._restype_ is None
+
+
+def test_every_callback_typedef_is_bound():
+    callbacks = header_callbacks()
+    assert set(callbacks) == set(CALLBACK_TYPES), "bind the new callback typedef in mailsrv/_ffi.py"
+    for name, params in callbacks.items():
+        cb = CALLBACK_TYPES[name]
+        assert len(cb._argtypes_) == len(params), name
+        for i, (decl, ctype) in enumerate(zip(params, cb._argtypes_)):
+            _check_type(f"{name} parameter {i} ({decl})", decl, ctype, is_return=False)
 
 
 def test_loaded_functions_carry_the_table():
@@ -209,6 +245,11 @@ ENUMS = {
     "mailsrv_purpose": mailsrv.Purpose,
     "mailsrv_dispatch": mailsrv.Dispatch,
     "mailsrv_match_kind": mailsrv.MatchKind,
+    "mailsrv_security": mailsrv.Security,
+    "mailsrv_verdict": mailsrv.Verdict,
+    "mailsrv_evidence": mailsrv.Evidence,
+    "mailsrv_origin": mailsrv.Origin,
+    "mailsrv_decision": mailsrv.Decision,
 }
 
 
