@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::env;
+use common::{env, port};
 use serde_json::Value;
 
 fn run(args: &[&str]) -> (bool, Value, String) {
@@ -54,7 +54,7 @@ fn discover_json_shape() {
         assert!(!e[key].is_null(), "endpoint key {key}");
     }
     assert_eq!(e["target"], "mail.example.net");
-    assert_eq!(e["port"], 10993);
+    assert_eq!(e["port"], port("IMAPS"));
     assert_eq!(e["dnssec"], "secure");
     assert_eq!(services[3]["state"], "not_offered");
     assert_eq!(j["preferred"]["submission"], "submissions");

@@ -100,7 +100,9 @@ fn read_line(s: &mut TcpStream) -> Option<String> {
             _ => return None,
         }
     }
-    let text = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+    let text = String::from_utf8_lossy(&line)
+        .trim_end_matches('\r')
+        .to_string();
     Some(text)
 }
 
@@ -331,7 +333,9 @@ fn t_stl_12_smtp_454() {
 fn t_stl_04_preauth_on_plain_port_closes() {
     let (res, t) = run_script(
         Security::StartTlsImap,
-        vec![Send("* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] logged in\r\n")],
+        vec![Send(
+            "* PREAUTH [CAPABILITY IMAP4rev1 STARTTLS] logged in\r\n",
+        )],
         Duration::from_secs(5),
     );
     assert_protocol(&res, "PREAUTH");
@@ -348,16 +352,22 @@ fn garbage_greeting() {
         (Security::StartTlsSmtp, "220 nul\0inside\r\n"),
     ] {
         let (res, t) = run_script(sec, vec![Send(greeting)], Duration::from_secs(5));
-        assert!(matches!(res, Err(Error::Protocol(_))), "{greeting:?}: {res:?}");
+        assert!(
+            matches!(res, Err(Error::Protocol(_))),
+            "{greeting:?}: {res:?}"
+        );
         no_credentials(&t);
     }
 }
 
 #[test]
 fn over_long_line() {
-    let long: &'static str =
-        Box::leak(format!("* OK {}\r\n", "x".repeat(20_000)).into_boxed_str());
-    let (res, _) = run_script(Security::StartTlsImap, vec![Send(long)], Duration::from_secs(5));
+    let long: &'static str = Box::leak(format!("* OK {}\r\n", "x".repeat(20_000)).into_boxed_str());
+    let (res, _) = run_script(
+        Security::StartTlsImap,
+        vec![Send(long)],
+        Duration::from_secs(5),
+    );
     assert_protocol(&res, "longer than");
 }
 
@@ -366,7 +376,11 @@ fn hanging_server_times_out_within_the_deadline() {
     let t0 = Instant::now();
     let (res, _) = run_script(
         Security::StartTlsSmtp,
-        vec![Send("220 mx ESMTP\r\n"), Expect("EHLO client.example"), Hang],
+        vec![
+            Send("220 mx ESMTP\r\n"),
+            Expect("EHLO client.example"),
+            Hang,
+        ],
         Duration::from_millis(800),
     );
     let took = t0.elapsed();
@@ -381,7 +395,13 @@ fn hanging_server_times_out_within_the_deadline() {
 fn t_stl_17_close_during_handshake_after_starttls() {
     let (res, t) = run_script(
         Security::StartTlsImap,
-        vec![Send(IMAP_CAPS), Expect("a2 STARTTLS"), Send("a2 OK go\r\n"), ExpectTlsHello, Close],
+        vec![
+            Send(IMAP_CAPS),
+            Expect("a2 STARTTLS"),
+            Send("a2 OK go\r\n"),
+            ExpectTlsHello,
+            Close,
+        ],
         Duration::from_secs(5),
     );
     assert!(t.tls_hello, "{t:?}");
@@ -412,7 +432,9 @@ fn t_stl_08_untagged_noise_before_starttls_ok() {
         vec![
             Send("* OK ready\r\n"),
             Expect("a1 CAPABILITY"),
-            Send("* OK [ALERT] maintenance tonight\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\n* 3 EXISTS\r\na1 OK\r\n"),
+            Send(
+                "* OK [ALERT] maintenance tonight\r\n* CAPABILITY IMAP4rev1 STARTTLS\r\n* 3 EXISTS\r\na1 OK\r\n",
+            ),
             Expect("a2 STARTTLS"),
             Send("* LIST () \"/\" {5}\r\nINBOX\r\n* OK [ALERT] still here\r\na2 OK go\r\n"),
             ExpectTlsHello,
@@ -432,7 +454,9 @@ fn t_stl_16_multiline_ehlo_then_tls() {
         vec![
             Send("220-mx ESMTP\r\n220-more text\r\n220 last\r\n"),
             Expect("EHLO client.example"),
-            Send("250-mx greets you\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n250 8BITMIME\r\n"),
+            Send(
+                "250-mx greets you\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-STARTTLS\r\n250 8BITMIME\r\n",
+            ),
             Expect("STARTTLS"),
             Send("220 2.0.0 Ready to start TLS\r\n"),
             ExpectTlsHello,
@@ -446,9 +470,17 @@ fn t_stl_16_multiline_ehlo_then_tls() {
 
 #[test]
 fn refused_connection_is_connect_failed() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let ctx = scripted_ctx(Duration::from_secs(5));
-    let res = ctx.connect(ConnectRequest::new("127.0.0.1", port, Security::ImplicitTls));
+    let res = ctx.connect(ConnectRequest::new(
+        "127.0.0.1",
+        port,
+        Security::ImplicitTls,
+    ));
     match res {
         Err(Error::ConnectFailed(d)) => assert!(d.contains(&format!("127.0.0.1:{port}")), "{d}"),
         other => panic!("{other:?}"),
@@ -459,13 +491,28 @@ fn refused_connection_is_connect_failed() {
 
 #[test]
 fn t_sni_01_02_05_sni_from_host() {
-    let p = plan(&ConnectRequest::new("mail.example.com", 993, Security::ImplicitTls)).unwrap();
+    let p = plan(&ConnectRequest::new(
+        "mail.example.com",
+        993,
+        Security::ImplicitTls,
+    ))
+    .unwrap();
     assert_eq!(p.sni.as_deref(), Some("mail.example.com"));
-    let p = plan(&ConnectRequest::new("Mail.Example.COM.", 993, Security::ImplicitTls)).unwrap();
+    let p = plan(&ConnectRequest::new(
+        "Mail.Example.COM.",
+        993,
+        Security::ImplicitTls,
+    ))
+    .unwrap();
     assert_eq!(p.sni.as_deref(), Some("mail.example.com"));
     assert_eq!(p.host, "mail.example.com");
     assert_eq!(p.identity.to_string(), "[DNS-ID mail.example.com]");
-    let p = plan(&ConnectRequest::new("bücher.example", 993, Security::ImplicitTls)).unwrap();
+    let p = plan(&ConnectRequest::new(
+        "bücher.example",
+        993,
+        Security::ImplicitTls,
+    ))
+    .unwrap();
     assert_eq!(p.sni.as_deref(), Some("xn--bcher-kva.example"));
 }
 
@@ -475,7 +522,11 @@ fn t_sni_03_04_no_sni_for_ip_literals() {
         let p = plan(&ConnectRequest::new(host, 993, Security::ImplicitTls)).unwrap();
         assert_eq!(p.sni, None, "{host}");
         assert!(!p.enable_sni);
-        assert!(p.identity.to_string().starts_with("[IP-ID "), "{}", p.identity);
+        assert!(
+            p.identity.to_string().starts_with("[IP-ID "),
+            "{}",
+            p.identity
+        );
     }
 }
 
@@ -486,7 +537,12 @@ fn t_sni_06_07_probe_and_normal_sni() {
     let p = plan(&req).unwrap();
     assert_eq!(p.host, "mail.provider.net");
     assert_eq!(p.sni.as_deref(), Some("example.com"));
-    let p = plan(&ConnectRequest::new("mail.provider.net", 993, Security::ImplicitTls)).unwrap();
+    let p = plan(&ConnectRequest::new(
+        "mail.provider.net",
+        993,
+        Security::ImplicitTls,
+    ))
+    .unwrap();
     assert_eq!(p.sni.as_deref(), Some("mail.provider.net"));
 }
 
@@ -499,15 +555,27 @@ fn t_sni_08_10_bad_names_fail_before_connecting() {
     assert!(matches!(ctx.connect(req), Err(Error::InvalidArg(_))));
     let long_label = format!("{}.example", "a".repeat(64));
     let long_name = format!("{}example", "abcdefghi.".repeat(25));
-    for host in ["", long_label.as_str(), long_name.as_str(), "_imaps.example.com"] {
+    for host in [
+        "",
+        long_label.as_str(),
+        long_name.as_str(),
+        "_imaps.example.com",
+    ] {
         let res = ctx.connect(ConnectRequest::new(host, 9, Security::ImplicitTls));
-        assert!(matches!(res, Err(Error::InvalidArg(_))), "{host:?}: {res:?}");
+        assert!(
+            matches!(res, Err(Error::InvalidArg(_))),
+            "{host:?}: {res:?}"
+        );
     }
     let mut req = ConnectRequest::new("mail.example.net", 9, Security::StartTlsSmtp);
     req.client_name = Some("bad name\r\nRCPT TO:<x>".into());
     assert!(matches!(ctx.connect(req), Err(Error::InvalidArg(_))));
     assert!(matches!(
-        ctx.connect(ConnectRequest::new("mail.example.net", 0, Security::ImplicitTls)),
+        ctx.connect(ConnectRequest::new(
+            "mail.example.net",
+            0,
+            Security::ImplicitTls
+        )),
         Err(Error::InvalidArg(_))
     ));
     let mut req = ConnectRequest::new("mail.example.net", 9, Security::ImplicitTls);
@@ -587,7 +655,8 @@ fn tls_server(
     let port = listener.local_addr().unwrap().port();
     let handle = thread::spawn(move || {
         let (sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         let conn = ServerConnection::new(config).unwrap();
         let mut s = StreamOwned::new(conn, sock);
         while s.conn.is_handshaking() {
@@ -630,7 +699,10 @@ fn t_tls_07_close_sends_close_notify() {
     );
     let ctx = scripted_ctx(Duration::from_secs(5));
     let mut conn = ctx.connect(tls_req(port)).expect("connect");
-    assert_eq!(conn.info().greeting, "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] scripted ready");
+    assert_eq!(
+        conn.info().greeting,
+        "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] scripted ready"
+    );
     assert_eq!(conn.info().capabilities, vec!["IMAP4rev1", "AUTH=PLAIN"]);
     conn.close().unwrap();
     // A second close does nothing; I/O after close is refused.
@@ -679,7 +751,11 @@ fn tls12_only_server_is_accepted_as_tls12() {
     let ctx = scripted_ctx(Duration::from_secs(5));
     let conn = ctx.connect(tls_req(port)).expect("connect");
     assert_eq!(conn.info().tls_version, "TLSv1.2");
-    assert!(conn.info().cipher.starts_with("TLS_ECDHE_"), "{}", conn.info().cipher);
+    assert!(
+        conn.info().cipher.starts_with("TLS_ECDHE_"),
+        "{}",
+        conn.info().cipher
+    );
     drop(conn);
     server.join().unwrap();
 }
@@ -836,16 +912,26 @@ fn t_he_07_ipv6_refused_ipv4_wins_names_unchanged() {
     let mut req = ConnectRequest::new("mail.example.net", port, Security::ImplicitTls);
     req.addresses = vec![ip("::1"), ip("127.0.0.1")];
     let conn = ctx.connect(req).expect("connect");
-    assert_eq!(conn.info().peer_addr, SocketAddr::new(ip("127.0.0.1"), port));
+    assert_eq!(
+        conn.info().peer_addr,
+        SocketAddr::new(ip("127.0.0.1"), port)
+    );
     assert_eq!(conn.info().sni.as_deref(), Some("mail.example.net"));
     assert_eq!(conn.info().matched.to_string(), "DNS-ID mail.example.net");
     drop(conn);
-    assert_eq!(server.join().unwrap().sni.as_deref(), Some("mail.example.net"));
+    assert_eq!(
+        server.join().unwrap().sni.as_deref(),
+        Some("mail.example.net")
+    );
 }
 
 #[test]
 fn t_sni_03_04_no_server_name_extension_for_ip_hosts() {
-    for (bind, host) in [("127.0.0.1:0", "127.0.0.1"), ("[::1]:0", "[::1]"), ("[::1]:0", "::1")] {
+    for (bind, host) in [
+        ("127.0.0.1:0", "127.0.0.1"),
+        ("[::1]:0", "[::1]"),
+        ("[::1]:0", "::1"),
+    ] {
         let (port, server) = tls_server(
             bind,
             server_config("dnsid-mail-example-net", false, false),
@@ -875,7 +961,10 @@ fn t_sni_02_normalised_sni_on_the_wire() {
     let conn = ctx.connect(req).expect("connect");
     assert_eq!(conn.info().host, "mail.example.net");
     drop(conn);
-    assert_eq!(server.join().unwrap().sni.as_deref(), Some("mail.example.net"));
+    assert_eq!(
+        server.join().unwrap().sni.as_deref(),
+        Some("mail.example.net")
+    );
 }
 
 #[test]
@@ -916,10 +1005,20 @@ impl Drop for OpenSsl {
 
 #[test]
 fn t_tls_01_tls11_server_is_refused() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = certs_dir();
     let mut child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"])
+        .args([
+            "s_server",
+            "-quiet",
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT:@SECLEVEL=0",
+        ])
         .arg("-accept")
         .arg(format!("127.0.0.1:{port}"))
         .arg("-cert")
@@ -935,7 +1034,10 @@ fn t_tls_01_tls11_server_is_refused() {
     let _server = OpenSsl(child);
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10), "s_server did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "s_server did not start"
+        );
         thread::sleep(Duration::from_millis(20));
     }
     let ctx = scripted_ctx(Duration::from_secs(5));
@@ -951,13 +1053,24 @@ const SERVICES: &[(&str, Security, &str)] = &[
     ("imaps", Security::ImplicitTls, "MAILSRV_TEST_IMAPS_PORT"),
     ("pop3", Security::StartTlsPop3, "MAILSRV_TEST_POP3_PORT"),
     ("pop3s", Security::ImplicitTls, "MAILSRV_TEST_POP3S_PORT"),
-    ("submission", Security::StartTlsSmtp, "MAILSRV_TEST_SUBMISSION_PORT"),
-    ("submissions", Security::ImplicitTls, "MAILSRV_TEST_SUBMISSIONS_PORT"),
+    (
+        "submission",
+        Security::StartTlsSmtp,
+        "MAILSRV_TEST_SUBMISSION_PORT",
+    ),
+    (
+        "submissions",
+        Security::ImplicitTls,
+        "MAILSRV_TEST_SUBMISSIONS_PORT",
+    ),
 ];
 
 /// Sends `line` and reads until a line starting with `until` (or an error).
 fn exchange(conn: &mut MailConnection, line: &str, until: &str) -> String {
-    assert_eq!(conn.write(format!("{line}\r\n").as_bytes()).unwrap(), Some(line.len() + 2));
+    assert_eq!(
+        conn.write(format!("{line}\r\n").as_bytes()).unwrap(),
+        Some(line.len() + 2)
+    );
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -1002,12 +1115,21 @@ fn check_greeting(service: &str, security: Security, conn: &MailConnection) {
             assert!(info.greeting.starts_with("* OK"), "{}", info.greeting);
             assert!(caps.contains("IMAP4REV1"), "{caps}");
             // Dovecot stops offering STARTTLS once TLS is up: the post-TLS list is used.
-            assert!(!caps.contains("STARTTLS") && !caps.contains("LOGINDISABLED"), "{caps}");
+            assert!(
+                !caps.contains("STARTTLS") && !caps.contains("LOGINDISABLED"),
+                "{caps}"
+            );
         }
         "pop3" | "pop3s" => {
             assert!(info.greeting.starts_with("+OK"), "{}", info.greeting);
             assert!(!info.capabilities.is_empty());
-            assert!(!info.capabilities.iter().any(|c| c.eq_ignore_ascii_case("STLS")), "{caps}");
+            assert!(
+                !info
+                    .capabilities
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case("STLS")),
+                "{caps}"
+            );
         }
         _ => {
             assert!(info.greeting.starts_with("220"), "{}", info.greeting);
@@ -1085,7 +1207,10 @@ fn t_sni_06_probe_sni_example_com_srv_id_per_service() {
         // The multi cert has no DNS-ID example.com.
         req.identity = Some(ReferenceIdentity::for_dns("example.com").unwrap());
         let res = ctx.connect(req);
-        assert!(matches!(res, Err(Error::NameMismatch(_))), "{service}: {res:?}");
+        assert!(
+            matches!(res, Err(Error::NameMismatch(_))),
+            "{service}: {res:?}"
+        );
     }
 }
 
@@ -1098,7 +1223,11 @@ fn t_sni_09_different_sni_means_a_fresh_full_handshake() {
     probe.identity = Some(ReferenceIdentity::for_srv("imaps", "example.com").unwrap());
     let a = ctx.connect(probe).unwrap();
     let b = ctx
-        .connect(ConnectRequest::new("mail.example.net", p, Security::ImplicitTls))
+        .connect(ConnectRequest::new(
+            "mail.example.net",
+            p,
+            Security::ImplicitTls,
+        ))
         .unwrap();
     assert!(a.info().full_handshake && b.info().full_handshake);
     assert_eq!(a.info().matched.to_string(), "SRV-ID _imaps.example.com");
@@ -1107,7 +1236,11 @@ fn t_sni_09_different_sni_means_a_fresh_full_handshake() {
     assert_ne!(a.info().peer_chain[0], b.info().peer_chain[0]);
     // And the same name twice is still two full handshakes (no resumption at all).
     let c = ctx
-        .connect(ConnectRequest::new("mail.example.net", p, Security::ImplicitTls))
+        .connect(ConnectRequest::new(
+            "mail.example.net",
+            p,
+            Security::ImplicitTls,
+        ))
         .unwrap();
     assert!(c.info().full_handshake);
 }
@@ -1132,7 +1265,14 @@ fn per_address(
 fn t_tls_03_expired_is_cert_expired() {
     let ctx = testbed_ctx(Duration::from_secs(10));
     for &(_, security, var) in SERVICES {
-        let res = per_address(&ctx, "127.0.20.1", var, security, None, MatchOptions::default());
+        let res = per_address(
+            &ctx,
+            "127.0.20.1",
+            var,
+            security,
+            None,
+            MatchOptions::default(),
+        );
         match res {
             Err(Error::CertExpired(d)) => assert!(d.contains("2020-02-01"), "{d}"),
             other => panic!("{var}: {other:?}"),
@@ -1146,7 +1286,10 @@ fn untrusted_wrong_name_and_cn_only() {
     let strict = MatchOptions::default();
     for &(_, security, var) in SERVICES {
         let res = per_address(&ctx, "127.0.20.3", var, security, None, strict);
-        assert!(matches!(res, Err(Error::UnknownIssuer(_))), "{var}: {res:?}");
+        assert!(
+            matches!(res, Err(Error::UnknownIssuer(_))),
+            "{var}: {res:?}"
+        );
         let res = per_address(&ctx, "127.0.20.2", var, security, None, strict);
         match res {
             Err(Error::NameMismatch(d)) => assert!(d.contains("wrong.example.org"), "{d}"),

@@ -82,7 +82,7 @@ const REJECTED: u32 = mailsrv_verdict::Rejected as u32;
 
 #[test]
 fn t_auth_01_dnssec_secure_answer_is_authentic() {
-    let v = verify("example.com", IMAPS, "mail.example.net", 10993, 0);
+    let v = verify("example.com", IMAPS, "mail.example.net", port("IMAPS"), 0);
     assert_eq!(v.verdict, AUTHENTIC, "{}", v.detail);
     assert_eq!(v.evidence, mailsrv_evidence::Dnssec as u32);
     // T-SEED-07: the probe is skipped for a secure answer.
@@ -91,7 +91,7 @@ fn t_auth_01_dnssec_secure_answer_is_authentic() {
 
 #[test]
 fn secure_records_without_the_target_reject_it() {
-    let v = verify("example.com", IMAPS, "evil.example.org", 10993, 0);
+    let v = verify("example.com", IMAPS, "evil.example.org", port("IMAPS"), 0);
     assert_eq!(v.verdict, REJECTED, "{}", v.detail);
     let v = verify("example.com", IMAPS, "mail.example.net", 443, 0);
     assert_eq!(v.verdict, REJECTED, "the port is part of the answer");
@@ -99,7 +99,7 @@ fn secure_records_without_the_target_reject_it() {
 
 #[test]
 fn t_auth_03_bogus_is_rejected() {
-    let v = verify("bogus.test", IMAPS, "mail.example.net", 10993, 0);
+    let v = verify("bogus.test", IMAPS, "mail.example.net", port("IMAPS"), 0);
     assert_eq!(v.verdict, REJECTED);
     assert!(v.detail.contains("DNSSEC"), "{}", v.detail);
 }
@@ -107,7 +107,7 @@ fn t_auth_03_bogus_is_rejected() {
 #[test]
 fn t_auth_09_provider_serving_only_its_own_name_is_unverified() {
     // SNI insecure.test gets the provider's mail.example.net certificate (T-SEED-03).
-    let v = verify("insecure.test", IMAPS, "mail.example.net", 10993, 0);
+    let v = verify("insecure.test", IMAPS, "mail.example.net", port("IMAPS"), 0);
     assert_eq!(v.verdict, UNVERIFIED, "{}", v.detail);
     assert_eq!(v.evidence, mailsrv_evidence::None as u32);
     assert_eq!(v.probe_status, mailsrv_status::NameMismatch);
@@ -122,7 +122,7 @@ fn no_probe_flag_never_connects() {
         "insecure.test",
         IMAPS,
         "mail.example.net",
-        10993,
+        port("IMAPS"),
         MAILSRV_FLAG_NO_PROBE,
     );
     assert_eq!(v.verdict, UNVERIFIED);
@@ -132,7 +132,11 @@ fn no_probe_flag_never_connects() {
 
 #[test]
 fn t_seed_01_and_t_auth_07_srv_id_probe_and_target_reconnect() {
-    for (service, port) in [(IMAPS, 10993), (SUBMISSIONS, 10465), (SUBMISSION, 10587)] {
+    for (service, port) in [
+        (IMAPS, port("IMAPS")),
+        (SUBMISSIONS, port("SUBMISSIONS")),
+        (SUBMISSION, port("SUBMISSION")),
+    ] {
         let v = verify("hosted.test", service, "mail.example.net", port, 0);
         assert_eq!(v.verdict, AUTHENTIC, "service {service}: {}", v.detail);
         assert_eq!(v.evidence, mailsrv_evidence::ProbeSrvId as u32);
@@ -143,14 +147,26 @@ fn t_seed_01_and_t_auth_07_srv_id_probe_and_target_reconnect() {
 
 #[test]
 fn t_auth_08_dns_id_probe() {
-    let v = verify("dnshosted.test", IMAPS, "mail.example.net", 10993, 0);
+    let v = verify(
+        "dnshosted.test",
+        IMAPS,
+        "mail.example.net",
+        port("IMAPS"),
+        0,
+    );
     assert_eq!(v.verdict, AUTHENTIC, "{}", v.detail);
     assert_eq!(v.evidence, mailsrv_evidence::ProbeDnsId as u32);
 }
 
 #[test]
 fn t_seed_02_probe_passes_but_target_name_missing() {
-    let v = verify("hosted.test", POP3S, "srvonly.example.net", 10995, 0);
+    let v = verify(
+        "hosted.test",
+        POP3S,
+        "srvonly.example.net",
+        port("POP3S"),
+        0,
+    );
     assert_eq!(v.verdict, UNVERIFIED, "{}", v.detail);
     assert!(!v.target_verified);
     assert_eq!(v.probe_status, mailsrv_status::Ok);
@@ -159,9 +175,15 @@ fn t_seed_02_probe_passes_but_target_name_missing() {
 
 #[test]
 fn t_seed_06_each_service_on_its_own() {
-    let imaps = verify("half.test", IMAPS, "mail.example.net", 10993, 0);
+    let imaps = verify("half.test", IMAPS, "mail.example.net", port("IMAPS"), 0);
     assert_eq!(imaps.verdict, AUTHENTIC, "{}", imaps.detail);
-    let subs = verify("half.test", SUBMISSIONS, "mail.example.net", 10465, 0);
+    let subs = verify(
+        "half.test",
+        SUBMISSIONS,
+        "mail.example.net",
+        port("SUBMISSIONS"),
+        0,
+    );
     assert_eq!(subs.verdict, UNVERIFIED, "{}", subs.detail);
 }
 
@@ -169,7 +191,13 @@ fn t_seed_06_each_service_on_its_own() {
 fn t_auth_10_srv_id_of_another_service_does_not_count() {
     // half.test's certificate holds only _imaps.half.test: the submissions probe fails even
     // where a server would present it.
-    let v = verify("half.test", SUBMISSIONS, "mail.example.net", 10465, 0);
+    let v = verify(
+        "half.test",
+        SUBMISSIONS,
+        "mail.example.net",
+        port("SUBMISSIONS"),
+        0,
+    );
     assert_ne!(v.evidence, mailsrv_evidence::ProbeSrvId as u32);
 }
 
@@ -183,7 +211,7 @@ fn keep_probe_hands_over_a_verified_stream() {
             c("hosted.test").as_ptr(),
             IMAPS,
             c("mail.example.net").as_ptr(),
-            10993,
+            port("IMAPS"),
             MAILSRV_FLAG_KEEP_PROBE,
             &mut out,
             ptr::null_mut(),
@@ -317,7 +345,7 @@ fn autoconfigure_gives_every_endpoint_a_verdict() {
 fn t_dane_02_dane_ee_authenticates_a_self_signed_even_expired_key() {
     for domain in ["dane.example.com", "daneexp.example.com"] {
         let target = format!("{}.example.net", domain.split('.').next().unwrap());
-        let v = verify(domain, IMAPS, &target, 10993, 0);
+        let v = verify(domain, IMAPS, &target, port("IMAPS"), 0);
         assert_eq!(v.verdict, AUTHENTIC, "{domain}: {}", v.detail);
         assert_eq!(
             v.evidence,
@@ -336,7 +364,7 @@ fn t_dane_04_secure_tlsa_that_nothing_matches_rejects() {
         "danebad.example.com",
         IMAPS,
         "danebad.example.net",
-        10993,
+        port("IMAPS"),
         0,
     );
     assert_eq!(v.verdict, REJECTED, "{}", v.detail);
@@ -345,7 +373,7 @@ fn t_dane_04_secure_tlsa_that_nothing_matches_rejects() {
 
 #[test]
 fn t_dane_06_no_tlsa_leaves_dnssec_evidence() {
-    let v = verify("example.com", IMAPS, "mail.example.net", 10993, 0);
+    let v = verify("example.com", IMAPS, "mail.example.net", port("IMAPS"), 0);
     assert_eq!(v.evidence, mailsrv_evidence::Dnssec as u32, "{}", v.detail);
     assert!(v.detail.contains("TLSA"), "{}", v.detail);
 }

@@ -89,7 +89,7 @@ fn unchanged_answer_is_no_change() {
     let (d, _, verdict, _, _) = check(
         "example.com",
         "mail.example.net",
-        10993,
+        port("IMAPS"),
         SRV,
         ptr::null_mut(),
         NOW,
@@ -179,7 +179,7 @@ fn t_seed_03_and_05_unverified_change_waits_then_asks_the_user() {
                 c("insecure.test").as_ptr(),
                 IMAPS,
                 c("mail.example.net").as_ptr(),
-                10993,
+                port("IMAPS"),
                 &mut first,
                 &mut last
             ),
@@ -285,4 +285,53 @@ fn bad_arguments() {
         assert_eq!(st, mailsrv_status::NullArg);
         mailsrv_ctx_free(ctx);
     }
+}
+
+/// Replaces the SRV RRset of `owner` in `zone` on the running knotd.
+fn set_srv(zone: &str, owner: &str, rdata: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/testbed/dns.sh");
+    let st = std::process::Command::new("bash")
+        .args([
+            script,
+            "set-srv",
+            &env("MAILSRV_TESTBED_DIR"),
+            zone,
+            owner,
+            rdata,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "set-srv {zone} {owner} {rdata}");
+}
+
+#[test]
+fn t_seed_05_a_target_changed_between_two_runs() {
+    let path = temp_history("moved");
+    let mut h = ptr::null_mut();
+    unsafe {
+        assert_eq!(
+            mailsrv_history_open(c(&path).as_ptr(), &mut h, ptr::null_mut(), 0),
+            mailsrv_status::Ok
+        )
+    };
+    let imaps = port("IMAPS");
+    let (d, _, _, _, _) = check("moved.test", "mail.example.net", imaps, SRV, h, NOW);
+    assert_eq!(d, NO_CHANGE, "first run: the saved server is advertised");
+    // The (unsigned) record now points elsewhere, at a host that cannot prove anything.
+    set_srv(
+        "moved.test",
+        "_imaps._tcp",
+        &format!("0 1 {imaps} a.example.net."),
+    );
+    let (d, target, verdict, _, detail) =
+        check("moved.test", "mail.example.net", imaps, SRV, h, NOW + DAY);
+    set_srv(
+        "moved.test",
+        "_imaps._tcp",
+        &format!("0 1 {imaps} mail.example.net."),
+    );
+    assert_eq!(d, WAIT, "no silent switch: {detail}");
+    assert_eq!(target.as_deref(), Some("a.example.net"));
+    assert_eq!(verdict, 2, "unverified");
+    unsafe { mailsrv_history_free(h) };
 }

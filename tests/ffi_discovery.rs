@@ -99,18 +99,18 @@ fn example_com_all_six_services() {
     assert_eq!(unsafe { mailsrv_discovery_services_len(d.0) }, 6);
     assert_eq!(
         d.targets(IMAPS),
-        [("mail.example.net".to_string(), 10993, 0, 1)]
+        [("mail.example.net".to_string(), port("IMAPS"), 0, 1)]
     );
     assert_eq!(
         d.targets(IMAP),
-        [("mail.example.net".to_string(), 10143, 10, 1)]
+        [("mail.example.net".to_string(), port("IMAP"), 10, 1)]
     );
     assert_eq!(
         d.targets(POP3S),
-        [("mail.example.net".to_string(), 10995, 20, 1)]
+        [("mail.example.net".to_string(), port("POP3S"), 20, 1)]
     );
-    assert_eq!(d.targets(SUBMISSIONS)[0].1, 10465);
-    assert_eq!(d.targets(SUBMISSION)[0].1, 10587);
+    assert_eq!(d.targets(SUBMISSIONS)[0].1, port("SUBMISSIONS"));
+    assert_eq!(d.targets(SUBMISSION)[0].1, port("SUBMISSION"));
     // T-SRV-04: a sole "." target means not offered; no endpoints, no fallback.
     assert_eq!(d.state(POP3), NOT_OFFERED);
     assert!(d.targets(POP3).is_empty());

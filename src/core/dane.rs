@@ -215,12 +215,7 @@ mod tests {
     use super::*;
 
     fn rec(usage: CertUsage, selector: Selector, matching: Matching, data: Vec<u8>) -> TLSA {
-        TLSA {
-            cert_usage: usage,
-            selector,
-            matching,
-            cert_data: data,
-        }
+        TLSA::new(usage, selector, matching, data)
     }
 
     #[test]

@@ -68,3 +68,10 @@ pub fn ctx_from(cfg: *mut mailsrv_config) -> *mut mailsrv_ctx {
     assert_eq!(st, mailsrv_status::Ok, "ctx_new: {}", text(err.as_ptr()));
     ctx
 }
+
+/// A mail port of the testbed (`IMAPS`, `SUBMISSION`, ...), as the SRV records carry it.
+pub fn port(service: &str) -> u16 {
+    env(&format!("MAILSRV_TEST_{service}_PORT"))
+        .parse()
+        .expect("a port number")
+}

@@ -1,4 +1,6 @@
-"""mailsrv: find a user's mail servers through DNS SRV (RFC 6186, RFC 8314), DNSSEC-validated.
+"""mailsrv: find a user's mail servers through DNS SRV (RFC 6186, RFC 8314), DNSSEC-validated;
+check their certificates (DNS-ID, SRV-ID), connect to them over verified TLS, tell whether an
+SRV answer is authentic, and decide about changed answers with an observation history.
 
 Python bindings (ctypes) of libmailsrv. No compiled extension: the library is found at import
 time (see :mod:`mailsrv._ffi` for the search order; ``MAILSRV_LIBRARY`` overrides it).
@@ -12,12 +14,24 @@ Blocking::
         if imap:
             print(imap.service.label, imap.endpoints[0].target, imap.endpoints[0].port)
 
-Callbacks (``discover_async``) run on a library thread (``Dispatch.THREAD``, the default) or,
-in ``Dispatch.LOOP`` mode, inside :meth:`Context.dispatch` on your thread once
-:meth:`Context.notify_fd` is readable. :class:`AsyncContext` wires the latter into asyncio.
+Certificates, connections, authenticity, history::
+
+    m = ctx.check_cert(load_pem("chain.pem"), srv_ids=[("imaps", "example.com")])
+    with ctx.connect("mail.example.net", 993, Security.IMPLICIT_TLS) as stream:   # a raw file
+        stream.write(b"a1 CAPABILITY\r\n")
+    a = ctx.verify_srv_authenticity("example.com", Service.IMAPS, "mail.example.net", 993)
+    with History.open(path) as h:
+        change = ctx.srv_change_check("example.com", Service.IMAPS, "old.example.net", 993, history=h)
+        h.save()
+
+Callbacks (``discover_async``, ``connect_async``, ...) run on a library thread
+(``Dispatch.THREAD``, the default) or, in ``Dispatch.LOOP`` mode, inside
+:meth:`Context.dispatch` on your thread once :meth:`Context.notify_fd` is readable.
+:class:`AsyncContext` wires the latter into asyncio.
 
 Results are plain, immutable Python objects copied out of the C result, which is freed at
-once: nothing returned by this module points into library memory.
+once: nothing returned by this module points into library memory, except the handles that
+own a resource: :class:`TlsStream` (a connection) and :class:`History` (close them).
 
 Errors are :class:`MailsrvError` with a :class:`Status` and a detail text. Exceptions raised
 by your callbacks never reach C: they are logged on the ``mailsrv`` logger and kept in
@@ -307,7 +321,8 @@ class Evidence(_OpenIntEnum):
     NONE = 0
     #: The SRV RRset is DNSSEC-secure and holds the target.
     DNSSEC = 1
-    #: DANE (RFC 7673): reserved, not produced by this version.
+    #: DNSSEC-secure SRV, addresses and TLSA records, and the server's certificate matches
+    #: the TLSA records (RFC 7673; TLSA usages 2 and 3).
     DANE = 2
     #: The target, asked with SNI = the mail domain, proved the SRV-ID ``_service.domain``.
     PROBE_SRV_ID = 3
@@ -651,7 +666,7 @@ def _match_flags(legacy_cn: bool, accept_sibling: bool) -> int:
 
 _SRV_ID_SERVICES = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
 #: One reference identifier: ("dns", name), ("srv", service, domain) or ("ip", address).
-RefId = Tuple[str, ...]
+RefId = Tuple[Union[str, bytes], ...]
 
 
 def _add_ref(handle: int, ref: RefId) -> None:
@@ -767,7 +782,8 @@ class Identity:
 
     def dns_id(self, name: StrOrBytes) -> "Identity":
         """Adds a DNS-ID (a host or domain name, IDN allowed; no IP literal)."""
-        return Identity(self.refs + (("dns", _text_arg(name, "DNS-ID")),))
+        ref: RefId = ("dns", _text_arg(name, "DNS-ID"))
+        return Identity(self.refs + (ref,))
 
     def srv_id(self, service: Union["Service", str, bytes], domain: StrOrBytes) -> "Identity":
         """Adds an SRV-ID: ``service`` is a :class:`Service` or one of "imap", "imaps",
@@ -778,14 +794,16 @@ class Identity:
             if not label:
                 raise _invalid(f"{service!r} is not one mail service")
             service = label
-        return Identity(self.refs + (("srv", _text_arg(service, "SRV-ID service"), _text_arg(domain, "SRV-ID domain")),))
+        ref: RefId = ("srv", _text_arg(service, "SRV-ID service"), _text_arg(domain, "SRV-ID domain"))
+        return Identity(self.refs + (ref,))
 
     def ip(self, address: Union[str, bytes, Any]) -> "Identity":
         """Adds an IP-ID: "192.0.2.1", "2001:db8::1", "[2001:db8::1]" or an
         :mod:`ipaddress` object."""
         if not isinstance(address, (str, bytes, bytearray, memoryview)):
             address = str(address)  # ipaddress.IPv4Address / IPv6Address
-        return Identity(self.refs + (("ip", _text_arg(address, "IP-ID")),))
+        ref: RefId = ("ip", _text_arg(address, "IP-ID"))
+        return Identity(self.refs + (ref,))
 
     def __add__(self, other: "Identity") -> "Identity":
         if not isinstance(other, Identity):
@@ -836,7 +854,7 @@ def parse_pem(data: Union[str, bytes]) -> List[bytes]:
     :raises ValueError: an unterminated certificate block or bad base64 in one.
     """
     raw = data.encode("ascii", "strict") if isinstance(data, str) else bytes(data)
-    out = []
+    out: List[bytes] = []
     for m in _PEM_CERT.finditer(raw):
         body = b"".join(m.group(1).split())
         try:
@@ -1043,7 +1061,7 @@ class TlsStream(io.RawIOBase):
         _check(status)
         return None  # pragma: no cover
 
-    def readinto(self, buffer: Any) -> Optional[int]:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> Optional[int]:
         """Reads decrypted data into a writable buffer. Returns the number of bytes, 0 when
         the server closed cleanly (close_notify), None in non-blocking mode when nothing is
         available."""
@@ -1066,7 +1084,7 @@ class TlsStream(io.RawIOBase):
                     mv.release()
         return self._io_result(status, got.value)
 
-    def write(self, data: Any) -> Optional[int]:  # type: ignore[override]
+    def write(self, data: Any) -> Optional[int]:
         """Encrypts and sends ``data``. Blocking mode: all of it (returns its length) or an
         error. Non-blocking mode: returns how much was taken (possibly less), or None when
         nothing could be taken; then poll for writability and call :meth:`flush_tls`."""
@@ -1572,7 +1590,8 @@ class Context:
         order; empty means the system's (resolv.conf). A single string is one server.
     :param trust_anchor_file: DNSSEC trust anchors (DNSKEY or DS records in zone-file form)
         instead of the built-in IANA root keys.
-    :param ca_file: PEM CA certificates instead of the system store.
+    :param ca_file: PEM CA certificates instead of the system store (certificate checks,
+        connections, authenticity probes).
     :param timeout_ms: the deadline of every operation (None or 0: the library's 10 s).
     :param dispatch: where callbacks run (:class:`Dispatch`).
     :param require_secure: for every call of this context, only DNSSEC-secure SRV answers count.

@@ -113,7 +113,12 @@ def test_dns_ids_and_wildcards(tls_ctx, chain):
     # several reference identifiers: any one is enough (T-AUTH-08), none of them here (T-AUTH-09)
     ident = Identity().srv_id("imaps", "example.com").dns_id("example.com")
     assert tls_ctx.check_cert(chain("dnsid-example-com"), ident).matched == "DNS-ID example.com"
-    assert failure(tls_ctx, chain("dnsid-mail-example-net"), srv_ids=[("imaps", "example.com")], dns_ids=["example.com"]).status == Status.NAME_MISMATCH
+    assert (
+        failure(
+            tls_ctx, chain("dnsid-mail-example-net"), srv_ids=[("imaps", "example.com")], dns_ids=["example.com"]
+        ).status
+        == Status.NAME_MISMATCH
+    )
 
 
 def test_idn_srv_id(tls_ctx, chain):
@@ -214,7 +219,17 @@ def test_identity_is_an_immutable_value():
         lambda: Identity().dns_id("mail.example.net\0.evil.org"),
         lambda: Identity(refs=(("dns", "ok.example"), ("cn", "x"))),
     ],
-    ids=["empty", "empty label", "ip literal", "srv name", "unknown service", "service mask", "name as ip", "nul", "kind"],
+    ids=[
+        "empty",
+        "empty label",
+        "ip literal",
+        "srv name",
+        "unknown service",
+        "service mask",
+        "name as ip",
+        "nul",
+        "kind",
+    ],
 )
 def test_bad_identities_fail_at_once(build):
     with pytest.raises(MailsrvError) as ei:

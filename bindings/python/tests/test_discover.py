@@ -87,7 +87,8 @@ def test_example_com_preferred(ctx):
     # T-SEL-04: submissions and submission tie at priority 0 -> implicit TLS
     assert d.preferred_submission == Service.SUBMISSIONS
     sub = d.preferred(Purpose.SUBMISSION)
-    assert sub is not None and sub.service == Service.SUBMISSIONS and sub.endpoints[0].port == PORTS[Service.SUBMISSIONS]
+    assert sub is not None and sub.service == Service.SUBMISSIONS
+    assert sub.endpoints[0].port == PORTS[Service.SUBMISSIONS]
 
 
 def test_preferred_follows_the_services_queried(ctx):
