@@ -113,3 +113,6 @@ fuzz:
 clean:
 	$(CARGO) clean
 	rm -rf c-tests/build
+
+# Area-specific targets (sanitizers, packaging, benchmarks, rustls-ffi) live in mk/*.mk.
+-include mk/*.mk
