@@ -99,7 +99,7 @@ install-check: all
 	scripts/install-check.sh
 
 demo: deps all
-	TESTBED_PARTS=dns testbed/run.sh scripts/demo.sh
+	testbed/run.sh scripts/demo.sh
 
 # Fuzzing on demand (not part of check): each target for FUZZ_SECONDS, growing its corpus.
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.

@@ -50,7 +50,7 @@ static void test_blocking_example_com(void) {
     CHECK_EQ_INT(mailsrv_srv_set_ttl(imaps), 300);
     const mailsrv_endpoint *e = mailsrv_srv_set_endpoint_get(imaps, 0);
     CHECK_EQ_STR(mailsrv_endpoint_target(e), "mail.example.net");
-    CHECK_EQ_INT(mailsrv_endpoint_port(e), 10993);
+    CHECK_EQ_INT(mailsrv_endpoint_port(e), atoi(testbed_env("MAILSRV_TEST_IMAPS_PORT")));
     CHECK_EQ_INT(mailsrv_endpoint_addresses_len(e), 2);
     CHECK_EQ_STR(mailsrv_endpoint_address_get(e, 0), "::1");
     CHECK_EQ_STR(mailsrv_endpoint_address_get(e, 1), "127.0.0.1");

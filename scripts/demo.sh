@@ -1,40 +1,69 @@
 #!/usr/bin/env bash
-# The walk-through behind `make demo`, run inside testbed/run.sh (which starts knotd with the
-# signed test zones on 127.0.10.1:5353 under a private DNSSEC root, and stops it afterwards).
+# The walk-through behind `make demo`, run inside testbed/run.sh, which starts on loopback a
+# DNSSEC-signed DNS tree under a private root (knotd, 127.0.10.1:5353), dovecot (IMAP, POP3)
+# and postfix (submission) with certificates from the project's own test CA, and stops them
+# afterwards. Nothing here leaves the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=target/release/mailsrv
-NS=(--nameserver "$MAILSRV_TEST_NS" --trust-anchor "$MAILSRV_TEST_ANCHOR")
+DNS=(--nameserver "$MAILSRV_TEST_NS" --trust-anchor "$MAILSRV_TEST_ANCHOR")
+TLS=(--ca-file "$MAILSRV_TEST_CA")
+IMAPS=$MAILSRV_TEST_IMAPS_PORT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+note() { printf '   %s\n' "$@"; }
+run() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 
-say "1. Joe types joe@example.com. mailsrv asks DNS for all six mail services at once"
-echo "   (_imaps _imap _pop3s _pop3 _submissions _submission under _tcp.example.com), orders"
-echo "   the answers by RFC 2782, looks up the targets' addresses, and validates every RRset"
-echo "   with DNSSEC itself, from the trust anchor it was given (never a server's AD bit)."
-run $B discover joe@example.com "${NS[@]}"
+say "1. Discovery. Joe types joe@example.com; mailsrv asks DNS for all six mail services at once"
+note "(_imaps _imap _pop3s _pop3 _submissions _submission under _tcp.example.com), orders the" \
+     "answers by RFC 2782, looks up the targets' addresses, and validates every RRset with" \
+     "DNSSEC itself, from the trust anchor it was given (never a server's AD bit)."
+run $B discover joe@example.com "${DNS[@]}"
 
-say "2. The same through the C API: a 60-line C program linked against libmailsrv"
+say "2. The same through the C API: a small C program linked against libmailsrv"
 cc -std=c11 -Wall -Wextra -Werror -Iinclude c-tests/example_discover.c -Ltarget/release -lmailsrv \
    -Wl,-rpath,"$PWD/target/release" -o target/release/example_discover
 run target/release/example_discover joe@example.com "$MAILSRV_TEST_NS" "$MAILSRV_TEST_ANCHOR"
 
-say "3. A domain whose zone is not signed: the answer is usable but INSECURE,"
-echo "   so the client must still prove it some other way before trusting it."
-run $B discover alice@insecure.test "${NS[@]}" --service imaps
+say "3. What DNS alone cannot be trusted for: unsigned, bogus and failing zones"
+note "An unsigned zone gives an INSECURE answer: usable, but not proof of anything."
+run $B discover alice@insecure.test "${DNS[@]}" --service imaps
+note "Signatures that do not validate are BOGUS: an error, never 'no record'."
+run $B discover bob@bogus.test "${DNS[@]}" --service imaps
+note "A server failure is LOOKUP_FAILED, and a signed NXDOMAIN is NO_RECORD:"
+run $B discover carol@broken.test "${DNS[@]}" --service imaps
+run $B discover dave@nosrv.example.com "${DNS[@]}" --service imaps
 
-say "4. A domain whose signatures do not validate: BOGUS is an error, never 'no record'"
-run $B discover bob@bogus.test "${NS[@]}" --service imaps --service submissions
+say "4. Is the answer authentic? One verdict per service"
+note "example.com is DNSSEC-signed: AUTHENTIC by DNSSEC, no connection needed."
+run $B verify joe@example.com "${DNS[@]}" "${TLS[@]}" --service imaps
+note "hosted.test is not signed. mailsrv connects to the target with SNI = hosted.test and" \
+     "requires a certificate naming hosted.test (here the SRV-ID _imaps.hosted.test), then" \
+     "reconnects with SNI = mail.example.net and requires the target's own certificate:"
+run $B verify ann@hosted.test "${DNS[@]}" "${TLS[@]}" --service imaps
+note "insecure.test's provider only proves its own name: UNVERIFIED. The user must confirm," \
+     "with no click-through, and only once the answer has persisted:"
+run $B verify ann@insecure.test "${DNS[@]}" "${TLS[@]}" --service imaps
 
-say "5. A server failure is not 'no record' either (RFC 6186 clients must not fall back)"
-run $B discover carol@broken.test "${NS[@]}" --service imaps
-echo "   ...while a real NXDOMAIN, proven by signed NSEC records, is 'no_record':"
-run $B discover dave@nosrv.example.com "${NS[@]}" --service imaps
+note "dane.example.com is signed and publishes a DNSSEC-signed TLSA record for its server's key" \
+     "(DANE, RFC 7673): the self-signed certificate is accepted because DNSSEC vouches for it:"
+run $B verify ann@dane.example.com "${DNS[@]}" "${TLS[@]}" --service imaps
 
-say "6. Internationalised domains become A-labels before any query"
-run $B discover "eve@bücher.example" "${NS[@]}" --service imaps
+say "5. Connect for mail work: SNI = the server's own name, its certificate checked, never plaintext"
+run $B connect "mail.example.net:$MAILSRV_TEST_IMAP_PORT" --starttls imap "${DNS[@]}" "${TLS[@]}"
+note "The same server with SNI = the mail domain presents the hosted SRV-ID certificate:"
+run $B connect "mail.example.net:$IMAPS" --sni example.com --expect-srv-id imaps:example.com "${DNS[@]}" "${TLS[@]}"
+note "An expired certificate is a hard failure, with its precise reason:"
+run $B connect "127.0.20.1:$IMAPS" --expect-dns-id mail.example.net "${DNS[@]}" "${TLS[@]}" || true
 
-say "7. Machine-readable output for scripts and admins"
-run $B discover joe@example.com "${NS[@]}" --service imaps --json
+say "6. Later: the SRV record changed. What may the client do?"
+hist=$(mktemp -d)/history
+note "The account was set up with old.example.net; insecure.test now points elsewhere."
+run $B refresh insecure.test --service imaps --saved old.example.net:993 --history "$hist" "${DNS[@]}" "${TLS[@]}"
+note "Eight days later, the same unverified answer has persisted: now the user may be asked."
+run $B refresh insecure.test --service imaps --saved old.example.net:993 --history "$hist" \
+    --now $(( $(date +%s) + 8 * 86400 )) "${DNS[@]}" "${TLS[@]}"
+note "For the signed domain the change is authenticated, so the client may update at once:"
+run $B refresh example.com --service imaps --saved old.example.net:993 "${DNS[@]}" "${TLS[@]}"
+rm -rf "$(dirname "$hist")"
 
-say "Done. Next: 'make check' runs the whole test suite against the same servers."
+say "Done. 'make check' runs every test against the same servers; docs/ has the integration guide."

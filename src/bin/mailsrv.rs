@@ -14,6 +14,8 @@ const USAGE: &str = "usage:
   mailsrv verify ADDRESS [--service NAME]... [--no-probe] [COMMON]
   mailsrv connect HOST:PORT [--starttls imap|pop3|smtp] [--sni NAME]
                   [--expect-srv-id SERVICE:DOMAIN]... [--expect-dns-id NAME]... [COMMON]
+  mailsrv refresh DOMAIN --service NAME --saved HOST:PORT [--origin srv|user]
+                  [--history FILE] [--now UNIX] [--no-probe] [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
   mailsrv version
@@ -54,6 +56,7 @@ fn run(args: &[String]) -> Result<(), String> {
         "check-cert" => check_cert(rest),
         "verify" => verify(rest),
         "connect" => connect(rest),
+        "refresh" => refresh(rest),
         "version" => {
             println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -307,6 +310,72 @@ fn verify(args: &[String]) -> Result<(), String> {
         ));
     } else {
         emit(&text);
+    }
+    Ok(())
+}
+
+/// `refresh`: srv_change_check for one saved service, with an optional history file.
+fn refresh(args: &[String]) -> Result<(), String> {
+    use mailsrv::core::history::History;
+    use mailsrv::core::policy::{ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved};
+    use std::sync::{Arc, Mutex};
+
+    let Args { positional, options, common } =
+        parse(args, &["--service", "--saved", "--origin", "--history", "--now", "--no-probe"])?;
+    let [domain] = positional.as_slice() else {
+        return Err(format!("refresh takes one DOMAIN\n{USAGE}"));
+    };
+    let get = |k: &str| options.iter().find(|(o, _)| o == k).map(|(_, v)| v.as_str());
+    let service = get("--service").and_then(Service::from_name).ok_or("--service NAME is required")?;
+    let saved = get("--saved").ok_or("--saved HOST:PORT is required")?;
+    let (host, port) = saved.rsplit_once(':').ok_or("--saved takes HOST:PORT")?;
+    let port: u16 = port.parse().map_err(|_| format!("bad port in {saved:?}"))?;
+    let origin = match get("--origin").unwrap_or("srv") {
+        "srv" => Origin::Srv,
+        "user" => Origin::User,
+        o => return Err(format!("--origin takes srv or user, not {o:?}")),
+    };
+    let now = match get("--now") {
+        Some(n) => n.parse().map_err(|_| "--now takes Unix seconds")?,
+        None => mailsrv::core::history::unix_now(),
+    };
+    let history = match get("--history") {
+        Some(p) => Some(Arc::new(Mutex::new(History::open(std::path::Path::new(p)).map_err(|e| e.to_string())?))),
+        None => None,
+    };
+    let req = ChangeRequest {
+        domain: domain.clone(),
+        saved: Saved { service, host: host.to_string(), port, origin },
+        now,
+        min_age: DEFAULT_MIN_AGE,
+        probe: get("--no-probe").is_none(),
+    };
+    let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+    let out = ctx.srv_change_check(req, history.clone()).map_err(|e| e.to_string())?;
+    if let Some(h) = history {
+        h.lock().map_err(|_| "history lock")?.save().map_err(|e| e.to_string())?;
+    }
+    let a = &out.advice;
+    let decision = match a.decision {
+        Decision::NoChange => "no_change",
+        Decision::Update => "update",
+        Decision::AskUser => "ask_user",
+        Decision::Wait => "wait",
+        Decision::Reject => "reject",
+    };
+    let target = a.target.as_ref().map(|(t, p)| format!("{t}:{p}"));
+    if common.json {
+        let j = json!({"domain": domain, "service": service.name(), "decision": decision,
+                       "target": target, "wait_until": a.wait_until, "detail": a.detail});
+        emit(&format!("{j}\n"));
+    } else {
+        emit(&format!(
+            "{} {}: {decision}{}\n  {}\n",
+            domain,
+            service.name(),
+            target.map(|t| format!(" ({t})")).unwrap_or_default(),
+            a.detail
+        ));
     }
     Ok(())
 }
