@@ -66,6 +66,16 @@
 
 
 /**
+ * Domains in flight when the caller does not say.
+ */
+#define DEFAULT_CONCURRENCY 16
+
+/**
+ * The most domains in flight (each may hold up to twelve connections).
+ */
+#define MAX_CONCURRENCY 1024
+
+/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */
@@ -493,6 +503,11 @@ typedef enum {
 } mailsrv_dispatch;
 
 /**
+ * What a domain is flagged for. Names are stable (JSON `flags`).
+ */
+typedef struct Flag Flag;
+
+/**
  * An authenticity verdict (opaque, owned by the caller; immutable except for taking the
  * probe stream).
  */
@@ -544,6 +559,13 @@ typedef struct mailsrv_history mailsrv_history;
  * (and shareable) once handed to a call, which copies what it needs.
  */
 typedef struct mailsrv_identity mailsrv_identity;
+
+/**
+ * mailsrv's certificate policy for a rustls-ffi client (opaque): the trusted CAs and the
+ * reference identity, fixed at creation. Immutable; may be used by any number of
+ * connections and threads at once.
+ */
+typedef struct mailsrv_rustls_verifier mailsrv_rustls_verifier;
 
 /**
  * One service's answer within a discovery (opaque, borrowed).
@@ -609,6 +631,8 @@ typedef void (*mailsrv_connect_cb)(void *userdata,
                                    mailsrv_status status,
                                    mailsrv_tls_stream *result,
                                    const char *detail);
+
+
 
 
 
@@ -1695,6 +1719,84 @@ mailsrv_status mailsrv_identity_add_ip(mailsrv_identity *id, const char *ip);
  * `id` NULL or valid.
  */
 size_t mailsrv_identity_len(const mailsrv_identity *id);
+
+/**
+ * Creates a verifier for rustls-ffi from `ctx`'s trust settings and `identity`.
+ *
+ * `ctx` (borrowed, not NULL): supplies the trusted CAs (the context's CA file, else the
+ * system store, as for mailsrv_cert_check) and its matching flags; the verifier keeps its
+ * own copy, so it may outlive `ctx`. `identity` (borrowed, not empty): the reference
+ * identifiers every certificate must prove, copied. `flags`: MAILSRV_FLAG_LEGACY_CN,
+ * MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's). `out` (out, not NULL):
+ * owned verifier, freed with mailsrv_rustls_verifier_free(); NULL on failure.
+ * `errbuf`/`errlen` (may be NULL/0): the reason on failure, "" on success.
+ * Returns OK, NULL_ARG, INVALID_ARG (empty identity, unknown flags), NO_TRUST_ANCHORS or
+ * IO (CA file).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_rustls_verifier_new(const mailsrv_ctx *ctx,
+                                           const mailsrv_identity *identity,
+                                           uint32_t flags,
+                                           mailsrv_rustls_verifier **out,
+                                           char *errbuf,
+                                           size_t errlen);
+
+/**
+ * Frees a verifier. NULL does nothing. No connection may still use it.
+ * Since 0.1.
+ *
+ * # Safety
+ * `v` NULL or from mailsrv_rustls_verifier_new(), not used afterwards.
+ */
+void mailsrv_rustls_verifier_free(mailsrv_rustls_verifier *v);
+
+/**
+ * rustls-ffi's server-certificate verifier callback (`rustls_verify_server_cert_callback`
+ * of the rustls-ffi release MAILSRV_RUSTLS_FFI_VERSION): install it with
+ * `rustls_client_config_builder_dangerous_set_certificate_verifier(builder,
+ * mailsrv_rustls_verify_server_cert)` and give each connection its verifier with
+ * `rustls_connection_set_userdata(conn, verifier)`.
+ *
+ * `userdata` (borrowed): a mailsrv_rustls_verifier; NULL (no userdata set on the
+ * connection) fails with RUSTLS_RESULT_NULL_PARAMETER. `params` (borrowed, from rustls-ffi):
+ * the end-entity certificate, the intermediates, the server name and the OCSP response;
+ * the server name (the SNI) is ignored for identity: the verifier's mailsrv_identity
+ * decides, so SNI "example.com" can be checked against SRV-ID _imaps.example.com. The
+ * OCSP response is ignored, as by mailsrv's own connections.
+ * Returns RUSTLS_RESULT_OK (7000) when mailsrv_cert_check would return OK for the same
+ * chain, else the certificate code for its status: CERT_EXPIRED, CERT_NOT_YET_VALID,
+ * CERT_UNKNOWN_ISSUER, CERT_NOT_VALID_FOR_NAME, CERT_INVALID_PURPOSE, CERT_ENCODING_BAD,
+ * CERT_BAD_SIGNATURE, CERT_REVOKED, CERT_UNSUPPORTED_SIGNATURE_ALGORITHM or
+ * CERT_OTHER_ERROR (name constraints, other defects); NULL_PARAMETER; PANIC.
+ * Thread-safe; never blocks on the network; never calls back into rustls.
+ * Since 0.1.
+ *
+ * # Safety
+ * `userdata` NULL or a live mailsrv_rustls_verifier; `params` NULL or valid for the call,
+ * as rustls-ffi passes it.
+ */
+uint32_t mailsrv_rustls_verify_server_cert(void *userdata,
+                                           const rustls_verify_server_cert_params *params);
+
+/**
+ * The verdict of the verifier's last verification (through the callback) as
+ * mailsrv_cert_check would give it: OK with the matched identifier in `text` ("SRV-ID
+ * _imaps.example.com"), or the failure status with the precise reason in `text`.
+ * NOT_FOUND before the first verification; NULL_ARG for NULL `v`. `text`/`textlen` (out,
+ * may be NULL/0): always NUL-terminated. With several connections verifying at once it
+ * is one of theirs: give each connection its own verifier if you read it. A resumed TLS
+ * session skips the callback, so this then still shows the earlier verification.
+ * Since 0.1.
+ *
+ * # Safety
+ * `v` NULL or valid; `text` NULL or `textlen` writable bytes.
+ */
+mailsrv_status mailsrv_rustls_verifier_last_verdict(const mailsrv_rustls_verifier *v,
+                                                    char *text,
+                                                    size_t textlen);
 
 /**
  * A static, human-readable text for a status code.

@@ -1,52 +1,36 @@
-use mailsrv::core::config::Config;
-use mailsrv::core::connect::ConnectRequest;
-use mailsrv::core::context::Context;
-use mailsrv::core::starttls::Security;
-use std::time::{Duration, Instant};
-fn env(n: &str) -> String {
-    std::env::var(n).unwrap()
-}
-#[test]
-fn measure() {
-    let mut cfg = Config::default();
-    cfg.add_nameserver(&env("MAILSRV_TEST_NS")).unwrap();
-    cfg.trust_anchor_file = Some(env("MAILSRV_TEST_ANCHOR").into());
-    cfg.ca_file = Some(env("MAILSRV_TEST_CA").into());
-    let ctx = Context::new(cfg).unwrap();
-    for (svc, sec, var) in [
-        ("imap", Security::StartTlsImap, "MAILSRV_TEST_IMAP_PORT"),
-        ("imaps", Security::ImplicitTls, "MAILSRV_TEST_IMAPS_PORT"),
-        ("pop3", Security::StartTlsPop3, "MAILSRV_TEST_POP3_PORT"),
-        ("pop3s", Security::ImplicitTls, "MAILSRV_TEST_POP3S_PORT"),
-        (
-            "submission",
-            Security::StartTlsSmtp,
-            "MAILSRV_TEST_SUBMISSION_PORT",
-        ),
-        (
-            "submissions",
-            Security::ImplicitTls,
-            "MAILSRV_TEST_SUBMISSIONS_PORT",
-        ),
-    ] {
-        let port: u16 = env(var).parse().unwrap();
-        for dns in [true, false] {
-            let mut v: Vec<Duration> = Vec::new();
-            for _ in 0..21 {
-                let mut r = ConnectRequest::new("mail.example.net", port, sec);
-                if !dns {
-                    r.addresses = vec!["::1".parse().unwrap()];
-                }
-                let t0 = Instant::now();
-                let mut c = ctx.connect(r).unwrap();
-                v.push(t0.elapsed());
-                c.close().unwrap();
-            }
-            v.sort();
-            eprintln!(
-                "MEASURE {svc:12} dns={dns:5} min={:?} median={:?} max={:?}",
-                v[0], v[10], v[20]
-            );
+use std::sync::Arc;
+use std::time::Instant;
+use mailsrv::core::identity::{MatchOptions, ReferenceIdentity};
+use mailsrv::core::trust::TrustStore;
+use mailsrv::core::verifier::{MailVerifier, client_config};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+fn env(n: &str) -> String { std::env::var(n).unwrap() }
+#[tokio::test]
+async fn phases() {
+    let store = TrustStore::from_pem_file(std::path::Path::new(&env("MAILSRV_TEST_CA"))).unwrap();
+    for port in [10465u16, 10993, 10995] {
+      for nodelay in [true, false] {
+        let mut rows = Vec::new();
+        for _ in 0..7 {
+            let v = Arc::new(MailVerifier::new(store.clone(), ReferenceIdentity::for_dns("mail.example.net").unwrap(), MatchOptions::default()).unwrap());
+            let cfg = client_config(v).unwrap();
+            let t0 = Instant::now();
+            let tcp = tokio::net::TcpStream::connect(("::1", port)).await.unwrap();
+            tcp.set_nodelay(nodelay).unwrap();
+            let t1 = t0.elapsed();
+            let mut tls = tokio_rustls::TlsConnector::from(cfg).connect("mail.example.net".try_into().unwrap(), tcp).await.unwrap();
+            let t2 = t0.elapsed();
+            let mut b = [0u8; 512];
+            let n = tls.read(&mut b).await.unwrap();
+            let t3 = t0.elapsed();
+            let cmd: &[u8] = if port == 10465 { b"EHLO x\r\n" } else if port == 10993 { b"a NOOP\r\n" } else { b"NOOP\r\n" };
+            tls.write_all(cmd).await.unwrap(); tls.flush().await.unwrap();
+            let _ = tls.read(&mut b).await.unwrap();
+            let t4 = t0.elapsed();
+            let _ = n;
+            rows.push(format!("tcp={:.1} hs={:.1} greet={:.1} cmd={:.1}", t1.as_secs_f64()*1e3, t2.as_secs_f64()*1e3, t3.as_secs_f64()*1e3, t4.as_secs_f64()*1e3));
         }
+        eprintln!("PHASES {port} nodelay={nodelay}\n  {}", rows.join("\n  "));
+      }
     }
 }

@@ -18,6 +18,7 @@ const USAGE: &str = "usage:
                   [--history FILE] [--now UNIX] [--no-probe] [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
+  mailsrv audit FILE|- [--concurrency N] [COMMON]
   mailsrv version
 COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE]
         [--timeout-ms N] [--seed N]";
@@ -57,6 +58,7 @@ fn run(args: &[String]) -> Result<(), String> {
         "verify" => verify(rest),
         "connect" => connect(rest),
         "refresh" => refresh(rest),
+        "audit" => audit(rest),
         "version" => {
             println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -560,4 +562,171 @@ fn discovery_text(d: &Discovery) -> String {
         }
     }
     o
+}
+
+/// `audit`: the provider's view of many domains (src/core/audit.rs). One report per domain
+/// on stdout as it completes (input order), a progress line on stderr only when stderr is a
+/// terminal, the summary table (or a `{"summary": ...}` line) at the end. Exit status 1 when
+/// any domain is flagged.
+fn audit(args: &[String]) -> Result<(), String> {
+    use mailsrv::core::audit::{self, Auditor, Summary};
+    use std::io::{BufRead, BufReader, IsTerminal, Write};
+    use std::time::Instant;
+    use tokio::sync::mpsc;
+
+    let Args {
+        positional,
+        options,
+        common,
+    } = parse(args, &["--concurrency"])?;
+    let [file] = positional.as_slice() else {
+        return Err(format!("audit takes one FILE (- for stdin)\n{USAGE}"));
+    };
+    let concurrency = match options.iter().find(|(k, _)| k == "--concurrency") {
+        Some((_, v)) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=audit::MAX_CONCURRENCY).contains(n))
+            .ok_or(format!(
+                "--concurrency takes 1 to {}",
+                audit::MAX_CONCURRENCY
+            ))?,
+        None => audit::DEFAULT_CONCURRENCY,
+    };
+    let open = || -> Result<Box<dyn BufRead + Send>, String> {
+        if file == "-" {
+            return Ok(Box::new(BufReader::new(std::io::stdin())));
+        }
+        let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
+        Ok(Box::new(BufReader::new(f)))
+    };
+    let input = open()?;
+    let show_progress = std::io::stderr().is_terminal();
+    // The total, for the bar: one cheap pass over a file (never over stdin).
+    let total = if show_progress && file != "-" {
+        let mut n = 0usize;
+        for l in open()?.split(b'\n') {
+            let l = l.map_err(|e| format!("{file}: {e}"))?;
+            n += usize::from(audit::parse_line(&String::from_utf8_lossy(&l)).is_some());
+        }
+        Some(n)
+    } else {
+        None
+    };
+    let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+    let auditor = std::sync::Arc::new(Auditor::from_context(&ctx).map_err(|e| e.to_string())?);
+    let rt = mailsrv::core::runtime::runtime().map_err(|e| e.to_string())?;
+    let (line_tx, line_rx) = mpsc::channel(concurrency);
+    let (out_tx, mut out_rx) = mpsc::channel(concurrency);
+    let reader = std::thread::spawn(move || audit_read_lines(input, line_tx));
+    rt.spawn(audit::run(auditor, line_rx, concurrency, out_tx));
+
+    let started = Instant::now();
+    let stdout_tty = std::io::stdout().is_terminal();
+    let mut summary = Summary::default();
+    let mut last_draw: Option<Instant> = None;
+    let draw = |s: &Summary, last: &mut Option<Instant>, force: bool| {
+        if !show_progress || (!force && last.is_some_and(|t| t.elapsed().as_millis() < 100)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let rate = s.domains as f64 / started.elapsed().as_secs_f64().max(0.001);
+        let bar = match total {
+            Some(t) if t > 0 => {
+                let filled = (s.domains * 30 / t).min(30);
+                format!(
+                    "[{}{}] {}/{t}",
+                    "#".repeat(filled),
+                    ".".repeat(30 - filled),
+                    s.domains
+                )
+            }
+            _ => format!("{} domains", s.domains),
+        };
+        eprint!("\r\x1b[Kaudit {bar}  {rate:.0}/s  {} flagged", s.flagged());
+    };
+    while let Some(report) = out_rx.blocking_recv() {
+        summary.add(&report);
+        let text = if common.json {
+            format!("{}\n", report.to_json())
+        } else {
+            report.text()
+        };
+        if show_progress && stdout_tty {
+            eprint!("\r\x1b[K");
+            last_draw = None;
+        }
+        if std::io::stdout().write_all(text.as_bytes()).is_err() {
+            break; // stdout closed (`| head`): stop auditing
+        }
+        draw(&summary, &mut last_draw, false);
+    }
+    drop(out_rx);
+    if show_progress {
+        draw(&summary, &mut last_draw, true);
+        eprintln!();
+    }
+    let read = reader
+        .join()
+        .map_err(|_| "the input reader died".to_string())?;
+    read.map_err(|e| format!("{file}: {e}"))?;
+    let elapsed = started.elapsed();
+    if common.json {
+        emit(&format!("{}\n", summary.to_json(elapsed)));
+    } else {
+        emit(&summary.table(elapsed));
+    }
+    if summary.flagged() > 0 {
+        return Err(format!(
+            "audit: {} of {} domains flagged",
+            summary.flagged(),
+            summary.domains
+        ));
+    }
+    Ok(())
+}
+
+/// Feeds `(line number, text)` to the audit; a line longer than the audit's limit is cut
+/// (the domain check then reports it) and the rest of it skipped, so no line can take
+/// unbounded memory. Ends quietly when the audit stops listening.
+fn audit_read_lines(
+    mut input: Box<dyn std::io::BufRead + Send>,
+    tx: tokio::sync::mpsc::Sender<(usize, String)>,
+) -> std::io::Result<()> {
+    use mailsrv::core::audit::MAX_LINE;
+    use std::io::{BufRead, Read};
+    let mut n = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let got = (&mut input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if got == 0 {
+            return Ok(());
+        }
+        n += 1;
+        if !buf.ends_with(b"\n") && buf.len() > MAX_LINE {
+            loop {
+                let avail = input.fill_buf()?;
+                if avail.is_empty() {
+                    break;
+                }
+                match avail.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        input.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let len = avail.len();
+                        input.consume(len);
+                    }
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if tx.blocking_send((n, text)).is_err() {
+            return Ok(());
+        }
+    }
 }

@@ -138,6 +138,9 @@ pub async fn discover(
         Some(seed) => SplitMix::from_seed(seed),
         None => SplitMix::from_entropy(),
     };
+    // The chain of trust of the domain is fetched alongside the SRV queries (one round trip
+    // for all, instead of one per level while validating).
+    resolver.prefetch_keys(&domain);
     let queries = opts.services.iter().map(|&svc| {
         let owner = format!("{}.{domain}.", svc.srv_prefix());
         async move {
@@ -279,6 +282,9 @@ async fn resolve_targets(resolver: &Resolver, services: &mut [ServiceAnswer], de
                 targets.push(e.target.clone());
             }
         }
+    }
+    for t in &targets {
+        resolver.prefetch_keys(t);
     }
     let lookups = targets.iter().map(|t| lookup_target(resolver, t, deadline));
     let found: HashMap<String, TargetAddrs> = targets

@@ -14,6 +14,7 @@ pub mod discovery;
 pub mod history;
 pub mod identity;
 pub mod request;
+pub mod rustls_verifier;
 pub mod status;
 pub mod stream;
 pub(crate) mod strings;

@@ -145,6 +145,12 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_identity_add_srv_id": (mailsrv_status, [_P, c_char_p, c_char_p]),
     "mailsrv_identity_add_ip": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_identity_len": (c_size_t, [_P]),
+    # mailsrv's certificate policy as a rustls-ffi verifier (raw bindings; no typed wrapper:
+    # it serves C clients that link rustls-ffi). `params` is rustls-ffi's struct, opaque here.
+    "mailsrv_rustls_verifier_new": (mailsrv_status, [_P, _P, c_uint32, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_rustls_verifier_free": (None, [_P]),
+    "mailsrv_rustls_verify_server_cert": (c_uint32, [c_void_p, _P]),
+    "mailsrv_rustls_verifier_last_verdict": (mailsrv_status, [_P, c_char_p, c_size_t]),
     # connections: `buf` arguments are c_void_p (an address from a ctypes array over the
     # caller's buffer); `host`, `sni` are c_char_p; `identity` is borrowed (c_void_p)
     "mailsrv_connect_with_sni": (
