@@ -63,17 +63,12 @@
 #define MAILSRV_VERSION_PATCH 0
 /** MAJOR*10000 + MINOR*100 + PATCH. */
 #define MAILSRV_VERSION_NUMBER 100
+/** The rustls-ffi release whose rustls.h mailsrv_rustls_verify_server_cert() matches
+ * (rustls_verify_server_cert_callback, struct rustls_verify_server_cert_params). */
+#define MAILSRV_RUSTLS_FFI_VERSION "0.15.7"
+/** Defined in rustls.h of rustls-ffi MAILSRV_RUSTLS_FFI_VERSION; opaque to mailsrv.h. */
+struct rustls_verify_server_cert_params;
 
-
-/**
- * Domains in flight when the caller does not say.
- */
-#define DEFAULT_CONCURRENCY 16
-
-/**
- * The most domains in flight (each may hold up to twelve connections).
- */
-#define MAX_CONCURRENCY 1024
 
 /**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
@@ -503,11 +498,6 @@ typedef enum {
 } mailsrv_dispatch;
 
 /**
- * What a domain is flagged for. Names are stable (JSON `flags`).
- */
-typedef struct Flag Flag;
-
-/**
  * An authenticity verdict (opaque, owned by the caller; immutable except for taking the
  * probe stream).
  */
@@ -631,8 +621,6 @@ typedef void (*mailsrv_connect_cb)(void *userdata,
                                    mailsrv_status status,
                                    mailsrv_tls_stream *result,
                                    const char *detail);
-
-
 
 
 
@@ -1478,8 +1466,8 @@ mailsrv_status mailsrv_history_open(const char *path,
 /**
  * Saves the history: under an exclusive file lock, merged with what another process saved
  * meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
- * OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged: kept aside, then replaced by
- * this history).
+ * OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged since it was opened: it was
+ * moved aside and nothing was written; saving again writes this history).
  * Since 0.1.
  *
  * # Safety
@@ -1779,7 +1767,7 @@ void mailsrv_rustls_verifier_free(mailsrv_rustls_verifier *v);
  * as rustls-ffi passes it.
  */
 uint32_t mailsrv_rustls_verify_server_cert(void *userdata,
-                                           const rustls_verify_server_cert_params *params);
+                                           const struct rustls_verify_server_cert_params *params);
 
 /**
  * The verdict of the verifier's last verification (through the callback) as
@@ -2011,7 +1999,7 @@ const char *mailsrv_tls_stream_cipher(const mailsrv_tls_stream *s);
 const char *mailsrv_tls_stream_sni(const mailsrv_tls_stream *s);
 
 /**
- * The host connected to (normalised) and the peer address that won ("[::1]:993"). Borrowed.
+ * The host connected to, normalised (A-labels, lower case, no trailing dot). Borrowed.
  * Since 0.1.
  *
  * # Safety
@@ -2039,7 +2027,10 @@ const char *mailsrv_tls_stream_peer_address(const mailsrv_tls_stream *s);
 const char *mailsrv_tls_stream_matched_identity(const mailsrv_tls_stream *s);
 
 /**
- * The server's greeting line(s) read over TLS ("* OK ...", "+OK ...", "220 ..."). Borrowed.
+ * The server's greeting ("* OK ...", "+OK ...", "220 ..."). With implicit TLS it was read
+ * over TLS; with STARTTLS it is the plaintext greeting from before TLS (unauthenticated:
+ * show it, never act on it). The capabilities, by contrast, are always those announced
+ * over TLS. Borrowed.
  * Since 0.1.
  *
  * # Safety

@@ -18,11 +18,11 @@ SAN_FLAGS     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanit
 ASAN_TESTS    := $(patsubst c-tests/%.c,c-tests/build/asan/%,$(wildcard c-tests/test_*.c))
 VALGRIND      ?= valgrind
 VALGRIND_OPTS := --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
-                 --show-leak-kinds=definite,possible --num-callers=40 \
+                 --show-leak-kinds=definite,possible --num-callers=120 \
                  --suppressions=$(abspath c-tests/valgrind.supp)
 # LSan is on (detect_leaks=1); the runtime symbolises with llvm-symbolizer for the suppressions.
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:suppressions=$(abspath c-tests/asan.supp) \
-           LSAN_OPTIONS=suppressions=$(abspath c-tests/lsan.supp):print_suppressions=0:report_objects=1 \
+           LSAN_OPTIONS=suppressions=$(abspath c-tests/lsan.supp):report_objects=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
            ASAN_SYMBOLIZER_PATH=$(shell command -v llvm-symbolizer)
 

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::env;
+use common::{env, port};
 use mailsrv::core::Error;
 use mailsrv::core::config::Config;
 use mailsrv::core::connect::{ConnectRequest, MailConnection, plan};
@@ -52,10 +52,13 @@ fn scripted_ctx(timeout: Duration) -> Context {
     Context::new(cfg).expect("scripted context")
 }
 
-fn port(var: &str) -> u16 {
-    env(var)
-        .parse()
-        .unwrap_or_else(|_| panic!("{var} is not a port"))
+/// The testbed's mail addresses (127.0.0.1 and ::1 by default).
+fn mail_addr() -> IpAddr {
+    ip(&env("MAILSRV_TEST_MAIL_ADDR"))
+}
+
+fn mail_addr6() -> IpAddr {
+    ip(&env("MAILSRV_TEST_MAIL_ADDR6"))
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -1049,20 +1052,12 @@ fn t_tls_01_tls11_server_is_refused() {
 
 /// (service, security, port variable).
 const SERVICES: &[(&str, Security, &str)] = &[
-    ("imap", Security::StartTlsImap, "MAILSRV_TEST_IMAP_PORT"),
-    ("imaps", Security::ImplicitTls, "MAILSRV_TEST_IMAPS_PORT"),
-    ("pop3", Security::StartTlsPop3, "MAILSRV_TEST_POP3_PORT"),
-    ("pop3s", Security::ImplicitTls, "MAILSRV_TEST_POP3S_PORT"),
-    (
-        "submission",
-        Security::StartTlsSmtp,
-        "MAILSRV_TEST_SUBMISSION_PORT",
-    ),
-    (
-        "submissions",
-        Security::ImplicitTls,
-        "MAILSRV_TEST_SUBMISSIONS_PORT",
-    ),
+    ("imap", Security::StartTlsImap, "IMAP"),
+    ("imaps", Security::ImplicitTls, "IMAPS"),
+    ("pop3", Security::StartTlsPop3, "POP3"),
+    ("pop3s", Security::ImplicitTls, "POP3S"),
+    ("submission", Security::StartTlsSmtp, "SUBMISSION"),
+    ("submissions", Security::ImplicitTls, "SUBMISSIONS"),
 ];
 
 /// Sends `line` and reads until a line starting with `until` (or an error).
@@ -1157,7 +1152,7 @@ fn t_tls_02_every_service_through_testbed_dns() {
         assert!(info.peer_chain.len() >= 2, "leaf and issuer expected");
         assert!(info.cipher.starts_with("TLS13_"), "{}", info.cipher);
         // RFC 8305: ::1 (AAAA) is tried first and answers at once.
-        assert_eq!(info.peer_addr, SocketAddr::new(ip("::1"), port));
+        assert_eq!(info.peer_addr, SocketAddr::new(mail_addr6(), port));
         check_greeting(service, security, &conn);
         use_stream(service, &mut conn);
         times.push((service, info.elapsed));
@@ -1170,15 +1165,15 @@ fn t_tls_02_every_service_through_testbed_dns() {
 #[test]
 fn t_he_07_each_family_by_address_same_names() {
     let ctx = testbed_ctx(Duration::from_secs(10));
-    for addr in ["127.0.0.1", "::1"] {
+    for addr in [mail_addr(), mail_addr6()] {
         for &(service, security, var) in SERVICES {
             let port = port(var);
             let mut req = ConnectRequest::new("mail.example.net", port, security);
-            req.addresses = vec![ip(addr)];
+            req.addresses = vec![addr];
             let mut conn = ctx
                 .connect(req)
                 .unwrap_or_else(|e| panic!("{service} via {addr}: {e:?}"));
-            assert_eq!(conn.info().peer_addr.ip(), ip(addr));
+            assert_eq!(conn.info().peer_addr.ip(), addr);
             assert_eq!(conn.info().sni.as_deref(), Some("mail.example.net"));
             assert_eq!(conn.info().matched.to_string(), "DNS-ID mail.example.net");
             check_greeting(service, security, &conn);
@@ -1217,7 +1212,7 @@ fn t_sni_06_probe_sni_example_com_srv_id_per_service() {
 #[test]
 fn t_sni_09_different_sni_means_a_fresh_full_handshake() {
     let ctx = testbed_ctx(Duration::from_secs(10));
-    let p = port("MAILSRV_TEST_IMAPS_PORT");
+    let p = port("IMAPS");
     let mut probe = ConnectRequest::new("mail.example.net", p, Security::ImplicitTls);
     probe.sni = Some("example.com".into());
     probe.identity = Some(ReferenceIdentity::for_srv("imaps", "example.com").unwrap());
@@ -1307,7 +1302,7 @@ fn untrusted_wrong_name_and_cn_only() {
     let conn = per_address(
         &ctx,
         "127.0.20.5",
-        "MAILSRV_TEST_IMAPS_PORT",
+        "IMAPS",
         Security::ImplicitTls,
         None,
         legacy,
@@ -1323,7 +1318,7 @@ fn srv_id_only_certificate() {
     let conn = per_address(
         &ctx,
         "127.0.20.4",
-        "MAILSRV_TEST_IMAPS_PORT",
+        "IMAPS",
         Security::ImplicitTls,
         Some(imaps.clone()),
         MatchOptions::default(),
@@ -1334,7 +1329,7 @@ fn srv_id_only_certificate() {
     let res = per_address(
         &ctx,
         "127.0.20.4",
-        "MAILSRV_TEST_IMAP_PORT",
+        "IMAP",
         Security::StartTlsImap,
         Some(ReferenceIdentity::for_srv("imap", "example.com").unwrap()),
         MatchOptions::default(),
@@ -1344,7 +1339,7 @@ fn srv_id_only_certificate() {
     let res = per_address(
         &ctx,
         "127.0.20.4",
-        "MAILSRV_TEST_IMAPS_PORT",
+        "IMAPS",
         Security::ImplicitTls,
         None,
         MatchOptions::default(),
@@ -1355,8 +1350,10 @@ fn srv_id_only_certificate() {
 #[test]
 fn t_sni_03_t_ref_08_ip_literal_host_gets_the_default_cert() {
     let ctx = testbed_ctx(Duration::from_secs(10));
-    let p = port("MAILSRV_TEST_IMAPS_PORT");
-    for host in ["127.0.0.1", "::1", "[::1]"] {
+    let p = port("IMAPS");
+    let (v4, v6) = (mail_addr().to_string(), mail_addr6().to_string());
+    for host in [v4, v6.clone(), format!("[{v6}]")] {
+        let host = host.as_str();
         // Default reference: IP-ID, and the default cert has no iPAddress SAN.
         let res = ctx.connect(ConnectRequest::new(host, p, Security::ImplicitTls));
         match res {
@@ -1378,7 +1375,7 @@ fn t_sni_02_trailing_dot_and_case_against_dovecot() {
     let conn = ctx
         .connect(ConnectRequest::new(
             "MAIL.Example.NET.",
-            port("MAILSRV_TEST_IMAPS_PORT"),
+            port("IMAPS"),
             Security::ImplicitTls,
         ))
         .unwrap();
@@ -1391,22 +1388,19 @@ fn unknown_host_is_a_dns_error() {
     let ctx = testbed_ctx(Duration::from_secs(10));
     let res = ctx.connect(ConnectRequest::new(
         "nosuchhost.example.net",
-        port("MAILSRV_TEST_IMAPS_PORT"),
+        port("IMAPS"),
         Security::ImplicitTls,
     ));
     assert!(matches!(res, Err(Error::NxDomain(_))), "{res:?}");
     // AAAA-only host: HE connects over IPv6 (nobody else is asked).
     let conn = ctx
         .connect({
-            let mut r = ConnectRequest::new(
-                "v6only.example.net",
-                port("MAILSRV_TEST_IMAPS_PORT"),
-                Security::ImplicitTls,
-            );
+            let mut r =
+                ConnectRequest::new("v6only.example.net", port("IMAPS"), Security::ImplicitTls);
             r.identity = Some(ReferenceIdentity::for_dns("mail.example.net").unwrap());
             r
         })
         .unwrap();
-    assert_eq!(conn.info().peer_addr.ip(), ip("::1"));
+    assert_eq!(conn.info().peer_addr.ip(), mail_addr6());
     assert_eq!(conn.info().sni.as_deref(), Some("v6only.example.net"));
 }

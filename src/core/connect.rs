@@ -192,7 +192,11 @@ pub async fn connect(
 ) -> Result<MailConnection> {
     let started = Instant::now();
     let plan = plan(&req)?;
-    let verifier = Arc::new(MailVerifier::new(trust, plan.identity.clone(), req.options)?);
+    let verifier = Arc::new(MailVerifier::new(
+        trust,
+        plan.identity.clone(),
+        req.options,
+    )?);
     let mut config = client_config(verifier.clone())?;
     if !plan.enable_sni {
         Arc::make_mut(&mut config).enable_sni = false;
@@ -206,10 +210,9 @@ pub async fn connect(
         attempt_delay: happy_eyeballs::attempt_delay(req.attempt_delay),
         ..Timing::default()
     };
-    let (mut tcp, peer_addr) = happy_eyeballs::connect_tcp(
-        resolver, &plan.host, &addresses, req.port, timing, deadline,
-    )
-    .await?;
+    let (mut tcp, peer_addr) =
+        happy_eyeballs::connect_tcp(resolver, &plan.host, &addresses, req.port, timing, deadline)
+            .await?;
     let _ = tcp.set_nodelay(true);
 
     let client_name = match &req.client_name {

@@ -113,9 +113,13 @@ where
         if started && next_at.is_some_and(|t| now >= t) {
             // Alternate families, IPv6 first (RFC 8305 §4, first address family count 1).
             let pick = if last_v6 {
-                q4.pop_front().map(|s| (s, false)).or_else(|| q6.pop_front().map(|s| (s, true)))
+                q4.pop_front()
+                    .map(|s| (s, false))
+                    .or_else(|| q6.pop_front().map(|s| (s, true)))
             } else {
-                q6.pop_front().map(|s| (s, true)).or_else(|| q4.pop_front().map(|s| (s, false)))
+                q6.pop_front()
+                    .map(|s| (s, true))
+                    .or_else(|| q4.pop_front().map(|s| (s, false)))
             };
             match pick {
                 Some((addr, v6)) => {
@@ -471,7 +475,10 @@ mod tests {
         assert_eq!(attempt_delay(Some(ms(5))), MIN_ATTEMPT_DELAY);
         assert_eq!(attempt_delay(Some(Duration::ZERO)), MIN_ATTEMPT_DELAY);
         assert_eq!(attempt_delay(Some(ms(100))), ms(100));
-        assert_eq!(attempt_delay(Some(Duration::from_secs(60))), MAX_ATTEMPT_DELAY);
+        assert_eq!(
+            attempt_delay(Some(Duration::from_secs(60))),
+            MAX_ATTEMPT_DELAY
+        );
         assert_eq!(attempt_delay(None), DEFAULT_ATTEMPT_DELAY);
         let (_, log) = run(
             (0, Ok(vec![v6(1), v6(2)])),
@@ -526,7 +533,10 @@ mod tests {
         let Err(Error::ConnectFailed(d)) = res else {
             panic!("{res:?}");
         };
-        assert!(d.contains("[2001:db8::1]:993") && d.contains("198.18.0.1:993"), "{d}");
+        assert!(
+            d.contains("[2001:db8::1]:993") && d.contains("198.18.0.1:993"),
+            "{d}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -156,7 +156,11 @@ fn read_records(path: &Path) -> Result<BTreeMap<ObservationKey, Seen>> {
         Err(e) => return Err(io(path, "cannot read history", e)),
     };
     parse(&bytes).map_err(|why| {
-        let kept = sibling(path, &format!(".corrupt-{}", unix_now()));
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let kept = sibling(path, &format!(".corrupt-{stamp}-{}", std::process::id()));
         let kept_note = match fs::rename(path, &kept) {
             Ok(()) => format!("kept aside as {}", kept.display()),
             Err(e) => format!("could not be moved aside: {e}"),

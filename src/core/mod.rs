@@ -7,6 +7,7 @@ pub mod verifier;
 
 pub use error::{Error, Result};
 pub mod address;
+/// cbindgen:ignore
 pub mod audit;
 pub mod anchors;
 pub mod authenticity;

@@ -215,9 +215,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Lines<'a, S> {
         let raw: Vec<u8> = self.buf.drain(..=end).collect();
         let body = &raw[..end];
         let body = body.strip_suffix(b"\r").unwrap_or(body);
-        let text = std::str::from_utf8(body).map_err(|_| {
-            Error::Protocol(format!("{}: line is not valid UTF-8", self.step))
-        })?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Error::Protocol(format!("{}: line is not valid UTF-8", self.step)))?;
         if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\t') {
             return Err(Error::Protocol(format!(
                 "{}: control character U+{:04X} in a line",
@@ -274,9 +273,8 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Lines<'a, S> {
 fn verb(command: &str) -> &str {
     let mut words = command.split(' ');
     let first = words.next().unwrap_or(command);
-    let tagged = first.len() > 1
-        && first.starts_with('a')
-        && first[1..].bytes().all(|b| b.is_ascii_digit());
+    let tagged =
+        first.len() > 1 && first.starts_with('a') && first[1..].bytes().all(|b| b.is_ascii_digit());
     if tagged {
         words.next().unwrap_or(first)
     } else {
@@ -432,9 +430,15 @@ fn imap_greeting(line: &str, protected: bool) -> Result<Option<Vec<String>>> {
                 "the IMAP server refused the connection: {}",
                 quote(line)
             ))),
-            _ => Err(Error::Protocol(format!("not an IMAP greeting: {}", quote(line)))),
+            _ => Err(Error::Protocol(format!(
+                "not an IMAP greeting: {}",
+                quote(line)
+            ))),
         },
-        _ => Err(Error::Protocol(format!("not an IMAP greeting: {}", quote(line)))),
+        _ => Err(Error::Protocol(format!(
+            "not an IMAP greeting: {}",
+            quote(line)
+        ))),
     }
 }
 
@@ -496,7 +500,10 @@ async fn imap_upgrade<S: AsyncRead + AsyncWrite + Unpin>(r: &mut Lines<'_, S>) -
     };
     let caps = match caps {
         Some(c) => c,
-        None => imap_command(r, "a1", "CAPABILITY").await?.0.unwrap_or_default(),
+        None => imap_command(r, "a1", "CAPABILITY")
+            .await?
+            .0
+            .unwrap_or_default(),
     };
     if !has_atom(&caps, "STARTTLS") {
         return Err(Error::Protocol(format!(
@@ -529,7 +536,10 @@ async fn imap_after<S: AsyncRead + AsyncWrite + Unpin>(
     let capabilities = match caps {
         // A CAPABILITY code received over TLS is authentic: no round trip needed.
         Some(c) => c,
-        None => imap_command(r, tag, "CAPABILITY").await?.0.unwrap_or_default(),
+        None => imap_command(r, tag, "CAPABILITY")
+            .await?
+            .0
+            .unwrap_or_default(),
     };
     Ok(ServerGreeting {
         protocol: MailProtocol::Imap,
@@ -803,12 +813,14 @@ async fn smtp_after<S: AsyncRead + AsyncWrite + Unpin>(
             };
             while !last {
                 let line = r.line().await?;
-                let (_, l, t) = smtp_line(&line).filter(|(c, ..)| *c == code).ok_or_else(|| {
-                    Error::Protocol(format!(
-                        "SMTP greeting: bad continuation line {}",
-                        quote(&line)
-                    ))
-                })?;
+                let (_, l, t) = smtp_line(&line)
+                    .filter(|(c, ..)| *c == code)
+                    .ok_or_else(|| {
+                        Error::Protocol(format!(
+                            "SMTP greeting: bad continuation line {}",
+                            quote(&line)
+                        ))
+                    })?;
                 reply.lines.push(t.to_string());
                 last = l;
             }
@@ -1196,16 +1208,15 @@ mod tests {
             vec![
                 Send("220-mail.example.net ESMTP\r\n220 second line\r\n"),
                 Expect("EHLO [127.0.0.1]"),
-                Send("250-mail.example.net\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"),
+                Send(
+                    "250-mail.example.net\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n",
+                ),
                 Expect("STARTTLS"),
                 Send("220 2.0.0 Ready to start TLS\r\n"),
             ],
         )
         .await;
-        assert_eq!(
-            res.unwrap(),
-            "220 mail.example.net ESMTP\n220 second line"
-        );
+        assert_eq!(res.unwrap(), "220 mail.example.net ESMTP\n220 second line");
         assert_eq!(seen, vec!["EHLO [127.0.0.1]", "STARTTLS"]);
     }
 
@@ -1261,9 +1272,14 @@ mod tests {
     async fn garbage_and_overlong_and_closed() {
         let (res, _) = run_upgrade(Security::StartTlsImap, vec![Send("HTTP/1.1 200 OK\r\n")]).await;
         assert!(matches!(res, Err(Error::Protocol(_))), "{res:?}");
-        let (res, _) = run_upgrade(Security::StartTlsSmtp, vec![Send("\x16\x03\x01\x00\x05hello\n")]).await;
+        let (res, _) = run_upgrade(
+            Security::StartTlsSmtp,
+            vec![Send("\x16\x03\x01\x00\x05hello\n")],
+        )
+        .await;
         assert!(matches!(res, Err(Error::Protocol(_))), "{res:?}");
-        let long: &'static str = Box::leak(format!("* OK {}\r\n", "x".repeat(MAX_LINE)).into_boxed_str());
+        let long: &'static str =
+            Box::leak(format!("* OK {}\r\n", "x".repeat(MAX_LINE)).into_boxed_str());
         let (res, _) = run_upgrade(Security::StartTlsImap, vec![Send(long)]).await;
         assert!(
             matches!(&res, Err(Error::Protocol(d)) if d.contains("longer")),
@@ -1426,10 +1442,7 @@ mod tests {
         assert_eq!(detect("+OK").unwrap(), MailProtocol::Pop3);
         assert_eq!(detect("220-x").unwrap(), MailProtocol::Smtp);
         assert!(detect("SSH-2.0-OpenSSH").is_err());
-        assert_eq!(
-            address_literal("::1".parse().unwrap()),
-            "[IPv6:::1]"
-        );
+        assert_eq!(address_literal("::1".parse().unwrap()), "[IPv6:::1]");
         assert_eq!(address_literal("127.0.0.1".parse().unwrap()), "[127.0.0.1]");
         assert!(check_client_name("a b").is_err());
         assert!(check_client_name("").is_err());

@@ -121,8 +121,8 @@ pub unsafe extern "C" fn mailsrv_history_open(
 
 /// Saves the history: under an exclusive file lock, merged with what another process saved
 /// meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
-/// OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged: kept aside, then replaced by
-/// this history).
+/// OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged since it was opened: it was
+/// moved aside and nothing was written; saving again writes this history).
 /// Since 0.1.
 ///
 /// # Safety
@@ -200,6 +200,9 @@ pub unsafe extern "C" fn mailsrv_history_observe(
 ) -> mailsrv_status {
     ffi_boundary! {
         let h = try_ref!(h);
+        if port == 0 {
+            return mailsrv_status::InvalidArg;
+        }
         let key = match unsafe { key(domain, service, target, port) } {
             Ok(k) => k,
             Err(s) => return s,

@@ -450,6 +450,13 @@ mod tests {
     }
 
     #[test]
+    fn header_names_the_release() {
+        let header = include_str!("../../include/mailsrv.h");
+        let want = format!("#define MAILSRV_RUSTLS_FFI_VERSION \"{MAILSRV_RUSTLS_FFI_VERSION}\"");
+        assert!(header.contains(&want), "include/mailsrv.h lacks {want}");
+    }
+
+    #[test]
     fn null_arguments_fail_closed() {
         let r =
             unsafe { mailsrv_rustls_verify_server_cert(std::ptr::null_mut(), std::ptr::null()) };

@@ -440,7 +440,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_sni(s: *const mailsrv_tls_stream) ->
     ffi_boundary! { try_ref!(s).sni.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()) }
 }
 
-/// The host connected to (normalised) and the peer address that won ("[::1]:993"). Borrowed.
+/// The host connected to, normalised (A-labels, lower case, no trailing dot). Borrowed.
 /// Since 0.1.
 ///
 /// # Safety
@@ -475,7 +475,10 @@ pub unsafe extern "C" fn mailsrv_tls_stream_matched_identity(
     ffi_boundary! { try_ref!(s).matched.as_ptr() }
 }
 
-/// The server's greeting line(s) read over TLS ("* OK ...", "+OK ...", "220 ..."). Borrowed.
+/// The server's greeting ("* OK ...", "+OK ...", "220 ..."). With implicit TLS it was read
+/// over TLS; with STARTTLS it is the plaintext greeting from before TLS (unauthenticated:
+/// show it, never act on it). The capabilities, by contrast, are always those announced
+/// over TLS. Borrowed.
 /// Since 0.1.
 ///
 /// # Safety
