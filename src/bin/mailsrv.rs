@@ -322,13 +322,33 @@ fn refresh(args: &[String]) -> Result<(), String> {
     use mailsrv::core::policy::{ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved};
     use std::sync::{Arc, Mutex};
 
-    let Args { positional, options, common } =
-        parse(args, &["--service", "--saved", "--origin", "--history", "--now", "--no-probe"])?;
+    let Args {
+        positional,
+        options,
+        common,
+    } = parse(
+        args,
+        &[
+            "--service",
+            "--saved",
+            "--origin",
+            "--history",
+            "--now",
+            "--no-probe",
+        ],
+    )?;
     let [domain] = positional.as_slice() else {
         return Err(format!("refresh takes one DOMAIN\n{USAGE}"));
     };
-    let get = |k: &str| options.iter().find(|(o, _)| o == k).map(|(_, v)| v.as_str());
-    let service = get("--service").and_then(Service::from_name).ok_or("--service NAME is required")?;
+    let get = |k: &str| {
+        options
+            .iter()
+            .find(|(o, _)| o == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let service = get("--service")
+        .and_then(Service::from_name)
+        .ok_or("--service NAME is required")?;
     let saved = get("--saved").ok_or("--saved HOST:PORT is required")?;
     let (host, port) = saved.rsplit_once(':').ok_or("--saved takes HOST:PORT")?;
     let port: u16 = port.parse().map_err(|_| format!("bad port in {saved:?}"))?;
@@ -342,20 +362,32 @@ fn refresh(args: &[String]) -> Result<(), String> {
         None => mailsrv::core::history::unix_now(),
     };
     let history = match get("--history") {
-        Some(p) => Some(Arc::new(Mutex::new(History::open(std::path::Path::new(p)).map_err(|e| e.to_string())?))),
+        Some(p) => Some(Arc::new(Mutex::new(
+            History::open(std::path::Path::new(p)).map_err(|e| e.to_string())?,
+        ))),
         None => None,
     };
     let req = ChangeRequest {
         domain: domain.clone(),
-        saved: Saved { service, host: host.to_string(), port, origin },
+        saved: Saved {
+            service,
+            host: host.to_string(),
+            port,
+            origin,
+        },
         now,
         min_age: DEFAULT_MIN_AGE,
         probe: get("--no-probe").is_none(),
     };
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
-    let out = ctx.srv_change_check(req, history.clone()).map_err(|e| e.to_string())?;
+    let out = ctx
+        .srv_change_check(req, history.clone())
+        .map_err(|e| e.to_string())?;
     if let Some(h) = history {
-        h.lock().map_err(|_| "history lock")?.save().map_err(|e| e.to_string())?;
+        h.lock()
+            .map_err(|_| "history lock")?
+            .save()
+            .map_err(|e| e.to_string())?;
     }
     let a = &out.advice;
     let decision = match a.decision {

@@ -129,6 +129,9 @@ pub fn check_chain(
     Err(last_err)
 }
 
+/// What a DANE verification concluded (what matched, or why nothing did) and the chain seen.
+pub type DaneOutcome = (Result<String, String>, Vec<Vec<u8>>);
+
 /// A rustls verifier that accepts exactly what the TLSA records accept.
 #[derive(Debug)]
 pub struct DaneVerifier {
@@ -136,7 +139,7 @@ pub struct DaneVerifier {
     identity: ReferenceIdentity,
     provider: Arc<CryptoProvider>,
     /// What the last verification concluded, and the chain it saw.
-    pub outcome: Mutex<Option<(Result<String, String>, Vec<Vec<u8>>)>>,
+    pub outcome: Mutex<Option<DaneOutcome>>,
 }
 
 impl DaneVerifier {

@@ -7,17 +7,17 @@ pub mod verifier;
 
 pub use error::{Error, Result};
 pub mod address;
+pub mod anchors;
 /// cbindgen:ignore
 pub mod audit;
-pub mod anchors;
 pub mod authenticity;
 pub mod config;
 pub mod connect;
 pub mod context;
 pub mod dane;
 pub mod discover;
-pub mod happy_eyeballs;
 pub mod fuzzing;
+pub mod happy_eyeballs;
 pub mod history;
 pub mod order;
 pub mod policy;

@@ -450,6 +450,23 @@ mod tests {
     }
 
     #[test]
+    fn params_layout_is_rustls_h() {
+        // The relations scripts/check-rustls-ffi.sh asserts in C against rustls.h.
+        use std::mem::{offset_of, size_of};
+        type P = rustls_verify_server_cert_params<'static>;
+        let bytes = size_of::<rustls_slice_bytes<'static>>();
+        let text = size_of::<rustls_str<'static>>();
+        let ptr = size_of::<*const c_void>();
+        assert_eq!(bytes, 2 * ptr);
+        assert_eq!(text, 2 * ptr);
+        assert_eq!(offset_of!(P, end_entity_cert_der), 0);
+        assert_eq!(offset_of!(P, intermediate_certs_der), bytes);
+        assert_eq!(offset_of!(P, server_name), bytes + ptr);
+        assert_eq!(offset_of!(P, ocsp_response), bytes + ptr + text);
+        assert_eq!(size_of::<P>(), 2 * bytes + ptr + text);
+    }
+
+    #[test]
     fn header_names_the_release() {
         let header = include_str!("../../include/mailsrv.h");
         let want = format!("#define MAILSRV_RUSTLS_FFI_VERSION \"{MAILSRV_RUSTLS_FFI_VERSION}\"");

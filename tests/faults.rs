@@ -1,0 +1,888 @@
+//! Fault injection (issue 7) through the C entry points, against the testbed's knotd.
+//!
+//! A user-space DNS proxy (tokio, UDP and TCP on one port; this kernel has no netem) sits
+//! between the library and knotd and, for chosen query names and types, delays, drops,
+//! truncates (TC=1 over UDP), answers SERVFAIL or answers with synthesised records (CNAME
+//! loops and chains, a huge SRV RRset, all in the unsigned insecure.test so that the
+//! validator proves them insecure rather than bogus). Scripted TCP servers reset or stall
+//! in the middle of a TLS handshake or a STARTTLS dialogue. Every case asserts a precise
+//! status and an upper bound on the time it took.
+//!
+//! Run with `testbed/run.sh cargo test --features test-hooks --test faults`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream};
+use std::os::raw::c_char;
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mailsrv::ffi::config::*;
+use mailsrv::ffi::ctx::*;
+use mailsrv::ffi::discovery::*;
+use mailsrv::ffi::status::mailsrv_status;
+use mailsrv::ffi::stream::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+const IMAPS: u32 = 1;
+const FOUND: u32 = 1;
+const LOOKUP_FAILED: u32 = 4;
+const SECURE: u32 = 1;
+const INSECURE: u32 = 2;
+
+const T_SRV: u16 = 33;
+const T_CNAME: u16 = 5;
+const T_DNSKEY: u16 = 48;
+
+// ------------------------------------------------------------------ the DNS proxy
+
+/// What the proxy does with a matching query.
+#[derive(Clone)]
+enum Action {
+    /// Forward after a pause.
+    Delay(Duration),
+    /// Never answer (UDP and TCP).
+    Drop,
+    /// Over UDP: an empty answer with TC=1, so the client must retry over TCP (forwarded).
+    Truncate,
+    /// RCODE 2, no records.
+    ServFail,
+    /// A synthesised authoritative answer: (owner, type, rdata) records, answer section.
+    Answer(Arc<dyn Fn(&str) -> Vec<Rr> + Send + Sync>),
+}
+
+/// One resource record of a synthesised answer: owner name, type, wire rdata.
+struct Rr(String, u16, Vec<u8>);
+
+struct Rule {
+    /// Lower-case name without the final dot; `*.x` matches x and every name below it, `*` all.
+    name: String,
+    qtype: Option<u16>,
+    action: Action,
+    hits: AtomicUsize,
+}
+
+impl Rule {
+    fn matches(&self, name: &str, qtype: u16) -> bool {
+        let name_ok = self.name == "*"
+            || match self.name.strip_prefix("*.") {
+                Some(zone) => name == zone || name.ends_with(&format!(".{zone}")),
+                None => name == self.name,
+            };
+        name_ok && self.qtype.is_none_or(|t| t == qtype)
+    }
+}
+
+#[derive(Default)]
+struct Stats {
+    udp: AtomicUsize,
+    tcp: AtomicUsize,
+    /// TCP queries per (name, type).
+    tcp_names: Mutex<HashMap<(String, u16), usize>>,
+}
+
+/// A DNS proxy in front of the testbed's knotd, on its own thread and runtime (the library's
+/// blocking calls refuse to run inside a tokio runtime).
+struct Proxy {
+    addr: SocketAddr,
+    rules: Arc<Vec<Rule>>,
+    stats: Arc<Stats>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Proxy {
+    fn start(rules: Vec<Rule>) -> Proxy {
+        let upstream: SocketAddr = env("MAILSRV_TEST_NS").parse().expect("MAILSRV_TEST_NS");
+        let rules = Arc::new(rules);
+        let stats = Arc::new(Stats::default());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (r, s) = (rules.clone(), stats.clone());
+        let thread = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // UDP and TCP on the same port, as a nameserver address names both.
+                let (udp, tcp) = loop {
+                    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                    let port = udp.local_addr().unwrap().port();
+                    if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+                        break (Arc::new(udp), tcp);
+                    }
+                };
+                addr_tx.send(udp.local_addr().unwrap()).unwrap();
+                let udp_task = tokio::spawn(serve_udp(udp, upstream, r.clone(), s.clone()));
+                let tcp_task = tokio::spawn(serve_tcp(tcp, upstream, r, s));
+                let _ = stop_rx.await;
+                udp_task.abort();
+                tcp_task.abort();
+            });
+            rt.shutdown_background();
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        Proxy {
+            addr,
+            rules,
+            stats,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn hits(&self, i: usize) -> usize {
+        self.rules[i].hits.load(Ordering::SeqCst)
+    }
+
+    fn tcp_queries(&self, name: &str, qtype: u16) -> usize {
+        let m = self.stats.tcp_names.lock().unwrap();
+        m.get(&(name.to_string(), qtype)).copied().unwrap_or(0)
+    }
+}
+
+fn rule(name: &str, qtype: Option<u16>, action: Action) -> Rule {
+    Rule {
+        name: name.to_string(),
+        qtype,
+        action,
+        hits: AtomicUsize::new(0),
+    }
+}
+
+/// (name, type, end of the question) of a query.
+fn parse_question(msg: &[u8]) -> Option<(String, u16, usize)> {
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = *msg.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 != 0 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(msg.get(i..i + len)?).to_ascii_lowercase());
+        i += len;
+    }
+    let qtype = u16::from_be_bytes([*msg.get(i)?, *msg.get(i + 1)?]);
+    Some((labels.join("."), qtype, i + 4))
+}
+
+fn encode_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for l in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(l.len() as u8);
+        out.extend_from_slice(l.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// A response to `query` carrying only its question: flags QR (+AA), `tc` and `rcode`.
+fn empty_response(query: &[u8], q_end: usize, tc: bool, rcode: u8) -> Vec<u8> {
+    let mut r = query[..q_end].to_vec();
+    r[2] = (r[2] & 0x01) | 0x80 | 0x04 | if tc { 0x02 } else { 0 }; // QR, AA, TC, RD kept
+    r[3] = rcode & 0x0f;
+    r[6..12].fill(0); // ANCOUNT, NSCOUNT, ARCOUNT
+    r
+}
+
+fn synth_response(query: &[u8], q_end: usize, records: &[Rr]) -> Vec<u8> {
+    let mut r = empty_response(query, q_end, false, 0);
+    for Rr(owner, rtype, rdata) in records {
+        r.extend(encode_name(owner));
+        r.extend(rtype.to_be_bytes());
+        r.extend(1u16.to_be_bytes()); // IN
+        r.extend(300u32.to_be_bytes());
+        r.extend((rdata.len() as u16).to_be_bytes());
+        r.extend(rdata);
+    }
+    r[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
+    r
+}
+
+/// What to send back for `query`, or None to forward it upstream (after `delay`).
+enum Verdict {
+    Reply(Vec<u8>),
+    Forward(Duration),
+    Silence,
+}
+
+fn judge(query: &[u8], over_tcp: bool, rules: &[Rule], stats: &Stats) -> Verdict {
+    let Some((name, qtype, q_end)) = parse_question(query) else {
+        return Verdict::Forward(Duration::ZERO);
+    };
+    if over_tcp {
+        *stats
+            .tcp_names
+            .lock()
+            .unwrap()
+            .entry((name.clone(), qtype))
+            .or_default() += 1;
+    }
+    let Some(rule) = rules.iter().find(|r| r.matches(&name, qtype)) else {
+        return Verdict::Forward(Duration::ZERO);
+    };
+    rule.hits.fetch_add(1, Ordering::SeqCst);
+    match &rule.action {
+        Action::Delay(d) => Verdict::Forward(*d),
+        Action::Drop => Verdict::Silence,
+        Action::Truncate if over_tcp => Verdict::Forward(Duration::ZERO),
+        Action::Truncate => Verdict::Reply(empty_response(query, q_end, true, 0)),
+        Action::ServFail => Verdict::Reply(empty_response(query, q_end, false, 2)),
+        Action::Answer(f) => {
+            let resp = synth_response(query, q_end, &f(&name));
+            if !over_tcp && resp.len() > 1232 {
+                Verdict::Reply(empty_response(query, q_end, true, 0))
+            } else {
+                Verdict::Reply(resp)
+            }
+        }
+    }
+}
+
+async fn serve_udp(
+    sock: Arc<UdpSocket>,
+    upstream: SocketAddr,
+    rules: Arc<Vec<Rule>>,
+    stats: Arc<Stats>,
+) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        stats.udp.fetch_add(1, Ordering::SeqCst);
+        let query = buf[..n].to_vec();
+        let (sock, rules) = (sock.clone(), rules.clone());
+        let verdict = judge(&query, false, &rules, &stats);
+        tokio::spawn(async move {
+            let reply = match verdict {
+                Verdict::Silence => return,
+                Verdict::Reply(r) => r,
+                Verdict::Forward(delay) => {
+                    tokio::time::sleep(delay).await;
+                    let up = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                    up.send_to(&query, upstream).await.unwrap();
+                    let mut b = vec![0u8; 65535];
+                    match tokio::time::timeout(Duration::from_secs(5), up.recv(&mut b)).await {
+                        Ok(Ok(n)) => b[..n].to_vec(),
+                        _ => return,
+                    }
+                }
+            };
+            let _ = sock.send_to(&reply, peer).await;
+        });
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    rules: Arc<Vec<Rule>>,
+    stats: Arc<Stats>,
+) {
+    loop {
+        let Ok((mut conn, _)) = listener.accept().await else {
+            continue;
+        };
+        let (rules, stats) = (rules.clone(), stats.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 2];
+                if conn.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+                if conn.read_exact(&mut query).await.is_err() {
+                    return;
+                }
+                stats.tcp.fetch_add(1, Ordering::SeqCst);
+                let reply = match judge(&query, true, &rules, &stats) {
+                    Verdict::Silence => continue,
+                    Verdict::Reply(r) => r,
+                    Verdict::Forward(delay) => {
+                        tokio::time::sleep(delay).await;
+                        match tcp_exchange(upstream, &query).await {
+                            Some(r) => r,
+                            None => return,
+                        }
+                    }
+                };
+                let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                out.extend(reply);
+                if conn.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn tcp_exchange(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+    let work = async {
+        let mut up = TcpStream::connect(upstream).await.ok()?;
+        let mut msg = (query.len() as u16).to_be_bytes().to_vec();
+        msg.extend_from_slice(query);
+        up.write_all(&msg).await.ok()?;
+        let mut len = [0u8; 2];
+        up.read_exact(&mut len).await.ok()?;
+        let mut resp = vec![0u8; u16::from_be_bytes(len) as usize];
+        up.read_exact(&mut resp).await.ok()?;
+        Some(resp)
+    };
+    tokio::time::timeout(Duration::from_secs(5), work)
+        .await
+        .ok()?
+}
+
+// ------------------------------------------------------------------ the library side
+
+/// A context whose only nameserver is `ns`, with the testbed's root anchor and CA.
+fn ctx_for(ns: &str, timeout_ms: u32) -> *mut mailsrv_ctx {
+    let cfg = testbed_config(0, timeout_ms);
+    unsafe {
+        assert_eq!(
+            mailsrv_config_set_nameserver(cfg, c(ns).as_ptr()),
+            mailsrv_status::Ok
+        );
+        assert_eq!(
+            mailsrv_config_set_ca_file(cfg, c(&env("MAILSRV_TEST_CA")).as_ptr()),
+            mailsrv_status::Ok
+        );
+    }
+    ctx_from(cfg)
+}
+
+/// The IMAPS answer of one blocking discovery: (state, status, dnssec, detail, endpoints).
+struct Imaps {
+    state: u32,
+    status: mailsrv_status,
+    dnssec: u32,
+    detail: String,
+    endpoints: usize,
+    took: Duration,
+}
+
+fn discover_imaps(proxy: &Proxy, domain: &str, timeout_ms: u32) -> Imaps {
+    let ctx = ctx_for(&proxy.addr.to_string(), timeout_ms);
+    let mut out = ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    let t0 = Instant::now();
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            c(domain).as_ptr(),
+            IMAPS,
+            0,
+            &mut out,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    let took = t0.elapsed();
+    assert_eq!(st, mailsrv_status::Ok, "{domain}: {}", text(err.as_ptr()));
+    let r = unsafe {
+        let s = mailsrv_discovery_find(out, IMAPS);
+        Imaps {
+            state: mailsrv_srv_set_state(s),
+            status: mailsrv_srv_set_status(s),
+            dnssec: mailsrv_srv_set_dnssec(s),
+            detail: text(mailsrv_srv_set_detail(s)),
+            endpoints: mailsrv_srv_set_endpoints_len(s),
+            took,
+        }
+    };
+    unsafe {
+        mailsrv_discovery_free(out);
+        mailsrv_ctx_free(ctx);
+    }
+    r
+}
+
+/// `took` stays within the deadline plus scheduling slack.
+fn within(took: Duration, timeout_ms: u32) {
+    let bound = Duration::from_millis(u64::from(timeout_ms)) + Duration::from_millis(750);
+    assert!(took <= bound, "took {took:?}, deadline {timeout_ms} ms");
+}
+
+// ------------------------------------------------------------------ DNS faults
+
+#[test]
+fn proxy_passes_through_unchanged() {
+    let p = Proxy::start(vec![]);
+    let r = discover_imaps(&p, "example.com", 5000);
+    assert_eq!(
+        (r.state, r.status, r.dnssec),
+        (FOUND, mailsrv_status::Ok, SECURE),
+        "{}",
+        r.detail
+    );
+    assert!(p.stats.udp.load(Ordering::SeqCst) > 0);
+}
+
+#[test]
+fn dropped_srv_queries_time_out_within_the_deadline() {
+    let p = Proxy::start(vec![rule(
+        "_imaps._tcp.example.com",
+        Some(T_SRV),
+        Action::Drop,
+    )]);
+    let r = discover_imaps(&p, "example.com", 1500);
+    assert_eq!(r.state, LOOKUP_FAILED, "{}", r.detail);
+    assert_eq!(r.status, mailsrv_status::Timeout, "{}", r.detail);
+    assert!(p.hits(0) >= 1);
+    within(r.took, 1500);
+}
+
+#[test]
+fn a_dead_path_for_everything_is_timeout_not_no_record() {
+    let p = Proxy::start(vec![rule("*", None, Action::Drop)]);
+    let r = discover_imaps(&p, "example.com", 1200);
+    assert_eq!(r.state, LOOKUP_FAILED, "{}", r.detail);
+    assert_eq!(r.status, mailsrv_status::Timeout, "{}", r.detail);
+    within(r.took, 1200);
+}
+
+#[test]
+fn slow_path_within_budget_still_validates() {
+    // 150 ms on every exchange (the chain of trust included): slow, but well inside 6 s.
+    let p = Proxy::start(vec![rule(
+        "*",
+        None,
+        Action::Delay(Duration::from_millis(150)),
+    )]);
+    let r = discover_imaps(&p, "example.com", 6000);
+    assert_eq!(
+        (r.state, r.status, r.dnssec),
+        (FOUND, mailsrv_status::Ok, SECURE),
+        "{}",
+        r.detail
+    );
+    assert_eq!(r.endpoints, 1);
+    assert!(r.took >= Duration::from_millis(150), "{:?}", r.took);
+    within(r.took, 6000);
+}
+
+#[test]
+fn slow_path_beyond_the_deadline_is_timeout() {
+    let p = Proxy::start(vec![rule(
+        "_imaps._tcp.example.com",
+        Some(T_SRV),
+        Action::Delay(Duration::from_secs(4)),
+    )]);
+    let r = discover_imaps(&p, "example.com", 1000);
+    assert_eq!(
+        (r.state, r.status),
+        (LOOKUP_FAILED, mailsrv_status::Timeout),
+        "{}",
+        r.detail
+    );
+    within(r.took, 1000);
+}
+
+#[test]
+fn servfail_is_servfail_never_no_record() {
+    let p = Proxy::start(vec![rule(
+        "_imaps._tcp.example.com",
+        Some(T_SRV),
+        Action::ServFail,
+    )]);
+    let r = discover_imaps(&p, "example.com", 3000);
+    assert_eq!(
+        (r.state, r.status),
+        (LOOKUP_FAILED, mailsrv_status::Servfail),
+        "{}",
+        r.detail
+    );
+    within(r.took, 3000);
+}
+
+#[test]
+fn dropped_dnskey_queries_are_indeterminate_not_bogus() {
+    // The SRV answer arrives, but example.com's keys cannot be fetched: the state of the
+    // answer is unknown (RFC 4033 §5 "indeterminate"), which is not proof of an attack.
+    let p = Proxy::start(vec![rule("example.com", Some(T_DNSKEY), Action::Drop)]);
+    let r = discover_imaps(&p, "example.com", 2500);
+    assert_eq!(r.state, LOOKUP_FAILED, "{}", r.detail);
+    assert_eq!(r.status, mailsrv_status::Indeterminate, "{}", r.detail);
+    assert_ne!(r.dnssec, 5, "never BOGUS for a network failure");
+    assert!(p.hits(0) >= 1);
+    within(r.took, 2500);
+}
+
+#[test]
+fn truncated_udp_answer_falls_back_to_tcp() {
+    let p = Proxy::start(vec![rule(
+        "_imaps._tcp.example.com",
+        Some(T_SRV),
+        Action::Truncate,
+    )]);
+    let r = discover_imaps(&p, "example.com", 5000);
+    assert_eq!(
+        (r.state, r.status, r.dnssec),
+        (FOUND, mailsrv_status::Ok, SECURE),
+        "{}",
+        r.detail
+    );
+    assert!(
+        p.hits(0) >= 2,
+        "one truncated UDP answer, then the TCP query"
+    );
+    assert!(
+        p.tcp_queries("_imaps._tcp.example.com", T_SRV) >= 1,
+        "no TCP retry seen"
+    );
+    within(r.took, 5000);
+}
+
+// ------------------------------------------------------------------ resource bounds
+
+fn cname(target: &str) -> Vec<u8> {
+    encode_name(target)
+}
+
+fn srv(prio: u16, weight: u16, port: u16, target: &str) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend(prio.to_be_bytes());
+    v.extend(weight.to_be_bytes());
+    v.extend(port.to_be_bytes());
+    v.extend(encode_name(target));
+    v
+}
+
+#[test]
+fn cname_loop_is_capped() {
+    // _imaps._tcp.loop.insecure.test -> x.loop.insecure.test -> _imaps._tcp.loop... (unsigned zone)
+    let p = Proxy::start(vec![rule(
+        "*.loop.insecure.test",
+        None,
+        Action::Answer(Arc::new(|name: &str| {
+            let next = if name.starts_with("_imaps") {
+                "x.loop.insecure.test"
+            } else {
+                "_imaps._tcp.loop.insecure.test"
+            };
+            vec![Rr(name.to_string(), T_CNAME, cname(next))]
+        })),
+    )]);
+    let r = discover_imaps(&p, "loop.insecure.test", 3000);
+    assert_eq!(
+        (r.state, r.status),
+        (LOOKUP_FAILED, mailsrv_status::LookupFailed),
+        "{}",
+        r.detail
+    );
+    assert!(r.detail.contains("CNAME"), "{}", r.detail);
+    assert!(p.hits(0) <= 40, "the loop was followed {} times", p.hits(0));
+    within(r.took, 3000);
+}
+
+#[test]
+fn long_cname_chain_is_capped() {
+    // c0 -> c1 -> ... -> c49, one hop per answer, each a fresh name.
+    let p = Proxy::start(vec![rule(
+        "*.chain.insecure.test",
+        None,
+        Action::Answer(Arc::new(|name: &str| {
+            let n: u32 = name
+                .strip_prefix("_imaps._tcp.")
+                .map(|_| 0)
+                .or_else(|| name.split('.').next()?.strip_prefix('c')?.parse().ok())
+                .unwrap_or(0);
+            vec![Rr(
+                name.to_string(),
+                T_CNAME,
+                cname(&format!("c{}.chain.insecure.test", n + 1)),
+            )]
+        })),
+    )]);
+    let r = discover_imaps(&p, "chain.insecure.test", 3000);
+    assert_eq!(
+        (r.state, r.status),
+        (LOOKUP_FAILED, mailsrv_status::LookupFailed),
+        "{}",
+        r.detail
+    );
+    assert!(r.detail.contains("CNAME"), "{}", r.detail);
+    assert!(p.hits(0) <= 40, "followed {} hops", p.hits(0));
+    within(r.took, 3000);
+}
+
+#[test]
+fn huge_srv_rrset_over_tcp_is_bounded() {
+    // 1500 SRV records (about 40 KB, so TC over UDP and the full set over TCP), every target
+    // the same real host: the RRset is handled and ordered without a hang.
+    let p = Proxy::start(vec![rule(
+        "_imaps._tcp.huge.insecure.test",
+        Some(T_SRV),
+        Action::Answer(Arc::new(|name: &str| {
+            (0..1500u16)
+                .map(|i| {
+                    Rr(
+                        name.to_string(),
+                        T_SRV,
+                        srv(i % 7, i % 13, 993, "mail.example.net"),
+                    )
+                })
+                .collect()
+        })),
+    )]);
+    let r = discover_imaps(&p, "huge.insecure.test", 5000);
+    assert_eq!(
+        (r.state, r.status, r.dnssec),
+        (FOUND, mailsrv_status::Ok, INSECURE),
+        "{}",
+        r.detail
+    );
+    assert!(r.endpoints >= 1 && r.endpoints <= 1500, "{}", r.endpoints);
+    assert!(p.tcp_queries("_imaps._tcp.huge.insecure.test", T_SRV) >= 1);
+    within(r.took, 5000);
+}
+
+#[test]
+fn huge_srv_rrset_of_distinct_targets_is_bounded() {
+    // 1000 distinct targets, none of which exists: the address lookups must not run away.
+    let p = Proxy::start(vec![rule(
+        "_imaps._tcp.wide.insecure.test",
+        Some(T_SRV),
+        Action::Answer(Arc::new(|name: &str| {
+            (0..1000u16)
+                .map(|i| {
+                    Rr(
+                        name.to_string(),
+                        T_SRV,
+                        srv(0, 1, 993, &format!("h{i}.wide.insecure.test")),
+                    )
+                })
+                .collect()
+        })),
+    )]);
+    let r = discover_imaps(&p, "wide.insecure.test", 4000);
+    assert_eq!(r.state, FOUND, "{}", r.detail);
+    within(r.took, 4000);
+    // Address queries actually sent for the targets (A and AAAA), over both transports.
+    let sent = p.stats.udp.load(Ordering::SeqCst) + p.stats.tcp.load(Ordering::SeqCst);
+    assert!(sent <= 400, "{sent} queries for one discovery");
+}
+
+#[test]
+fn longest_valid_domain_is_answered_and_one_more_byte_is_refused() {
+    let p = Proxy::start(vec![]);
+    // 253 bytes: four labels of 63/63/63/61 (with the dots), under insecure.test.
+    let base = "insecure.test";
+    let mut labels = Vec::new();
+    let mut len = base.len();
+    while len + 64 <= 253 {
+        labels.push("a".repeat(63));
+        len += 64;
+    }
+    labels.push("b".repeat(253 - len - 1));
+    let long = format!("{}.{base}", labels.join("."));
+    assert_eq!(long.len(), 253);
+    // With the 12-byte "_imaps._tcp." prefix the SRV owner is over 255 bytes: refused
+    // before any packet, as a precise status, not a hang.
+    let ctx = ctx_for(&p.addr.to_string(), 3000);
+    let mut out = ptr::null_mut();
+    let t0 = Instant::now();
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            c(&long).as_ptr(),
+            IMAPS,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    if st == mailsrv_status::Ok {
+        let s = unsafe { mailsrv_discovery_find(out, IMAPS) };
+        let state = unsafe { mailsrv_srv_set_state(s) };
+        assert!(state == LOOKUP_FAILED || state == 3, "state {state}");
+        unsafe { mailsrv_discovery_free(out) };
+    } else {
+        assert_eq!(st, mailsrv_status::InvalidArg);
+    }
+    let longer = format!("c{long}");
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            c(&longer).as_ptr(),
+            IMAPS,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(st, mailsrv_status::InvalidArg);
+    assert!(out.is_null());
+    unsafe { mailsrv_ctx_free(ctx) };
+}
+
+// ------------------------------------------------------------------ servers that misbehave
+
+/// What a scripted server does after accepting.
+enum Server {
+    /// Accept, read nothing, send nothing, hold the connection.
+    Stall,
+    /// Read the TLS ClientHello, then reset (SO_LINGER 0).
+    ResetAfterHello,
+    /// Read the ClientHello, send the first bytes of a ServerHello, then stall.
+    HalfServerHello,
+    /// Send an IMAP greeting, read the CAPABILITY command, then stall.
+    StallAfterCapability,
+    /// Accept and reset at once.
+    ResetAtOnce,
+}
+
+fn scripted(server: Server) -> (u16, thread::JoinHandle<()>) {
+    let l = StdTcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let reset = |s: StdTcpStream| {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+            let lg = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &lg as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+            drop(s);
+        };
+        let mut buf = [0u8; 4096];
+        match server {
+            Server::Stall => {
+                let _ = s.read(&mut buf);
+                thread::sleep(Duration::from_secs(4));
+            }
+            Server::ResetAfterHello => {
+                let n = s.read(&mut buf).unwrap_or(0);
+                assert!(n > 0 && buf[0] == 0x16, "a TLS handshake record");
+                reset(s);
+            }
+            Server::HalfServerHello => {
+                let _ = s.read(&mut buf);
+                // A handshake record header announcing 80 bytes, then 6 of them.
+                let _ = s.write_all(&[
+                    0x16, 0x03, 0x03, 0x00, 0x50, 0x02, 0x00, 0x00, 0x4c, 0x03, 0x03,
+                ]);
+                thread::sleep(Duration::from_secs(4));
+            }
+            Server::StallAfterCapability => {
+                let _ = s.write_all(b"* OK IMAP ready\r\n");
+                let _ = s.read(&mut buf);
+                thread::sleep(Duration::from_secs(4));
+            }
+            Server::ResetAtOnce => reset(s),
+        }
+    });
+    (port, h)
+}
+
+fn connect_status(port: u16, security: u32, timeout_ms: u32) -> (mailsrv_status, String, Duration) {
+    let ctx = ctx_for("127.0.0.1:9", timeout_ms);
+    let mut out = ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    let t0 = Instant::now();
+    let st = unsafe {
+        mailsrv_connect_with_sni(
+            ctx,
+            c("127.0.0.1").as_ptr(),
+            port,
+            security,
+            c("mail.example.net").as_ptr(),
+            ptr::null(),
+            0,
+            &mut out,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    let took = t0.elapsed();
+    assert!(out.is_null());
+    unsafe { mailsrv_ctx_free(ctx) };
+    (st, text(err.as_ptr()), took)
+}
+
+const IMPLICIT_TLS: u32 = 1;
+const STARTTLS_IMAP: u32 = 2;
+
+#[test]
+fn server_silent_before_the_handshake_times_out() {
+    let (port, _h) = scripted(Server::Stall);
+    let (st, detail, took) = connect_status(port, IMPLICIT_TLS, 1000);
+    assert_eq!(st, mailsrv_status::Timeout, "{detail}");
+    within(took, 1000);
+}
+
+#[test]
+fn server_stalling_mid_handshake_times_out() {
+    let (port, _h) = scripted(Server::HalfServerHello);
+    let (st, detail, took) = connect_status(port, IMPLICIT_TLS, 1000);
+    assert_eq!(st, mailsrv_status::Timeout, "{detail}");
+    within(took, 1000);
+}
+
+#[test]
+fn server_resetting_mid_handshake_is_connection_closed() {
+    let (port, h) = scripted(Server::ResetAfterHello);
+    let (st, detail, took) = connect_status(port, IMPLICIT_TLS, 3000);
+    assert_eq!(st, mailsrv_status::ConnectionClosed, "{detail}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    h.join().unwrap();
+}
+
+#[test]
+fn server_resetting_at_once_is_connection_closed() {
+    let (port, h) = scripted(Server::ResetAtOnce);
+    let (st, detail, took) = connect_status(port, STARTTLS_IMAP, 3000);
+    assert_eq!(st, mailsrv_status::ConnectionClosed, "{detail}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    h.join().unwrap();
+}
+
+#[test]
+fn server_stalling_in_the_starttls_dialogue_times_out() {
+    let (port, _h) = scripted(Server::StallAfterCapability);
+    let (st, detail, took) = connect_status(port, STARTTLS_IMAP, 1000);
+    assert_eq!(st, mailsrv_status::Timeout, "{detail}");
+    within(took, 1000);
+}
