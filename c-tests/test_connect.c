@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "mailsrv.h"
 #include "harness.h"
@@ -216,11 +217,77 @@ static void test_authenticity_verdicts(void) {
     mailsrv_ctx_free(ctx);
 }
 
+static void test_change_check_and_history(void) {
+    mailsrv_ctx *ctx = make_ctx(MAILSRV_DISPATCH_THREAD);
+    char path[] = "/tmp/mailsrv-c-history-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+    remove(path); /* a missing file is an empty history */
+    mailsrv_history *h = NULL;
+    CHECK_EQ_INT(mailsrv_history_open(path, &h, NULL, 0), MAILSRV_STATUS_OK);
+    const uint64_t now = 1800000000u, day = 86400u;
+    mailsrv_change *c = NULL;
+    /* T-SEED-05: an unverified change waits, then the user may be asked. */
+    CHECK_EQ_INT(mailsrv_srv_change_check(ctx, "insecure.test", MAILSRV_SERVICE_IMAPS, "old.example.net", 993,
+                                          MAILSRV_ORIGIN_SRV, h, now, 0, 0, &c, NULL, 0),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_change_decision(c), MAILSRV_DECISION_WAIT);
+    CHECK_EQ_INT(mailsrv_change_wait_until(c), now + 7 * day);
+    mailsrv_change_free(c);
+    CHECK_EQ_INT(mailsrv_history_save(h, NULL, 0), MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_srv_change_check(ctx, "insecure.test", MAILSRV_SERVICE_IMAPS, "old.example.net", 993,
+                                          MAILSRV_ORIGIN_SRV, h, now + 8 * day, 0, 0, &c, NULL, 0),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_change_decision(c), MAILSRV_DECISION_ASK_USER);
+    mailsrv_change_free(c);
+    /* T-SEED-07: the signed domain's change is authenticated. */
+    CHECK_EQ_INT(mailsrv_srv_change_check(ctx, "example.com", MAILSRV_SERVICE_IMAPS, "old.example.net", 993,
+                                          MAILSRV_ORIGIN_SRV, NULL, now, 0, 0, &c, NULL, 0),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_change_decision(c), MAILSRV_DECISION_UPDATE);
+    CHECK_EQ_STR(mailsrv_change_target(c), "mail.example.net");
+    mailsrv_change_free(c);
+    /* Typed by the user: never changed. */
+    CHECK_EQ_INT(mailsrv_srv_change_check(ctx, "example.com", MAILSRV_SERVICE_IMAPS, "old.example.net", 993,
+                                          MAILSRV_ORIGIN_USER, NULL, now, 0, 0, &c, NULL, 0),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_change_decision(c), MAILSRV_DECISION_NO_CHANGE);
+    mailsrv_change_free(c);
+    mailsrv_history_free(h);
+    remove(path);
+    mailsrv_ctx_free(ctx);
+}
+
+static void test_probe_verdicts_hosted_domains(void) {
+    mailsrv_ctx *ctx = make_ctx(MAILSRV_DISPATCH_THREAD);
+    mailsrv_authenticity *a = NULL;
+    uint16_t imaps = port("MAILSRV_TEST_IMAPS_PORT");
+    /* T-SEED-01 / T-AUTH-07 */
+    CHECK_EQ_INT(mailsrv_verify_srv_authenticity(ctx, "hosted.test", MAILSRV_SERVICE_IMAPS, "mail.example.net", imaps,
+                                                 0, &a, NULL, 0),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_authenticity_verdict(a), MAILSRV_VERDICT_AUTHENTIC);
+    CHECK_EQ_INT(mailsrv_authenticity_evidence(a), MAILSRV_EVIDENCE_PROBE_SRV_ID);
+    CHECK(mailsrv_authenticity_target_verified(a));
+    CHECK_EQ_STR(mailsrv_authenticity_probe_matched(a), "SRV-ID _imaps.hosted.test");
+    mailsrv_authenticity_free(a);
+    /* T-DANE-02 */
+    CHECK_EQ_INT(mailsrv_verify_srv_authenticity(ctx, "dane.example.com", MAILSRV_SERVICE_IMAPS, "dane.example.net",
+                                                 imaps, 0, &a, NULL, 0),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_authenticity_evidence(a), MAILSRV_EVIDENCE_DANE);
+    mailsrv_authenticity_free(a);
+    mailsrv_ctx_free(ctx);
+}
+
 int main(void) {
     TEST(test_every_security_mode);
     TEST(test_imap_session_over_the_stream);
     TEST(test_identity_and_sni_choices);
     TEST(test_async_connect_and_verify_in_both_modes);
     TEST(test_authenticity_verdicts);
+    TEST(test_change_check_and_history);
+    TEST(test_probe_verdicts_hosted_domains);
     HARNESS_END();
 }

@@ -99,3 +99,67 @@ fn check_cert_json_shape() {
     assert_eq!(j["match"], false);
     assert!(j["reason"].as_str().unwrap().contains("_imaps.example.com"));
 }
+
+/// The verdicts the CLI prints are those of the C API tests (tests/ffi_authenticity.rs).
+#[test]
+fn verify_json_verdicts() {
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let ca = env("MAILSRV_TEST_CA");
+    for (address, verdict, evidence) in [
+        ("joe@example.com", "authentic", Some("dnssec")),
+        ("ann@hosted.test", "authentic", Some("probe_srv_id")),
+        ("ann@dnshosted.test", "authentic", Some("probe_dns_id")),
+        ("ann@insecure.test", "unverified", None),
+        ("ann@dane.example.com", "authentic", Some("dane")),
+    ] {
+        let (ok, j, err) = run(&[
+            "verify",
+            address,
+            "--service",
+            "imaps",
+            "--json",
+            "--nameserver",
+            &ns,
+            "--trust-anchor",
+            &anchor,
+            "--ca-file",
+            &ca,
+        ]);
+        assert!(ok, "{address}: {err}");
+        let r = &j["results"][0];
+        assert_eq!(r["service"], "imaps");
+        assert_eq!(r["verdict"], verdict, "{address}: {}", r["detail"]);
+        assert_eq!(r["evidence"].as_str(), evidence, "{address}");
+        for key in ["target", "port", "target_verified", "detail"] {
+            assert!(!r[key].is_null(), "{address}: key {key}");
+        }
+    }
+}
+
+#[test]
+fn connect_json_shape() {
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let ca = env("MAILSRV_TEST_CA");
+    let target = format!("mail.example.net:{}", port("IMAP"));
+    let (ok, j, err) = run(&[
+        "connect",
+        &target,
+        "--starttls",
+        "imap",
+        "--json",
+        "--nameserver",
+        &ns,
+        "--trust-anchor",
+        &anchor,
+        "--ca-file",
+        &ca,
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(j["host"], "mail.example.net");
+    assert_eq!(j["sni"], "mail.example.net");
+    assert_eq!(j["tls_version"], "TLSv1.3");
+    assert_eq!(j["matched_identity"], "DNS-ID mail.example.net");
+    assert!(j["greeting"].as_str().unwrap().starts_with("* OK"));
+}
