@@ -5,6 +5,9 @@
 #                           release's rustls.h; no rustls_* symbol leaks from libmailsrv.so
 #   make rustls-ffi-tests   the C client against the testbed's dovecot; run it under the
 #                           testbed: testbed/run.sh make rustls-ffi-tests
+#   make valgrind-rustls-ffi  the same client under valgrind (under the testbed too)
+#
+# `make check` runs rustls-ffi-tests with the other suites (test-suites, inside the testbed).
 #
 # librustls is built from the same rustls-ffi crate mailsrv depends on (Cargo.lock), offline,
 # by c-tests/rustls-ffi/build-librustls.sh: `cargo rustc -p rustls-ffi --crate-type staticlib`
@@ -15,7 +18,9 @@ RUSTLS_FFI_OUT  := target/rustls-ffi
 RUSTLS_FFI_LIB  := $(RUSTLS_FFI_OUT)/lib/librustls.a
 RUSTLS_FFI_TEST := c-tests/build/rustls-ffi/test_rustls_ffi
 
-.PHONY: rustls-ffi-lib check-rustls-ffi rustls-ffi-tests
+.PHONY: rustls-ffi-lib check-rustls-ffi rustls-ffi-tests valgrind-rustls-ffi
+
+test-suites: rustls-ffi-tests
 
 # Always asks cargo (a no-op when fresh), so a changed Cargo.lock is picked up.
 rustls-ffi-lib: build-test
@@ -36,3 +41,12 @@ $(RUSTLS_FFI_TEST): c-tests/rustls-ffi/test_rustls_ffi.c c-tests/harness.h inclu
 rustls-ffi-tests: check-rustls-ffi $(RUSTLS_FFI_TEST)
 	@echo "== $(RUSTLS_FFI_TEST)"
 	$(RUSTLS_FFI_TEST)
+
+# The client's own rustls (librustls.a) needs one more suppression than libmailsrv's; see
+# c-tests/rustls-ffi/valgrind.supp.
+valgrind-rustls-ffi: $(RUSTLS_FFI_TEST)
+	valgrind --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
+	  --show-leak-kinds=definite,possible --num-callers=120 \
+	  --suppressions=$(abspath c-tests/valgrind.supp) \
+	  --suppressions=$(abspath c-tests/rustls-ffi/valgrind.supp) \
+	  $(RUSTLS_FFI_TEST)

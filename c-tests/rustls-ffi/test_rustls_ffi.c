@@ -180,7 +180,7 @@ static uint32_t tap_verify(void *userdata, const struct rustls_verify_server_cer
     for (size_t i = 0; i < k && t->n < MAX_CHAIN; i++) {
         struct rustls_slice_bytes s = rustls_slice_slice_bytes_get(params->intermediate_certs_der, i);
         t->der[t->n] = malloc(s.len ? s.len : 1);
-        memcpy(t->der[t->n], s.data, s.len);
+        if (s.len) memcpy(t->der[t->n], s.data, s.len);
         t->len[t->n++] = s.len;
     }
     size_t sn = params->server_name.len < sizeof t->server_name - 1 ? params->server_name.len : sizeof t->server_name - 1;
@@ -250,6 +250,13 @@ static uint32_t code_for_status(mailsrv_status st) {
     }
 }
 
+/* A reason without its "(checked at <time>)" part: the two checks ran a moment apart. */
+static const char *reason(char *text) {
+    char *at = strstr(text, " (checked at ");
+    if (at) *at = 0;
+    return text;
+}
+
 static mailsrv_identity *make_identity(const struct scenario *s) {
     mailsrv_identity *id = NULL;
     mailsrv_identity_new(&id);
@@ -295,7 +302,7 @@ static int run_scenario(mailsrv_ctx *ctx, const struct scenario *s) {
     CHECK_EQ_INT(checked, s->want_status);
     CHECK_EQ_INT(code_for_status(checked), t.code);
     if (checked == MAILSRV_STATUS_OK && r) CHECK_EQ_STR(text, mailsrv_cert_result_matched(r));
-    else CHECK_EQ_STR(text, check_err); /* the same reason, word for word */
+    else CHECK_EQ_STR(reason(text), reason(check_err)); /* the same reason, word for word */
     mailsrv_cert_result_free(r);
 
     /* 4. mailsrv_connect_with_sni with the same address, SNI and identity. */
@@ -361,7 +368,8 @@ static void test_misuse_fails_closed(void) {
     mailsrv_ctx *ctx = make_ctx();
     mailsrv_identity *empty = NULL;
     mailsrv_identity_new(&empty);
-    mailsrv_rustls_verifier *v = (mailsrv_rustls_verifier *)&r; /* must be reset to NULL */
+    static char sentinel;
+    mailsrv_rustls_verifier *v = (mailsrv_rustls_verifier *)(void *)&sentinel; /* must become NULL */
     char err[256];
     CHECK_EQ_INT(mailsrv_rustls_verifier_new(ctx, empty, 0, &v, err, sizeof err), MAILSRV_STATUS_INVALID_ARG);
     CHECK(v == NULL);

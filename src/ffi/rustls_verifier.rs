@@ -13,7 +13,7 @@
 //! verifier's `mailsrv_identity` decides, exactly like [`MailVerifier`].
 //!
 //! The callback's code is a function of mailsrv's verdict (the `mailsrv_status` that
-//! `mailsrv_cert_check` returns for the same chain), see [`rustls_code`]:
+//! `mailsrv_cert_check` returns for the same chain), see `rustls_code`:
 //!
 //! | mailsrv_status     | rustls_result                                                       |
 //! |--------------------|---------------------------------------------------------------------|
@@ -284,8 +284,12 @@ unsafe fn verify(
 
 /// The rustls-ffi code for a verification error of [`MailVerifier`]: decided by mailsrv's
 /// verdict ([`from_rustls_error`], the error mailsrv_cert_check reports); within
-/// BAD_CERTIFICATE, by the rustls certificate error where rustls-ffi has a code for it
-/// (as rustls-ffi's own webpki verifier reports it).
+/// BAD_CERTIFICATE, the most specific rustls-ffi code for the underlying error.
+///
+/// Where rustls' own webpki verifier would say otherwise, mailsrv's verdict wins: a
+/// notAfter-before-notBefore certificate is BAD_CERTIFICATE here (OTHER_ERROR), not
+/// EXPIRED; an unsupported critical extension gets CERT_UNHANDLED_CRITICAL_EXTENSION, not
+/// OTHER_ERROR; a distrusted CA is UNKNOWN_ISSUER, not OTHER_ERROR.
 pub(crate) fn rustls_code(e: &rustls::Error) -> rustls_result {
     use rustls_result as R;
     match from_rustls_error(e) {
