@@ -73,7 +73,7 @@ py-tests: build-test
 	MAILSRV_LIBRARY=$(abspath $(DEBUG_DIR))/libmailsrv.so $(PYTHON) -m pytest -q bindings/python/tests
 
 # Everything that needs the servers, against one testbed.
-test-suites: rust-tests c-tests py-tests install-check
+test-suites: rust-tests c-tests py-tests install-check hardening-suites
 
 check: deps lint check-header check-symbols
 	testbed/run.sh $(MAKE) --no-print-directory test-suites

@@ -17,8 +17,11 @@ ASAN_CC       ?= clang
 SAN_FLAGS     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all -g -O1
 ASAN_TESTS    := $(patsubst c-tests/%.c,c-tests/build/asan/%,$(wildcard c-tests/test_*.c))
 VALGRIND      ?= valgrind
+# --child-silent-after-fork: a forked child (c-tests/test_fork.c) has none of the runtime's
+# threads, so its leak check would call everything they own lost; the parent is checked in full.
+# --num-callers: async stacks are deep, and the suppressions match frames far from the top.
 VALGRIND_OPTS := --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
-                 --show-leak-kinds=definite,possible --num-callers=120 \
+                 --show-leak-kinds=definite,possible --num-callers=120 --child-silent-after-fork=yes \
                  --suppressions=$(abspath c-tests/valgrind.supp)
 # LSan is on (detect_leaks=1); the runtime symbolises with llvm-symbolizer for the suppressions.
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1:suppressions=$(abspath c-tests/asan.supp) \

@@ -14,6 +14,9 @@ use super::resolver::{Answer, DnssecState, Outcome, Resolver};
 use super::service::{Purpose, Service};
 use super::{Error, Result};
 
+/// Endpoints kept per service (in RFC 2782 order): bounds the address lookups of one answer.
+const MAX_ENDPOINTS: usize = 64;
+
 /// What to ask and how strictly.
 #[derive(Debug, Clone)]
 pub struct DiscoverOptions {
@@ -227,7 +230,15 @@ fn service_answer(
         }
         return out;
     }
-    let ordered = rfc2782_order(records, |r| r.1, |r| r.2, rng);
+    let mut ordered = rfc2782_order(records, |r| r.1, |r| r.2, rng);
+    if ordered.len() > MAX_ENDPOINTS {
+        // One hostile answer must not fan out into thousands of address lookups (issue 7).
+        out.diagnostics.push(format!(
+            "{} SRV records; only the first {MAX_ENDPOINTS} in RFC 2782 order are used",
+            ordered.len()
+        ));
+        ordered.truncate(MAX_ENDPOINTS);
+    }
     out.endpoints = ordered
         .into_iter()
         .map(|(target, priority, weight, port)| Endpoint {
