@@ -162,6 +162,7 @@ impl Resolver {
             keys: KeyCache {
                 inner: pool,
                 entries: Arc::default(),
+                pending_max: cfg.query_timeout * 3 + Duration::from_secs(1),
             },
             anchor_source: cfg.anchors.clone(),
             anchors: OnceCell::new(),
@@ -259,9 +260,43 @@ impl Resolver {
         }
     }
 
+    /// hickory proves an unsigned answer insecure by finding its zone cut with NS queries,
+    /// the owner first and then one ancestor after the other (a round trip per label),
+    /// then asking the cut's DS. This sends the NS queries for `name` and all its ancestors at
+    /// once, in parallel with the query itself, so the walk finds them in the key cache (the
+    /// DS come from [`Self::prefetch_keys`]). Skipped when a DS RRset is cached for an
+    /// ancestor: the zone is then signed and no walk is expected. Only saves round trips.
+    fn prefetch_zone_cuts(&self, name: &Name) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut chain = Vec::new();
+        let mut n = name.clone();
+        while !n.is_root() {
+            if self.keys.has_ds(&n) {
+                return;
+            }
+            chain.push(n.clone());
+            n = n.base_name();
+        }
+        for owner in chain {
+            let keys = self.keys.clone();
+            let q = Query::query(owner, RecordType::NS);
+            rt.spawn(async move {
+                let _ = keys
+                    .lookup(q, DnsRequestOptions::default())
+                    .first_answer()
+                    .await;
+            });
+        }
+    }
+
     /// One validated query, following CNAMEs. NXDOMAIN and NODATA are outcomes, not errors;
     /// SERVFAIL, timeouts, bogus and indeterminate answers are errors (T-SRV-05, T-SRV-06).
     pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Outcome> {
+        if !matches!(rtype, RecordType::DNSKEY | RecordType::DS | RecordType::NS) {
+            self.prefetch_zone_cuts(name);
+        }
         let mut name = name.clone();
         let mut cnames = Vec::new();
         let mut chain_state = DnssecState::Secure;
@@ -448,14 +483,62 @@ fn is_network_failure(e: &NetError) -> bool {
     )
 }
 
-/// Cached DNSKEY/DS answers with the instant they expire.
-type KeyEntries = Arc<Mutex<HashMap<(Name, RecordType), (DnsResponse, Instant)>>>;
+/// A DNSKEY/DS/NS answer as the pool gave it: negative answers arrive as `NoRecordsFound`.
+type Cached = std::result::Result<DnsResponse, NetError>;
 
-/// Answers DNSKEY and DS queries from memory for their TTL.
+/// One key-cache slot.
+enum Slot {
+    /// An answer kept until the instant.
+    Ready(Cached, Instant),
+    /// A fetch in flight since the instant; its result is published on the channel, so a
+    /// second asker waits for it instead of sending the same query again.
+    Pending(tokio::sync::watch::Receiver<Option<Cached>>, Instant),
+}
+
+type KeyEntries = Arc<Mutex<HashMap<(Name, RecordType), Slot>>>;
+
+/// How long a positive or negative (RFC 2308) answer may be reused, if at all.
+fn cache_for(r: &Cached) -> Option<Duration> {
+    let ttl = match r {
+        Ok(resp) if resp.response_code == ResponseCode::NoError => {
+            resp.answers.iter().map(|r| r.ttl).min()
+        }
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr)))
+            if nr.soa.is_some()
+                && matches!(
+                    nr.response_code,
+                    ResponseCode::NoError | ResponseCode::NXDomain
+                ) =>
+        {
+            nr.negative_ttl
+        }
+        _ => None,
+    }?;
+    let keep = Duration::from_secs(u64::from(ttl)).min(MAX_KEY_CACHE);
+    (!keep.is_zero()).then_some(keep)
+}
+
+/// Answers DNSKEY, DS and NS queries (positive and negative) from memory for their TTL, and
+/// shares a fetch in flight among everyone asking the same question. The answers are kept raw:
+/// the validator above checks them on every use, exactly as if they had just been fetched.
 #[derive(Clone)]
 struct KeyCache {
     inner: Pool,
     entries: KeyEntries,
+    /// A fetch in flight longer than this is presumed lost (the pool's own timeout is shorter).
+    pending_max: Duration,
+}
+
+impl KeyCache {
+    /// Whether a DS RRset with records is cached for `zone` (the zone is signed).
+    fn has_ds(&self, zone: &Name) -> bool {
+        let now = Instant::now();
+        self.entries.lock().is_ok_and(|m| {
+            matches!(m.get(&(zone.to_lowercase(), RecordType::DS)),
+                Some(Slot::Ready(Ok(resp), until)) if *until > now
+                    && resp.answers.iter().any(|r| r.record_type() == RecordType::DS))
+        })
+    }
 }
 
 impl DnsHandle for KeyCache {
@@ -470,30 +553,71 @@ impl DnsHandle for KeyCache {
         let key = request
             .queries
             .first()
-            .filter(|q| matches!(q.query_type(), RecordType::DNSKEY | RecordType::DS))
+            .filter(|q| {
+                matches!(
+                    q.query_type(),
+                    RecordType::DNSKEY | RecordType::DS | RecordType::NS
+                )
+            })
             .map(|q| (q.name().to_lowercase(), q.query_type()));
-        let Some(key) = key else {
+        let (Some(key), Ok(rt)) = (key, tokio::runtime::Handle::try_current()) else {
             return Box::pin(self.inner.send(request));
         };
         let now = Instant::now();
-        if let Some((resp, until)) = self.entries.lock().ok().and_then(|m| m.get(&key).cloned())
-            && until > now
-        {
-            return Box::pin(stream::once(async move { Ok(resp) }));
-        }
-        let entries = self.entries.clone();
-        let fut = self.inner.send(request).first_answer();
-        Box::pin(stream::once(async move {
-            let resp = fut.await?;
-            let ttl = resp.answers.iter().map(|r| r.ttl).min().unwrap_or(0);
-            let keep = Duration::from_secs(u64::from(ttl)).min(MAX_KEY_CACHE);
-            if !keep.is_zero()
-                && let Ok(mut m) = entries.lock()
-            {
-                m.retain(|_, (_, until)| *until > now);
-                m.insert(key, (resp.clone(), now + keep));
+        let Ok(mut map) = self.entries.lock() else {
+            return Box::pin(self.inner.send(request));
+        };
+        match map.get(&key) {
+            Some(Slot::Ready(r, until)) if *until > now => {
+                let r = r.clone();
+                return Box::pin(stream::once(async move { r }));
             }
-            Ok(resp)
+            Some(Slot::Pending(rx, since)) if now < *since + self.pending_max => {
+                let mut rx = rx.clone();
+                drop(map);
+                let inner = self.inner.clone();
+                return Box::pin(stream::once(async move {
+                    if let Ok(v) = rx.wait_for(Option::is_some).await
+                        && let Some(r) = v.clone()
+                    {
+                        return r;
+                    }
+                    // The fetch was lost: ask ourselves.
+                    inner.send(request).first_answer().await
+                }));
+            }
+            _ => {}
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        map.insert(key.clone(), Slot::Pending(rx, now));
+        drop(map);
+        let entries = self.entries.clone();
+        let pending_max = self.pending_max;
+        let fetch = self.inner.send(request).first_answer();
+        // Spawned, so the answer lands in the cache even if this asker gives up.
+        let task = rt.spawn(async move {
+            let r = fetch.await;
+            if let Ok(mut m) = entries.lock() {
+                let now = Instant::now();
+                m.retain(|_, s| match s {
+                    Slot::Ready(_, until) => *until > now,
+                    Slot::Pending(_, since) => now < *since + pending_max,
+                });
+                match cache_for(&r) {
+                    Some(keep) => {
+                        m.insert(key, Slot::Ready(r.clone(), now + keep));
+                    }
+                    None => {
+                        m.remove(&key);
+                    }
+                }
+            }
+            let _ = tx.send(Some(r.clone()));
+            r
+        });
+        Box::pin(stream::once(async move {
+            task.await
+                .unwrap_or_else(|e| Err(NetError::from(format!("DNS fetch task: {e}"))))
         }))
     }
 }
