@@ -104,7 +104,7 @@ demo: deps all
 # Fuzzing on demand (not part of check): each target for FUZZ_SECONDS, growing its corpus.
 # cargo-fuzz needs nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := san address anchor
+FUZZ_TARGETS := san address anchor history srv_order starttls
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -32,3 +32,18 @@ fn address_corpus() {
 fn anchor_corpus() {
     replay("anchor", mailsrv::core::fuzzing::anchor);
 }
+
+#[test]
+fn history_corpus() {
+    replay("history", mailsrv::core::fuzzing::history);
+}
+
+#[test]
+fn srv_order_corpus() {
+    replay("srv_order", mailsrv::core::fuzzing::srv_order);
+}
+
+#[test]
+fn starttls_corpus() {
+    replay("starttls", mailsrv::core::fuzzing::starttls);
+}

@@ -179,7 +179,7 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Seen>, String> {
+pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Seen>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines = text.split_terminator('\n');
     if lines.next() != Some(MAGIC) {
