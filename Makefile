@@ -1,6 +1,6 @@
 # mailsrv — build, test, install. `make demo` is the walk-through; `make check` runs everything.
 #
-# Install variables: PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, BINDIR, PKGCONFIGDIR.
+# Install variables: PREFIX, DESTDIR, LIBDIR, INCLUDEDIR, BINDIR, PKGCONFIGDIR, MANDIR.
 # Tests use the debug build with the test-hooks feature (one build for Rust, C and Python);
 # installs and the demo use the release build, which never has test hooks.
 
@@ -63,8 +63,8 @@ rust-tests: build-test
 
 c-tests/build/%: c-tests/%.c c-tests/harness.h include/mailsrv.h build-test
 	@mkdir -p c-tests/build
-	$(CC) $(C_WARN) -DMAILSRV_TEST_HOOKS -Iinclude -Ic-tests $< -o $@ \
-	  -L$(DEBUG_DIR) -lmailsrv -pthread -Wl,-rpath,$(abspath $(DEBUG_DIR))
+	$(CC) $(C_WARN) $(CPPFLAGS) $(CFLAGS) -DMAILSRV_TEST_HOOKS -Iinclude -Ic-tests $< -o $@ \
+	  -L$(DEBUG_DIR) -lmailsrv -pthread -Wl,-rpath,$(abspath $(DEBUG_DIR)) $(LDFLAGS)
 
 c-tests: $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $$t; done
@@ -73,9 +73,9 @@ py-tests: build-test
 	MAILSRV_LIBRARY=$(abspath $(DEBUG_DIR))/libmailsrv.so $(PYTHON) -m pytest -q bindings/python/tests
 
 # Everything that needs the servers, against one testbed.
-test-suites: rust-tests c-tests py-tests install-check hardening-suites
+test-suites: rust-tests c-tests py-tests install-check deb-check hardening-suites
 
-check: deps lint check-header check-symbols
+check: deps lint check-header check-symbols man-check
 	testbed/run.sh $(MAKE) --no-print-directory test-suites
 
 install: all

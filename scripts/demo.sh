@@ -20,8 +20,8 @@ note "(_imaps _imap _pop3s _pop3 _submissions _submission under _tcp.example.com
 run $B discover joe@example.com "${DNS[@]}"
 
 say "2. The same through the C API: a small C program linked against libmailsrv"
-cc -std=c11 -Wall -Wextra -Werror -Iinclude c-tests/example_discover.c -Ltarget/release -lmailsrv \
-   -Wl,-rpath,"$PWD/target/release" -o target/release/example_discover
+${CC:-cc} -std=c11 -Wall -Wextra -Werror ${CPPFLAGS:-} ${CFLAGS:-} -Iinclude c-tests/example_discover.c -Ltarget/release -lmailsrv \
+   -Wl,-rpath,"$PWD/target/release" ${LDFLAGS:-} -o target/release/example_discover
 run target/release/example_discover joe@example.com "$MAILSRV_TEST_NS" "$MAILSRV_TEST_ANCHOR"
 
 say "3. What DNS alone cannot be trusted for: unsigned, bogus and failing zones"

@@ -22,7 +22,7 @@ check test -z "$(readelf -d "$lib/libmailsrv.so.$version" | grep -E 'RPATH|RUNPA
 export PKG_CONFIG_PATH=$lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$root
 flags=$(pkg-config --cflags --libs mailsrv)
 check test "$(pkg-config --modversion mailsrv)" = "$version"
-${CC:-cc} -std=c11 -Wall -Wextra -Werror c-tests/example_discover.c $flags -o "$root/example"
+${CC:-cc} -std=c11 -Wall -Wextra -Werror ${CPPFLAGS:-} ${CFLAGS:-} c-tests/example_discover.c $flags ${LDFLAGS:-} -o "$root/example"
 check test -z "$(readelf -d "$root/example" | grep -E 'RPATH|RUNPATH' || true)"
 out=$(LD_LIBRARY_PATH=$lib "$root/example" joe@example.com "$MAILSRV_TEST_NS" "$MAILSRV_TEST_ANCHOR")
 echo "$out" | sed 's/^/  /'

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use hickory_resolver::proto::dnssec::TrustAnchors;
 use hickory_resolver::proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS};
+use hickory_resolver::proto::dnssec::{Algorithm, TrustAnchors};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::proto::serialize::txt::Parser;
 
@@ -82,6 +82,17 @@ fn parse_dnskeys(lines: &[Vec<&str>]) -> Result<AnchorSource> {
             .iter()
             .position(|w| w.eq_ignore_ascii_case("DNSKEY"))
             .unwrap_or(0);
+        // hickory asserts (in debug builds) that the algorithm is one it implements: check
+        // first, so a key we cannot use is a clear error (found by the `anchor` fuzz target).
+        match t.get(at + 3).and_then(|a| a.parse::<u8>().ok()) {
+            Some(a) if Algorithm::from_u8(a).is_supported() => {}
+            Some(a) => {
+                return Err(Error::BadTrustAnchor(format!(
+                    "DNSKEY algorithm {a} is not supported"
+                )));
+            }
+            None => return Err(Error::BadTrustAnchor("malformed DNSKEY anchor".into())),
+        }
         norm.push_str(&format!("{} IN DNSKEY {}\n", t[0], t[at + 1..].join(" ")));
     }
     let anchors = TrustAnchors::from_str(&norm)
@@ -157,11 +168,14 @@ mod tests {
 
     #[test]
     fn garbage_is_a_bad_anchor() {
+        let unsupported = format!(". DNSKEY 257 3 11 {KEY}");
         for bad in [
             "",
             "; only a comment",
             ". IN A 127.0.0.1",
             ". IN DNSKEY 257 3 8 !!!",
+            ". IN DNSKEY 257",
+            &unsupported,
         ] {
             assert!(
                 matches!(AnchorSource::from_text(bad), Err(Error::BadTrustAnchor(_))),

@@ -10,6 +10,9 @@
 //! the domain and in one carrying a DNS-ID for it, the domain is flagged `key_reuse`: the
 //! SRV-ID certificate's key sits with the provider, so the provider also holds a key that
 //! speaks for the domain itself, which is what SRV-IDs exist to avoid (RFC 4985, RFC 7817 §2).
+//! The certificates compared are the leaves of the domain's connections that verified.
+//! The reconnect does not depend on the domain, so it is made once per service, target and
+//! port in a run and shared by all the domains pointing there.
 //!
 //! [`run`] streams: lines come in through a bounded channel, at most `concurrency` domains
 //! are in flight (a semaphore), reports go out in input order through another bounded
@@ -17,14 +20,14 @@
 //! the number of domains. No I/O other than DNS and TLS happens here; the caller reads the
 //! file and prints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::address::mail_domain;
@@ -44,6 +47,8 @@ pub const DEFAULT_CONCURRENCY: usize = 16;
 pub const MAX_CONCURRENCY: usize = 1024;
 /// Longest input line kept; a longer one is reported as an error and skipped.
 pub const MAX_LINE: usize = 1024;
+/// Reconnect results kept per run (one per service, target and port; a few KiB each).
+const MAX_CACHED_TARGETS: usize = 4096;
 
 /// What a domain is flagged for. Names are stable (JSON `flags`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -442,8 +447,13 @@ impl Summary {
     }
 }
 
+/// The outcome of one connection: the check and the leaf certificate with where it was seen.
+type Outcome = (Check, Option<(Vec<u8>, String)>);
+/// Shared reconnect outcomes, by (service, target, port).
+type ReconnectCache = HashMap<(Service, String, u16), Arc<OnceCell<Outcome>>>;
+
 /// The settings and shared state of an audit: the context's resolver (with its DNSSEC
-/// cache) and CA store. Cheap to share behind an `Arc`.
+/// cache) and CA store, and the reconnect results of this run. Share it behind an `Arc`.
 pub struct Auditor {
     resolver: Arc<Resolver>,
     trust: TrustStore,
@@ -451,6 +461,11 @@ pub struct Auditor {
     timeout: Duration,
     accept_sibling: bool,
     seed: Option<u64>,
+    /// The reconnect (SNI = the target, DNS-ID = the target) does not depend on the domain:
+    /// it is made once per (service, target, port) and run, and shared by every domain that
+    /// points there, also by those in flight at the same time. Bounded: past
+    /// [`MAX_CACHED_TARGETS`] entries, new targets are checked per domain.
+    reconnects: Mutex<ReconnectCache>,
 }
 
 impl Auditor {
@@ -464,6 +479,7 @@ impl Auditor {
             timeout: config.timeout,
             accept_sibling: config.match_options.accept_sibling_service,
             seed: config.rng_seed,
+            reconnects: Mutex::new(HashMap::new()),
         })
     }
 
@@ -561,7 +577,7 @@ impl Auditor {
                 sni: req.sni.clone().unwrap_or_else(|| req.host.clone()),
                 ..Check::default()
             };
-            let mut leaf = None;
+            let mut leaf: Option<(Vec<u8>, String)> = None;
             match connect(&self.resolver, self.trust.clone(), req, deadline).await {
                 Ok(mut conn) => {
                     check.ok = true;
@@ -577,15 +593,34 @@ impl Auditor {
             }
             (check, leaf)
         };
+        let cell = {
+            let key = (s.service, e.target.clone(), e.port);
+            let mut cache = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(&key) {
+                Some(cell) => cell.clone(),
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    if cache.len() < MAX_CACHED_TARGETS {
+                        cache.insert(key, cell.clone());
+                    }
+                    cell
+                }
+            }
+        };
+        let reconnect = async {
+            cell.get_or_init(|| one(target_req, "reconnect"))
+                .await
+                .clone()
+        };
         let ((probe, leaf_p), (reconnect, leaf_t)) = match probe_id {
-            Ok(()) => tokio::join!(one(probe_req, "probe"), one(target_req, "reconnect")),
+            Ok(()) => tokio::join!(one(probe_req, "probe"), reconnect),
             Err(err) => {
                 let probe = Check {
                     sni: domain.to_string(),
                     error: Some(err.to_string()),
                     ..Check::default()
                 };
-                ((probe, None), one(target_req, "reconnect").await)
+                ((probe, None), reconnect.await)
             }
         };
         let check = ServiceCheck {
