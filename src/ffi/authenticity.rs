@@ -5,11 +5,11 @@
 use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
 
-use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::discovery::dnssec_out;
-use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::stream::mailsrv_tls_stream;
 use super::strings::cstring;
@@ -210,15 +210,7 @@ pub unsafe extern "C" fn mailsrv_verify_srv_authenticity_async(
             Err(s) => return s,
         };
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_authenticity::new);
-        match ctx.inner.verify_srv_authenticity_async(req, deliver) {
-            Ok(id) => {
-                if let Some(o) = unsafe { id_out.as_mut() } {
-                    *o = id;
-                }
-                mailsrv_status::Ok
-            }
-            Err(e) => mailsrv_status::from_error(&e),
-        }
+        started(ctx.inner.verify_srv_authenticity_async(req, deliver), id_out)
     }
 }
 
@@ -230,9 +222,7 @@ pub unsafe extern "C" fn mailsrv_verify_srv_authenticity_async(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_authenticity_free(a: *mut mailsrv_authenticity) {
     ffi_boundary! {
-        if !a.is_null() {
-            drop(unsafe { Box::from_raw(a) });
-        }
+        unsafe { free_box(a) }
     }
 }
 

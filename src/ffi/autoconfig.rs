@@ -4,11 +4,11 @@
 use std::os::raw::{c_char, c_void};
 
 use super::authenticity::mailsrv_authenticity;
-use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::discovery::mailsrv_discovery;
-use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use crate::core::context::AutoConfig;
 
@@ -102,15 +102,7 @@ pub unsafe extern "C" fn mailsrv_autoconfigure_async(
         let address = try_str!(address);
         let Some(flags) = call_flags(flags) else { return mailsrv_status::InvalidArg };
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_autoconfig::new);
-        match ctx.inner.autoconfigure_async(address, !flags.no_probe, deliver) {
-            Ok(id) => {
-                if let Some(o) = unsafe { id_out.as_mut() } {
-                    *o = id;
-                }
-                mailsrv_status::Ok
-            }
-            Err(e) => mailsrv_status::from_error(&e),
-        }
+        started(ctx.inner.autoconfigure_async(address, !flags.no_probe, deliver), id_out)
     }
 }
 
@@ -122,9 +114,7 @@ pub unsafe extern "C" fn mailsrv_autoconfigure_async(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_autoconfig_free(a: *mut mailsrv_autoconfig) {
     ffi_boundary! {
-        if !a.is_null() {
-            drop(unsafe { Box::from_raw(a) });
-        }
+        unsafe { free_box(a) }
     }
 }
 

@@ -141,3 +141,13 @@ macro_rules! try_str {
 }
 
 pub(crate) use try_str;
+
+/// Frees an object handed out with `Box::into_raw`; NULL does nothing (every `_free`).
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` and is not used afterwards.
+pub(crate) unsafe fn free_box<T>(p: *mut T) {
+    if !p.is_null() {
+        drop(unsafe { Box::from_raw(p) });
+    }
+}

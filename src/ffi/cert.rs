@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::os::raw::c_char;
 
-use super::boundary::{ffi_boundary, try_mut, try_ref};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::identity::mailsrv_identity;
@@ -147,9 +147,7 @@ unsafe fn copy_chain(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_cert_result_free(r: *mut mailsrv_cert_result) {
     ffi_boundary! {
-        if !r.is_null() {
-            drop(unsafe { Box::from_raw(r) });
-        }
+        unsafe { free_box(r) }
     }
 }
 

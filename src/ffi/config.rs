@@ -5,7 +5,7 @@ use std::os::raw::c_char;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::boundary::{ffi_boundary, try_mut, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_str};
 use super::status::mailsrv_status;
 use super::strings::read_str;
 use crate::core::config::Config;
@@ -91,9 +91,7 @@ pub unsafe extern "C" fn mailsrv_config_new(out: *mut *mut mailsrv_config) -> ma
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_config_free(cfg: *mut mailsrv_config) {
     ffi_boundary! {
-        if !cfg.is_null() {
-            drop(unsafe { Box::from_raw(cfg) });
-        }
+        unsafe { free_box(cfg) }
     }
 }
 

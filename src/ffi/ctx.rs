@@ -2,7 +2,7 @@
 
 use std::os::raw::{c_char, c_int};
 
-use super::boundary::{ffi_boundary, try_mut, try_ref};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref};
 use super::config::mailsrv_config;
 use super::request::mailsrv_request_id;
 use super::status::mailsrv_status;
@@ -93,9 +93,7 @@ pub unsafe extern "C" fn mailsrv_ctx_new(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_ctx_free(ctx: *mut mailsrv_ctx) {
     ffi_boundary! {
-        if !ctx.is_null() {
-            drop(unsafe { Box::from_raw(ctx) });
-        }
+        unsafe { free_box(ctx) }
     }
 }
 

@@ -5,10 +5,10 @@
 use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
 
-use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
-use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::discover::{Discovery, Endpoint, ServiceAnswer, SrvState};
@@ -254,15 +254,7 @@ pub unsafe extern "C" fn mailsrv_srv_discover_async(
             Err(s) => return s,
         };
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_discovery::new);
-        match ctx.inner.discover_async(address, &list, secure, deliver) {
-            Ok(id) => {
-                if let Some(o) = unsafe { id_out.as_mut() } {
-                    *o = id;
-                }
-                mailsrv_status::Ok
-            }
-            Err(e) => mailsrv_status::from_error(&e),
-        }
+        started(ctx.inner.discover_async(address, &list, secure, deliver), id_out)
     }
 }
 
@@ -274,9 +266,7 @@ pub unsafe extern "C" fn mailsrv_srv_discover_async(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_discovery_free(d: *mut mailsrv_discovery) {
     ffi_boundary! {
-        if !d.is_null() {
-            drop(unsafe { Box::from_raw(d) });
-        }
+        unsafe { free_box(d) }
     }
 }
 

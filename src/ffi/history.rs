@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::authenticity::mailsrv_verdict;
-use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
-use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::history::{History, ObservationKey, unix_now};
@@ -148,9 +148,7 @@ pub unsafe extern "C" fn mailsrv_history_save(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_history_free(h: *mut mailsrv_history) {
     ffi_boundary! {
-        if !h.is_null() {
-            drop(unsafe { Box::from_raw(h) });
-        }
+        unsafe { free_box(h) }
     }
 }
 
@@ -393,15 +391,7 @@ pub unsafe extern "C" fn mailsrv_srv_change_check_async(
         };
         let history = unsafe { history.as_ref() }.map(|h| h.inner.clone());
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_change::new);
-        match ctx.inner.srv_change_check_async(req, history, deliver) {
-            Ok(id) => {
-                if let Some(o) = unsafe { id_out.as_mut() } {
-                    *o = id;
-                }
-                mailsrv_status::Ok
-            }
-            Err(e) => mailsrv_status::from_error(&e),
-        }
+        started(ctx.inner.srv_change_check_async(req, history, deliver), id_out)
     }
 }
 
@@ -413,9 +403,7 @@ pub unsafe extern "C" fn mailsrv_srv_change_check_async(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_change_free(c: *mut mailsrv_change) {
     ffi_boundary! {
-        if !c.is_null() {
-            drop(unsafe { Box::from_raw(c) });
-        }
+        unsafe { free_box(c) }
     }
 }
 

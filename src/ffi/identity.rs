@@ -3,7 +3,7 @@
 
 use std::os::raw::c_char;
 
-use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::status::mailsrv_status;
 use crate::core::identity::{ReferenceId, ReferenceIdentity};
 
@@ -43,9 +43,7 @@ pub unsafe extern "C" fn mailsrv_identity_new(out: *mut *mut mailsrv_identity) -
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_identity_free(id: *mut mailsrv_identity) {
     ffi_boundary! {
-        if !id.is_null() {
-            drop(unsafe { Box::from_raw(id) });
-        }
+        unsafe { free_box(id) }
     }
 }
 

@@ -28,6 +28,23 @@ pub(crate) type CCallback<R> = unsafe extern "C" fn(
     detail: *const c_char,
 );
 
+/// The status an `_async` export returns: OK with the request id written to `id_out` (may be
+/// NULL), or the error that kept the request from starting (then no callback will run).
+pub(crate) fn started(
+    r: crate::core::Result<RequestId>,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    match r {
+        Ok(id) => {
+            if let Some(o) = unsafe { id_out.as_mut() } {
+                *o = id;
+            }
+            mailsrv_status::Ok
+        }
+        Err(e) => mailsrv_status::from_error(&e),
+    }
+}
+
 /// Wraps a C callback as a core `Deliver`: success hands over an owned `R` (built from the
 /// core result by `convert`), failure a NULL result and the error's detail text.
 pub(crate) fn deliver_to_c<T: Send + 'static, R: 'static>(

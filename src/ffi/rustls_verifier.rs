@@ -50,7 +50,7 @@ use rustls_ffi::rslice::{
 use rustls_ffi::rustls_result;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::boundary::{NullDefault, PanicDefault, ffi_boundary, try_mut, try_ref};
+use super::boundary::{NullDefault, PanicDefault, ffi_boundary, free_box, try_mut, try_ref};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::identity::mailsrv_identity;
@@ -143,9 +143,7 @@ pub unsafe extern "C" fn mailsrv_rustls_verifier_new(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_rustls_verifier_free(v: *mut mailsrv_rustls_verifier) {
     ffi_boundary! {
-        if !v.is_null() {
-            drop(unsafe { Box::from_raw(v) });
-        }
+        unsafe { free_box(v) }
     }
 }
 

@@ -6,11 +6,11 @@ use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 use std::time::Duration;
 
-use super::boundary::{ffi_boundary, try_mut, try_ref, try_str};
+use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::identity::mailsrv_identity;
-use super::request::{UserData, deliver_to_c, mailsrv_request_id};
+use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::connect::{ConnectRequest, MailConnection};
@@ -194,15 +194,7 @@ pub unsafe extern "C" fn mailsrv_connect_with_sni_async(
             Err(s) => return s,
         };
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_tls_stream::new);
-        match ctx.inner.connect_async(req, deliver) {
-            Ok(id) => {
-                if let Some(o) = unsafe { id_out.as_mut() } {
-                    *o = id;
-                }
-                mailsrv_status::Ok
-            }
-            Err(e) => mailsrv_status::from_error(&e),
-        }
+        started(ctx.inner.connect_async(req, deliver), id_out)
     }
 }
 
@@ -325,9 +317,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_close(s: *mut mailsrv_tls_stream) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_free(s: *mut mailsrv_tls_stream) {
     ffi_boundary! {
-        if !s.is_null() {
-            drop(unsafe { Box::from_raw(s) });
-        }
+        unsafe { free_box(s) }
     }
 }
 
