@@ -939,3 +939,192 @@ fn forged_unsigned_srv_in_a_signed_zone_is_bogus_not_insecure() {
     assert_eq!(r.endpoints, 0, "the forged target is never handed out");
     within(r.took, 3000);
 }
+
+#[test]
+fn thousands_of_addresses_are_capped() {
+    // One target with 3000 A records: discovery keeps 16 (with a diagnostic), so a client
+    // that connects to them never makes thousands of attempts.
+    let p = Proxy::start(vec![
+        rule(
+            "_imaps._tcp.many.insecure.test",
+            Some(T_SRV),
+            Action::Answer(Arc::new(|name: &str| {
+                vec![Rr(
+                    name.to_string(),
+                    T_SRV,
+                    srv(0, 1, 993, "many.insecure.test"),
+                )]
+            })),
+        ),
+        rule(
+            "many.insecure.test",
+            Some(1),
+            Action::Answer(Arc::new(|name: &str| {
+                (0..3000u32)
+                    .map(|i| Rr(name.to_string(), 1, vec![127, 1, (i >> 8) as u8, i as u8]))
+                    .collect()
+            })),
+        ),
+    ]);
+    let ctx = ctx_for(&p.addr.to_string(), 5000);
+    let mut out = ptr::null_mut();
+    let t0 = Instant::now();
+    let st = unsafe {
+        mailsrv_srv_discover(
+            ctx,
+            c("many.insecure.test").as_ptr(),
+            IMAPS,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    unsafe {
+        let s = mailsrv_discovery_find(out, IMAPS);
+        assert_eq!(mailsrv_srv_set_state(s), FOUND);
+        let e = mailsrv_srv_set_endpoint_get(s, 0);
+        assert_eq!(mailsrv_endpoint_addresses_len(e), 16);
+        let notes: Vec<String> = (0..mailsrv_srv_set_diagnostics_len(s))
+            .map(|i| text(mailsrv_srv_set_diagnostic_get(s, i)))
+            .collect();
+        assert!(
+            notes.iter().any(|n| n.contains("3000 addresses")),
+            "{notes:?}"
+        );
+        mailsrv_discovery_free(out);
+        mailsrv_ctx_free(ctx);
+    }
+    within(t0.elapsed(), 5000);
+}
+
+/// Serves a different certificate chain by SNI: the mail domain gets `for_domain`, every other
+/// name (the reconnect's SNI = target) gets `otherwise`.
+#[derive(Debug)]
+struct BySni {
+    domain: String,
+    for_domain: Arc<rustls::sign::CertifiedKey>,
+    otherwise: Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(if hello.server_name() == Some(self.domain.as_str()) {
+            self.for_domain.clone()
+        } else {
+            self.otherwise.clone()
+        })
+    }
+}
+
+fn certified_key(name: &str) -> Arc<rustls::sign::CertifiedKey> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = format!("{}/{name}.pem", env("MAILSRV_TEST_CERTS"));
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pem)
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&pem).unwrap();
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).unwrap();
+    Arc::new(rustls::sign::CertifiedKey::new(chain, signer))
+}
+
+#[test]
+fn certificate_changes_between_probe_and_reconnect() {
+    // A server that proves hosted.test to the probe (SNI = hosted.test) but presents an
+    // expired certificate to the reconnect (SNI = the target): never AUTHENTIC.
+    let resolver = BySni {
+        domain: "hosted.test".into(),
+        for_domain: certified_key("srvid-multi-hosted-test"),
+        otherwise: certified_key("expired"),
+    };
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver)),
+    );
+    let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let mut handlers = Vec::new();
+        // Two connections expected (probe and reconnect); never wait forever for them.
+        listener.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(10);
+        while handlers.len() < 2 && Instant::now() < until {
+            let sock = match listener.accept() {
+                Ok((sock, _)) => sock,
+                Err(_) => {
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            sock.set_nonblocking(false).unwrap();
+            let config = config.clone();
+            handlers.push(thread::spawn(move || {
+                let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, sock);
+                if s.write_all(b"* OK [CAPABILITY IMAP4rev1] scripted\r\n")
+                    .is_ok()
+                {
+                    let _ = s.flush();
+                    let mut buf = [0u8; 256];
+                    while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+                }
+            }));
+        }
+        for h in handlers {
+            let _ = h.join();
+        }
+    });
+    let cfg = testbed_config(0, 5000);
+    unsafe { mailsrv_config_set_ca_file(cfg, c(&env("MAILSRV_TEST_CA")).as_ptr()) };
+    let ctx = ctx_from(cfg);
+    let mut out = ptr::null_mut();
+    let st = unsafe {
+        mailsrv::ffi::authenticity::mailsrv_verify_srv_authenticity(
+            ctx,
+            c("hosted.test").as_ptr(),
+            IMAPS,
+            c("mail.example.net").as_ptr(),
+            port,
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    unsafe {
+        use mailsrv::ffi::authenticity::*;
+        let detail = text(mailsrv_authenticity_detail(out));
+        assert_eq!(
+            mailsrv_authenticity_verdict(out),
+            mailsrv_verdict::Unverified as u32,
+            "{detail}"
+        );
+        assert_eq!(
+            mailsrv_authenticity_probe_status(out),
+            mailsrv_status::Ok,
+            "{detail}"
+        );
+        assert_eq!(
+            mailsrv_authenticity_target_status(out),
+            mailsrv_status::CertExpired,
+            "{detail}"
+        );
+        assert!(!mailsrv_authenticity_target_verified(out));
+        mailsrv_authenticity_free(out);
+        mailsrv_ctx_free(ctx);
+    }
+    server.join().unwrap();
+}

@@ -14,6 +14,10 @@ use super::resolver::{Answer, DnssecState, Outcome, Resolver};
 use super::service::{Purpose, Service};
 use super::{Error, Result};
 
+/// Addresses kept per target and family: a hostile answer with thousands of records must not
+/// become thousands of connection attempts (issue 7). Happy Eyeballs uses the same cap.
+pub const MAX_ADDRESSES_PER_FAMILY: usize = 16;
+
 /// Endpoints kept per service (in RFC 2782 order): bounds the address lookups of one answer.
 const MAX_ENDPOINTS: usize = 64;
 
@@ -282,6 +286,8 @@ struct TargetAddrs {
     dnssec: Option<DnssecState>,
     error: Option<Error>,
     cname: Option<String>,
+    /// How many addresses one family had, when more than the cap.
+    capped: Option<usize>,
 }
 
 /// Looks up every distinct target once, all in parallel, and fills the endpoints in.
@@ -310,6 +316,15 @@ async fn resolve_targets(resolver: &Resolver, services: &mut [ServiceAnswer], de
                 e.addresses = t.addresses.clone();
                 e.address_dnssec = t.dnssec;
                 e.address_error = t.error.clone();
+                if let Some(n) = t.capped {
+                    let note = format!(
+                        "target {} has {n} addresses in one family; the first {MAX_ADDRESSES_PER_FAMILY} are used",
+                        e.target
+                    );
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                }
                 if let Some(c) = &t.cname {
                     let note = format!(
                         "target {} is an alias (CNAME to {c}), which RFC 2782 forbids",
@@ -354,12 +369,20 @@ async fn lookup_target(resolver: &Resolver, target: &str, deadline: Instant) -> 
                 if let Some(c) = a.cnames.last() {
                     out.cname = Some(host_text(c));
                 }
-                out.addresses
-                    .extend(a.records.iter().filter_map(|r| match &r.data {
+                let all: Vec<IpAddr> = a
+                    .records
+                    .iter()
+                    .filter_map(|r| match &r.data {
                         RData::A(ip) => Some(IpAddr::V4(ip.0)),
                         RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
                         _ => None,
-                    }));
+                    })
+                    .collect();
+                if all.len() > MAX_ADDRESSES_PER_FAMILY {
+                    out.capped = Some(all.len());
+                }
+                out.addresses
+                    .extend(all.into_iter().take(MAX_ADDRESSES_PER_FAMILY));
             }
             Ok(Outcome::NoData { dnssec, .. } | Outcome::NxDomain { dnssec, .. }) => {
                 out.dnssec = Some(out.dnssec.map_or(dnssec, |d| d.and(dnssec)));

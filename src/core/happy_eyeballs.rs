@@ -227,6 +227,8 @@ pub async fn lookup(resolver: &Resolver, name: &Name, rtype: RecordType) -> Look
                 RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
                 _ => None,
             })
+            // Thousands of records must not mean thousands of attempts (issue 7).
+            .take(crate::core::discover::MAX_ADDRESSES_PER_FAMILY)
             .collect()),
         Outcome::NoData { .. } => Ok(Vec::new()),
         Outcome::NxDomain { .. } => Err(Error::NxDomain(format!(
