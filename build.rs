@@ -22,6 +22,9 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
         // Dependencies' #[no_mangle] symbols must not leak into the export table.
         println!("cargo:rustc-cdylib-link-arg=-Wl,--exclude-libs,ALL");
+        // The process-wide runtime's threads run library code until exit: dlclose must never
+        // unmap it (docs/threads.md). With nodelete, dlclose leaves the library loaded.
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
     }
 
     let lock = fs::read_to_string(dir.join("Cargo.lock")).unwrap_or_default();
