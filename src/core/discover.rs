@@ -16,7 +16,7 @@ use super::{Error, Result};
 
 /// Addresses kept per target and family: a hostile answer with thousands of records must not
 /// become thousands of connection attempts (issue 7). Happy Eyeballs uses the same cap.
-pub const MAX_ADDRESSES_PER_FAMILY: usize = 16;
+pub(crate) const MAX_ADDRESSES_PER_FAMILY: usize = 16;
 
 /// Endpoints kept per service (in RFC 2782 order): bounds the address lookups of one answer.
 const MAX_ENDPOINTS: usize = 64;
