@@ -125,6 +125,20 @@ fn parse(args: &[String], extra: &[&str]) -> Result<Args, String> {
     })
 }
 
+/// The services named by `--service` options; all six when none is.
+fn services_from(options: &[(String, String)]) -> Result<Vec<Service>, String> {
+    let named: Vec<Service> = options
+        .iter()
+        .filter(|(k, _)| k == "--service")
+        .map(|(_, v)| Service::from_name(v).ok_or(format!("unknown service {v:?}")))
+        .collect::<Result<_, _>>()?;
+    Ok(if named.is_empty() {
+        Service::ALL.to_vec()
+    } else {
+        named
+    })
+}
+
 fn discover(args: &[String]) -> Result<(), String> {
     let Args {
         positional: pos,
@@ -134,19 +148,8 @@ fn discover(args: &[String]) -> Result<(), String> {
     let [address] = pos.as_slice() else {
         return Err(format!("discover takes one ADDRESS\n{USAGE}"));
     };
-    let mut services = Vec::new();
-    let mut secure = false;
-    for (k, v) in &opts {
-        match k.as_str() {
-            "--service" => {
-                services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?)
-            }
-            _ => secure = true,
-        }
-    }
-    if services.is_empty() {
-        services = Service::ALL.to_vec();
-    }
+    let services = services_from(&opts)?;
+    let secure = opts.iter().any(|(k, _)| k == "--require-secure");
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
     let d = ctx
         .discover(address, &services, secure)
@@ -254,19 +257,8 @@ fn verify(args: &[String]) -> Result<(), String> {
     let [address] = positional.as_slice() else {
         return Err(format!("verify takes one ADDRESS\n{USAGE}"));
     };
-    let mut services = Vec::new();
-    let mut probe = true;
-    for (k, v) in &options {
-        match k.as_str() {
-            "--service" => {
-                services.push(Service::from_name(v).ok_or(format!("unknown service {v:?}"))?)
-            }
-            _ => probe = false,
-        }
-    }
-    if services.is_empty() {
-        services = Service::ALL.to_vec();
-    }
+    let services = services_from(&options)?;
+    let probe = !options.iter().any(|(k, _)| k == "--no-probe");
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
     let d = ctx
         .discover(address, &services, false)
