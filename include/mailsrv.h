@@ -19,6 +19,22 @@
  *   mailsrv_ctx_free(ctx);
  * @endcode
  *
+ * Logging in: every verdict (mailsrv_verify_srv_authenticity, mailsrv_autoconfigure) and
+ * every UPDATE decision (mailsrv_srv_change_check) carries a mailsrv_binding: the host,
+ * port, security mode, SNI, reference identity and TLSA rule under which its evidence
+ * holds. Store mailsrv_binding_text() with the account and make every connection that
+ * carries credentials with mailsrv_connect_with_binding(). A fresh mailsrv_connect_with_sni()
+ * to the SRV target with default names is NOT equivalent: when the evidence was the TLS
+ * probe and the target lies outside the mail domain, only SNI = the mail domain reaches
+ * the provider the probe proved (an SNI relay would otherwise receive the password).
+ * @code
+ *   const mailsrv_binding *b = mailsrv_authenticity_binding(verdict);
+ *   if (mailsrv_authenticity_verdict(verdict) == MAILSRV_VERDICT_AUTHENTIC && b) {
+ *       save_in_account(mailsrv_binding_text(b));
+ *       mailsrv_connect_with_binding(ctx, b, 0, &stream, err, sizeof err);   // then LOGIN
+ *   }
+ * @endcode
+ *
  * Async use: every blocking call has an _async twin with the same leading arguments plus
  * (callback, userdata, &request_id). The callback runs exactly once (result, error,
  * MAILSRV_STATUS_CANCELLED or MAILSRV_STATUS_SHUTDOWN) and never inside the _async call.
@@ -230,6 +246,11 @@ typedef enum {
    */
   MAILSRV_STATUS_HANDSHAKE = 308,
   /**
+   * DANE: DNSSEC-secure TLSA records apply to the server and none matches its
+   * certificates (RFC 7671); the connection was refused.
+   */
+  MAILSRV_STATUS_DANE_MISMATCH = 320,
+  /**
    * Network: no TCP connection could be made.
    */
   MAILSRV_STATUS_CONNECT_FAILED = 400,
@@ -353,6 +374,21 @@ typedef enum {
    * SMTP STARTTLS (port 587).
    */
   MAILSRV_SECURITY_STARTTLS_SMTP = 4,
+  /**
+   * Implicit TLS to an IMAP server (993): ALPN `imap` is offered and the greeting over
+   * TLS must be IMAP's, else PROTOCOL.
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS_IMAP = 5,
+  /**
+   * Implicit TLS to a POP3 server (995): ALPN `pop3` is offered and the greeting must be
+   * POP3's.
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS_POP3 = 6,
+  /**
+   * Implicit TLS to an SMTP submission server (465): the greeting must be SMTP's (SMTP
+   * has no registered ALPN id).
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS_SMTP = 7,
 } mailsrv_security;
 
 /**
@@ -509,6 +545,12 @@ typedef struct mailsrv_authenticity mailsrv_authenticity;
 typedef struct mailsrv_autoconfig mailsrv_autoconfig;
 
 /**
+ * The connection parameters under which a verdict's evidence holds (opaque, immutable).
+ * Borrowed from a verdict or a change decision, or owned (from_text, clone).
+ */
+typedef struct mailsrv_binding mailsrv_binding;
+
+/**
  * A successful certificate check (opaque, immutable, owned by the caller).
  */
 typedef struct mailsrv_cert_result mailsrv_cert_result;
@@ -593,6 +635,16 @@ typedef void (*mailsrv_autoconfig_cb)(void *userdata,
                                       const char *detail);
 
 /**
+ * Completion of mailsrv_connect_with_sni_async(): `result` owned by the callback (free with
+ * mailsrv_tls_stream_free()), NULL unless OK; `detail` borrowed, never NULL.
+ */
+typedef void (*mailsrv_connect_cb)(void *userdata,
+                                   mailsrv_request_id id,
+                                   mailsrv_status status,
+                                   mailsrv_tls_stream *result,
+                                   const char *detail);
+
+/**
  * Completion of mailsrv_srv_discover_async(). `result` is owned by the callback (free it
  * with mailsrv_discovery_free()) and NULL unless `status` is OK; `detail` is borrowed for
  * the call and never NULL.
@@ -611,16 +663,6 @@ typedef void (*mailsrv_change_cb)(void *userdata,
                                   mailsrv_status status,
                                   mailsrv_change *result,
                                   const char *detail);
-
-/**
- * Completion of mailsrv_connect_with_sni_async(): `result` owned by the callback (free with
- * mailsrv_tls_stream_free()), NULL unless OK; `detail` borrowed, never NULL.
- */
-typedef void (*mailsrv_connect_cb)(void *userdata,
-                                   mailsrv_request_id id,
-                                   mailsrv_status status,
-                                   mailsrv_tls_stream *result,
-                                   const char *detail);
 
 
 
@@ -732,6 +774,20 @@ bool mailsrv_authenticity_in_domain(const mailsrv_authenticity *a);
  * `a` NULL or valid.
  */
 uint32_t mailsrv_authenticity_srv_dnssec(const mailsrv_authenticity *a);
+
+/**
+ * How every connection that carries the user's credentials to this server must be made
+ * (host, port, security, SNI, identity, TLSA; see mailsrv_binding_*): connect with
+ * mailsrv_connect_with_binding() and store mailsrv_binding_text() with the account.
+ * Borrowed (valid until the verdict is freed; mailsrv_binding_clone() keeps it longer);
+ * NULL when the verdict is REJECTED. For UNVERIFIED it is the plain binding to the target,
+ * to use only after the user accepted the server.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const mailsrv_binding *mailsrv_authenticity_binding(const mailsrv_authenticity *a);
 
 /**
  * A sentence explaining the verdict, for the user. Borrowed.
@@ -891,6 +947,164 @@ const mailsrv_authenticity *mailsrv_autoconfig_verdict(const mailsrv_autoconfig 
 mailsrv_status mailsrv_autoconfig_verdict_status(const mailsrv_autoconfig *a,
                                                  size_t service,
                                                  size_t endpoint);
+
+/**
+ * Reads a binding back from its text (mailsrv_binding_text()), as stored with an account.
+ * `out` (out, not NULL): owned, freed with mailsrv_binding_free(); NULL on error.
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown format version, missing or bad field; the
+ * reason in errbuf).
+ * Since 0.1.
+ *
+ * # Safety
+ * `text` NULL or NUL-terminated; `out` NULL or writable; `errbuf` NULL or `errlen` bytes.
+ */
+mailsrv_status mailsrv_binding_from_text(const char *text,
+                                         mailsrv_binding **out,
+                                         char *errbuf,
+                                         size_t errlen);
+
+/**
+ * An owned copy of a (borrowed) binding, to keep after its verdict or decision is freed.
+ * `out` (out, not NULL): owned, freed with mailsrv_binding_free(). Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid; `out` NULL or writable.
+ */
+mailsrv_status mailsrv_binding_clone(const mailsrv_binding *b, mailsrv_binding **out);
+
+/**
+ * Frees an owned binding (from mailsrv_binding_from_text() or _clone()). NULL does
+ * nothing. Never pass a borrowed one.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_binding_free(mailsrv_binding *b);
+
+/**
+ * The binding as one line of text, to store with the account and read back with
+ * mailsrv_binding_from_text(). Stable across versions of the same format word
+ * (`mailsrv-binding-1 service=imaps host=... port=... sni=... identity=... dane=no`).
+ * Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+const char *mailsrv_binding_text(const mailsrv_binding *b);
+
+/**
+ * The service (one mailsrv_service value); 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+uint32_t mailsrv_binding_service(const mailsrv_binding *b);
+
+/**
+ * The host to connect to (A-label name). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+const char *mailsrv_binding_host(const mailsrv_binding *b);
+
+/**
+ * The port; 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+uint16_t mailsrv_binding_port(const mailsrv_binding *b);
+
+/**
+ * How TLS starts (a mailsrv_security value: IMPLICIT_TLS_IMAP/_POP3/_SMTP or a STARTTLS
+ * mode); 0 for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+uint32_t mailsrv_binding_security(const mailsrv_binding *b);
+
+/**
+ * The TLS server name (SNI) the connection sends. It is the mail domain, not the host,
+ * when the evidence was the TLS probe and the host lies outside the mail domain: only a
+ * session that starts that way reaches the provider the probe proved. Borrowed; NULL when
+ * no SNI is sent.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+const char *mailsrv_binding_sni(const mailsrv_binding *b);
+
+/**
+ * The reference identity the certificate must prove, as text ("SRV-ID _imaps.example.com"
+ * or "DNS-ID mail.example.net"; several joined by ", "). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+const char *mailsrv_binding_identity(const mailsrv_binding *b);
+
+/**
+ * True when every connection looks up the host's TLSA records (DNSSEC) and, when a secure
+ * usable set exists, accepts only a certificate they match (DANE, RFC 7671); a lookup that
+ * cannot be judged refuses the connection. False for NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `b` NULL or valid.
+ */
+bool mailsrv_binding_dane(const mailsrv_binding *b);
+
+/**
+ * Connects exactly as `binding` says and returns a verified TLS stream, blocking: the
+ * host and port, the service's security mode and protocol (the greeting must be that
+ * protocol's; the IANA ALPN id is offered for IMAP and POP3), the binding's SNI and
+ * reference identity with strict matching (the context's LEGACY_CN never applies), and,
+ * when mailsrv_binding_dane() is true, the TLSA records enforced instead of PKIX. This is
+ * the connection to send the user's credentials on.
+ *
+ * `binding` (borrowed, not NULL). `flags`: reserved, must be 0.
+ * `out` (out, not NULL): owned stream, freed with mailsrv_tls_stream_free(); NULL on error.
+ * Returns OK; NULL_ARG; INVALID_ARG; DNS errors (BOGUS, INDETERMINATE, TIMEOUT: a TLSA
+ * state that cannot be judged refuses the connection); CONNECT_FAILED; PROTOCOL (including
+ * a server of another protocol); DANE_MISMATCH; the precise certificate status; HANDSHAKE.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect_with_binding(mailsrv_ctx *ctx,
+                                            const mailsrv_binding *binding,
+                                            uint32_t flags,
+                                            mailsrv_tls_stream **out,
+                                            char *errbuf,
+                                            size_t errlen);
+
+/**
+ * mailsrv_connect_with_binding() without blocking: same leading arguments, then `cb` (not
+ * NULL; the mailsrv_connect_cb of mailsrv_connect_with_sni_async()), `userdata`, `id_out`
+ * (may be NULL). The binding is copied: it may be freed once this returns.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_connect_with_binding_async(mailsrv_ctx *ctx,
+                                                  const mailsrv_binding *binding,
+                                                  uint32_t flags,
+                                                  mailsrv_connect_cb cb,
+                                                  void *userdata,
+                                                  mailsrv_request_id *id_out);
 
 /**
  * Checks a server's certificate chain the way mailsrv's own connections do: path
@@ -1633,6 +1847,18 @@ uint64_t mailsrv_change_wait_until(const mailsrv_change *c);
  * `c` NULL or valid.
  */
 uint32_t mailsrv_change_verdict(const mailsrv_change *c);
+
+/**
+ * How the account must connect to the new endpoint: always set for UPDATE (store its
+ * mailsrv_binding_text() with the account and log in with mailsrv_connect_with_binding());
+ * for ASK_USER and WAIT the plain binding to use once the user accepted; NULL otherwise.
+ * Borrowed (mailsrv_binding_clone() keeps it after the decision is freed).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const mailsrv_binding *mailsrv_change_binding(const mailsrv_change *c);
 
 /**
  * Why, in words a client can show. Borrowed.

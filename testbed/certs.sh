@@ -18,7 +18,8 @@ W=$OUT/.ca
 # Certificates added after the first set (the probe, DANE and EKU cases). An OUT made by an
 # older certs.sh (ca.crt present, these missing) gets them from its existing CAs in OUT/.ca.
 EXTRA=(srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test srvid-pop3s-hosted-test-only
-       dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside)
+       dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside
+       srvid-imaps-relayed-hosted-test)
 TLSA=(dane-ee-selfsigned dane-ee-expired-selfsigned)   # these also get OUT/NAME.tlsa
 extras_done() {
     local n
@@ -244,6 +245,14 @@ otherName.4 = 1.3.6.1.5.5.7.8.7;IA5STRING:_pop3s.hosted.test
 otherName.5 = 1.3.6.1.5.5.7.8.7;IA5STRING:_submission.hosted.test
 otherName.6 = 1.3.6.1.5.5.7.8.7;IA5STRING:_submissions.hosted.test
 
+[ ext_srvid_imaps_relayed ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.relayed.hosted.test
+
 [ ext_dns_dnshosted_test ]
 basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
@@ -345,6 +354,7 @@ declare -A SUBJ_EXTRA=(
     [dane-ee-expired-selfsigned]="/CN=DANE-EE expired self-signed"
     [eku-client]="/CN=EKU clientAuth only"
     [nc-dns-outside]="/CN=NC DNS-ID outside"
+    [srvid-imaps-relayed-hosted-test]="/CN=SRV-ID relayed.hosted.test"
 )
 if (( FULL )); then for n in "${!SUBJ_BASE[@]}"; do SUBJ[$n]=${SUBJ_BASE[$n]}; done; fi
 for n in "${!SUBJ_EXTRA[@]}"; do SUBJ[$n]=${SUBJ_EXTRA[$n]}; done
@@ -373,13 +383,14 @@ make_extras() {
     sign dnsid-dnshosted-test         ca ext_dns_dnshosted_test       "${V[@]}"
     sign srvid-imaps-half-test        ca ext_srvid_imaps_half_test    "${V[@]}"
     sign srvid-pop3s-hosted-test-only ca ext_srvid_pop3s_hosted_test  "${V[@]}"
+    sign srvid-imaps-relayed-hosted-test ca ext_srvid_imaps_relayed   "${V[@]}"
     sign eku-client                   ca ext_eku_client               "${V[@]}"
     sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
     selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
     # the same name as dane-ee-selfsigned (so it does not name its host daneexp.example.net), expired
     selfsign dane-ee-expired-selfsigned ext_dane_ee                   20200101000000Z 20200201000000Z
     for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
-             srvid-pop3s-hosted-test-only eku-client; do
+             srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test; do
         publish "$n" "$W/ca.crt"
     done
     publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"

@@ -32,6 +32,7 @@ CMD=${1:-}; DIR=${2:-}
     || die "usage: dns.sh start DIR [CERTDIR] | stop DIR | set-srv DIR ZONE OWNER [RDATA...]"
 
 DNS_ADDR=${DNS_ADDR:-127.0.10.1}
+RELAY_ADDR=${RELAY_ADDR:-127.0.30.1}   # sni-relay.py (mail.sh): relay.example.net, danepkix.example.net
 DNS_PORT=${DNS_PORT:-5353}
 DNS_ADDR6=${DNS_ADDR6-::1}
 IMAP_PORT=${IMAP_PORT:-10143}
@@ -313,6 +314,9 @@ dane A 127.0.20.7
 daneexp A 127.0.20.8
 danebad A 127.0.20.7
 _$IMAPS_PORT._tcp.danebad TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
+relay A $RELAY_ADDR
+danepkix A $RELAY_ADDR
+_$IMAPS_PORT._tcp.danepkix TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
 Z
     for i in $(seq -w 1 40); do echo "h$i A 127.0.0.1"; done
     if [[ ${1:-} == with-tlsa ]]; then
@@ -334,6 +338,8 @@ _imap._tcp        SRV 10 1 $IMAP_PORT mail.example.net.
 _submission._tcp  SRV 10 1 $SUBMISSION_PORT mail.example.net.
 _pop3s._tcp       SRV 0  1 $POP3S_PORT srvonly.example.net.
 @ A 127.0.0.1
+; the SNI-relay attack: an (unsigned, so forgeable) SRV record naming the relay
+_imaps._tcp.relayed SRV 0 1 $IMAPS_PORT relay.example.net.
 Z
 } | write_zone hosted.test.
 

@@ -41,7 +41,12 @@ SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
 SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 DEFAULT_CERT=${DEFAULT_CERT:-dnsid-mail-example-net}
 SNI_CERTS=${SNI_CERTS-example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test}
-DOVECOT_SNI_CERTS=${DOVECOT_SNI_CERTS-half.test=srvid-imaps-half-test}
+DOVECOT_SNI_CERTS=${DOVECOT_SNI_CERTS-half.test=srvid-imaps-half-test relayed.hosted.test=srvid-imaps-relayed-hosted-test}
+# the SNI relay (sni-relay.py): on RELAY_ADDR:IMAPS_PORT it pipes SNI = RELAY_VICTIM to
+# MAIL_ADDR and answers any other SNI itself with RELAY_CERT (*.example.net), logging commands
+RELAY_ADDR=${RELAY_ADDR:-127.0.30.1}
+RELAY_VICTIM=${RELAY_VICTIM:-relayed.hosted.test}
+RELAY_CERT=${RELAY_CERT:-wildcard-example-net}
 LOCAL_CERTS=${LOCAL_CERTS-127.0.20.1=expired 127.0.20.2=wrong-name 127.0.20.3=untrusted 127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only 127.0.20.6=srvid-pop3s-hosted-test-only 127.0.20.7=dane-ee-selfsigned 127.0.20.8=dane-ee-expired-selfsigned}
 READY_TIMEOUT=${MAIL_READY_TIMEOUT:-20}
 
@@ -69,10 +74,15 @@ stop_postfix() {
     [[ -n $p ]] && stop_pids postfix 15 $p
     rm -f "$DIR/postfix.pid"
 }
+stop_relay() {
+    if [[ -s $DIR/relay.pid ]]; then stop_pids relay 15 "$(head -n1 "$DIR/relay.pid")"; fi
+    rm -f "$DIR/relay.pid"
+}
 stop_all() {
     stop_dovecot & local a=$!
     stop_postfix & local b=$!
-    wait "$a" || true; wait "$b" || true
+    stop_relay & local c=$!
+    wait "$a" || true; wait "$b" || true; wait "$c" || true
 }
 
 if [[ $CMD == stop ]]; then
@@ -99,7 +109,7 @@ for kv in $SNI_CERTS; do SNI[${kv%%=*}]=${kv#*=}; done
 declare -A DSNI=()     # dovecot: SNI plus DOVECOT_SNI_CERTS
 for n in "${!SNI[@]}"; do DSNI[$n]=${SNI[$n]}; done
 for kv in $DOVECOT_SNI_CERTS; do DSNI[${kv%%=*}]=${kv#*=}; done
-for c in "$DEFAULT_CERT" "${LOCAL[@]}" "${DSNI[@]}"; do
+for c in "$DEFAULT_CERT" "${LOCAL[@]}" "${DSNI[@]}" "$RELAY_CERT"; do
     [[ -s $CERTDIR/$c.pem ]] || die "missing certificate $CERTDIR/$c.pem (run certs.sh first)"
 done
 LOCAL_ADDRS=($(printf '%s\n' "${!LOCAL[@]}" | sort -V))
@@ -315,9 +325,15 @@ ready() {
     banner "$MAIL_ADDR" "$IMAP_PORT" "* OK" 2>/dev/null || return 1
     banner "$MAIL_ADDR" "$SUBMISSION_PORT" "220 " 2>/dev/null || return 1
 }
-until ready; do
+mkdir -p "$DIR/relay"
+python3 "$HERE/sni-relay.py" "$RELAY_ADDR" "$IMAPS_PORT" "$MAIL_ADDR" "$RELAY_VICTIM" \
+    "$CERTDIR/$RELAY_CERT.pem" "$DIR/relay/commands.log" </dev/null >"$DIR/relay/stdout.log" 2>&1 &
+echo $! >"$DIR/relay.pid"
+RPID=$!
+until ready && listening t "$RELAY_ADDR" "$IMAPS_PORT"; do
     pid_alive "$DPID" || fail "dovecot exited during start-up"
     pid_alive "$PPID_" || fail "postfix exited during start-up"
+    pid_alive "$RPID" || fail "sni-relay.py exited during start-up"
     (( $(now_ms) < DEADLINE )) || fail "not ready after ${READY_TIMEOUT}s"
     sleep 0.03
 done

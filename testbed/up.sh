@@ -25,7 +25,7 @@ want() { [[ " $PARTS " == *" $1 "* ]]; }
 want dns || die "TESTBED_PARTS must include dns (got '$PARTS')"
 
 export DNS_ADDR=${DNS_ADDR:-127.0.10.1} DNS_PORT=${DNS_PORT:-5353} DNS_ADDR6=${DNS_ADDR6-::1}
-export MAIL_ADDR=${MAIL_ADDR:-127.0.0.1} MAIL_ADDR6=${MAIL_ADDR6-::1}
+export MAIL_ADDR=${MAIL_ADDR:-127.0.0.1} MAIL_ADDR6=${MAIL_ADDR6-::1} RELAY_ADDR=${RELAY_ADDR:-127.0.30.1}
 export IMAP_PORT=${IMAP_PORT:-10143} IMAPS_PORT=${IMAPS_PORT:-10993}
 export POP3_PORT=${POP3_PORT:-10110} POP3S_PORT=${POP3S_PORT:-10995}
 export SUBMISSION_PORT=${SUBMISSION_PORT:-10587} SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
@@ -79,6 +79,8 @@ fi
     echo "export MAILSRV_TEST_SUBMISSIONS_PORT=$SUBMISSIONS_PORT"
     if want mail; then
         echo "export MAILSRV_TEST_MAIL_ADDR=$MAIL_ADDR"
+        echo "export MAILSRV_TEST_RELAY_ADDR=$RELAY_ADDR"
+        echo "export MAILSRV_TEST_RELAY_LOG=$DIR/mail/relay/commands.log"
         [[ -n $MAIL_ADDR6 ]] && echo "export MAILSRV_TEST_MAIL_ADDR6=$MAIL_ADDR6"
     fi
     true

@@ -920,7 +920,7 @@ fn t_he_07_ipv6_refused_ipv4_wins_names_unchanged() {
         SocketAddr::new(ip("127.0.0.1"), port)
     );
     assert_eq!(conn.info().sni.as_deref(), Some("mail.example.net"));
-    assert_eq!(conn.info().matched.to_string(), "DNS-ID mail.example.net");
+    assert_eq!(conn.info().proof.to_string(), "DNS-ID mail.example.net");
     drop(conn);
     assert_eq!(
         server.join().unwrap().sni.as_deref(),
@@ -1147,7 +1147,7 @@ fn t_tls_02_every_service_through_testbed_dns() {
         let info = conn.info().clone();
         assert_eq!(info.tls_version, "TLSv1.3", "{service}");
         assert_eq!(info.sni.as_deref(), Some("mail.example.net"));
-        assert_eq!(info.matched.to_string(), "DNS-ID mail.example.net");
+        assert_eq!(info.proof.to_string(), "DNS-ID mail.example.net");
         assert!(info.full_handshake);
         assert!(info.peer_chain.len() >= 2, "leaf and issuer expected");
         assert!(info.cipher.starts_with("TLS13_"), "{}", info.cipher);
@@ -1175,7 +1175,7 @@ fn t_he_07_each_family_by_address_same_names() {
                 .unwrap_or_else(|e| panic!("{service} via {addr}: {e:?}"));
             assert_eq!(conn.info().peer_addr.ip(), addr);
             assert_eq!(conn.info().sni.as_deref(), Some("mail.example.net"));
-            assert_eq!(conn.info().matched.to_string(), "DNS-ID mail.example.net");
+            assert_eq!(conn.info().proof.to_string(), "DNS-ID mail.example.net");
             check_greeting(service, security, &conn);
             use_stream(service, &mut conn);
         }
@@ -1195,7 +1195,7 @@ fn t_sni_06_probe_sni_example_com_srv_id_per_service() {
             .unwrap_or_else(|e| panic!("{service}: {e:?}"));
         assert_eq!(conn.info().sni.as_deref(), Some("example.com"));
         assert_eq!(
-            conn.info().matched.to_string(),
+            conn.info().proof.to_string(),
             format!("SRV-ID _{service}.example.com")
         );
         drop(conn);
@@ -1225,8 +1225,8 @@ fn t_sni_09_different_sni_means_a_fresh_full_handshake() {
         ))
         .unwrap();
     assert!(a.info().full_handshake && b.info().full_handshake);
-    assert_eq!(a.info().matched.to_string(), "SRV-ID _imaps.example.com");
-    assert_eq!(b.info().matched.to_string(), "DNS-ID mail.example.net");
+    assert_eq!(a.info().proof.to_string(), "SRV-ID _imaps.example.com");
+    assert_eq!(b.info().proof.to_string(), "DNS-ID mail.example.net");
     // Different certificates were presented (the SNI-selected ones).
     assert_ne!(a.info().peer_chain[0], b.info().peer_chain[0]);
     // And the same name twice is still two full handshakes (no resumption at all).
@@ -1308,7 +1308,7 @@ fn untrusted_wrong_name_and_cn_only() {
         legacy,
     )
     .unwrap();
-    assert!(conn.info().matched.is_legacy_cn());
+    assert!(conn.info().proof.matched().unwrap().is_legacy_cn());
 }
 
 #[test]
@@ -1324,7 +1324,7 @@ fn srv_id_only_certificate() {
         MatchOptions::default(),
     )
     .unwrap();
-    assert_eq!(conn.info().matched.to_string(), "SRV-ID _imaps.example.com");
+    assert_eq!(conn.info().proof.to_string(), "SRV-ID _imaps.example.com");
     // Over STARTTLS (port 10143) the same cert: _imaps is not _imap unless siblings are allowed.
     let res = per_address(
         &ctx,
@@ -1365,7 +1365,7 @@ fn t_sni_03_t_ref_08_ip_literal_host_gets_the_default_cert() {
         req.identity = Some(ReferenceIdentity::for_dns("mail.example.net").unwrap());
         let conn = ctx.connect(req).unwrap();
         assert_eq!(conn.info().sni, None);
-        assert_eq!(conn.info().matched.to_string(), "DNS-ID mail.example.net");
+        assert_eq!(conn.info().proof.to_string(), "DNS-ID mail.example.net");
     }
 }
 

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use mailsrv::core::binding::Binding;
 use mailsrv::core::config::Config;
+use mailsrv::core::connect::MailConnection;
 use mailsrv::core::context::Context;
 use mailsrv::core::discover::{Discovery, SrvState};
 use mailsrv::core::service::{Purpose, Service};
@@ -11,11 +13,12 @@ use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
   mailsrv discover ADDRESS [--service NAME]... [--require-secure] [COMMON]
-  mailsrv verify ADDRESS [--service NAME]... [--no-probe] [COMMON]
+  mailsrv verify ADDRESS [--service NAME]... [--no-probe] [--require-secure] [COMMON]
   mailsrv connect HOST:PORT [--starttls imap|pop3|smtp] [--sni NAME]
                   [--expect-srv-id SERVICE:DOMAIN]... [--expect-dns-id NAME]... [COMMON]
+  mailsrv connect --binding TEXT [COMMON]
   mailsrv refresh DOMAIN --service NAME --saved HOST:PORT [--origin srv|user]
-                  [--history FILE] [--now UNIX] [--no-probe] [COMMON]
+                  [--history FILE] [--now UNIX] [--no-probe] [--require-secure] [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
   mailsrv audit FILE|- [--concurrency N] [COMMON]
@@ -253,12 +256,13 @@ fn verify(args: &[String]) -> Result<(), String> {
         positional,
         options,
         common,
-    } = parse(args, &["--service", "--no-probe"])?;
+    } = parse(args, &["--service", "--no-probe", "--require-secure"])?;
     let [address] = positional.as_slice() else {
         return Err(format!("verify takes one ADDRESS\n{USAGE}"));
     };
     let services = services_from(&options)?;
     let probe = !options.iter().any(|(k, _)| k == "--no-probe");
+    let require_secure = options.iter().any(|(k, _)| k == "--require-secure");
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
     let d = ctx
         .discover(address, &services, false)
@@ -269,6 +273,7 @@ fn verify(args: &[String]) -> Result<(), String> {
         let e = &s.endpoints[0];
         let mut req = AuthRequest::new(&d.domain, s.service, &e.target, e.port);
         req.probe = probe;
+        req.require_secure = require_secure;
         let a = ctx
             .verify_srv_authenticity(req)
             .map_err(|e| e.to_string())?;
@@ -284,17 +289,18 @@ fn verify(args: &[String]) -> Result<(), String> {
             Evidence::Dane => "dane",
         });
         text.push_str(&format!(
-            "  {:<12} {}:{}  {verdict}{}\n      {}\n",
+            "  {:<12} {}:{}  {verdict}{}\n      {}\n{}",
             s.service.name(),
             e.target,
             e.port,
             evidence.map(|x| format!(" ({x})")).unwrap_or_default(),
-            a.detail
+            a.detail,
+            binding_text(a.binding.as_ref()),
         ));
         results.push(json!({
             "service": s.service.name(), "target": e.target, "port": e.port, "verdict": verdict,
             "evidence": evidence, "target_verified": a.target_verified, "in_domain": a.in_domain,
-            "detail": a.detail,
+            "detail": a.detail, "connect": binding_json(a.binding.as_ref()),
         }));
     }
     if common.json {
@@ -327,6 +333,7 @@ fn refresh(args: &[String]) -> Result<(), String> {
             "--history",
             "--now",
             "--no-probe",
+            "--require-secure",
         ],
     )?;
     let [domain] = positional.as_slice() else {
@@ -370,6 +377,7 @@ fn refresh(args: &[String]) -> Result<(), String> {
         now,
         min_age: DEFAULT_MIN_AGE,
         probe: get("--no-probe").is_none(),
+        require_secure: get("--require-secure").is_some(),
     };
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
     let out = ctx
@@ -392,15 +400,17 @@ fn refresh(args: &[String]) -> Result<(), String> {
     let target = a.target.as_ref().map(|(t, p)| format!("{t}:{p}"));
     if common.json {
         let j = json!({"domain": domain, "service": service.name(), "decision": decision,
-                       "target": target, "wait_until": a.wait_until, "detail": a.detail});
+                       "target": target, "wait_until": a.wait_until, "detail": a.detail,
+                       "connect": binding_json(a.binding.as_ref())});
         emit(&format!("{j}\n"));
     } else {
         emit(&format!(
-            "{} {}: {decision}{}\n  {}\n",
+            "{} {}: {decision}{}\n  {}\n{}",
             domain,
             service.name(),
             target.map(|t| format!(" ({t})")).unwrap_or_default(),
-            a.detail
+            a.detail,
+            binding_text(a.binding.as_ref()),
         ));
     }
     Ok(())
@@ -424,8 +434,18 @@ fn connect(args: &[String]) -> Result<(), String> {
             "--expect-srv-id",
             "--expect-dns-id",
             "--legacy-cn",
+            "--binding",
         ],
     )?;
+    if let Some((_, text)) = options.iter().find(|(k, _)| k == "--binding") {
+        if !positional.is_empty() || options.len() > 1 {
+            return Err("--binding TEXT takes no HOST:PORT and no other connect option".into());
+        }
+        let binding = Binding::from_text(text).map_err(|e| e.to_string())?;
+        let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+        let conn = ctx.connect_bound(&binding).map_err(|e| e.to_string())?;
+        return print_connection(conn, common.json);
+    }
     let [target] = positional.as_slice() else {
         return Err(format!("connect takes one HOST:PORT\n{USAGE}"));
     };
@@ -463,14 +483,19 @@ fn connect(args: &[String]) -> Result<(), String> {
         req.identity = Some(identity);
     }
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
-    let mut conn = ctx.connect(req).map_err(|e| e.to_string())?;
+    let conn = ctx.connect(req).map_err(|e| e.to_string())?;
+    print_connection(conn, common.json)
+}
+
+/// Prints what a connection proved, then closes it.
+fn print_connection(mut conn: MailConnection, json: bool) -> Result<(), String> {
     let i = conn.info().clone();
     let _ = conn.close();
-    if common.json {
+    if json {
         let j = json!({
             "host": i.host, "port": i.port, "sni": i.sni, "tls_version": i.tls_version,
-            "cipher": i.cipher, "matched_identity": i.matched.to_string(), "greeting": i.greeting,
-            "capabilities": i.capabilities, "peer": i.peer_addr.to_string(),
+            "cipher": i.cipher, "matched_identity": i.proof.to_string(), "greeting": i.greeting,
+            "capabilities": i.capabilities, "peer": i.peer_addr.to_string(), "alpn": i.alpn,
         });
         emit(&format!("{j}\n"));
     } else {
@@ -481,12 +506,39 @@ fn connect(args: &[String]) -> Result<(), String> {
             i.tls_version,
             i.cipher,
             i.sni.as_deref().unwrap_or("(none)"),
-            i.matched,
+            i.proof,
             i.greeting,
             i.capabilities.join(" ")
         ));
     }
     Ok(())
+}
+
+/// The `"connect"` object of `verify` and `refresh`: how the account must connect.
+fn binding_json(b: Option<&Binding>) -> Value {
+    match b {
+        None => Value::Null,
+        Some(b) => json!({
+            "host": b.host, "port": b.port, "security": b.security().name(), "sni": b.sni,
+            "identity": b.identity.ids().iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+            "dane": b.dane, "binding": b.to_text(),
+        }),
+    }
+}
+
+fn binding_text(b: Option<&Binding>) -> String {
+    match b {
+        None => String::new(),
+        Some(b) => format!(
+            "      connect: {}:{} {} SNI {} proving {}{}\n",
+            b.host,
+            b.port,
+            b.security().name(),
+            b.sni.as_deref().unwrap_or("(none)"),
+            b.identity,
+            if b.dane { ", TLSA enforced" } else { "" }
+        ),
+    }
 }
 
 pub fn discovery_json(d: &Discovery) -> Value {

@@ -31,7 +31,7 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use super::address::mail_domain;
-use super::authenticity::security_for;
+use super::authenticity::{probe_request, reconnect_request};
 use super::connect::{ConnectRequest, connect};
 use super::context::Context;
 use super::discover::{DiscoverOptions, ServiceAnswer, SrvState, discover};
@@ -556,21 +556,12 @@ impl Auditor {
         deadline: Instant,
     ) -> (ServiceCheck, Vec<(Vec<u8>, String)>) {
         let e = &s.endpoints[0];
-        let security = security_for(s.service);
-        let mut probe_req = ConnectRequest::new(e.target.clone(), e.port, security);
-        probe_req.addresses = e.addresses.clone();
-        probe_req.sni = Some(domain.to_string());
-        probe_req.options = MatchOptions {
-            legacy_cn: false,
-            accept_sibling_service: self.accept_sibling,
-        }
-        .for_probe();
-        let mut id = ReferenceIdentity::new();
-        let probe_id = id
-            .add_srv_id(s.service.name(), domain)
-            .and_then(|()| id.add_dns_id(domain));
-        probe_req.identity = Some(id);
-        let mut target_req = ConnectRequest::new(e.target.clone(), e.port, security);
+        let probe_req = probe_request(domain, s.service, &e.target, e.port, self.accept_sibling)
+            .map(|mut r| {
+                r.addresses = e.addresses.clone();
+                r
+            });
+        let mut target_req = reconnect_request(s.service, &e.target, e.port);
         target_req.addresses = e.addresses.clone();
         let one = move |req: ConnectRequest, what: &'static str| async move {
             let mut check = Check {
@@ -578,10 +569,10 @@ impl Auditor {
                 ..Check::default()
             };
             let mut leaf: Option<(Vec<u8>, String)> = None;
-            match connect(&self.resolver, self.trust.clone(), req, deadline).await {
+            match connect(&self.resolver, Some(self.trust.clone()), req, deadline).await {
                 Ok(mut conn) => {
                     check.ok = true;
-                    check.matched = Some(conn.info().matched.to_string());
+                    check.matched = Some(conn.info().proof.to_string());
                     leaf = conn
                         .info()
                         .peer_chain
@@ -612,8 +603,8 @@ impl Auditor {
                 .await
                 .clone()
         };
-        let ((probe, leaf_p), (reconnect, leaf_t)) = match probe_id {
-            Ok(()) => tokio::join!(one(probe_req, "probe"), reconnect),
+        let ((probe, leaf_p), (reconnect, leaf_t)) = match probe_req {
+            Ok(probe_req) => tokio::join!(one(probe_req, "probe"), reconnect),
             Err(err) => {
                 let probe = Check {
                     sni: domain.to_string(),

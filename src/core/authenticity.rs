@@ -8,18 +8,23 @@
 //! SNI = the target requiring the target's own DNS-ID, in a fresh handshake. Both →
 //! AUTHENTIC; the probe alone → UNVERIFIED (target not verified); the probe failing →
 //! UNVERIFIED. The two connections run concurrently: the verdict does not depend on it.
+//!
+//! Every AUTHENTIC or UNVERIFIED verdict carries its [`Binding`]: how the connection that
+//! carries the password must be made for the evidence to hold (see `binding.rs`).
+//! `require_secure` turns every answer that is not DNSSEC-secure into UNVERIFIED without a
+//! probe: such a client accepts nothing the DNS did not sign.
 
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
 use super::address::{is_in_domain, mail_domain, normalize_domain};
+use super::binding::Binding;
 use super::connect::{ConnectRequest, MailConnection, connect};
-use super::dane;
+use super::dane::{self, TlsaState};
 use super::identity::{MatchOptions, ReferenceIdentity};
 use super::policy::Verdict;
 use super::resolver::{DnssecState, Outcome, Resolver};
 use super::service::Service;
-use super::starttls::Security;
 use super::trust::TrustStore;
 use super::{Error, Result};
 
@@ -51,6 +56,8 @@ pub struct AuthRequest {
     pub keep_probe: bool,
     /// Accept the sibling service's SRV-ID in the probe (`_submission` for `_submissions`).
     pub accept_sibling: bool,
+    /// Only a DNSSEC-secure answer can be AUTHENTIC; no probe.
+    pub require_secure: bool,
 }
 
 impl AuthRequest {
@@ -63,12 +70,15 @@ impl AuthRequest {
             probe: true,
             keep_probe: false,
             accept_sibling: false,
+            require_secure: false,
         }
     }
 }
 
 /// The verdict with its evidence.
 pub struct Authenticity {
+    /// The mail domain judged (A-labels).
+    pub domain: String,
     pub verdict: Verdict,
     pub evidence: Option<Evidence>,
     /// The reconnect with SNI = target presented a certificate for the target itself.
@@ -88,8 +98,11 @@ pub struct Authenticity {
     pub target_error: Option<Error>,
     /// A sentence a client can show a user.
     pub detail: String,
-    /// The verified probe connection, when asked for and the probe passed.
+    /// With `keep_probe`: the verified connection made exactly as the binding says (the
+    /// probe's, the reconnect's or the DANE check's), ready for the login.
     pub probe_connection: Option<MailConnection>,
+    /// How every credential-carrying connection must be made; `None` when REJECTED.
+    pub binding: Option<Binding>,
 }
 
 impl std::fmt::Debug for Authenticity {
@@ -98,6 +111,7 @@ impl std::fmt::Debug for Authenticity {
             .field("verdict", &self.verdict)
             .field("evidence", &self.evidence)
             .field("target_verified", &self.target_verified)
+            .field("binding", &self.binding)
             .field("detail", &self.detail)
             .finish_non_exhaustive()
     }
@@ -106,11 +120,13 @@ impl std::fmt::Debug for Authenticity {
 impl Authenticity {
     fn new(
         verdict: Verdict,
+        domain: &str,
         in_domain: bool,
         srv_dnssec: Option<DnssecState>,
         detail: String,
     ) -> Self {
         Authenticity {
+            domain: domain.to_string(),
             verdict,
             evidence: None,
             target_verified: false,
@@ -124,17 +140,17 @@ impl Authenticity {
             target_error: None,
             detail,
             probe_connection: None,
+            binding: None,
         }
     }
-}
 
-/// The security mode each service is reached with.
-pub fn security_for(service: Service) -> Security {
-    match service {
-        Service::Imaps | Service::Pop3s | Service::Submissions => Security::ImplicitTls,
-        Service::Imap => Security::StartTlsImap,
-        Service::Pop3 => Security::StartTlsPop3,
-        Service::Submission => Security::StartTlsSmtp,
+    /// Keeps `conn` for the caller when asked to, else closes it.
+    fn keep(&mut self, req: &AuthRequest, mut conn: MailConnection) {
+        if req.keep_probe {
+            self.probe_connection = Some(conn);
+        } else {
+            let _ = conn.close();
+        }
     }
 }
 
@@ -158,6 +174,11 @@ pub async fn verify(
 ) -> Result<Authenticity> {
     let (domain, target) = check(&req)?;
     let in_domain = is_in_domain(&target, &domain);
+    let verdict = |verdict, dnssec, detail| {
+        Ok(Authenticity::new(
+            verdict, &domain, in_domain, dnssec, detail,
+        ))
+    };
     let owner = Name::from_ascii(format!("{}.{domain}.", req.service.srv_prefix()))
         .map_err(|e| Error::InvalidArg(format!("{domain}: {e}")))?;
     let srv = tokio::time::timeout_at(deadline, resolver.query(&owner, RecordType::SRV))
@@ -167,12 +188,7 @@ pub async fn verify(
     let srv_dnssec = match &srv {
         Err(Error::Bogus(d)) => {
             let detail = format!("the SRV answer for {domain} failed DNSSEC validation: {d}");
-            return Ok(Authenticity::new(
-                Verdict::Rejected,
-                in_domain,
-                Some(DnssecState::Bogus),
-                detail,
-            ));
+            return verdict(Verdict::Rejected, Some(DnssecState::Bogus), detail);
         }
         Err(e) => {
             lookup_note = format!(" (the SRV re-read failed: {e})");
@@ -195,25 +211,15 @@ pub async fn verify(
                         "{domain}'s DNSSEC-signed SRV records do not name {target}:{}",
                         req.port
                     );
-                    return Ok(Authenticity::new(
-                        Verdict::Rejected,
-                        in_domain,
-                        Some(DnssecState::Secure),
-                        detail,
-                    ));
+                    return verdict(Verdict::Rejected, Some(DnssecState::Secure), detail);
                 }
                 let detail = format!(
                     "{target}:{} is in {domain}'s DNSSEC-signed SRV records",
                     req.port
                 );
-                let mut a = Authenticity::new(
-                    Verdict::Authentic,
-                    in_domain,
-                    Some(DnssecState::Secure),
-                    detail,
-                );
+                let mut a = verdict(Verdict::Authentic, Some(DnssecState::Secure), detail)?;
                 a.evidence = Some(Evidence::Dnssec);
-                dane(resolver, &req, &domain, &target, deadline, &mut a).await;
+                dane(resolver, trust, &req, &target, deadline, &mut a).await?;
                 return Ok(a);
             }
             Some(a.dnssec)
@@ -224,25 +230,25 @@ pub async fn verify(
                     "{domain} provably has no _{} SRV record (DNSSEC)",
                     req.service.name()
                 );
-                return Ok(Authenticity::new(
-                    Verdict::Rejected,
-                    in_domain,
-                    Some(*dnssec),
-                    detail,
-                ));
+                return verdict(Verdict::Rejected, Some(*dnssec), detail);
             }
             lookup_note = " (the SRV record is gone now)".into();
             Some(*dnssec)
         }
     };
+    let unverified = |detail: String| {
+        let mut a = verdict(Verdict::Unverified, srv_dnssec, detail)?;
+        a.binding = Some(Binding::unverified(req.service, &target, req.port)?);
+        Ok(a)
+    };
+    if req.require_secure {
+        return unverified(format!(
+            "the SRV answer is not DNSSEC-signed and only signed answers are accepted (REQUIRE_SECURE){lookup_note}"
+        ));
+    }
     let (true, Some(trust)) = (req.probe, trust) else {
-        let detail =
-            format!("not DNSSEC-signed and the TLS probe is off: ask the user{lookup_note}");
-        return Ok(Authenticity::new(
-            Verdict::Unverified,
-            in_domain,
-            srv_dnssec,
-            detail,
+        return unverified(format!(
+            "not DNSSEC-signed and the TLS probe is off: ask the user{lookup_note}"
         ));
     };
     probe(
@@ -262,160 +268,110 @@ pub async fn verify(
 /// RFC 7673 on a DNSSEC-authentic SRV target: with secure addresses and a secure, usable
 /// TLSA set at `_port._tcp.target`, the server's certificate must match it (then evidence
 /// DANE) or the answer is REJECTED (T-DANE-04). Bogus addresses or TLSA reject the target
-/// (T-DANE-05, T-DANE-07); insecure ones leave plain DNSSEC evidence (T-DANE-06, T-DANE-08).
+/// (T-DANE-05, T-DANE-07); provably unsigned or absent ones leave plain DNSSEC evidence
+/// (T-DANE-06, T-DANE-08). An answer that cannot be judged (timeout, indeterminate) never
+/// counts as "no TLSA": the binding then requires the TLSA check on every connection.
 async fn dane(
     resolver: &Resolver,
+    trust: Option<TrustStore>,
     req: &AuthRequest,
-    domain: &str,
     target: &str,
     deadline: Instant,
     a: &mut Authenticity,
-) {
+) -> Result<()> {
     let reject = |a: &mut Authenticity, why: String| {
         a.verdict = Verdict::Rejected;
         a.evidence = None;
+        a.binding = None;
         a.detail = why;
     };
-    let Ok(host) = Name::from_ascii(format!("{target}.")) else {
-        return;
-    };
-    let host = &host;
-    let lookup = |rtype| async move {
-        tokio::time::timeout_at(deadline, resolver.query(host, rtype))
-            .await
-            .unwrap_or_else(|_| Err(Error::Timeout("deadline passed".into())))
-    };
-    let (v6, v4) = tokio::join!(lookup(RecordType::AAAA), lookup(RecordType::A));
-    let mut addresses = Vec::new();
-    for r in [v6, v4] {
-        match r {
-            Ok(Outcome::Records(ans)) if ans.dnssec == DnssecState::Secure => {
-                addresses.extend(ans.records.iter().filter_map(|r| match &r.data {
-                    RData::A(ip) => Some(std::net::IpAddr::V4(ip.0)),
-                    RData::AAAA(ip) => Some(std::net::IpAddr::V6(ip.0)),
-                    _ => None,
-                }))
-            }
-            Ok(Outcome::NoData {
-                dnssec: DnssecState::Secure,
-                ..
-            }) => {}
-            Err(Error::Bogus(e)) => {
-                return reject(a, format!("{target}'s address records are bogus: {e}"));
-            }
-            _ => {
-                a.detail
-                    .push_str("; its addresses are not DNSSEC-signed, so DANE does not apply");
-                return;
-            }
+    let mut binding = Binding::dnssec(req.service, target, req.port, true)?;
+    let (addresses, records) = match dane::lookup(resolver, target, req.port, deadline).await {
+        Ok(TlsaState::NotApplicable(why)) => {
+            binding.dane = false;
+            a.binding = Some(binding);
+            a.detail.push_str(&format!("; DANE does not apply ({why})"));
+            return Ok(());
         }
-    }
-    let Ok(owner) = Name::from_ascii(format!("_{}._tcp.{target}.", req.port)) else {
-        return;
-    };
-    let tlsa = tokio::time::timeout_at(deadline, resolver.query(&owner, RecordType::TLSA))
-        .await
-        .unwrap_or_else(|_| Err(Error::Timeout("deadline passed".into())));
-    let records = match tlsa {
-        Ok(Outcome::Records(ans)) if ans.dnssec == DnssecState::Secure => ans
-            .records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::TLSA(t) => Some(t.clone()),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-        Ok(_) => {
-            a.detail.push_str("; no DNSSEC-signed TLSA records");
-            return;
+        Ok(TlsaState::Required { addresses, records }) => (addresses, records),
+        Err(Error::Bogus(e)) => {
+            reject(
+                a,
+                format!("{target}'s address or TLSA records are bogus: {e}"),
+            );
+            return Ok(());
         }
         Err(e) => {
-            return reject(
-                a,
-                format!("the TLSA records of {target} cannot be used ({e}): not connecting"),
-            );
+            a.binding = Some(binding);
+            a.detail.push_str(&format!(
+                "; whether {target} publishes TLSA records could not be determined ({e}): every connection will require the check"
+            ));
+            return Ok(());
         }
     };
-    let usable = dane::usable(&records);
-    if usable.is_empty() {
-        a.detail
-            .push_str("; its TLSA records are not usable (RFC 7671)");
-        return;
-    }
-    let mut identity = ReferenceIdentity::new();
-    let _ = identity.add_srv_id(req.service.name(), domain);
-    let _ = identity.add_dns_id(domain);
-    let _ = identity.add_dns_id(target); // a secure SRV target is a valid reference (T-REF-03)
-    match dane_handshake(
-        resolver, req, target, &addresses, usable, identity, deadline,
-    )
-    .await
-    {
-        Ok((what, chain)) => {
+    let mut creq = binding.connect_request();
+    creq.addresses = addresses;
+    creq.tlsa = Some(records);
+    match connect(resolver, trust, creq, deadline).await {
+        Ok(conn) => {
+            let info = conn.info();
             a.evidence = Some(Evidence::Dane);
             a.target_verified = true;
-            a.target_matched = Some(what.clone());
-            a.target_chain = chain;
+            a.target_matched = Some(info.proof.to_string());
+            a.target_chain = info.peer_chain.clone();
             a.detail = format!(
-                "{target}:{} is in {domain}'s DNSSEC-signed SRV records and {what}",
-                req.port
+                "{target}:{} is in {}'s DNSSEC-signed SRV records and {}",
+                req.port, a.domain, info.proof
             );
+            a.keep(req, conn);
+            a.binding = Some(binding);
         }
-        Err(Some(why)) => reject(
+        Err(Error::DaneMismatch(why)) => reject(
             a,
             format!("{target}'s certificate does not match its DNSSEC-signed TLSA records: {why}"),
         ),
-        Err(None) => a
-            .detail
-            .push_str("; DANE could not be checked (no TLS connection)"),
+        Err(e) => {
+            a.target_error = Some(e.clone());
+            a.binding = Some(binding);
+            a.detail.push_str(&format!(
+                "; DANE could not be checked now ({e}): every connection will enforce the TLSA records"
+            ));
+        }
     }
+    Ok(())
 }
 
-/// TCP, STARTTLS if the service needs it, and a handshake that only the TLSA records can
-/// accept. `Err(Some(why))`: the certificate did not match; `Err(None)`: no handshake.
-async fn dane_handshake(
-    resolver: &Resolver,
-    req: &AuthRequest,
+/// The probe's connect request: SNI = the mail domain, proof = a name of the mail domain
+/// (SRV-ID `_service.domain` or DNS-ID `domain`). The insecure target is never a reference
+/// identifier here (T-REF-02, T-AUTH-09); CN never counts.
+pub fn probe_request(
+    domain: &str,
+    service: Service,
     target: &str,
-    addresses: &[std::net::IpAddr],
-    records: Vec<dane::Tlsa>,
-    identity: ReferenceIdentity,
-    deadline: Instant,
-) -> std::result::Result<(String, Vec<Vec<u8>>), Option<String>> {
-    let security = security_for(req.service);
-    let timing = super::happy_eyeballs::Timing::default();
-    let (mut tcp, _) =
-        super::happy_eyeballs::connect_tcp(resolver, target, addresses, req.port, timing, deadline)
-            .await
-            .map_err(|_| None)?;
-    let local = tcp.local_addr().map_err(|_| None)?;
-    let client = super::starttls::address_literal(local.ip());
-    super::starttls::upgrade(&mut tcp, security, &client, deadline)
-        .await
-        .map_err(|_| None)?;
-    let verifier = std::sync::Arc::new(dane::DaneVerifier::new(records, identity));
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|_| None)?
-    .dangerous()
-    .with_custom_certificate_verifier(verifier.clone())
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(target.to_string()).map_err(|_| None)?;
-    let handshake =
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp);
-    let result = tokio::time::timeout_at(deadline, handshake).await;
-    let outcome = verifier.outcome.lock().ok().and_then(|mut o| o.take());
-    match (result, outcome) {
-        (Ok(Ok(mut tls)), Some((Ok(what), chain))) => {
-            use tokio::io::AsyncWriteExt;
-            let _ = tls.shutdown().await; // close_notify
-            Ok((what, chain))
-        }
-        (_, Some((Err(why), _))) => Err(Some(why)),
-        _ => Err(None),
+    port: u16,
+    accept_sibling: bool,
+) -> Result<ConnectRequest> {
+    let mut id = ReferenceIdentity::new();
+    id.add_srv_id(service.name(), domain)?;
+    id.add_dns_id(domain)?;
+    let mut req = ConnectRequest::new(target, port, service.security());
+    req.sni = Some(domain.to_string());
+    req.identity = Some(id);
+    req.protocol = Some(service.protocol());
+    req.options = MatchOptions {
+        legacy_cn: false,
+        accept_sibling_service: accept_sibling,
     }
+    .for_probe();
+    Ok(req)
+}
+
+/// The reconnect's request: SNI = the target, its own DNS-ID, a fresh full handshake
+/// (T-SNI-09).
+pub fn reconnect_request(service: Service, target: &str, port: u16) -> ConnectRequest {
+    let mut req = ConnectRequest::new(target, port, service.security());
+    req.protocol = Some(service.protocol());
+    req
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -430,72 +386,85 @@ async fn probe(
     deadline: Instant,
     note: &str,
 ) -> Result<Authenticity> {
-    let security = security_for(req.service);
-    // The probe: SNI = the mail domain, proof = a name of the mail domain. The insecure
-    // target is never a reference identifier here (T-REF-02, T-AUTH-09); CN never counts.
-    let mut probe_id = ReferenceIdentity::new();
-    probe_id.add_srv_id(req.service.name(), domain)?;
-    probe_id.add_dns_id(domain)?;
-    let mut probe_req = ConnectRequest::new(target, req.port, security);
-    probe_req.sni = Some(domain.to_string());
-    probe_req.identity = Some(probe_id);
-    probe_req.options = MatchOptions {
-        legacy_cn: false,
-        accept_sibling_service: req.accept_sibling,
-    }
-    .for_probe();
-    // The reconnect: SNI = the target, its own DNS-ID, a fresh full handshake (T-SNI-09).
-    let target_req = ConnectRequest::new(target, req.port, security);
+    let probe_req = probe_request(domain, req.service, target, req.port, req.accept_sibling)?;
+    let target_req = reconnect_request(req.service, target, req.port);
     let (p, t) = tokio::join!(
-        connect(resolver, trust.clone(), probe_req, deadline),
-        connect(resolver, trust, target_req, deadline)
+        connect(resolver, Some(trust.clone()), probe_req, deadline),
+        connect(resolver, Some(trust), target_req, deadline)
     );
-    let mut a = Authenticity::new(Verdict::Unverified, in_domain, srv_dnssec, String::new());
+    let mut a = Authenticity::new(
+        Verdict::Unverified,
+        domain,
+        in_domain,
+        srv_dnssec,
+        String::new(),
+    );
     let mut probe_conn = None;
+    let mut target_conn = None;
+    let mut probe_matched = None;
     match p {
         Ok(conn) => {
             let info = conn.info();
-            a.probe_matched = Some(info.matched.to_string());
+            a.probe_matched = Some(info.proof.to_string());
             a.probe_chain = info.peer_chain.clone();
-            a.evidence = Some(if info.matched.is_srv_id() {
-                Evidence::ProbeSrvId
-            } else {
-                Evidence::ProbeDnsId
-            });
+            probe_matched = info.proof.matched().cloned();
             probe_conn = Some(conn);
         }
         Err(e) => a.probe_error = Some(e),
     }
     match t {
-        Ok(mut conn) => {
-            a.target_matched = Some(conn.info().matched.to_string());
+        Ok(conn) => {
+            a.target_matched = Some(conn.info().proof.to_string());
             a.target_chain = conn.info().peer_chain.clone();
             a.target_verified = true;
-            let _ = conn.close();
+            target_conn = Some(conn);
         }
         Err(e) => a.target_error = Some(e),
     }
-    a.detail = match (&a.probe_error, &a.target_error) {
-        (None, None) => {
+    a.detail = match (&a.probe_error, &a.target_error, &probe_matched) {
+        (None, None, Some(m)) => {
+            let binding = Binding::probe(req.service, domain, target, req.port, m)?;
             a.verdict = Verdict::Authentic;
+            a.evidence = Some(if m.is_srv_id() {
+                Evidence::ProbeSrvId
+            } else {
+                Evidence::ProbeDnsId
+            });
+            // Hand over the connection made exactly as the binding says.
+            let bound = if binding.sni_is_mail_domain() {
+                probe_conn.take()
+            } else {
+                target_conn.take()
+            };
+            if let Some(conn) = bound {
+                a.keep(req, conn);
+            }
+            let how = if binding.sni_is_mail_domain() {
+                format!("; log in with SNI {domain} and {}", binding.identity)
+            } else {
+                String::new()
+            };
+            a.binding = Some(binding);
             format!(
-                "{target} proved {domain} ({}) and its own name ({})",
+                "{target} proved {domain} ({}) and its own name ({}){how}",
                 a.probe_matched.as_deref().unwrap_or(""),
                 a.target_matched.as_deref().unwrap_or("")
             )
         }
-        (None, Some(e)) => {
-            a.evidence = None;
+        (None, Some(e), _) => {
             format!("{target} proved {domain}, but not its own name ({e}): ask the user{note}")
         }
-        (Some(e), _) => {
-            a.evidence = None;
+        (Some(e), _, _) => {
             format!("{target} did not prove it serves {domain} ({e}): ask the user{note}")
         }
+        (None, None, None) => format!(
+            "{target} answered the probe without a name proof (DANE-EE): ask the user{note}"
+        ),
     };
-    if a.verdict == Verdict::Authentic && req.keep_probe {
-        a.probe_connection = probe_conn;
-    } else if let Some(mut c) = probe_conn {
+    if a.verdict != Verdict::Authentic {
+        a.binding = Some(Binding::unverified(req.service, target, req.port)?);
+    }
+    for mut c in [probe_conn, target_conn].into_iter().flatten() {
         let _ = c.close();
     }
     Ok(a)

@@ -25,14 +25,13 @@ use rustls_pki_types::ServerName;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
+use crate::core::dane::{DaneVerifier, Tlsa};
 use crate::core::happy_eyeballs::{self, Timing};
-use crate::core::identity::{
-    DnsName, MatchOptions, MatchedId, ReferenceId, ReferenceIdentity, sni_for_host,
-};
+use crate::core::identity::{DnsName, MatchOptions, ReferenceId, ReferenceIdentity, sni_for_host};
 use crate::core::resolver::Resolver;
-use crate::core::starttls::{self, Security};
+use crate::core::starttls::{self, MailProtocol, Security};
 use crate::core::trust::TrustStore;
-use crate::core::verifier::{MailVerifier, client_config, from_rustls_error};
+use crate::core::verifier::{CertProof, MailVerifier, client_config, from_rustls_error};
 use crate::core::{Error, Result};
 
 /// How long [`MailConnection::close`] waits for the close_notify to leave.
@@ -59,6 +58,13 @@ pub struct ConnectRequest {
     pub addresses: Vec<IpAddr>,
     /// SMTP EHLO argument; `None` = the address literal of the local end.
     pub client_name: Option<String>,
+    /// The protocol the server must speak. Implicit TLS: the greeting must be in it (`None`
+    /// accepts any of the three); STARTTLS modes imply it. Where IANA registered an ALPN id
+    /// for it (`imap`, `pop3`), the ClientHello offers it and any other answer fails.
+    pub protocol: Option<MailProtocol>,
+    /// DNSSEC-secure, usable TLSA records: when given, they replace PKIX (RFC 7671) and a
+    /// certificate they do not match is refused ([`Error::DaneMismatch`]).
+    pub tlsa: Option<Vec<Tlsa>>,
 }
 
 impl ConnectRequest {
@@ -74,7 +80,14 @@ impl ConnectRequest {
             attempt_delay: None,
             addresses: Vec::new(),
             client_name: None,
+            protocol: None,
+            tlsa: None,
         }
+    }
+
+    /// The protocol the server must speak: the STARTTLS mode's, else `protocol`.
+    pub fn expected_protocol(&self) -> Option<MailProtocol> {
+        self.security.protocol().or(self.protocol)
     }
 }
 
@@ -93,6 +106,8 @@ pub struct Plan {
     /// the IP). The verifier ignores it; it only decides SNI.
     pub server_name: ServerName<'static>,
     pub enable_sni: bool,
+    /// The ALPN protocol id offered, if any.
+    pub alpn: Option<&'static [u8]>,
 }
 
 /// Validates `req` (T-SNI-01..05, T-SNI-08, T-SNI-10): the host, the SNI override, the
@@ -103,6 +118,16 @@ pub fn plan(req: &ConnectRequest) -> Result<Plan> {
     }
     if let Some(name) = &req.client_name {
         starttls::check_client_name(name)?;
+    }
+    if let (Some(mode), Some(want)) = (req.security.protocol(), req.protocol)
+        && mode != want
+    {
+        return Err(Error::InvalidArg(format!(
+            "STARTTLS for {mode} cannot reach a {want} server"
+        )));
+    }
+    if req.tlsa.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Error::InvalidArg("an empty TLSA record set".into()));
     }
     let (host, ip) = match ReferenceId::from_host(&req.host)? {
         ReferenceId::IpId(ip) => (ip.to_string(), Some(ip)),
@@ -136,6 +161,7 @@ pub fn plan(req: &ConnectRequest) -> Result<Plan> {
         identity,
         server_name,
         enable_sni,
+        alpn: req.expected_protocol().and_then(MailProtocol::alpn_id),
     })
 }
 
@@ -162,8 +188,11 @@ pub struct ConnectionInfo {
     pub cipher: String,
     /// The server's certificates as sent, DER, leaf first.
     pub peer_chain: Vec<Vec<u8>>,
-    /// The reference identifier the certificate proved (Display gives the text).
-    pub matched: MatchedId,
+    /// What the certificate check proved: the reference identifier matched (PKIX,
+    /// DANE-TA) or the DANE-EE key match (Display gives the text).
+    pub proof: CertProof,
+    /// The ALPN protocol the server selected, if it selected one.
+    pub alpn: Option<String>,
     /// True when this was a full handshake (always, as resumption is disabled; T-SNI-09).
     pub full_handshake: bool,
     /// Implicit TLS: the greeting read over TLS. STARTTLS: the greeting read before TLS,
@@ -184,22 +213,21 @@ pub struct ConnectionInfo {
 /// ([`Error::CertExpired`], [`Error::UnknownIssuer`], [`Error::NameMismatch`], ...),
 /// [`Error::Handshake`] for other TLS failures, [`Error::ConnectionClosed`] when the server
 /// hangs up during the handshake (T-STL-17).
+/// `trust` is needed unless `req.tlsa` replaces PKIX.
 pub async fn connect(
     resolver: &Resolver,
-    trust: TrustStore,
+    trust: Option<TrustStore>,
     req: ConnectRequest,
     deadline: Instant,
 ) -> Result<MailConnection> {
     let started = Instant::now();
     let plan = plan(&req)?;
-    let verifier = Arc::new(MailVerifier::new(
-        trust,
-        plan.identity.clone(),
-        req.options,
-    )?);
-    let mut config = client_config(verifier.clone())?;
-    if !plan.enable_sni {
-        Arc::make_mut(&mut config).enable_sni = false;
+    let checker = Checker::new(trust, &plan, &req)?;
+    let mut config = client_config(checker.verifier())?;
+    {
+        let config = Arc::make_mut(&mut config);
+        config.enable_sni = plan.enable_sni;
+        config.alpn_protocols = plan.alpn.map(|id| vec![id.to_vec()]).unwrap_or_default();
     }
 
     let addresses = match plan.ip {
@@ -233,17 +261,31 @@ pub async fn connect(
                 plan.host
             )));
         }
-        Ok(Err(e)) => return Err(handshake_error(&verifier, &e)),
+        Ok(Err(e)) => return Err(handshake_error(&checker, &e)),
         Ok(Ok(s)) => s,
     };
+    let proof = match checker.outcome() {
+        Some(Ok(proof)) => proof,
+        // Cannot happen without resumption; refuse rather than report an unverified peer.
+        _ => {
+            return Err(Error::Handshake(
+                "the handshake completed without a certificate verification".into(),
+            ));
+        }
+    };
+    // rustls refuses a protocol it did not offer; this keeps the rule visible here.
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    if alpn.is_some() && alpn.as_deref() != plan.alpn {
+        return Err(Error::Protocol(format!(
+            "the server selected the ALPN protocol {:?}, which was not offered",
+            String::from_utf8_lossy(alpn.as_deref().unwrap_or_default())
+        )));
+    }
 
-    let after = starttls::after_tls(&mut tls, req.security, &client_name, deadline).await?;
+    let after =
+        starttls::after_tls(&mut tls, req.security, req.protocol, &client_name, deadline).await?;
 
     let (tcp, conn) = tls.into_inner();
-    let matched = verifier.last_match().ok_or_else(|| {
-        // Cannot happen without resumption; refuse rather than report an unverified peer.
-        Error::Handshake("the handshake completed without a certificate verification".into())
-    })?;
     let info = ConnectionInfo {
         host: plan.host,
         port: req.port,
@@ -266,7 +308,8 @@ pub async fn connect(
             .iter()
             .map(|c| c.as_ref().to_vec())
             .collect(),
-        matched,
+        proof,
+        alpn: alpn.map(|a| String::from_utf8_lossy(&a).into_owned()),
         full_handshake: !matches!(conn.handshake_kind(), Some(HandshakeKind::Resumed)),
         greeting: if req.security.is_starttls() {
             plain_greeting
@@ -300,10 +343,55 @@ fn version_text(v: Option<ProtocolVersion>) -> String {
     }
 }
 
+/// The certificate verifier of one connection: PKIX and names, or the TLSA records.
+enum Checker {
+    Pkix(Arc<MailVerifier>),
+    Dane(Arc<DaneVerifier>),
+}
+
+impl Checker {
+    fn new(trust: Option<TrustStore>, plan: &Plan, req: &ConnectRequest) -> Result<Self> {
+        Ok(match (&req.tlsa, trust) {
+            (Some(records), _) => Checker::Dane(Arc::new(DaneVerifier::new(
+                records.clone(),
+                plan.identity.clone(),
+            ))),
+            (None, Some(trust)) => Checker::Pkix(Arc::new(MailVerifier::new(
+                trust,
+                plan.identity.clone(),
+                req.options,
+            )?)),
+            (None, None) => {
+                return Err(Error::NoTrustAnchors(
+                    "no CA certificates were loaded for this connection".into(),
+                ));
+            }
+        })
+    }
+
+    fn verifier(&self) -> Arc<dyn rustls::client::danger::ServerCertVerifier> {
+        match self {
+            Checker::Pkix(v) => v.clone(),
+            Checker::Dane(v) => v.clone(),
+        }
+    }
+
+    /// What the handshake's certificate check concluded (`None` before it ran).
+    fn outcome(&self) -> Option<Result<CertProof>> {
+        match self {
+            Checker::Pkix(v) => v
+                .last_match()
+                .map(|m| Ok(CertProof::Identity(m)))
+                .or_else(|| v.last_error().map(Err)),
+            Checker::Dane(v) => v.last_outcome(),
+        }
+    }
+}
+
 /// The precise reason a handshake failed: the verifier's own verdict first (it knows the
 /// certificate error exactly), then rustls' error, then the socket's.
-fn handshake_error(verifier: &MailVerifier, e: &io::Error) -> Error {
-    if let Some(cert) = verifier.last_error() {
+fn handshake_error(checker: &Checker, e: &io::Error) -> Error {
+    if let Some(Err(cert)) = checker.outcome() {
         return cert;
     }
     if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {

@@ -10,8 +10,10 @@ use tokio::time::Instant;
 use super::address::mail_domain;
 use super::anchors::AnchorSource;
 use super::authenticity::{self, AuthRequest, Authenticity};
+use super::binding::Binding;
 use super::config::{Config, system_nameservers};
 use super::connect::{self, ConnectRequest, MailConnection};
+use super::dane::{self, TlsaState};
 use super::discover::{DiscoverOptions, Discovery, discover};
 use super::history::{History, ObservationKey};
 use super::identity::{MatchOptions, ReferenceIdentity};
@@ -32,6 +34,15 @@ use std::sync::Mutex;
 pub struct AutoConfig {
     pub discovery: Discovery,
     pub verdicts: Vec<Vec<Result<Authenticity>>>,
+}
+
+/// The choices of one `autoconfigure` call.
+#[derive(Debug, Clone, Copy)]
+pub struct AutoconfigFlags {
+    /// Whether the authenticity checks may probe the targets.
+    pub probe: bool,
+    /// Only DNSSEC-secure answers count (discovery fails the others; no probe).
+    pub require_secure: bool,
 }
 
 pub struct Context {
@@ -113,6 +124,7 @@ impl Context {
     ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static + use<>> {
         authenticity::check(&req)?;
         req.probe &= self.config.probe;
+        req.require_secure |= self.config.require_secure;
         let trust = if req.probe {
             Some(self.trust_store()?)
         } else {
@@ -148,9 +160,12 @@ impl Context {
         history: Option<Arc<Mutex<History>>>,
     ) -> Result<impl Future<Output = Result<ChangeOutcome>> + Send + 'static + use<>> {
         let domain = mail_domain(&req.domain)?;
+        // Not `require_secure` here: an insecure answer must still reach the decision (and
+        // the history); the verdict below is what refuses it.
         let discovery = self.discover_future(&domain, &[req.saved.service], false)?;
         let mut auth = AuthRequest::new(&domain, req.saved.service, "placeholder.invalid", 1);
         auth.probe = req.probe && self.config.probe;
+        auth.require_secure = req.require_secure || self.config.require_secure;
         auth.accept_sibling = self.config.match_options.accept_sibling_service;
         let trust = if auth.probe {
             Some(self.trust_store()?)
@@ -195,7 +210,16 @@ impl Context {
                 _ => None,
             };
             let verdict = authenticity.as_ref().map(|a| a.verdict);
-            let advice = decide(&req.saved, &fresh, verdict, seen, req.now, req.min_age);
+            let binding = authenticity.as_ref().and_then(|a| a.binding.as_ref());
+            let advice = decide(
+                &req.saved,
+                &fresh,
+                verdict,
+                binding,
+                seen,
+                req.now,
+                req.min_age,
+            );
             Ok(ChangeOutcome {
                 advice,
                 fresh,
@@ -228,10 +252,11 @@ impl Context {
     fn autoconfigure_future(
         &self,
         address: &str,
-        probe: bool,
+        flags: AutoconfigFlags,
     ) -> Result<impl Future<Output = Result<AutoConfig>> + Send + 'static + use<>> {
-        let discovery = self.discover_future(address, &Service::ALL, false)?;
-        let probe = probe && self.config.probe;
+        let require_secure = flags.require_secure || self.config.require_secure;
+        let discovery = self.discover_future(address, &Service::ALL, require_secure)?;
+        let probe = flags.probe && self.config.probe;
         let trust = if probe {
             Some(self.trust_store()?)
         } else {
@@ -246,6 +271,7 @@ impl Context {
                 s.endpoints.iter().map(|e| {
                     let mut req = AuthRequest::new(&discovery.domain, s.service, &e.target, e.port);
                     req.probe = probe;
+                    req.require_secure = require_secure;
                     req.accept_sibling = accept_sibling;
                     authenticity::verify(&resolver, trust.clone(), req, deadline)
                 })
@@ -265,18 +291,18 @@ impl Context {
     }
 
     /// `autoconfigure`, blocking.
-    pub fn autoconfigure(&self, address: &str, probe: bool) -> Result<AutoConfig> {
-        self.run(self.autoconfigure_future(address, probe)?)
+    pub fn autoconfigure(&self, address: &str, flags: AutoconfigFlags) -> Result<AutoConfig> {
+        self.run(self.autoconfigure_future(address, flags)?)
     }
 
     /// `autoconfigure`, async.
     pub fn autoconfigure_async(
         &self,
         address: &str,
-        probe: bool,
+        flags: AutoconfigFlags,
         deliver: Deliver<AutoConfig>,
     ) -> Result<RequestId> {
-        self.spawn(self.autoconfigure_future(address, probe)?, deliver)
+        self.spawn(self.autoconfigure_future(address, flags)?, deliver)
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
@@ -380,11 +406,30 @@ impl Context {
         &self,
         mut req: ConnectRequest,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
-        connect::plan(&req)?;
-        let trust = self.trust_store()?;
         let base = self.config.match_options;
         req.options.legacy_cn |= base.legacy_cn;
         req.options.accept_sibling_service |= base.accept_sibling_service;
+        self.connect_task(req, false)
+    }
+
+    /// The connect future of a [`Binding`]: its host, port, SNI and identity, strict
+    /// matching (the context's legacy flags never loosen a binding), and with `dane` the
+    /// TLSA records looked up and enforced first (an answer that cannot be judged refuses
+    /// the connection).
+    fn bound_future(
+        &self,
+        binding: &Binding,
+    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
+        self.connect_task(binding.connect_request(), binding.dane)
+    }
+
+    fn connect_task(
+        &self,
+        mut req: ConnectRequest,
+        dane: bool,
+    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
+        connect::plan(&req)?;
+        let trust = self.trust_store()?;
         let resolver = self.resolver.clone();
         // End a little before `run`/`spawn` do, so the step that ran out is named.
         let deadline = self.deadline() - self.config.timeout / 20;
@@ -392,10 +437,31 @@ impl Context {
         // it for IMAP IDLE): nothing blocks forever by default.
         let io_timeout = self.config.timeout;
         Ok(async move {
-            let mut conn = connect::connect(&resolver, trust, req, deadline).await?;
+            if dane
+                && let TlsaState::Required { addresses, records } =
+                    dane::lookup(&resolver, &req.host, req.port, deadline).await?
+            {
+                req.addresses = addresses;
+                req.tlsa = Some(records);
+            }
+            let mut conn = connect::connect(&resolver, Some(trust), req, deadline).await?;
             conn.set_timeout(Some(io_timeout))?;
             Ok(conn)
         })
+    }
+
+    /// Connects as `binding` says, blocking (see [`Context::bound_future`]).
+    pub fn connect_bound(&self, binding: &Binding) -> Result<MailConnection> {
+        self.run(self.bound_future(binding)?)
+    }
+
+    /// [`Context::connect_bound`], async.
+    pub fn connect_bound_async(
+        &self,
+        binding: &Binding,
+        deliver: Deliver<MailConnection>,
+    ) -> Result<RequestId> {
+        self.spawn(self.bound_future(binding)?, deliver)
     }
 
     /// `connect_with_sni`, blocking: a verified TLS stream to a mail server (see

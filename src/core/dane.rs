@@ -16,9 +16,17 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use std::net::IpAddr;
+
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use tokio::time::{Instant, timeout_at};
+
+use super::discover::lookup_target;
 use super::identity::{MatchOptions, ReferenceIdentity};
+use super::resolver::{DnssecState, Outcome, Resolver};
 use super::trust::TrustStore;
-use super::verifier::verify_cert;
+use super::verifier::{CertProof, verify_cert};
+use super::{Error, Result};
 
 /// One usable TLSA record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +100,7 @@ pub fn check_chain(
     chain: &[CertificateDer<'_>],
     identity: &ReferenceIdentity,
     now: UnixTime,
-) -> Result<String, String> {
+) -> std::result::Result<CertProof, String> {
     let Some(leaf) = chain.first() else {
         return Err("no certificate".into());
     };
@@ -100,7 +108,7 @@ pub fn check_chain(
         .iter()
         .any(|t| t.usage == 3 && matches(t, leaf.as_ref()))
     {
-        return Ok("DANE-EE TLSA record matches the server's key".into());
+        return Ok(CertProof::DaneEe);
     }
     let mut last_err = String::from("no TLSA record matches the server's certificates");
     for t in records.iter().filter(|t| t.usage == 2) {
@@ -116,12 +124,7 @@ pub fn check_chain(
                 }
             };
             match verify_cert(&store, chain, identity, &MatchOptions::default(), now) {
-                Ok(v) => {
-                    return Ok(format!(
-                        "DANE-TA TLSA record matches the issuing CA; {}",
-                        v.matched
-                    ));
-                }
+                Ok(v) => return Ok(CertProof::DaneTa(v.matched)),
                 Err(e) => last_err = format!("DANE-TA: {e}"),
             }
         }
@@ -129,17 +132,14 @@ pub fn check_chain(
     Err(last_err)
 }
 
-/// What a DANE verification concluded (what matched, or why nothing did) and the chain seen.
-pub type DaneOutcome = (Result<String, String>, Vec<Vec<u8>>);
-
 /// A rustls verifier that accepts exactly what the TLSA records accept.
 #[derive(Debug)]
 pub struct DaneVerifier {
     records: Vec<Tlsa>,
     identity: ReferenceIdentity,
     provider: Arc<CryptoProvider>,
-    /// What the last verification concluded, and the chain it saw.
-    pub outcome: Mutex<Option<DaneOutcome>>,
+    /// What the last verification concluded.
+    outcome: Mutex<Option<Result<CertProof>>>,
 }
 
 impl DaneVerifier {
@@ -151,6 +151,14 @@ impl DaneVerifier {
             outcome: Mutex::new(None),
         }
     }
+
+    /// What the last verification proved, or why it failed (`None` before any).
+    pub fn last_outcome(&self) -> Option<Result<CertProof>> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl ServerCertVerifier for DaneVerifier {
@@ -161,16 +169,18 @@ impl ServerCertVerifier for DaneVerifier {
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
             .chain(intermediates.iter().cloned())
             .collect();
-        let result = check_chain(&self.records, &chain, &self.identity, now);
+        let result = check_chain(&self.records, &chain, &self.identity, now).map_err(|why| {
+            Error::DaneMismatch(format!("{why} (its TLSA records are DNSSEC-signed)"))
+        });
         let ok = result.is_ok();
-        let der = chain.iter().map(|c| c.to_vec()).collect();
-        if let Ok(mut o) = self.outcome.lock() {
-            *o = Some((result, der));
-        }
+        *self
+            .outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
         if ok {
             Ok(ServerCertVerified::assertion())
         } else {
@@ -183,7 +193,7 @@ impl ServerCertVerifier for DaneVerifier {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(
             message,
             cert,
@@ -197,7 +207,7 @@ impl ServerCertVerifier for DaneVerifier {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls13_signature(
             message,
             cert,
@@ -210,6 +220,108 @@ impl ServerCertVerifier for DaneVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// What DNSSEC says about DANE for one target and port (RFC 7673 §3).
+#[derive(Debug, Clone)]
+pub enum TlsaState {
+    /// Secure addresses and a secure, usable TLSA set: the certificate must match it.
+    Required {
+        addresses: Vec<IpAddr>,
+        records: Vec<Tlsa>,
+    },
+    /// DANE does not apply: the addresses or the TLSA records are provably unsigned, the
+    /// TLSA set provably does not exist, or none of its records is usable. PKIX decides.
+    NotApplicable(String),
+}
+
+/// Looks up the target's addresses and `_port._tcp.target` TLSA records through the
+/// validating resolver. Anything that is neither a secure answer nor a provably unsigned or
+/// absent one (bogus, indeterminate, SERVFAIL, timeout) is an error: an answer that cannot
+/// be judged never counts as "no TLSA" (fail closed).
+pub async fn lookup(
+    resolver: &Resolver,
+    target: &str,
+    port: u16,
+    deadline: Instant,
+) -> Result<TlsaState> {
+    let addrs = lookup_target(resolver, target, deadline).await;
+    match (addrs.dnssec, addrs.error) {
+        (_, Some(e @ (Error::Bogus(_) | Error::NoRecord(_)))) => return Err(e),
+        (_, Some(e)) => {
+            return Err(Error::Indeterminate(format!(
+                "the addresses of {target} could not be looked up, so DANE cannot be ruled out: {e}"
+            )));
+        }
+        (Some(DnssecState::Secure), None) => {}
+        (Some(DnssecState::Insecure), None) => {
+            return Ok(TlsaState::NotApplicable(format!(
+                "the addresses of {target} are not DNSSEC-signed"
+            )));
+        }
+        (state, None) => {
+            return Err(Error::Indeterminate(format!(
+                "the addresses of {target} are {}",
+                state.map_or("unknown", DnssecState::name)
+            )));
+        }
+    }
+    let owner = Name::from_ascii(format!("_{port}._tcp.{target}."))
+        .map_err(|e| Error::InvalidArg(format!("{target}: {e}")))?;
+    let tlsa = timeout_at(deadline, resolver.query(&owner, RecordType::TLSA))
+        .await
+        .unwrap_or_else(|_| Err(Error::Timeout(format!("{owner} TLSA: deadline passed"))));
+    let records: Vec<TLSA> = match tlsa {
+        Ok(Outcome::Records(a)) if a.dnssec == DnssecState::Secure => a
+            .records
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TLSA(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        Ok(Outcome::Records(a)) if a.dnssec == DnssecState::Insecure => {
+            return Ok(TlsaState::NotApplicable(format!(
+                "the TLSA records of {target} are not DNSSEC-signed"
+            )));
+        }
+        Ok(Outcome::NxDomain { dnssec, .. } | Outcome::NoData { dnssec, .. })
+            if matches!(dnssec, DnssecState::Secure | DnssecState::Insecure) =>
+        {
+            return Ok(TlsaState::NotApplicable(format!(
+                "{target} publishes no TLSA records for port {port}"
+            )));
+        }
+        Ok(other) => {
+            return Err(Error::Indeterminate(format!(
+                "the TLSA answer for {target} cannot be judged ({})",
+                outcome_state(&other).name()
+            )));
+        }
+        Err(e @ (Error::Bogus(_) | Error::Indeterminate(_))) => return Err(e),
+        Err(e) => {
+            return Err(Error::Indeterminate(format!(
+                "the TLSA records of {target} could not be looked up: {e}"
+            )));
+        }
+    };
+    let usable = usable(&records);
+    if usable.is_empty() {
+        return Ok(TlsaState::NotApplicable(format!(
+            "the TLSA records of {target} are not usable (RFC 7671)"
+        )));
+    }
+    Ok(TlsaState::Required {
+        addresses: addrs.addresses,
+        records: usable,
+    })
+}
+
+fn outcome_state(o: &Outcome) -> DnssecState {
+    match o {
+        Outcome::Records(a) => a.dnssec,
+        Outcome::NxDomain { dnssec, .. } | Outcome::NoData { dnssec, .. } => *dnssec,
     }
 }
 

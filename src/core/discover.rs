@@ -281,13 +281,14 @@ fn host_text(name: &Name) -> String {
 
 /// What one target's address lookups gave.
 #[derive(Debug, Clone, Default)]
-struct TargetAddrs {
-    addresses: Vec<IpAddr>,
-    dnssec: Option<DnssecState>,
-    error: Option<Error>,
-    cname: Option<String>,
+pub(crate) struct TargetAddrs {
+    pub(crate) addresses: Vec<IpAddr>,
+    /// The weakest state over both families (`None` when neither was answered).
+    pub(crate) dnssec: Option<DnssecState>,
+    pub(crate) error: Option<Error>,
+    pub(crate) cname: Option<String>,
     /// How many addresses one family had, when more than the cap.
-    capped: Option<usize>,
+    pub(crate) capped: Option<usize>,
 }
 
 /// Looks up every distinct target once, all in parallel, and fills the endpoints in.
@@ -342,7 +343,11 @@ async fn resolve_targets(resolver: &Resolver, services: &mut [ServiceAnswer], de
 
 /// AAAA and A of one target at once. The additional section is not used: knot omits
 /// out-of-zone targets there, and a partial section (A without AAAA) would hide addresses.
-async fn lookup_target(resolver: &Resolver, target: &str, deadline: Instant) -> TargetAddrs {
+pub(crate) async fn lookup_target(
+    resolver: &Resolver,
+    target: &str,
+    deadline: Instant,
+) -> TargetAddrs {
     let mut out = TargetAddrs::default();
     let name = match Name::from_ascii(format!("{target}.")) {
         Ok(n) => n,

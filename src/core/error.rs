@@ -67,6 +67,8 @@ pub enum Error {
     NoTrustAnchors(String),
     /// The TLS handshake failed for a reason other than the certificate.
     Handshake(String),
+    /// DNSSEC-secure TLSA records apply and none matches the server's certificates.
+    DaneMismatch(String),
 
     // --- network and mail protocols ---
     /// No TCP connection could be made to any address.
@@ -90,7 +92,8 @@ impl Error {
             | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
             | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
             | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
-            | Handshake(s) | ConnectFailed(s) | ConnectionClosed(s) | Protocol(s) => s,
+            | Handshake(s) | DaneMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
+            | Protocol(s) => s,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! discovery, the authenticity verdict on the fresh answer and how long that answer has been
 //! observed, what may the client do? Pure logic: no I/O, no clock.
 
+use super::binding::Binding;
 use super::discover::{ServiceAnswer, SrvState};
 use super::history::Seen;
 use super::service::Service;
@@ -64,6 +65,9 @@ pub struct Advice {
     pub wait_until: Option<u64>,
     /// Why, in words a client can show.
     pub detail: String,
+    /// How the account must connect to the new endpoint (see `binding.rs`): always set for
+    /// `Update`; for `AskUser` and `Wait` the plain binding to use once the user accepted.
+    pub binding: Option<Binding>,
 }
 
 /// What `srv_change_check` needs besides the history.
@@ -78,6 +82,8 @@ pub struct ChangeRequest {
     pub min_age: u64,
     /// Whether the authenticity check may probe the new target.
     pub probe: bool,
+    /// Only a DNSSEC-secure answer may lead to UPDATE (no probe).
+    pub require_secure: bool,
 }
 
 /// The decision and what it was based on.
@@ -97,13 +103,39 @@ fn advice(decision: Decision, target: Option<(String, u16)>, detail: impl Into<S
         target,
         wait_until: None,
         detail: detail.into(),
+        binding: None,
     }
 }
 
 /// Decides for one service. `fresh` must be the answer for `saved.service` itself: RFC 6186
 /// §4 forbids switching IMAP to POP3 (or back) without the user, so a client passes the same
 /// service it has saved, and a different protocol's priority never matters here.
+/// `verdict` and `binding` come from the authenticity check of the fresh first endpoint; an
+/// authentic verdict without a binding is treated as unverified (UPDATE always has one).
 pub fn decide(
+    saved: &Saved,
+    fresh: &ServiceAnswer,
+    verdict: Option<Verdict>,
+    binding: Option<&Binding>,
+    seen: Option<Seen>,
+    now: u64,
+    min_age: u64,
+) -> Advice {
+    let verdict = match (verdict, binding) {
+        (Some(Verdict::Authentic), None) => Some(Verdict::Unverified),
+        (v, _) => v,
+    };
+    let mut advice = decide_unbound(saved, fresh, verdict, seen, now, min_age);
+    if matches!(
+        advice.decision,
+        Decision::Update | Decision::AskUser | Decision::Wait
+    ) {
+        advice.binding = binding.cloned();
+    }
+    advice
+}
+
+fn decide_unbound(
     saved: &Saved,
     fresh: &ServiceAnswer,
     verdict: Option<Verdict>,
@@ -248,11 +280,24 @@ mod tests {
 
     const DAY: u64 = 86400;
 
+    fn bound() -> Binding {
+        Binding::dnssec(Service::Imaps, "b.provider.net", 993, false).unwrap()
+    }
+
     #[test]
     fn unchanged_answer_is_no_change() {
         let a = answer(Service::Imaps, SrvState::Found, &[("A.Provider.NET", 993)]);
         assert_eq!(
-            decide(&saved(Origin::Srv), &a, None, None, 0, DEFAULT_MIN_AGE).decision,
+            decide(
+                &saved(Origin::Srv),
+                &a,
+                None,
+                None,
+                None,
+                0,
+                DEFAULT_MIN_AGE
+            )
+            .decision,
             Decision::NoChange
         );
     }
@@ -264,12 +309,29 @@ mod tests {
             &saved(Origin::Srv),
             &a,
             Some(Verdict::Authentic),
+            Some(&bound()),
             None,
             0,
             DEFAULT_MIN_AGE,
         );
         assert_eq!(d.decision, Decision::Update);
         assert_eq!(d.target, Some(("b.provider.net".into(), 993)));
+        assert_eq!(d.binding, Some(bound()));
+    }
+
+    #[test]
+    fn update_needs_a_binding() {
+        let a = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let d = decide(
+            &saved(Origin::Srv),
+            &a,
+            Some(Verdict::Authentic),
+            None,
+            None,
+            0,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.decision, Decision::Wait);
     }
 
     #[test]
@@ -283,6 +345,7 @@ mod tests {
             &saved(Origin::Srv),
             &a,
             Some(Verdict::Unverified),
+            None,
             Some(seen),
             12 * DAY,
             DEFAULT_MIN_AGE,
@@ -293,6 +356,7 @@ mod tests {
             &saved(Origin::Srv),
             &a,
             Some(Verdict::Unverified),
+            None,
             Some(seen),
             17 * DAY,
             DEFAULT_MIN_AGE,
@@ -302,6 +366,7 @@ mod tests {
             &saved(Origin::Srv),
             &a,
             Some(Verdict::Unverified),
+            None,
             None,
             17 * DAY,
             DEFAULT_MIN_AGE,
@@ -320,6 +385,7 @@ mod tests {
             &saved(Origin::User),
             &a,
             Some(Verdict::Authentic),
+            Some(&bound()),
             None,
             0,
             DEFAULT_MIN_AGE,
@@ -331,12 +397,21 @@ mod tests {
     fn t_auth_03_bogus_and_rejected_are_rejected() {
         let a = answer(Service::Imaps, SrvState::Bogus, &[]);
         assert_eq!(
-            decide(&saved(Origin::Srv), &a, None, None, 0, 1).decision,
+            decide(&saved(Origin::Srv), &a, None, None, None, 0, 1).decision,
             Decision::Reject
         );
         let a = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
         assert_eq!(
-            decide(&saved(Origin::Srv), &a, Some(Verdict::Rejected), None, 0, 1).decision,
+            decide(
+                &saved(Origin::Srv),
+                &a,
+                Some(Verdict::Rejected),
+                None,
+                None,
+                0,
+                1
+            )
+            .decision,
             Decision::Reject
         );
     }
@@ -350,7 +425,7 @@ mod tests {
         ] {
             let a = answer(Service::Imaps, st, &[]);
             assert_eq!(
-                decide(&saved(Origin::Srv), &a, None, None, 0, 1).decision,
+                decide(&saved(Origin::Srv), &a, None, None, None, 0, 1).decision,
                 Decision::NoChange
             );
         }
@@ -363,6 +438,7 @@ mod tests {
             &saved(Origin::Srv),
             &a,
             Some(Verdict::Authentic),
+            Some(&bound()),
             None,
             0,
             1,

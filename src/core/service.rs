@@ -23,13 +23,9 @@ pub enum Purpose {
     Submission,
 }
 
-/// The application protocol behind a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    Imap,
-    Pop3,
-    Smtp,
-}
+/// The application protocol behind a service (one enum for services and STARTTLS).
+pub use super::starttls::MailProtocol as Protocol;
+use super::starttls::Security;
 
 impl Service {
     /// Every service, implicit TLS before STARTTLS within each protocol.
@@ -69,6 +65,17 @@ impl Service {
     /// True when TLS starts right after TCP connects (RFC 8314 "implicit TLS").
     pub fn implicit_tls(self) -> bool {
         matches!(self, Service::Imaps | Service::Pop3s | Service::Submissions)
+    }
+
+    /// How a connection to this service starts TLS: implicit TLS for `imaps`, `pop3s` and
+    /// `submissions`, the protocol's STARTTLS for the others.
+    pub fn security(self) -> Security {
+        match (self.implicit_tls(), self.protocol()) {
+            (true, _) => Security::ImplicitTls,
+            (false, Protocol::Imap) => Security::StartTlsImap,
+            (false, Protocol::Pop3) => Security::StartTlsPop3,
+            (false, Protocol::Smtp) => Security::StartTlsSmtp,
+        }
     }
 
     pub fn protocol(self) -> Protocol {

@@ -59,6 +59,17 @@ impl Security {
     pub fn is_starttls(self) -> bool {
         self != Security::ImplicitTls
     }
+
+    /// The stable text name used in JSON and binding texts: `implicit-tls`,
+    /// `starttls-imap`, `starttls-pop3`, `starttls-smtp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::ImplicitTls => "implicit-tls",
+            Security::StartTlsImap => "starttls-imap",
+            Security::StartTlsPop3 => "starttls-pop3",
+            Security::StartTlsSmtp => "starttls-smtp",
+        }
+    }
 }
 
 /// The application protocol on a mail connection.
@@ -75,6 +86,16 @@ impl MailProtocol {
             MailProtocol::Imap => "IMAP",
             MailProtocol::Pop3 => "POP3",
             MailProtocol::Smtp => "SMTP",
+        }
+    }
+
+    /// The IANA-registered TLS ALPN protocol id (RFC 7301), where one exists: `imap` and
+    /// `pop3` are registered, SMTP has none.
+    pub fn alpn_id(self) -> Option<&'static [u8]> {
+        match self {
+            MailProtocol::Imap => Some(b"imap"),
+            MailProtocol::Pop3 => Some(b"pop3"),
+            MailProtocol::Smtp => None,
         }
     }
 }
@@ -883,9 +904,12 @@ pub async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
 /// three-digit code SMTP); then capabilities are asked again: IMAP `CAPABILITY` (skipped
 /// when the greeting over TLS carried a CAPABILITY code), POP3 `CAPA`, SMTP `EHLO`
 /// (T-STL-06, T-STL-11). Never STARTTLS, never credentials.
+/// `expected`: for implicit TLS, the protocol the greeting must be in (a server of another
+/// protocol is an error before anything is sent); `None` accepts any of the three.
 pub async fn after_tls<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     security: Security,
+    expected: Option<MailProtocol>,
     client_name: &str,
     deadline: Instant,
 ) -> Result<ServerGreeting> {
@@ -895,7 +919,14 @@ pub async fn after_tls<S: AsyncRead + AsyncWrite + Unpin>(
         None => {
             r.begin("greeting over TLS");
             let first = r.line().await?;
-            (detect(&first)?, Some(first))
+            let found = detect(&first)?;
+            if let Some(want) = expected.filter(|&w| w != found) {
+                return Err(Error::Protocol(format!(
+                    "expected a {want} server, but the greeting over TLS is {found}: {}",
+                    quote(&first)
+                )));
+            }
+            (found, Some(first))
         }
     };
     let mut greeting = match protocol {
@@ -1004,7 +1035,7 @@ mod tests {
         let (mut client, server) = duplex(1 << 20);
         let srv = tokio::spawn(serve(server, script));
         let deadline = Instant::now() + Duration::from_secs(2);
-        let res = after_tls(&mut client, sec, "client.example", deadline).await;
+        let res = after_tls(&mut client, sec, None, "client.example", deadline).await;
         drop(client);
         let (seen, _) = srv.await.unwrap();
         (res, seen)

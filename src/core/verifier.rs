@@ -857,15 +857,52 @@ impl ServerCertVerifier for MailVerifier {
     }
 }
 
+/// What a successful certificate check proved about the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertProof {
+    /// PKIX: the chain leads to a trusted CA and the certificate carries this identifier.
+    Identity(MatchedId),
+    /// DANE-EE: a DNSSEC-secure TLSA record matches the server's key (RFC 7671 §5.1);
+    /// names and dates are not checked.
+    DaneEe,
+    /// DANE-TA: a DNSSEC-secure TLSA record matches the issuing CA, and the certificate
+    /// carries this identifier (RFC 7671 §5.2).
+    DaneTa(MatchedId),
+}
+
+impl CertProof {
+    /// The reference identifier that matched, unless DANE-EE made names irrelevant.
+    pub fn matched(&self) -> Option<&MatchedId> {
+        match self {
+            CertProof::Identity(m) | CertProof::DaneTa(m) => Some(m),
+            CertProof::DaneEe => None,
+        }
+    }
+
+    /// True when the check rested on TLSA records.
+    pub fn is_dane(&self) -> bool {
+        !matches!(self, CertProof::Identity(_))
+    }
+}
+
+impl fmt::Display for CertProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertProof::Identity(m) => write!(f, "{m}"),
+            CertProof::DaneEe => f.write_str("DANE-EE TLSA record matches the server's key"),
+            CertProof::DaneTa(m) => write!(f, "DANE-TA TLSA record matches the issuing CA; {m}"),
+        }
+    }
+}
+
 /// A client configuration for mail connections using `verifier`: TLS 1.3 and 1.2 only
 /// (1.3 preferred, RFC 8314/8997), no client certificate (RFC 8314 §5.5), no early data,
 /// and **resumption disabled**: a resumed session skips the verifier, so the probe's
 /// session must never satisfy a later connection with other reference identifiers
 /// (T-SNI-09), and the verifier's recorded match must always belong to this handshake.
 /// Mail sessions are long-lived, so the extra full handshake is cheap.
-pub fn client_config(verifier: Arc<MailVerifier>) -> Result<Arc<ClientConfig>> {
-    let provider = verifier.provider.clone();
-    let mut config = ClientConfig::builder_with_provider(provider)
+pub fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<Arc<ClientConfig>> {
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Handshake(format!("cannot build the TLS configuration: {e}")))?
         .dangerous()

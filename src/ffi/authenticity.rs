@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
 
+use super::binding::mailsrv_binding;
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
@@ -67,6 +68,7 @@ pub struct mailsrv_authenticity {
     probe_chain: Vec<Vec<u8>>,
     target_chain: Vec<Vec<u8>>,
     probe_stream: Option<MailConnection>,
+    binding: Option<mailsrv_binding>,
 }
 
 impl mailsrv_authenticity {
@@ -99,6 +101,7 @@ impl mailsrv_authenticity {
             probe_chain: a.probe_chain,
             target_chain: a.target_chain,
             probe_stream: a.probe_connection,
+            binding: a.binding.map(mailsrv_binding::new),
         }
     }
 }
@@ -116,6 +119,7 @@ fn auth_request(
     req.probe = !flags.no_probe;
     req.keep_probe = flags.keep_probe;
     req.accept_sibling = flags.match_options.accept_sibling_service;
+    req.require_secure = flags.require_secure;
     Ok(req)
 }
 
@@ -277,6 +281,23 @@ pub unsafe extern "C" fn mailsrv_authenticity_in_domain(a: *const mailsrv_authen
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_authenticity_srv_dnssec(a: *const mailsrv_authenticity) -> u32 {
     ffi_boundary! { dnssec_out(try_ref!(a).srv_dnssec) as u32 }
+}
+
+/// How every connection that carries the user's credentials to this server must be made
+/// (host, port, security, SNI, identity, TLSA; see mailsrv_binding_*): connect with
+/// mailsrv_connect_with_binding() and store mailsrv_binding_text() with the account.
+/// Borrowed (valid until the verdict is freed; mailsrv_binding_clone() keeps it longer);
+/// NULL when the verdict is REJECTED. For UNVERIFIED it is the plain binding to the target,
+/// to use only after the user accepted the server.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_authenticity_binding(
+    a: *const mailsrv_authenticity,
+) -> *const mailsrv_binding {
+    ffi_boundary! { mailsrv_binding::ptr(&try_ref!(a).binding) }
 }
 
 /// A sentence explaining the verdict, for the user. Borrowed.

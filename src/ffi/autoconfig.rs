@@ -63,7 +63,7 @@ pub unsafe extern "C" fn mailsrv_autoconfigure(
         let ctx = try_ref!(ctx);
         let address = try_str!(address);
         let Some(flags) = call_flags(flags) else { return mailsrv_status::InvalidArg };
-        finish(ctx.inner.autoconfigure(address, !flags.no_probe), errbuf, errlen, |a| {
+        finish(ctx.inner.autoconfigure(address, flags.autoconfig()), errbuf, errlen, |a| {
             *out = Box::into_raw(Box::new(mailsrv_autoconfig::new(a)));
         })
     })}
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn mailsrv_autoconfigure_async(
         let address = try_str!(address);
         let Some(flags) = call_flags(flags) else { return mailsrv_status::InvalidArg };
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_autoconfig::new);
-        started(ctx.inner.autoconfigure_async(address, !flags.no_probe, deliver), id_out)
+        started(ctx.inner.autoconfigure_async(address, flags.autoconfig(), deliver), id_out)
     }
 }
 

@@ -278,6 +278,16 @@ impl Flags {
     }
 }
 
+impl Flags {
+    /// The flags `autoconfigure` uses.
+    pub(crate) fn autoconfig(self) -> crate::core::context::AutoconfigFlags {
+        crate::core::context::AutoconfigFlags {
+            probe: !self.no_probe,
+            require_secure: self.require_secure,
+        }
+    }
+}
+
 /// Parses the flags of a single call: unknown bits are an error.
 pub(crate) fn call_flags(flags: u32) -> Option<Flags> {
     (flags & !KNOWN_FLAGS == 0).then(|| Flags::from_bits(flags))

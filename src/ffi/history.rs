@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::authenticity::mailsrv_verdict;
+use super::binding::mailsrv_binding;
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
@@ -60,6 +61,7 @@ pub struct mailsrv_change {
     wait_until: u64,
     detail: CString,
     verdict: u32,
+    binding: Option<mailsrv_binding>,
 }
 
 impl mailsrv_change {
@@ -80,6 +82,7 @@ impl mailsrv_change {
             port,
             wait_until: o.advice.wait_until.unwrap_or(0),
             detail: cstring(&o.advice.detail),
+            binding: o.advice.binding.map(mailsrv_binding::new),
             verdict: match o.authenticity.map(|a| a.verdict) {
                 None => 0,
                 Some(Verdict::Authentic) => mailsrv_verdict::Authentic as u32,
@@ -296,6 +299,7 @@ unsafe fn change_request(
             min_age
         },
         probe: !flags.no_probe,
+        require_secure: flags.require_secure,
     })
 }
 
@@ -456,6 +460,21 @@ pub unsafe extern "C" fn mailsrv_change_wait_until(c: *const mailsrv_change) -> 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_change_verdict(c: *const mailsrv_change) -> u32 {
     ffi_boundary! { try_ref!(c).verdict }
+}
+
+/// How the account must connect to the new endpoint: always set for UPDATE (store its
+/// mailsrv_binding_text() with the account and log in with mailsrv_connect_with_binding());
+/// for ASK_USER and WAIT the plain binding to use once the user accepted; NULL otherwise.
+/// Borrowed (mailsrv_binding_clone() keeps it after the decision is freed).
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_binding(
+    c: *const mailsrv_change,
+) -> *const mailsrv_binding {
+    ffi_boundary! { mailsrv_binding::ptr(&try_ref!(c).binding) }
 }
 
 /// Why, in words a client can show. Borrowed.

@@ -6,6 +6,7 @@
 
 pub mod authenticity;
 pub mod autoconfig;
+pub mod binding;
 pub(crate) mod boundary;
 pub mod cert;
 pub mod config;

@@ -72,6 +72,9 @@ pub enum mailsrv_status {
     NoTrustAnchors = 307,
     /// TLS: the handshake failed for a reason other than the certificate.
     Handshake = 308,
+    /// DANE: DNSSEC-secure TLSA records apply to the server and none matches its
+    /// certificates (RFC 7671); the connection was refused.
+    DaneMismatch = 320,
     /// Network: no TCP connection could be made.
     ConnectFailed = 400,
     /// Network: the peer closed the connection unexpectedly.
@@ -114,6 +117,7 @@ impl mailsrv_status {
             Error::NameConstraint(_) => S::NameConstraint,
             Error::NoTrustAnchors(_) => S::NoTrustAnchors,
             Error::Handshake(_) => S::Handshake,
+            Error::DaneMismatch(_) => S::DaneMismatch,
             Error::ConnectFailed(_) => S::ConnectFailed,
             Error::ConnectionClosed(_) => S::ConnectionClosed,
             Error::Protocol(_) => S::Protocol,
@@ -153,6 +157,7 @@ impl mailsrv_status {
             306 => c"certificate outside its CA's name constraints",
             307 => c"no trusted CA certificates",
             308 => c"TLS handshake failed",
+            320 => c"certificate does not match the server's DNSSEC-signed TLSA records",
             400 => c"could not connect",
             401 => c"connection closed by the server",
             402 => c"mail protocol error (STARTTLS)",

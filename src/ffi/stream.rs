@@ -14,7 +14,7 @@ use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::connect::{ConnectRequest, MailConnection};
-use crate::core::starttls::Security;
+use crate::core::starttls::{MailProtocol, Security};
 
 /// How TLS starts.
 #[repr(C)]
@@ -28,6 +28,15 @@ pub enum mailsrv_security {
     StarttlsPop3 = 3,
     /// SMTP STARTTLS (port 587).
     StarttlsSmtp = 4,
+    /// Implicit TLS to an IMAP server (993): ALPN `imap` is offered and the greeting over
+    /// TLS must be IMAP's, else PROTOCOL.
+    ImplicitTlsImap = 5,
+    /// Implicit TLS to a POP3 server (995): ALPN `pop3` is offered and the greeting must be
+    /// POP3's.
+    ImplicitTlsPop3 = 6,
+    /// Implicit TLS to an SMTP submission server (465): the greeting must be SMTP's (SMTP
+    /// has no registered ALPN id).
+    ImplicitTlsSmtp = 7,
 }
 
 /// A verified TLS connection to a mail server (opaque, owned by the caller). Use it from one
@@ -54,7 +63,7 @@ impl mailsrv_tls_stream {
             peer: cstring(&i.peer_addr.to_string()),
             tls_version: cstring(&i.tls_version),
             cipher: cstring(&i.cipher),
-            matched: cstring(&i.matched.to_string()),
+            matched: cstring(&i.proof.to_string()),
             greeting: cstring(&i.greeting),
             capabilities: i.capabilities.iter().map(|c| cstring(c)).collect(),
             nonblocking: false,
@@ -68,14 +77,31 @@ impl mailsrv_tls_stream {
     }
 }
 
-fn security_in(v: u32) -> Option<Security> {
+/// A mailsrv_security value as the core's security mode and expected protocol.
+fn security_in(v: u32) -> Option<(Security, Option<MailProtocol>)> {
     Some(match v {
-        1 => Security::ImplicitTls,
-        2 => Security::StartTlsImap,
-        3 => Security::StartTlsPop3,
-        4 => Security::StartTlsSmtp,
+        1 => (Security::ImplicitTls, None),
+        2 => (Security::StartTlsImap, None),
+        3 => (Security::StartTlsPop3, None),
+        4 => (Security::StartTlsSmtp, None),
+        5 => (Security::ImplicitTls, Some(MailProtocol::Imap)),
+        6 => (Security::ImplicitTls, Some(MailProtocol::Pop3)),
+        7 => (Security::ImplicitTls, Some(MailProtocol::Smtp)),
         _ => return None,
     })
+}
+
+/// The mailsrv_security value of a security mode and expected protocol.
+pub(crate) fn security_out(s: Security, protocol: Option<MailProtocol>) -> mailsrv_security {
+    match (s, protocol) {
+        (Security::ImplicitTls, None) => mailsrv_security::ImplicitTls,
+        (Security::ImplicitTls, Some(MailProtocol::Imap)) => mailsrv_security::ImplicitTlsImap,
+        (Security::ImplicitTls, Some(MailProtocol::Pop3)) => mailsrv_security::ImplicitTlsPop3,
+        (Security::ImplicitTls, Some(MailProtocol::Smtp)) => mailsrv_security::ImplicitTlsSmtp,
+        (Security::StartTlsImap, _) => mailsrv_security::StarttlsImap,
+        (Security::StartTlsPop3, _) => mailsrv_security::StarttlsPop3,
+        (Security::StartTlsSmtp, _) => mailsrv_security::StarttlsSmtp,
+    }
 }
 
 /// Builds the core request from C arguments (they are checked again, fully, by the core).
@@ -87,9 +113,10 @@ unsafe fn request(
     identity: *const mailsrv_identity,
     flags: u32,
 ) -> Result<ConnectRequest, mailsrv_status> {
-    let security = security_in(security).ok_or(mailsrv_status::InvalidArg)?;
+    let (security, protocol) = security_in(security).ok_or(mailsrv_status::InvalidArg)?;
     let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
     let mut req = ConnectRequest::new(host, port, security);
+    req.protocol = protocol;
     if !sni.is_null() {
         let s = unsafe { super::strings::read_str(sni, "sni") }
             .map_err(|_| mailsrv_status::InvalidArg)?;
