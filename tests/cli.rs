@@ -163,3 +163,70 @@ fn connect_json_shape() {
     assert_eq!(j["matched_identity"], "DNS-ID mail.example.net");
     assert!(j["greeting"].as_str().unwrap().starts_with("* OK"));
 }
+
+/// `verify` and `refresh` say how the account must connect (`"connect"`), and `connect
+/// --binding` makes that connection: the SNI relay at relay.example.net gets SNI = the mail
+/// domain and must prove its SRV-ID (docs/SECURITY.md, "SNI relay").
+#[test]
+fn verify_and_refresh_json_carry_the_binding() {
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let ca = env("MAILSRV_TEST_CA");
+    let common = [
+        "--json",
+        "--nameserver",
+        ns.as_str(),
+        "--trust-anchor",
+        anchor.as_str(),
+        "--ca-file",
+        ca.as_str(),
+    ];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(common.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let argv = with(&["verify", "ann@relayed.hosted.test", "--service", "imaps"]);
+    let (ok, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    let r = &j["results"][0];
+    assert_eq!(r["verdict"], "authentic", "{}", r["detail"]);
+    let c = &r["connect"];
+    assert_eq!(c["host"], "relay.example.net");
+    assert_eq!(c["port"], port("IMAPS"));
+    assert_eq!(c["security"], "implicit-tls");
+    assert_eq!(c["sni"], "relayed.hosted.test");
+    assert_eq!(c["identity"][0], "SRV-ID _imaps.relayed.hosted.test");
+    assert_eq!(c["dane"], false);
+    let binding = c["binding"].as_str().unwrap().to_string();
+
+    let saved = format!("mail.example.net:{}", port("IMAPS"));
+    let argv = with(&[
+        "refresh",
+        "relayed.hosted.test",
+        "--service",
+        "imaps",
+        "--saved",
+        &saved,
+    ]);
+    let (ok, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert_eq!(j["decision"], "update", "{}", j["detail"]);
+    assert_eq!(j["connect"]["sni"], "relayed.hosted.test");
+    assert_eq!(j["connect"]["binding"], binding.as_str());
+
+    let argv = with(&["connect", "--binding", &binding]);
+    let (ok, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert_eq!(j["sni"], "relayed.hosted.test");
+    assert_eq!(j["matched_identity"], "SRV-ID _imaps.relayed.hosted.test");
+    assert!(j["greeting"].as_str().unwrap().contains("Dovecot"), "{j}");
+
+    // A rejected answer has nothing to connect to.
+    let argv = with(&["verify", "ann@danebad.example.com", "--service", "imaps"]);
+    let (ok, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{err}");
+    assert_eq!(j["results"][0]["verdict"], "rejected");
+    assert!(j["results"][0]["connect"].is_null());
+}

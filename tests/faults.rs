@@ -1128,3 +1128,176 @@ fn certificate_changes_between_probe_and_reconnect() {
     }
     server.join().unwrap();
 }
+
+// ------------------------------------------------------------------ DANE fails closed
+
+const T_TLSA: u16 = 52;
+
+/// A binding of dane.example.net that requires the TLSA check, through the proxy.
+fn dane_binding() -> *mut mailsrv::ffi::binding::mailsrv_binding {
+    let text = format!(
+        "mailsrv-binding-1 service=imaps host=dane.example.net port={} sni=dane.example.net identity=dns:dane.example.net dane=yes",
+        port("IMAPS")
+    );
+    let mut b = ptr::null_mut();
+    let st = unsafe {
+        mailsrv::ffi::binding::mailsrv_binding_from_text(
+            c(&text).as_ptr(),
+            &mut b,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    b
+}
+
+#[test]
+fn unanswered_tlsa_never_counts_as_no_tlsa() {
+    // The TLSA query of a DANE-bound server is dropped: the connection is refused (an
+    // attacker who blocks TLSA must not turn DANE into PKIX), and the verdict keeps the
+    // binding's TLSA requirement instead of reporting "no TLSA".
+    let owner = format!("_{}._tcp.dane.example.net", port("IMAPS"));
+    let p = Proxy::start(vec![rule(&owner, Some(T_TLSA), Action::Drop)]);
+    let ctx = ctx_for(&p.addr.to_string(), 2500);
+    let b = dane_binding();
+    let mut s = ptr::null_mut();
+    let mut err = [0 as c_char; 256];
+    let started = Instant::now();
+    let st = unsafe {
+        mailsrv::ffi::binding::mailsrv_connect_with_binding(
+            ctx,
+            b,
+            0,
+            &mut s,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    assert!(
+        matches!(st, mailsrv_status::Indeterminate | mailsrv_status::Timeout),
+        "{st:?}: {}",
+        text(err.as_ptr())
+    );
+    assert!(s.is_null());
+    within(started.elapsed(), 2500);
+    assert!(p.hits(0) >= 1, "the TLSA query was asked");
+
+    let mut out = ptr::null_mut();
+    let st = unsafe {
+        mailsrv::ffi::authenticity::mailsrv_verify_srv_authenticity(
+            ctx,
+            c("dane.example.com").as_ptr(),
+            IMAPS,
+            c("dane.example.net").as_ptr(),
+            port("IMAPS"),
+            0,
+            &mut out,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    unsafe {
+        use mailsrv::ffi::authenticity::*;
+        let detail = text(mailsrv_authenticity_detail(out));
+        assert_ne!(
+            mailsrv_authenticity_evidence(out),
+            mailsrv_evidence::Dane as u32,
+            "{detail}"
+        );
+        let bound = mailsrv_authenticity_binding(out);
+        assert!(!bound.is_null(), "{detail}");
+        assert!(
+            mailsrv::ffi::binding::mailsrv_binding_dane(bound),
+            "an unanswered TLSA query keeps the TLSA requirement: {detail}"
+        );
+        mailsrv_authenticity_free(out);
+        mailsrv::ffi::binding::mailsrv_binding_free(b);
+        mailsrv_ctx_free(ctx);
+    }
+}
+
+// ------------------------------------------------------------------ ALPN
+
+/// An implicit-TLS IMAP server for one connection, with mail.example.net's certificate and
+/// the given ALPN protocols. Returns its port.
+fn alpn_server(protocols: &[&[u8]]) -> (u16, thread::JoinHandle<()>) {
+    let key = certified_key("dnsid-mail-example-net");
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(BySni {
+        domain: String::new(),
+        for_domain: key.clone(),
+        otherwise: key,
+    }));
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    let config = Arc::new(config);
+    let listener = StdTcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        let Ok((sock, _)) = listener.accept() else {
+            return;
+        };
+        let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut s = rustls::StreamOwned::new(conn, sock);
+        if s.write_all(b"* OK [CAPABILITY IMAP4rev1] scripted\r\n")
+            .is_ok()
+        {
+            let _ = s.flush();
+            let mut buf = [0u8; 256];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    (port, server)
+}
+
+#[test]
+fn alpn_imap_is_offered_and_a_mismatch_fails_closed() {
+    let ctx = ctx_for("127.0.0.1:9", 5000);
+    let mut id = ptr::null_mut();
+    unsafe {
+        use mailsrv::ffi::identity::*;
+        assert_eq!(mailsrv_identity_new(&mut id), mailsrv_status::Ok);
+        assert_eq!(
+            mailsrv_identity_add_dns_id(id, c("mail.example.net").as_ptr()),
+            mailsrv_status::Ok
+        );
+    }
+    // A server that speaks only "imap", one without ALPN, and one that only speaks "pop3".
+    for (protocols, want) in [
+        (&[b"imap".as_slice()][..], mailsrv_status::Ok),
+        (&[][..], mailsrv_status::Ok),
+        (&[b"pop3".as_slice()][..], mailsrv_status::Handshake),
+    ] {
+        let (port, server) = alpn_server(protocols);
+        let mut out = ptr::null_mut();
+        let mut err = [0 as c_char; 256];
+        let st = unsafe {
+            mailsrv_connect_with_sni(
+                ctx,
+                c("127.0.0.1").as_ptr(),
+                port,
+                mailsrv_security::ImplicitTlsImap as u32,
+                c("mail.example.net").as_ptr(),
+                id,
+                0,
+                &mut out,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        assert_eq!(st, want, "{protocols:?}: {}", text(err.as_ptr()));
+        unsafe { mailsrv_tls_stream_free(out) };
+        server.join().unwrap();
+    }
+    unsafe {
+        mailsrv::ffi::identity::mailsrv_identity_free(id);
+        mailsrv_ctx_free(ctx);
+    }
+}
