@@ -536,9 +536,12 @@ impl Resolver {
         } else {
             0
         };
-        (0..n)
+        let mut order: Vec<_> = (0..n)
             .map(|i| self.primary[(start + i) % n].clone())
-            .collect()
+            .collect();
+        // Servers known not to answer go last (stable: the configured order stays otherwise).
+        order.sort_by_key(|u| u.known() == Some(PathCapability::Dead));
+        order
     }
 
     /// The nameserver queries go to first: the first one not known to be dead.
@@ -719,7 +722,8 @@ impl Resolver {
         let key_query = matches!(rtype, RecordType::DNSKEY | RecordType::DS | RecordType::NS);
         let tld = top_label(name);
         let mut last_err = None;
-        for up in order {
+        for (i, up) in order.iter().enumerate() {
+            let more = i + 1 < order.len();
             if negative_anchor {
                 match self
                     .follow(up, name, rtype, Mode::Plain(DnssecState::Insecure))
@@ -748,6 +752,11 @@ impl Resolver {
             }
             let err = match self.follow(up, name, rtype, Mode::Validate).await {
                 Ok(o) => return Ok(o),
+                // No answer in time: the next server now, rather than after the tests.
+                Err(e @ Error::Timeout(_)) if more => {
+                    last_err = Some(e);
+                    continue;
+                }
                 Err(e) if is_dnssec_or_path_failure(&e) => e,
                 Err(e) => return Err(e),
             };
