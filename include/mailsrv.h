@@ -502,6 +502,13 @@ typedef enum {
    * Could not be established (DNSSEC keys could not be fetched).
    */
   MAILSRV_DNSSEC_INDETERMINATE = 4,
+  /**
+   * The network path cannot carry DNSSEC (a forwarder that strips signatures, rejects
+   * EDNS or refuses DNSKEY/DS queries): the answer was fetched without DNSSEC and is used
+   * as unsigned, so authenticity rests on the certificate probe. An error under
+   * MAILSRV_FLAG_REQUIRE_SECURE.
+   */
+  MAILSRV_DNSSEC_UNAVAILABLE = 5,
 } mailsrv_dnssec;
 
 /**
@@ -1211,6 +1218,39 @@ void mailsrv_config_free(mailsrv_config *cfg);
 mailsrv_status mailsrv_config_set_nameserver(mailsrv_config *cfg, const char *addr);
 
 /**
+ * Adds a resolver asked only when every nameserver is a DNSSEC roadblock (it strips
+ * signatures, rejects EDNS or refuses DNSKEY/DS queries), same forms as
+ * mailsrv_config_set_nameserver(). None by default; mailsrv never adds a public resolver of
+ * its own. When none is set or none carries DNSSEC, answers on a roadblock are used as
+ * unsigned (MAILSRV_DNSSEC_UNAVAILABLE).
+ *
+ * `cfg` borrowed, not NULL. `addr` borrowed UTF-8, not NULL.
+ * Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` valid; `addr` NULL or a NUL-terminated string.
+ */
+mailsrv_status mailsrv_config_add_fallback_nameserver(mailsrv_config *cfg, const char *addr);
+
+/**
+ * Adds a negative trust anchor (RFC 7646): `zone` and every name under it are not
+ * validated, and their answers are INSECURE instead of BOGUS. For split-horizon internal
+ * domains that the public DNS does not know. The special-use and private zones (`local`,
+ * `home.arpa`, `internal`, `lan`, `home`, `corp`, `localhost`, `invalid`, the private
+ * reverse zones; `test` and `example` with the built-in root anchors) are built in.
+ * Repeatable.
+ *
+ * `cfg` borrowed, not NULL. `zone` borrowed UTF-8 A-labels, not NULL.
+ * Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` valid; `zone` NULL or a NUL-terminated string.
+ */
+mailsrv_status mailsrv_config_add_negative_trust_anchor(mailsrv_config *cfg, const char *zone);
+
+/**
  * Uses the DNSSEC trust anchors in `path` (DNSKEY or DS records in zone-file form, e.g.
  * `. IN DS 20326 8 2 E06D...`) instead of the built-in IANA root keys. NULL restores the
  * built-in keys. The file is read by mailsrv_ctx_new(), which fails with BAD_TRUST_ANCHOR
@@ -1657,7 +1697,7 @@ const char *mailsrv_srv_state_name(uint32_t state);
 
 /**
  * The name of a mailsrv_dnssec value ("secure", "insecure", "bogus", "indeterminate",
- * "unknown"); "" otherwise. Static.
+ * "unavailable", "unknown"); "" otherwise. Static.
  * Since 0.1.
  */
 const char *mailsrv_dnssec_name(uint32_t state);

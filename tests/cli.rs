@@ -225,8 +225,39 @@ fn verify_and_refresh_json_carry_the_binding() {
 
     // A rejected answer has nothing to connect to.
     let argv = with(&["verify", "ann@danebad.example.com", "--service", "imaps"]);
-    let (ok, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(ok, "{err}");
-    assert_eq!(j["results"][0]["verdict"], "rejected");
+    let (_, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(j["results"][0]["verdict"], "rejected", "{err}");
     assert!(j["results"][0]["connect"].is_null());
+}
+
+/// Exit status and stdout of one run.
+fn run_status(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailsrv"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn nothing_usable_is_never_silent_and_exits_2() {
+    // T-AUTH-03: a bogus domain's services are shown REJECTED with the DNSSEC reason.
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let common = ["--nameserver", &ns, "--trust-anchor", &anchor];
+    let (code, out) = run_status(&[&["verify", "bogus.test", "--no-probe"][..], &common].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("imaps") && out.contains("bogus") && out.contains("rejected"),
+        "{out}"
+    );
+    assert!(out.contains("DNSSEC validation failed"), "{out}");
+    let (code, out) = run_status(&[&["discover", "nosuch.example.com"][..], &common].concat());
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("no_record"), "{out}");
+    let (code, out) = run_status(&[&["discover", "example.com"][..], &common].concat());
+    assert_eq!(code, Some(0), "{out}");
 }

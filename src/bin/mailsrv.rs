@@ -40,10 +40,16 @@ struct Common {
     config: Config,
 }
 
+/// Exit status of `discover` and `verify` when the command worked but found nothing usable:
+/// no service found (discover), or no service found that is not rejected (verify). 1 stays
+/// for usage and operational errors (docs/man/mailsrv.1).
+const EXIT_NOTHING_USABLE: u8 = 2;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(msg) => {
             eprintln!("mailsrv: {msg}");
             ExitCode::from(1)
@@ -51,24 +57,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
+fn run(args: &[String]) -> Result<u8, String> {
     let Some((cmd, rest)) = args.split_first() else {
         return Err(USAGE.into());
     };
     match cmd.as_str() {
         "discover" => discover(rest),
-        "check-cert" => check_cert(rest),
+        "check-cert" => check_cert(rest).map(|()| 0),
         "verify" => verify(rest),
-        "connect" => connect(rest),
-        "refresh" => refresh(rest),
-        "audit" => audit(rest),
+        "connect" => connect(rest).map(|()| 0),
+        "refresh" => refresh(rest).map(|()| 0),
+        "audit" => audit(rest).map(|()| 0),
         "version" => {
             println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+            Ok(0)
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
-            Ok(())
+            Ok(0)
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
@@ -142,7 +148,7 @@ fn services_from(options: &[(String, String)]) -> Result<Vec<Service>, String> {
     })
 }
 
-fn discover(args: &[String]) -> Result<(), String> {
+fn discover(args: &[String]) -> Result<u8, String> {
     let Args {
         positional: pos,
         options: opts,
@@ -162,7 +168,13 @@ fn discover(args: &[String]) -> Result<(), String> {
     } else {
         emit(&discovery_text(&d));
     }
-    Ok(())
+    Ok(usable(
+        d.services.iter().any(|s| s.state == SrvState::Found),
+    ))
+}
+
+fn usable(any: bool) -> u8 {
+    if any { 0 } else { EXIT_NOTHING_USABLE }
 }
 
 /// `check-cert`: mailsrv's chain and name check on a PEM file (leaf first, then its chain).
@@ -248,7 +260,7 @@ fn check_cert(args: &[String]) -> Result<(), String> {
 }
 
 /// `verify`: discovery, then the authenticity verdict for each found service's first endpoint.
-fn verify(args: &[String]) -> Result<(), String> {
+fn verify(args: &[String]) -> Result<u8, String> {
     use mailsrv::core::authenticity::{AuthRequest, Evidence};
     use mailsrv::core::policy::Verdict;
 
@@ -269,6 +281,26 @@ fn verify(args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     let mut text = format!("mail domain {}\n", d.domain);
+    let mut any_usable = false;
+    // Every service asked is shown: the ones not found with their state and reason (a bogus
+    // answer is REJECTED with the DNSSEC reason), never silently left out.
+    for s in d.services.iter().filter(|s| s.state != SrvState::Found) {
+        let verdict = (s.state == SrvState::Bogus).then_some("rejected");
+        let why = s
+            .error
+            .as_ref()
+            .map_or_else(|| s.state.name().to_string(), |e| e.to_string());
+        text.push_str(&format!(
+            "  {:<12} {}  {}\n      {why}\n",
+            s.service.name(),
+            s.state.name(),
+            verdict.unwrap_or("-"),
+        ));
+        results.push(json!({
+            "service": s.service.name(), "state": s.state.name(), "verdict": verdict,
+            "dnssec": s.dnssec.map(|x| x.name()), "detail": why,
+        }));
+    }
     for s in d.services.iter().filter(|s| s.state == SrvState::Found) {
         let e = &s.endpoints[0];
         let mut req = AuthRequest::new(&d.domain, s.service, &e.target, e.port);
@@ -277,6 +309,7 @@ fn verify(args: &[String]) -> Result<(), String> {
         let a = ctx
             .verify_srv_authenticity(req)
             .map_err(|e| e.to_string())?;
+        any_usable |= a.verdict != Verdict::Rejected;
         let verdict = match a.verdict {
             Verdict::Authentic => "authentic",
             Verdict::Unverified => "unverified",
@@ -300,7 +333,8 @@ fn verify(args: &[String]) -> Result<(), String> {
         results.push(json!({
             "service": s.service.name(), "target": e.target, "port": e.port, "verdict": verdict,
             "evidence": evidence, "target_verified": a.target_verified, "in_domain": a.in_domain,
-            "detail": a.detail, "connect": binding_json(a.binding.as_ref()),
+            "detail": a.detail, "state": s.state.name(), "dnssec": s.dnssec.map(|x| x.name()),
+            "connect": binding_json(a.binding.as_ref()),
         }));
     }
     if common.json {
@@ -311,7 +345,7 @@ fn verify(args: &[String]) -> Result<(), String> {
     } else {
         emit(&text);
     }
-    Ok(())
+    Ok(usable(any_usable))
 }
 
 /// `refresh`: srv_change_check for one saved service, with an optional history file.

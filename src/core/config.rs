@@ -1,11 +1,15 @@
 //! What a context is built from. Everything tests must steer is a field here (style.md §8.12).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hickory_resolver::proto::rr::Name;
+
+use super::anchors::AnchorSource;
 use super::identity::MatchOptions;
 use super::requests::DispatchMode;
+use super::resolver::ResolverConfig;
 use super::{Error, Result};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -14,8 +18,14 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// DNS servers, in order; empty means those of /etc/resolv.conf.
+    /// DNS servers, in order; empty means those of /etc/resolv.conf (with its `options
+    /// timeout/attempts/rotate`).
     pub nameservers: Vec<SocketAddr>,
+    /// Resolvers asked only when every nameserver above is a DNSSEC roadblock; none by
+    /// default, and mailsrv never adds one of its own.
+    pub fallback_nameservers: Vec<SocketAddr>,
+    /// Zones added to the built-in negative trust anchors (RFC 7646): not validated.
+    pub negative_trust_anchors: Vec<String>,
     /// DNSSEC trust anchors (DNSKEY or DS lines); `None` means the built-in IANA root keys.
     pub trust_anchor_file: Option<PathBuf>,
     /// PEM CA bundle for certificate checks; `None` means the system store.
@@ -37,6 +47,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             nameservers: Vec::new(),
+            fallback_nameservers: Vec::new(),
+            negative_trust_anchors: Vec::new(),
             trust_anchor_file: None,
             ca_file: None,
             timeout: DEFAULT_TIMEOUT,
@@ -57,6 +69,66 @@ impl Config {
             self.nameservers.push(addr);
         }
         Ok(())
+    }
+
+    /// Adds a resolver tried when the nameservers cannot carry DNSSEC (same forms as above).
+    pub fn add_fallback_nameserver(&mut self, text: &str) -> Result<()> {
+        let addr = parse_nameserver(text)?;
+        if !self.fallback_nameservers.contains(&addr) {
+            self.fallback_nameservers.push(addr);
+        }
+        Ok(())
+    }
+
+    /// Adds a negative trust anchor: `zone` and every name under it are not validated.
+    pub fn add_negative_trust_anchor(&mut self, zone: &str) -> Result<()> {
+        let z = zone.trim_end_matches('.').to_ascii_lowercase();
+        let bad = || Error::InvalidArg(format!("{zone:?} is not a DNS zone name"));
+        if z.is_empty() || z.len() > 253 || z.split('.').any(|l| l.is_empty() || l.len() > 63) {
+            return Err(bad());
+        }
+        Name::from_ascii(format!("{z}.")).map_err(|_| bad())?;
+        if !self.negative_trust_anchors.contains(&z) {
+            self.negative_trust_anchors.push(z);
+        }
+        Ok(())
+    }
+
+    /// What the resolver is built from: the configured nameservers or resolv.conf's, the
+    /// built-in and added negative trust anchors, and the per-exchange budget.
+    pub fn resolver_config(&self, anchors: AnchorSource) -> Result<ResolverConfig> {
+        let sys = if self.nameservers.is_empty() {
+            ResolvConf::read(Path::new("/etc/resolv.conf"))
+        } else {
+            ResolvConf::default()
+        };
+        let nameservers = if self.nameservers.is_empty() {
+            sys.nameservers.clone()
+        } else {
+            self.nameservers.clone()
+        };
+        if nameservers.is_empty() {
+            return Err(Error::InvalidArg(
+                "no nameserver configured and none found in /etc/resolv.conf".into(),
+            ));
+        }
+        // One exchange may use a third of the budget, so a retry still fits; resolv.conf's
+        // `timeout` lowers it further when smaller.
+        let mut query_timeout =
+            (self.timeout / 3).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        if let Some(t) = sys.timeout {
+            query_timeout = query_timeout.min(t.max(Duration::from_millis(100)));
+        }
+        let mut rc = ResolverConfig::simple(nameservers, anchors, query_timeout);
+        rc.fallback_nameservers = self.fallback_nameservers.clone();
+        rc.attempts = sys.attempts.map_or(2, |a| a.saturating_sub(1).min(4));
+        rc.rotate = sys.rotate;
+        for z in &self.negative_trust_anchors {
+            if let Ok(n) = Name::from_ascii(format!("{z}.")) {
+                rc.negative_anchors.push(n);
+            }
+        }
+        Ok(rc)
     }
 
     /// Sets the deadline; 0 restores the default.
@@ -88,13 +160,57 @@ pub fn parse_nameserver(text: &str) -> Result<SocketAddr> {
 
 /// The `nameserver` lines of /etc/resolv.conf (the default when none is configured).
 pub fn system_nameservers() -> Vec<SocketAddr> {
-    std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|ip| ip.trim().split('%').next()?.parse::<IpAddr>().ok())
-        .map(|ip| SocketAddr::new(ip, 53))
-        .collect()
+    ResolvConf::read(Path::new("/etc/resolv.conf")).nameservers
+}
+
+/// What mailsrv takes from resolv.conf(5): the nameservers and `options timeout:N
+/// attempts:N rotate` (the glibc defaults, 5 s and 2 attempts, apply when absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    pub nameservers: Vec<SocketAddr>,
+    pub timeout: Option<Duration>,
+    /// Tries per nameserver (glibc's `attempts`, capped at 5 like glibc).
+    pub attempts: Option<usize>,
+    pub rotate: bool,
+}
+
+impl ResolvConf {
+    pub fn read(path: &Path) -> Self {
+        Self::parse(&std::fs::read_to_string(path).unwrap_or_default())
+    }
+
+    pub fn parse(text: &str) -> Self {
+        let mut out = ResolvConf::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => {
+                    if let Some(ip) = words
+                        .next()
+                        .and_then(|w| w.split('%').next())
+                        .and_then(|w| w.parse::<IpAddr>().ok())
+                    {
+                        out.nameservers.push(SocketAddr::new(ip, 53));
+                    }
+                }
+                Some("options") => {
+                    for opt in words {
+                        if let Some(n) = opt.strip_prefix("timeout:").and_then(|n| n.parse().ok()) {
+                            out.timeout = Some(Duration::from_secs(u64::min(n, 30)));
+                        } else if let Some(n) =
+                            opt.strip_prefix("attempts:").and_then(|n| n.parse().ok())
+                        {
+                            out.attempts = Some(usize::clamp(n, 1, 5));
+                        } else if opt == "rotate" {
+                            out.rotate = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +226,30 @@ mod tests {
         assert_eq!(parse_nameserver("[::1]").unwrap().port(), 53);
         for bad in ["", "localhost:53", "127.0.0.1:99999", "1.2.3", "[::1]:x"] {
             assert!(parse_nameserver(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_options() {
+        let r = ResolvConf::parse(
+            "# comment\nnameserver 127.0.0.2\nnameserver fe80::1%eth0\nsearch x\n\
+             options ndots:2 timeout:1 attempts:3 rotate\n",
+        );
+        assert_eq!(r.nameservers.len(), 2);
+        assert_eq!(r.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(r.attempts, Some(3));
+        assert!(r.rotate);
+        assert_eq!(ResolvConf::parse("options attempts:99").attempts, Some(5));
+    }
+
+    #[test]
+    fn negative_anchor_names() {
+        let mut c = Config::default();
+        c.add_negative_trust_anchor("Corp.Example.").unwrap();
+        c.add_negative_trust_anchor("corp.example").unwrap();
+        assert_eq!(c.negative_trust_anchors, vec!["corp.example".to_string()]);
+        for bad in ["", ".", "a..b", &"x".repeat(64)] {
+            assert!(c.add_negative_trust_anchor(bad).is_err(), "{bad}");
         }
     }
 

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -11,7 +10,7 @@ use super::address::mail_domain;
 use super::anchors::AnchorSource;
 use super::authenticity::{self, AuthRequest, Authenticity};
 use super::binding::Binding;
-use super::config::{Config, system_nameservers};
+use super::config::Config;
 use super::connect::{self, ConnectRequest, MailConnection};
 use super::dane::{self, TlsaState};
 use super::discover::{DiscoverOptions, Discovery, discover};
@@ -19,7 +18,7 @@ use super::history::{History, ObservationKey};
 use super::identity::{MatchOptions, ReferenceIdentity};
 use super::policy::{ChangeOutcome, ChangeRequest, Origin, decide};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
-use super::resolver::{Resolver, ResolverConfig};
+use super::resolver::Resolver;
 use super::runtime::{block_on, runtime};
 use super::service::Service;
 use super::trust::TrustStore;
@@ -60,23 +59,7 @@ impl Context {
             Some(p) => AnchorSource::from_file(p)?,
             None => AnchorSource::BuiltIn,
         };
-        let nameservers = if config.nameservers.is_empty() {
-            system_nameservers()
-        } else {
-            config.nameservers.clone()
-        };
-        if nameservers.is_empty() {
-            return Err(Error::InvalidArg(
-                "no nameserver configured and none found in /etc/resolv.conf".into(),
-            ));
-        }
-        let rcfg = ResolverConfig {
-            nameservers,
-            anchors,
-            // One exchange may use a third of the budget, so a retry still fits.
-            query_timeout: (config.timeout / 3)
-                .clamp(Duration::from_millis(100), Duration::from_secs(5)),
-        };
+        let rcfg = config.resolver_config(anchors)?;
         let resolver = {
             let _in_runtime = rt.enter();
             Arc::new(Resolver::new(&rcfg)?)

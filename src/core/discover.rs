@@ -166,6 +166,16 @@ pub async fn discover(
         .map(|(&svc, res)| service_answer(svc, res, opts.require_secure, &mut rng))
         .collect();
     resolve_targets(resolver, &mut services, deadline).await;
+    if let Some(why) = resolver.roadblock_reason() {
+        for s in services
+            .iter_mut()
+            .filter(|s| s.dnssec == Some(DnssecState::Unavailable))
+        {
+            s.diagnostics.push(format!(
+                "DNSSEC is unavailable on this network ({why}); the answer is used as unsigned"
+            ));
+        }
+    }
     Ok(Discovery { domain, services })
 }
 

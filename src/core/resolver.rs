@@ -1,19 +1,27 @@
 //! DNS with DNSSEC validated inside the library (hickory's validating handle), talking only
 //! to the configured nameservers. An AD bit from a server is never trusted (T-AUTH-02).
 //!
-//! The stack, bottom up: hickory's `NameServerPool` (UDP with TCP fallback on TC, T-SRV-15)
-//! → [`KeyCache`] (DNSKEY/DS answers kept for their TTL: hickory's validator otherwise
-//! re-fetches them for every RRset) → [`Watch`] (notes sub-query network failures, so a
-//! validation that failed for want of keys is reported INDETERMINATE, not BOGUS)
-//! → hickory's `DnssecDnsHandle` (one per query, so the watch belongs to that query).
+//! The stack, bottom up, per nameserver: hickory's `NameServerPool` with that one server
+//! (UDP with TCP fallback on TC, T-SRV-15) → [`KeyCache`] (DNSKEY/DS answers kept for their
+//! TTL: hickory's validator otherwise re-fetches them for every RRset) → [`Watch`] (notes
+//! sub-query network failures, so a validation that failed for want of keys is reported
+//! INDETERMINATE, not BOGUS) → hickory's `DnssecDnsHandle` (one per query, so the watch
+//! belongs to that query).
+//!
+//! Around it, the roadblock handling of RFC 8027 (docs/SECURITY.md, "DNSSEC downgrade"):
+//! each nameserver's capability is tested alongside the first queries and cached; the next
+//! nameserver is asked on failure; a path that cannot carry DNSSEC gives answers fetched
+//! without it, in state UNAVAILABLE; negative trust anchors (RFC 7646) exempt private zones.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::{FutureExt, Shared};
 use futures_util::stream::{self, Stream, StreamExt};
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverOpts};
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
@@ -44,6 +52,9 @@ pub enum DnssecState {
     Insecure,
     Bogus,
     Indeterminate,
+    /// The path to the nameservers cannot carry DNSSEC (RFC 8027 roadblock): the answer was
+    /// fetched without it and is used as unsigned (design.md §6).
+    Unavailable,
 }
 
 impl DnssecState {
@@ -53,6 +64,7 @@ impl DnssecState {
             DnssecState::Insecure => "insecure",
             DnssecState::Bogus => "bogus",
             DnssecState::Indeterminate => "indeterminate",
+            DnssecState::Unavailable => "unavailable",
         }
     }
 
@@ -71,8 +83,9 @@ impl DnssecState {
             match s {
                 DnssecState::Secure => 0,
                 DnssecState::Insecure => 1,
-                DnssecState::Indeterminate => 2,
-                DnssecState::Bogus => 3,
+                DnssecState::Unavailable => 2,
+                DnssecState::Indeterminate => 3,
+                DnssecState::Bogus => 4,
             }
         }
         if rank(other) > rank(self) {
@@ -86,11 +99,77 @@ impl DnssecState {
 /// What the resolver is told to use.
 #[derive(Clone)]
 pub struct ResolverConfig {
-    /// Nameservers asked, in order of preference. Never empty.
+    /// Nameservers asked, in order of preference (the next one on failure). Never empty.
     pub nameservers: Vec<SocketAddr>,
+    /// Asked only when every nameserver above is a DNSSEC roadblock (off when empty). They
+    /// come from the caller; mailsrv never adds a public resolver of its own.
+    pub fallback_nameservers: Vec<SocketAddr>,
     pub anchors: AnchorSource,
-    /// Budget for one DNS exchange (retries included).
+    /// Zones not validated (RFC 7646): answers under them are used as insecure.
+    pub negative_anchors: Vec<Name>,
+    /// Budget for one DNS exchange with one nameserver (retries included).
     pub query_timeout: Duration,
+    /// Datagrams re-sent per exchange after the first (resolv.conf `attempts`, minus one).
+    pub attempts: usize,
+    /// Spread queries over the nameservers (resolv.conf `options rotate`).
+    pub rotate: bool,
+}
+
+impl ResolverConfig {
+    /// One nameserver, the built-in special-use negative anchors, no fallback.
+    pub fn simple(nameservers: Vec<SocketAddr>, anchors: AnchorSource, timeout: Duration) -> Self {
+        let public = matches!(anchors, AnchorSource::BuiltIn);
+        ResolverConfig {
+            nameservers,
+            fallback_nameservers: Vec::new(),
+            anchors,
+            negative_anchors: builtin_negative_anchors(public),
+            query_timeout: timeout,
+            attempts: 2,
+            rotate: false,
+        }
+    }
+}
+
+/// Zones that are never validated against the root (RFC 7646 negative trust anchors): the
+/// special-use and private names, whose nonexistence the public root proves although they
+/// exist on the local network (RFC 6761, RFC 6762 `.local`, RFC 8375 `home.arpa`, the
+/// ICANN-reserved `.internal`, the customary single-label private TLDs and the private
+/// reverse zones, RFC 1918 and RFC 4193). `test.` and `example.` are included only with the
+/// public (built-in) anchors: a private root, such as the testbed's, may sign them.
+pub fn builtin_negative_anchors(public_root: bool) -> Vec<Name> {
+    let mut zones: Vec<String> = [
+        "local",
+        "home.arpa",
+        "internal",
+        "lan",
+        "home",
+        "corp",
+        "localdomain",
+        "intranet",
+        "private",
+        "localhost",
+        "invalid",
+        "10.in-addr.arpa",
+        "168.192.in-addr.arpa",
+        "254.169.in-addr.arpa",
+        "d.f.ip6.arpa",
+        "8.e.f.ip6.arpa",
+        "9.e.f.ip6.arpa",
+        "a.e.f.ip6.arpa",
+        "b.e.f.ip6.arpa",
+    ]
+    .iter()
+    .map(|z| z.to_string())
+    .collect();
+    zones.extend((16..32).map(|n| format!("{n}.172.in-addr.arpa")));
+    if public_root {
+        zones.extend(["test".into(), "example".into()]);
+    }
+    zones
+        .iter()
+        .filter_map(|z| Name::from_ascii(format!("{z}.")).ok())
+        .collect()
 }
 
 /// A positive answer: the records of the asked type at the end of any CNAME chain.
@@ -126,9 +205,303 @@ pub enum Outcome {
 type Pool = NameServerPool<TokioRuntimeProvider>;
 type BoxedResponse = Pin<Box<dyn Stream<Item = std::result::Result<DnsResponse, NetError>> + Send>>;
 
-/// A validating stub resolver bound to fixed nameservers.
-pub struct Resolver {
+/// What a nameserver has shown it can do for a validating stub (RFC 8027 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathCapability {
+    /// It answers DNSKEY and DS queries with their signatures: validate through it.
+    Carries,
+    /// It answers, but cannot carry DNSSEC (the reason): answers are used as unsigned.
+    Roadblock(String),
+    /// It does not answer at all: a network failure, not a roadblock.
+    Dead,
+}
+
+/// How long a capability verdict is reused before the nameserver is tested again.
+fn verdict_life(c: &PathCapability) -> Duration {
+    match c {
+        PathCapability::Carries => Duration::from_secs(600),
+        PathCapability::Roadblock(_) => Duration::from_secs(60),
+        PathCapability::Dead => Duration::from_secs(5),
+    }
+}
+
+/// A verdict younger than this is not re-tested after a failure.
+const RETEST_AFTER: Duration = Duration::from_secs(30);
+
+type Detection = Shared<Pin<Box<dyn Future<Output = PathCapability> + Send>>>;
+
+#[derive(Default)]
+struct CapSlot {
+    verdict: Option<(PathCapability, Instant)>,
+    pending: Option<Detection>,
+}
+
+/// One nameserver: its own transport, DNSKEY/DS cache and capability verdict.
+struct Upstream {
+    addr: SocketAddr,
     keys: KeyCache,
+    cap: Mutex<CapSlot>,
+    /// Cleared when the server rejects EDNS (RFC 6891 §6.2.2): plain queries then go without.
+    edns: AtomicBool,
+}
+
+impl Upstream {
+    fn new(addr: SocketAddr, cfg: &ResolverConfig) -> Result<Self> {
+        let tls = TlsConfig::new().map_err(|e| Error::Runtime(format!("DNS TLS setup: {e}")))?;
+        let mut opts = ResolverOpts::default();
+        opts.timeout = cfg.query_timeout;
+        opts.attempts = cfg.attempts;
+        opts.use_hosts_file = ResolveHosts::Never;
+        opts.cache_size = 0;
+        opts.edns_payload_len = 1232;
+        let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
+        for c in &mut ns.connections {
+            c.port = addr.port();
+        }
+        let pool = NameServerPool::from_config(
+            [ns],
+            Arc::new(PoolContext::new(opts, tls)),
+            TokioRuntimeProvider::default(),
+        );
+        Ok(Upstream {
+            addr,
+            keys: KeyCache {
+                inner: pool,
+                entries: Arc::default(),
+                primed: Arc::default(),
+                pending_max: cfg.query_timeout * 3 + Duration::from_secs(1),
+            },
+            cap: Mutex::default(),
+            edns: AtomicBool::new(true),
+        })
+    }
+
+    /// The verdict now, if one is known and fresh.
+    fn known(&self) -> Option<PathCapability> {
+        let slot = self.cap.lock().ok()?;
+        match &slot.verdict {
+            Some((c, at)) if at.elapsed() < verdict_life(c) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// Starts the capability tests unless a fresh verdict or a test in flight exists; returns
+    /// the test to wait for. With `retest`, a verdict older than [`RETEST_AFTER`] is tested
+    /// again, bypassing the key cache (the network may have changed under the same address).
+    fn detection(self: &Arc<Self>, tld: Option<Name>, retest: bool) -> Option<Detection> {
+        let mut slot = self.cap.lock().ok()?;
+        if let Some(p) = &slot.pending {
+            return Some(p.clone());
+        }
+        let fresh = match &slot.verdict {
+            Some((c, at)) => {
+                at.elapsed() < verdict_life(c) && !(retest && at.elapsed() >= RETEST_AFTER)
+            }
+            None => false,
+        };
+        if fresh {
+            return None;
+        }
+        let rt = tokio::runtime::Handle::try_current().ok()?;
+        let me = self.clone();
+        let bypass = retest && slot.verdict.is_some();
+        let task = rt.spawn(async move {
+            let c = detect(&me, tld, bypass).await;
+            if let Ok(mut s) = me.cap.lock() {
+                s.verdict = Some((c.clone(), Instant::now()));
+                s.pending = None;
+            }
+            c
+        });
+        let fut: Pin<Box<dyn Future<Output = PathCapability> + Send>> = Box::pin(async move {
+            task.await
+                .unwrap_or_else(|e| PathCapability::Roadblock(format!("capability test: {e}")))
+        });
+        let shared = fut.shared();
+        slot.pending = Some(shared.clone());
+        Some(shared)
+    }
+
+    /// The verdict, waiting for the tests when none is fresh.
+    async fn capability(self: &Arc<Self>, tld: Option<Name>, retest: bool) -> PathCapability {
+        match self.detection(tld, retest) {
+            Some(d) => d.await,
+            None => self.known().unwrap_or(PathCapability::Dead),
+        }
+    }
+
+    /// One unvalidated exchange (no DO bit), without EDNS once the server rejected it.
+    async fn plain(&self, name: &Name, rtype: RecordType) -> Cached {
+        let ask = |edns: bool| {
+            let mut o = DnsRequestOptions::default();
+            o.use_edns = edns;
+            o.edns_payload_len = 1232;
+            self.keys
+                .inner
+                .lookup(Query::query(name.clone(), rtype), o)
+                .first_answer()
+        };
+        let edns = self.edns.load(Ordering::Relaxed);
+        let r = ask(edns).await;
+        if edns && rejects_edns(&r) {
+            // RFC 6891 §6.2.2: FORMERR or NOTIMP to an EDNS query, so ask without.
+            self.edns.store(false, Ordering::Relaxed);
+            return ask(false).await;
+        }
+        r
+    }
+}
+
+/// FORMERR or NOTIMP: the server does not understand the query as sent (EDNS).
+fn rejects_edns(r: &Cached) -> bool {
+    matches!(
+        r,
+        Err(NetError::Dns(DnsError::ResponseCode(
+            ResponseCode::FormErr | ResponseCode::NotImp
+        )))
+    )
+}
+
+/// The RFC 8027 §3 tests that decide between validating through a nameserver and using its
+/// answers as unsigned: the root DNSKEY with DO set (EDNS0 accepted, DNSKEY answerable,
+/// RRSIGs returned; over TCP when it does not fit in UDP) and, in parallel, the DS of the
+/// asked name's TLD (DS answerable, signed, or a negative answer with NSEC/NSEC3). Both go
+/// through the key cache, which the chain prefetch fills with the same queries, so on a
+/// capable path the tests cost no packet of their own. Only when one goes unanswered is a
+/// plain query (no EDNS) sent, to tell a roadblock from a dead server.
+async fn detect(up: &Upstream, tld: Option<Name>, bypass_cache: bool) -> PathCapability {
+    let signed_query = |name: Name, rtype: RecordType| {
+        let mut opts = DnsRequestOptions::default();
+        opts.use_edns = true;
+        opts.edns_set_dnssec_ok = true;
+        let req = DnsRequest::from_query(Query::query(name, rtype), opts);
+        if bypass_cache {
+            Box::pin(up.keys.inner.send(req).first_answer())
+                as Pin<Box<dyn Future<Output = Cached> + Send>>
+        } else {
+            Box::pin(up.keys.send(req).first_answer())
+        }
+    };
+    let dnskey = signed_query(Name::root(), RecordType::DNSKEY);
+    let ds = async {
+        match tld {
+            Some(t) => Some(signed_query(t, RecordType::DS).await),
+            None => None,
+        }
+    };
+    let (dnskey, ds) = futures_util::join!(dnskey, ds);
+    let mut unanswered = false;
+    for (what, r) in std::iter::once(("root DNSKEY", &dnskey)).chain(ds.as_ref().map(|d| ("DS", d)))
+    {
+        match judge_signed(what, r) {
+            Judged::Fine => {}
+            Judged::Roadblock(why) => return PathCapability::Roadblock(why),
+            Judged::Unanswered => unanswered = true,
+        }
+    }
+    if !unanswered {
+        return PathCapability::Carries;
+    }
+    // Signed queries went unanswered: does the server answer a plain one?
+    match up.plain(&Name::root(), RecordType::SOA).await {
+        Ok(_) | Err(NetError::Dns(DnsError::NoRecordsFound(_))) => PathCapability::Roadblock(
+            "the nameserver answers plain queries but not DNSSEC ones (DNSKEY/DS with DO)".into(),
+        ),
+        Err(_) => PathCapability::Dead,
+    }
+}
+
+enum Judged {
+    Fine,
+    Roadblock(String),
+    Unanswered,
+}
+
+fn judge_signed(what: &str, r: &Cached) -> Judged {
+    match r {
+        Ok(resp) => {
+            let data = resp
+                .answers
+                .iter()
+                .filter(|r| r.record_type() != RecordType::RRSIG)
+                .count();
+            let sigs = resp
+                .answers
+                .iter()
+                .filter(|r| r.record_type() == RecordType::RRSIG)
+                .count();
+            if data > 0 && sigs == 0 {
+                Judged::Roadblock(format!(
+                    "the nameserver strips DNSSEC signatures ({what} answered without RRSIG)"
+                ))
+            } else {
+                Judged::Fine
+            }
+        }
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
+            let proof = nr.authorities.as_ref().is_some_and(|a| {
+                a.iter()
+                    .any(|r| matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3))
+            });
+            if proof {
+                Judged::Fine
+            } else {
+                Judged::Roadblock(format!(
+                    "the nameserver returns negative answers without NSEC/NSEC3 proof ({what})"
+                ))
+            }
+        }
+        Err(NetError::Dns(DnsError::ResponseCode(code))) => {
+            let why = match code {
+                ResponseCode::FormErr | ResponseCode::NotImp => {
+                    format!("the nameserver rejects EDNS0 queries ({code} to a {what} query)")
+                }
+                _ => format!("the nameserver answers {what} queries with {code}"),
+            };
+            Judged::Roadblock(why)
+        }
+        Err(NetError::Timeout) => Judged::Unanswered,
+        Err(e) if is_network_failure(e) => Judged::Unanswered,
+        Err(e) => Judged::Roadblock(format!("{what} queries fail through the nameserver: {e}")),
+    }
+}
+
+/// How one query is made.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Validated by hickory's handle.
+    Validate,
+    /// Sent without DO and not validated; every RRset gets this state.
+    Plain(DnssecState),
+}
+
+/// One answer as both modes see it.
+struct Reply {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+impl From<DnsResponse> for Reply {
+    fn from(r: DnsResponse) -> Self {
+        Reply {
+            rcode: r.response_code,
+            answers: r.answers.clone(),
+            authorities: r.authorities.clone(),
+            additionals: r.additionals.clone(),
+        }
+    }
+}
+
+/// A validating stub resolver bound to fixed nameservers, that falls back to using answers
+/// as unsigned (state UNAVAILABLE) on a path that cannot carry DNSSEC (RFC 8027).
+pub struct Resolver {
+    primary: Vec<Arc<Upstream>>,
+    fallback: Vec<Arc<Upstream>>,
+    rotate: bool,
+    next: AtomicUsize,
+    negative_anchors: Vec<Name>,
     anchor_source: AnchorSource,
     anchors: OnceCell<Arc<TrustAnchors>>,
 }
@@ -139,62 +512,90 @@ impl Resolver {
         if cfg.nameservers.is_empty() {
             return Err(Error::InvalidArg("no nameserver configured".into()));
         }
-        let mut opts = ResolverOpts::default();
-        opts.timeout = cfg.query_timeout;
-        opts.attempts = 2;
-        opts.use_hosts_file = ResolveHosts::Never;
-        opts.cache_size = 0;
-        opts.edns_payload_len = 1232;
-        let tls = TlsConfig::new().map_err(|e| Error::Runtime(format!("DNS TLS setup: {e}")))?;
-        let servers = cfg.nameservers.iter().map(|sa| {
-            let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-            for c in &mut ns.connections {
-                c.port = sa.port();
-            }
-            ns
-        });
-        let pool = NameServerPool::from_config(
-            servers,
-            Arc::new(PoolContext::new(opts, tls)),
-            TokioRuntimeProvider::default(),
-        );
+        let make = |list: &[SocketAddr]| {
+            list.iter()
+                .map(|a| Upstream::new(*a, cfg).map(Arc::new))
+                .collect::<Result<Vec<_>>>()
+        };
         Ok(Resolver {
-            keys: KeyCache {
-                inner: pool,
-                entries: Arc::default(),
-                pending_max: cfg.query_timeout * 3 + Duration::from_secs(1),
-            },
+            primary: make(&cfg.nameservers)?,
+            fallback: make(&cfg.fallback_nameservers)?,
+            rotate: cfg.rotate,
+            next: AtomicUsize::new(0),
+            negative_anchors: cfg.negative_anchors.clone(),
             anchor_source: cfg.anchors.clone(),
             anchors: OnceCell::new(),
         })
     }
 
-    async fn trust_anchors(&self) -> Result<Arc<TrustAnchors>> {
+    /// The configured nameservers in the order this query tries them.
+    fn order(&self) -> Vec<Arc<Upstream>> {
+        let n = self.primary.len();
+        let start = if self.rotate && n > 1 {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        } else {
+            0
+        };
+        let mut order: Vec<_> = (0..n)
+            .map(|i| self.primary[(start + i) % n].clone())
+            .collect();
+        // Servers known not to answer go last (stable: the configured order stays otherwise).
+        order.sort_by_key(|u| u.known() == Some(PathCapability::Dead));
+        order
+    }
+
+    /// The nameserver queries go to first: the first one not known to be dead.
+    fn preferred(&self) -> &Arc<Upstream> {
+        self.primary
+            .iter()
+            .find(|u| u.known() != Some(PathCapability::Dead))
+            .unwrap_or(&self.primary[0])
+    }
+
+    /// Whether `name` is at or under a negative trust anchor.
+    pub fn under_negative_anchor(&self, name: &Name) -> bool {
+        self.negative_anchors.iter().any(|z| z.zone_of(name))
+    }
+
+    /// Why DNSSEC cannot be validated through the configured nameservers, when every one that
+    /// answers has shown it is a roadblock (and no fallback resolver carries DNSSEC).
+    pub fn roadblock_reason(&self) -> Option<String> {
+        let mut reason = None;
+        for u in &self.primary {
+            match u.known() {
+                Some(PathCapability::Roadblock(r)) => {
+                    reason.get_or_insert(format!("{}: {r}", u.addr));
+                }
+                Some(PathCapability::Carries) => return None,
+                _ => {}
+            }
+        }
+        reason
+    }
+
+    async fn trust_anchors(&self, up: &Upstream) -> Result<Arc<TrustAnchors>> {
         self.anchors
             .get_or_try_init(|| async {
                 match &self.anchor_source {
                     AnchorSource::BuiltIn => Ok(Arc::new(TrustAnchors::default())),
                     AnchorSource::Keys(k) => Ok(k.clone()),
-                    AnchorSource::Ds(ds) => self.anchors_from_ds(ds).await,
+                    AnchorSource::Ds(ds) => Self::anchors_from_ds(up, ds).await,
                 }
             })
             .await
             .cloned()
     }
 
-    /// Fetches each DS owner's DNSKEY set (unvalidated: the DS digest is the check).
+    /// Fetches each DS owner's DNSKEY set (unvalidated: the DS digest is the check), through
+    /// the key cache, so the chain prefetch's identical query serves it.
     async fn anchors_from_ds(
-        &self,
+        up: &Upstream,
         ds: &[(Name, hickory_resolver::proto::dnssec::rdata::DS)],
     ) -> Result<Arc<TrustAnchors>> {
         let owner = ds[0].0.clone();
-        let resp = self
+        let resp = up
             .keys
-            .inner
-            .lookup(
-                Query::query(owner.clone(), RecordType::DNSKEY),
-                DnsRequestOptions::default(),
-            )
+            .send(signed_request(owner.clone(), RecordType::DNSKEY))
             .first_answer()
             .await
             .map_err(|e| {
@@ -224,10 +625,20 @@ impl Resolver {
     /// instead of walking the chain one round trip per level (hickory's validator asks for
     /// them one after the other). Labels starting with `_` are never zone cuts here. Answers
     /// are validated when used, exactly as if fetched then; this only saves round trips.
+    /// Nothing is sent for names under a negative trust anchor or through a roadblock.
     pub fn prefetch_keys(&self, name: &str) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if Name::from_ascii(format!("{}.", name.trim_end_matches('.')))
+            .is_ok_and(|n| self.under_negative_anchor(&n))
+        {
+            return;
+        }
+        let up = self.preferred().clone();
+        if matches!(up.known(), Some(PathCapability::Roadblock(_))) {
+            return;
+        }
         let labels: Vec<&str> = name.trim_end_matches('.').split('.').collect();
         let start = labels
             .iter()
@@ -245,15 +656,9 @@ impl Resolver {
                 if owner.is_root() && rtype == RecordType::DS {
                     continue;
                 }
-                let keys = self.keys.clone();
-                let q = Query::query(owner.clone(), rtype);
+                let keys = up.keys.clone();
+                let req = signed_request(owner.clone(), rtype);
                 rt.spawn(async move {
-                    let mut opts = DnsRequestOptions::default();
-                    opts.use_edns = true;
-                    let mut req = DnsRequest::from_query(q, opts);
-                    req.edns
-                        .get_or_insert_with(Default::default)
-                        .enable_dnssec();
                     let _ = keys.send(req).first_answer().await;
                 });
             }
@@ -266,21 +671,21 @@ impl Resolver {
     /// once, in parallel with the query itself, so the walk finds them in the key cache (the
     /// DS come from [`Self::prefetch_keys`]). Skipped when a DS RRset is cached for an
     /// ancestor: the zone is then signed and no walk is expected. Only saves round trips.
-    fn prefetch_zone_cuts(&self, name: &Name) {
+    fn prefetch_zone_cuts(&self, up: &Upstream, name: &Name) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
         let mut chain = Vec::new();
         let mut n = name.clone();
         while !n.is_root() {
-            if self.keys.has_ds(&n) {
+            if up.keys.has_ds(&n) {
                 return;
             }
             chain.push(n.clone());
             n = n.base_name();
         }
         for owner in chain {
-            let keys = self.keys.clone();
+            let keys = up.keys.clone();
             let q = Query::query(owner, RecordType::NS);
             rt.spawn(async move {
                 let _ = keys
@@ -291,19 +696,137 @@ impl Resolver {
         }
     }
 
-    /// One validated query, following CNAMEs. NXDOMAIN and NODATA are outcomes, not errors;
-    /// SERVFAIL, timeouts, bogus and indeterminate answers are errors (T-SRV-05, T-SRV-06).
+    /// One query, following CNAMEs. NXDOMAIN and NODATA are outcomes, not errors; SERVFAIL,
+    /// timeouts, bogus and indeterminate answers are errors (T-SRV-05, T-SRV-06).
+    ///
+    /// Validated through the first nameserver that answers. When validation fails, the
+    /// nameserver's capability (RFC 8027 tests, started with the first query and cached)
+    /// decides: a path that carries DNSSEC keeps the failure (BOGUS stays BOGUS); on a
+    /// roadblock a caller-configured fallback resolver is tried, and failing that the answer
+    /// is fetched without DNSSEC and reported UNAVAILABLE (used as unsigned, design.md §6).
+    /// Names under a negative trust anchor are not validated and come back INSECURE.
     pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Outcome> {
-        if !matches!(rtype, RecordType::DNSKEY | RecordType::DS | RecordType::NS) {
-            self.prefetch_zone_cuts(name);
+        if self.under_negative_anchor(name) {
+            return self.query_any(&self.order(), name, rtype, true).await;
         }
+        self.query_any(&self.order(), name, rtype, false).await
+    }
+
+    async fn query_any(
+        &self,
+        order: &[Arc<Upstream>],
+        name: &Name,
+        rtype: RecordType,
+        negative_anchor: bool,
+    ) -> Result<Outcome> {
+        let key_query = matches!(rtype, RecordType::DNSKEY | RecordType::DS | RecordType::NS);
+        let tld = top_label(name);
+        let mut last_err = None;
+        for (i, up) in order.iter().enumerate() {
+            let more = i + 1 < order.len();
+            if negative_anchor {
+                match self
+                    .follow(up, name, rtype, Mode::Plain(DnssecState::Insecure))
+                    .await
+                {
+                    Err(e) if moves_on(&e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                    r => return r,
+                }
+            }
+            // The capability tests run alongside the first real queries (no extra round).
+            let detection = up.detection(tld.clone(), false);
+            if let Some(PathCapability::Roadblock(_)) = up.known() {
+                match self.around_roadblock(up, name, rtype).await {
+                    Err(e) if moves_on(&e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                    r => return r,
+                }
+            }
+            if !key_query {
+                self.prefetch_zone_cuts(up, name);
+            }
+            let err = match self.follow(up, name, rtype, Mode::Validate).await {
+                Ok(o) => return Ok(o),
+                // No answer in time: the next server now, rather than after the tests.
+                Err(e @ Error::Timeout(_)) if more => {
+                    last_err = Some(e);
+                    continue;
+                }
+                Err(e) if is_dnssec_or_path_failure(&e) => e,
+                Err(e) => return Err(e),
+            };
+            let cap = match detection {
+                Some(d) => d.await,
+                None => up.capability(tld.clone(), true).await,
+            };
+            match cap {
+                PathCapability::Carries if moves_on(&err) => last_err = Some(err),
+                PathCapability::Carries => return Err(err),
+                PathCapability::Roadblock(_) => {
+                    match self.around_roadblock(up, name, rtype).await {
+                        Err(e) if moves_on(&e) => last_err = Some(e),
+                        r => return r,
+                    }
+                }
+                PathCapability::Dead => last_err = Some(err),
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| Error::LookupFailed(format!("{name} {rtype}: no nameserver"))))
+    }
+
+    /// On a roadblock: a fallback resolver that carries DNSSEC validates; otherwise the
+    /// answer comes without DNSSEC from the roadblock itself, as UNAVAILABLE.
+    async fn around_roadblock(
+        &self,
+        up: &Arc<Upstream>,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Result<Outcome> {
+        let tld = top_label(name);
+        for fb in &self.fallback {
+            if fb.capability(tld.clone(), false).await != PathCapability::Carries {
+                continue;
+            }
+            match self.follow(fb, name, rtype, Mode::Validate).await {
+                Err(e) if moves_on(&e) => continue,
+                r => return r,
+            }
+        }
+        self.follow(up, name, rtype, Mode::Plain(DnssecState::Unavailable))
+            .await
+    }
+
+    /// One query through one nameserver, following CNAMEs.
+    async fn follow(
+        &self,
+        up: &Upstream,
+        name: &Name,
+        rtype: RecordType,
+        mode: Mode,
+    ) -> Result<Outcome> {
+        let state_of = |p: Proof| match mode {
+            Mode::Validate => DnssecState::from_proof(p),
+            Mode::Plain(s) => s,
+        };
         let mut name = name.clone();
         let mut cnames = Vec::new();
-        let mut chain_state = DnssecState::Secure;
+        let mut chain_state = match mode {
+            Mode::Validate => DnssecState::Secure,
+            Mode::Plain(s) => s,
+        };
         let mut chain_ttl = u32::MAX;
         for _ in 0..=MAX_CNAME_HOPS {
-            let resp = self.exchange(&name, rtype).await?;
-            let rcode = resp.response_code;
+            let resp = match mode {
+                Mode::Validate => self.exchange(up, &name, rtype).await?,
+                Mode::Plain(_) => plain_reply(up, &name, rtype).await?,
+            };
+            let rcode = resp.rcode;
             // Walk the answer section from `name` through any CNAMEs in it.
             loop {
                 let target = resp.answers.iter().find_map(|r| match &r.data {
@@ -320,7 +843,7 @@ impl Resolver {
                         "CNAME loop or chain too long at {name}"
                     )));
                 }
-                chain_state = chain_state.and(DnssecState::from_proof(proof));
+                chain_state = chain_state.and(state_of(proof));
                 chain_ttl = chain_ttl.min(ttl);
                 cnames.push(next.clone());
                 name = next;
@@ -334,7 +857,7 @@ impl Resolver {
             if !records.is_empty() {
                 let state = records
                     .iter()
-                    .fold(chain_state, |s, r| s.and(DnssecState::from_proof(r.proof)));
+                    .fold(chain_state, |s, r| s.and(state_of(r.proof)));
                 let ttl = records
                     .iter()
                     .map(|r| r.ttl)
@@ -353,12 +876,15 @@ impl Resolver {
                     state,
                 );
             }
-            if cnames.last() == Some(&name) && !answer_has_owner(&resp, &name) {
+            if cnames.last() == Some(&name) && !answer_has_owner(&resp.answers, &name) {
                 // The server stopped at a CNAME into another zone: ask for the target.
                 continue;
             }
-            let (state, ttl) = negative_state(&resp);
-            let state = state.and(chain_state);
+            let (state, ttl) = negative_state(&resp.authorities);
+            let state = match mode {
+                Mode::Validate => state.and(chain_state),
+                Mode::Plain(s) => s,
+            };
             let outcome = match rcode {
                 ResponseCode::NXDomain => Outcome::NxDomain { dnssec: state, ttl },
                 ResponseCode::NoError => Outcome::NoData { dnssec: state, ttl },
@@ -376,10 +902,18 @@ impl Resolver {
     }
 
     /// Sends one validated query and classifies transport and validation failures.
-    async fn exchange(&self, name: &Name, rtype: RecordType) -> Result<DnsResponse> {
-        let anchors = self.trust_anchors().await?;
+    async fn exchange(&self, up: &Upstream, name: &Name, rtype: RecordType) -> Result<Reply> {
+        let anchors = if self.anchors.initialized() {
+            self.trust_anchors(up).await?
+        } else {
+            // A DS-form anchor needs the root DNSKEY first: the query itself leaves in the
+            // same round and waits in the key cache for the validator (2 RTT cold, not 3).
+            let prime = up.keys.prime(name.clone(), rtype);
+            let (anchors, _) = futures_util::join!(self.trust_anchors(up), prime);
+            anchors?
+        };
         let watch = Watch {
-            inner: self.keys.clone(),
+            inner: up.keys.clone(),
             failures: Arc::default(),
         };
         let failures = watch.failures.clone();
@@ -405,23 +939,79 @@ impl Resolver {
                         "{what}: DNSSEC keys could not be fetched"
                     )));
                 }
-                Ok(resp)
+                Ok(resp.into())
             }
             Err(e) => Err(classify(&what, e, key_trouble)),
         }
     }
 }
 
-fn answer_has_owner(resp: &DnsResponse, name: &Name) -> bool {
-    resp.answers
+/// A DNSKEY/DS query with DO set, as the validator sends it (so the key cache serves both).
+fn signed_request(name: Name, rtype: RecordType) -> DnsRequest {
+    let mut opts = DnsRequestOptions::default();
+    opts.use_edns = true;
+    let mut req = DnsRequest::from_query(Query::query(name, rtype), opts);
+    req.edns
+        .get_or_insert_with(Default::default)
+        .enable_dnssec();
+    req
+}
+
+/// An unvalidated answer, negative answers included.
+async fn plain_reply(up: &Upstream, name: &Name, rtype: RecordType) -> Result<Reply> {
+    let what = format!("{} {rtype}", name.to_ascii());
+    match up.plain(name, rtype).await {
+        Ok(resp) => Ok(resp.into()),
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => Ok(Reply {
+            rcode: nr.response_code,
+            answers: Vec::new(),
+            authorities: nr
+                .authorities
+                .as_deref()
+                .map(<[Record]>::to_vec)
+                .unwrap_or_default(),
+            additionals: Vec::new(),
+        }),
+        Err(e) => Err(classify(&what, e, false)),
+    }
+}
+
+/// The last label of `name` as a zone (`com.` for `mail.example.com.`).
+fn top_label(name: &Name) -> Option<Name> {
+    let n = name.num_labels();
+    (n >= 1).then(|| name.trim_to(1))
+}
+
+/// Errors after which the path's capability is consulted.
+fn is_dnssec_or_path_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Bogus(_)
+            | Error::Indeterminate(_)
+            | Error::ServFail(_)
+            | Error::Timeout(_)
+            | Error::LookupFailed(_)
+            | Error::BadTrustAnchor(_)
+    )
+}
+
+/// Errors after which the next nameserver is asked.
+fn moves_on(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::ServFail(_) | Error::Timeout(_) | Error::LookupFailed(_)
+    )
+}
+
+fn answer_has_owner(answers: &[Record], name: &Name) -> bool {
+    answers
         .iter()
         .any(|r| &r.name == name && r.record_type() != RecordType::RRSIG)
 }
 
 /// DNSSEC state and negative TTL of a negative answer, from its SOA (RFC 2308 §5).
-fn negative_state(resp: &DnsResponse) -> (DnssecState, u32) {
-    let soa = resp
-        .authorities
+fn negative_state(authorities: &[Record]) -> (DnssecState, u32) {
+    let soa = authorities
         .iter()
         .find(|r| r.record_type() == RecordType::SOA);
     match soa {
@@ -430,8 +1020,7 @@ fn negative_state(resp: &DnsResponse) -> (DnssecState, u32) {
                 RData::SOA(s) => s.minimum,
                 _ => r.ttl,
             };
-            let nsec = resp
-                .authorities
+            let nsec = authorities
                 .iter()
                 .filter(|r| matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3))
                 .fold(DnssecState::from_proof(r.proof), |s, r| {
@@ -525,11 +1114,32 @@ fn cache_for(r: &Cached) -> Option<Duration> {
 struct KeyCache {
     inner: Pool,
     entries: KeyEntries,
+    /// Other queries sent ahead of the validator ([`KeyCache::prime`]): their answer is
+    /// served once, to the validator's identical query, then forgotten.
+    primed: Arc<Mutex<std::collections::HashSet<(Name, RecordType)>>>,
     /// A fetch in flight longer than this is presumed lost (the pool's own timeout is shorter).
     pending_max: Duration,
 }
 
 impl KeyCache {
+    /// Sends `name rtype` (with DO, as the validator will) now, so that the validator's own
+    /// query, made once the trust anchors are known, is answered from memory.
+    async fn prime(&self, name: Name, rtype: RecordType) {
+        if let Ok(mut p) = self.primed.lock() {
+            p.insert((name.to_lowercase(), rtype));
+        }
+        let _ = self.send(signed_request(name, rtype)).first_answer().await;
+    }
+
+    /// Whether answers to this question are kept (and whether a primed one is used up).
+    fn keeps(&self, key: &(Name, RecordType)) -> (bool, bool) {
+        if matches!(key.1, RecordType::DNSKEY | RecordType::DS | RecordType::NS) {
+            return (true, false);
+        }
+        let primed = self.primed.lock().is_ok_and(|p| p.contains(key));
+        (primed, primed)
+    }
+
     /// Whether a DS RRset with records is cached for `zone` (the zone is signed).
     fn has_ds(&self, zone: &Name) -> bool {
         let now = Instant::now();
@@ -553,16 +1163,12 @@ impl DnsHandle for KeyCache {
         let key = request
             .queries
             .first()
-            .filter(|q| {
-                matches!(
-                    q.query_type(),
-                    RecordType::DNSKEY | RecordType::DS | RecordType::NS
-                )
-            })
-            .map(|q| (q.name().to_lowercase(), q.query_type()));
+            .map(|q| (q.name().to_lowercase(), q.query_type()))
+            .filter(|k| self.keeps(k).0);
         let (Some(key), Ok(rt)) = (key, tokio::runtime::Handle::try_current()) else {
             return Box::pin(self.inner.send(request));
         };
+        let one_shot = self.keeps(&key).1;
         let now = Instant::now();
         let Ok(mut map) = self.entries.lock() else {
             return Box::pin(self.inner.send(request));
@@ -570,6 +1176,12 @@ impl DnsHandle for KeyCache {
         match map.get(&key) {
             Some(Slot::Ready(r, until)) if *until > now => {
                 let r = r.clone();
+                if one_shot {
+                    map.remove(&key);
+                    if let Ok(mut p) = self.primed.lock() {
+                        p.remove(&key);
+                    }
+                }
                 return Box::pin(stream::once(async move { r }));
             }
             Some(Slot::Pending(rx, since)) if now < *since + self.pending_max => {
@@ -603,7 +1215,15 @@ impl DnsHandle for KeyCache {
                     Slot::Ready(_, until) => *until > now,
                     Slot::Pending(_, since) => now < *since + pending_max,
                 });
-                match cache_for(&r) {
+                // A primed answer waits only for the validator's query, moments later.
+                let keep = cache_for(&r).map(|k| {
+                    if one_shot {
+                        k.min(Duration::from_secs(10))
+                    } else {
+                        k
+                    }
+                });
+                match keep {
                     Some(keep) => {
                         m.insert(key, Slot::Ready(r.clone(), now + keep));
                     }

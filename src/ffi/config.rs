@@ -117,6 +117,55 @@ pub unsafe extern "C" fn mailsrv_config_set_nameserver(
     }
 }
 
+/// Adds a resolver asked only when every nameserver is a DNSSEC roadblock (it strips
+/// signatures, rejects EDNS or refuses DNSKEY/DS queries), same forms as
+/// mailsrv_config_set_nameserver(). None by default; mailsrv never adds a public resolver of
+/// its own. When none is set or none carries DNSSEC, answers on a roadblock are used as
+/// unsigned (MAILSRV_DNSSEC_UNAVAILABLE).
+///
+/// `cfg` borrowed, not NULL. `addr` borrowed UTF-8, not NULL.
+/// Returns OK, NULL_ARG or INVALID_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `addr` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_add_fallback_nameserver(
+    cfg: *mut mailsrv_config,
+    addr: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        let addr = try_str!(addr);
+        status_of(cfg.inner.add_fallback_nameserver(addr))
+    }
+}
+
+/// Adds a negative trust anchor (RFC 7646): `zone` and every name under it are not
+/// validated, and their answers are INSECURE instead of BOGUS. For split-horizon internal
+/// domains that the public DNS does not know. The special-use and private zones (`local`,
+/// `home.arpa`, `internal`, `lan`, `home`, `corp`, `localhost`, `invalid`, the private
+/// reverse zones; `test` and `example` with the built-in root anchors) are built in.
+/// Repeatable.
+///
+/// `cfg` borrowed, not NULL. `zone` borrowed UTF-8 A-labels, not NULL.
+/// Returns OK, NULL_ARG or INVALID_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `zone` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_add_negative_trust_anchor(
+    cfg: *mut mailsrv_config,
+    zone: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        let zone = try_str!(zone);
+        status_of(cfg.inner.add_negative_trust_anchor(zone))
+    }
+}
+
 /// Uses the DNSSEC trust anchors in `path` (DNSKEY or DS records in zone-file form, e.g.
 /// `. IN DS 20326 8 2 E06D...`) instead of the built-in IANA root keys. NULL restores the
 /// built-in keys. The file is read by mailsrv_ctx_new(), which fails with BAD_TRUST_ANCHOR

@@ -64,6 +64,11 @@ pub enum mailsrv_dnssec {
     Bogus = 3,
     /// Could not be established (DNSSEC keys could not be fetched).
     Indeterminate = 4,
+    /// The network path cannot carry DNSSEC (a forwarder that strips signatures, rejects
+    /// EDNS or refuses DNSKEY/DS queries): the answer was fetched without DNSSEC and is used
+    /// as unsigned, so authenticity rests on the certificate probe. An error under
+    /// MAILSRV_FLAG_REQUIRE_SECURE.
+    Unavailable = 5,
 }
 
 /// What a service is for, to pick among competing services.
@@ -159,6 +164,7 @@ pub(crate) fn dnssec_out(d: Option<DnssecState>) -> mailsrv_dnssec {
         Some(DnssecState::Insecure) => mailsrv_dnssec::Insecure,
         Some(DnssecState::Bogus) => mailsrv_dnssec::Bogus,
         Some(DnssecState::Indeterminate) => mailsrv_dnssec::Indeterminate,
+        Some(DnssecState::Unavailable) => mailsrv_dnssec::Unavailable,
     }
 }
 
@@ -614,7 +620,7 @@ pub extern "C" fn mailsrv_srv_state_name(state: u32) -> *const c_char {
 }
 
 /// The name of a mailsrv_dnssec value ("secure", "insecure", "bogus", "indeterminate",
-/// "unknown"); "" otherwise. Static.
+/// "unavailable", "unknown"); "" otherwise. Static.
 /// Since 0.1.
 #[unsafe(no_mangle)]
 pub extern "C" fn mailsrv_dnssec_name(state: u32) -> *const c_char {
@@ -625,6 +631,7 @@ pub extern "C" fn mailsrv_dnssec_name(state: u32) -> *const c_char {
             2 => c"insecure",
             3 => c"bogus",
             4 => c"indeterminate",
+            5 => c"unavailable",
             _ => c"",
         }.as_ptr()
     }

@@ -2,6 +2,8 @@
 //! and small wrappers that call the C entry points exactly as a C client would.
 #![allow(dead_code)]
 
+pub mod dns_proxy;
+
 use std::ffi::{CStr, CString};
 use std::os::raw::c_char;
 use std::ptr;

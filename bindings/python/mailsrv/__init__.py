@@ -248,6 +248,9 @@ class Dnssec(_OpenIntEnum):
     INSECURE = 2
     BOGUS = 3
     INDETERMINATE = 4
+    #: The network path cannot carry DNSSEC (RFC 8027 roadblock): the answer was fetched
+    #: without it and is used as unsigned (the certificate probe decides authenticity).
+    UNAVAILABLE = 5
 
     @property
     def label(self) -> str:
@@ -1596,6 +1599,10 @@ class Context:
     :param dispatch: where callbacks run (:class:`Dispatch`).
     :param require_secure: for every call of this context, only DNSSEC-secure SRV answers count.
     :param rng_seed: makes the RFC 2782 weighted order reproducible (tests only).
+    :param fallback_nameservers: resolvers asked only when every nameserver is a DNSSEC
+        roadblock (none by default; mailsrv never adds a public one).
+    :param negative_trust_anchors: zones not validated (RFC 7646), e.g. a split-horizon
+        internal mail domain; the special-use and private zones are built in.
     :raises MailsrvError: INVALID_ARG (bad nameserver or value), BAD_TRUST_ANCHOR, RUNTIME.
     """
 
@@ -1608,6 +1615,8 @@ class Context:
         dispatch: Union[Dispatch, int] = Dispatch.THREAD,
         require_secure: bool = False,
         rng_seed: Optional[int] = None,
+        fallback_nameservers: Sequence[str] = (),
+        negative_trust_anchors: Sequence[str] = (),
     ) -> None:
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -1628,6 +1637,16 @@ class Context:
                 _check(
                     lib.mailsrv_config_set_nameserver(cfg, _c_text(ns, "nameserver")),
                     f"bad nameserver {ns!r} (IP, IP:PORT, [IPv6] or [IPv6]:PORT)",
+                )
+            for ns in fallback_nameservers:
+                _check(
+                    lib.mailsrv_config_add_fallback_nameserver(cfg, _c_text(ns, "fallback nameserver")),
+                    f"bad fallback nameserver {ns!r} (IP, IP:PORT, [IPv6] or [IPv6]:PORT)",
+                )
+            for zone in negative_trust_anchors:
+                _check(
+                    lib.mailsrv_config_add_negative_trust_anchor(cfg, _c_text(zone, "negative trust anchor")),
+                    f"bad negative trust anchor {zone!r}",
                 )
             if trust_anchor_file is not None:
                 _check(

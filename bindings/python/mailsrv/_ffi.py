@@ -82,6 +82,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_config_new": (mailsrv_status, [POINTER(c_void_p)]),
     "mailsrv_config_free": (None, [_P]),
     "mailsrv_config_set_nameserver": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_add_fallback_nameserver": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_add_negative_trust_anchor": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_trust_anchor_file": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_ca_file": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_timeout_ms": (mailsrv_status, [_P, c_uint32]),
