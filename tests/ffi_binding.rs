@@ -196,11 +196,13 @@ fn sni_relay_gets_no_password_through_verify_then_connect_with_the_binding() {
         greeting.contains("Dovecot"),
         "the genuine server: {greeting}"
     );
-    send_line(s, &format!("a1 LOGIN {canary} secret"));
+    // The testbed's dovecot takes any user with the password "test" (failed logins would
+    // earn an auth penalty that slows later tests down).
+    send_line(s, &format!("a1 LOGIN {canary} test"));
     let reply = read_reply(s, "a1");
     assert!(
-        reply.contains("a1 NO"),
-        "dovecot refuses the unknown user: {reply}"
+        reply.contains("a1 OK"),
+        "the genuine server logged in: {reply}"
     );
     unsafe { mailsrv_tls_stream_free(s) };
     assert!(
@@ -227,11 +229,11 @@ fn sni_relay_gets_no_password_through_verify_then_connect_with_the_binding() {
         )
     };
     assert_eq!(st, mailsrv_status::Ok);
-    send_line(s, &format!("a1 LOGIN {unbound} secret"));
+    send_line(s, &format!("a1 LOGIN {unbound} test"));
     read_reply(s, "a1");
     unsafe { mailsrv_tls_stream_free(s) };
     assert!(
-        relay_log_after(&unbound).contains(&format!("a1 LOGIN {unbound} secret")),
+        relay_log_after(&unbound).contains(&format!("a1 LOGIN {unbound} test")),
         "the unbound connection reached the relay's fake IMAP"
     );
     unsafe { mailsrv_ctx_free(ctx) };
@@ -538,4 +540,48 @@ fn binding_text_and_arguments_are_checked() {
         mailsrv_binding_free(b);
         mailsrv_ctx_free(ctx);
     }
+}
+
+#[test]
+fn autoconfigure_verdicts_carry_bindings_and_honour_require_secure() {
+    use mailsrv::ffi::autoconfig::*;
+    use mailsrv::ffi::discovery::*;
+    let ctx = ctx();
+    for (flags, want_found) in [(0, true), (MAILSRV_FLAG_REQUIRE_SECURE, false)] {
+        let mut out = ptr::null_mut();
+        let mut err = [0 as c_char; 256];
+        let st = unsafe {
+            mailsrv_autoconfigure(
+                ctx,
+                c("ann@relayed.hosted.test").as_ptr(),
+                flags,
+                &mut out,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
+        let d = unsafe { mailsrv_autoconfig_discovery(out) };
+        let imaps = unsafe { mailsrv_discovery_find(d, IMAPS) };
+        assert!(!imaps.is_null());
+        let found = unsafe { mailsrv_srv_set_endpoints_len(imaps) } > 0;
+        assert_eq!(found, want_found, "flags {flags}");
+        if want_found {
+            let index = (0..unsafe { mailsrv_discovery_services_len(d) })
+                .find(|&i| unsafe { mailsrv_discovery_service_get(d, i) } == imaps)
+                .unwrap();
+            let v = unsafe { mailsrv_autoconfig_verdict(out, index, 0) };
+            assert_eq!(unsafe { mailsrv_authenticity_verdict(v) }, AUTHENTIC);
+            let f = fields(unsafe { mailsrv_authenticity_binding(v) });
+            assert_eq!(f.sni.as_deref(), Some(VICTIM));
+        } else {
+            // The unsigned answer is an error under REQUIRE_SECURE: nothing to judge.
+            assert_eq!(
+                unsafe { mailsrv_srv_set_status(imaps) },
+                mailsrv_status::NoSecureAnswer
+            );
+        }
+        unsafe { mailsrv_autoconfig_free(out) };
+    }
+    unsafe { mailsrv_ctx_free(ctx) };
 }

@@ -241,14 +241,19 @@ pub async fn verify(
         a.binding = Some(Binding::unverified(req.service, &target, req.port)?);
         Ok(a)
     };
+    let unsigned = if srv_dnssec == Some(DnssecState::Unavailable) {
+        "DNSSEC is not available on this network"
+    } else {
+        "the SRV answer is not DNSSEC-signed"
+    };
     if req.require_secure {
         return unverified(format!(
-            "the SRV answer is not DNSSEC-signed and only signed answers are accepted (REQUIRE_SECURE){lookup_note}"
+            "{unsigned} and only signed answers are accepted (REQUIRE_SECURE){lookup_note}"
         ));
     }
     let (true, Some(trust)) = (req.probe, trust) else {
         return unverified(format!(
-            "not DNSSEC-signed and the TLS probe is off: ask the user{lookup_note}"
+            "{unsigned} and the TLS probe is off: ask the user{lookup_note}"
         ));
     };
     probe(

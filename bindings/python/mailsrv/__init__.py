@@ -80,6 +80,7 @@ __all__ = [
     "ALL_SERVICES",
     "AsyncContext",
     "Authenticity",
+    "Binding",
     "CertMatch",
     "Change",
     "Context",
@@ -181,6 +182,7 @@ class Status(_OpenIntEnum):
     NAME_CONSTRAINT = 306
     NO_TRUST_ANCHORS = 307
     HANDSHAKE = 308
+    DANE_MISMATCH = 320
     CONNECT_FAILED = 400
     CONNECTION_CLOSED = 401
     PROTOCOL = 402
@@ -296,6 +298,12 @@ class Security(_OpenIntEnum):
     STARTTLS_POP3 = 3
     #: SMTP STARTTLS (submission 587).
     STARTTLS_SMTP = 4
+    #: Implicit TLS to an IMAP server: ALPN ``imap`` offered, the greeting must be IMAP's.
+    IMPLICIT_TLS_IMAP = 5
+    #: Implicit TLS to a POP3 server: ALPN ``pop3`` offered, the greeting must be POP3's.
+    IMPLICIT_TLS_POP3 = 6
+    #: Implicit TLS to an SMTP submission server: the greeting must be SMTP's.
+    IMPLICIT_TLS_SMTP = 7
 
     @classmethod
     def for_service(cls, service: Union["Service", int]) -> "Security":
@@ -1165,6 +1173,87 @@ class TlsStream(io.RawIOBase):
         return True
 
 
+# --------------------------------------------------------------------------- the binding
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How every connection that carries the user's credentials to one server must be made
+    (docs/SECURITY.md, "The binding"): the host and port, the security mode, the TLS server
+    name, the reference identity the certificate must prove, and whether DNSSEC-signed TLSA
+    records are enforced. When a verdict rests on the TLS probe and the server lies outside
+    the mail domain, ``sni`` is the mail domain: only that session reaches the provider the
+    probe proved, so an SNI relay can never read the login.
+
+    Store :attr:`text` with the account, read it back with :meth:`from_text`, and connect
+    with :meth:`Context.connect_binding`.
+    """
+
+    service: Service
+    host: str
+    port: int
+    security: Security
+    #: The TLS server name sent; None when none is sent.
+    sni: Optional[str]
+    #: The reference identity as text ("SRV-ID _imaps.example.com", several joined by ", ").
+    identity: str
+    #: TLSA records are looked up and enforced on every connection (DANE).
+    dane: bool
+    #: The one-line form an account stores (``mailsrv-binding-1 service=imaps ...``).
+    text: str
+
+    @classmethod
+    def from_text(cls, text: StrOrBytes) -> "Binding":
+        """Reads a stored binding back, checking every field.
+
+        :raises MailsrvError: INVALID_ARG with the reason (unknown format, bad field).
+        """
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        status = lib.mailsrv_binding_from_text(_c_text(text, "binding text"), byref(out), buf, len(buf))
+        _check(status, buf.value)
+        try:
+            copied = _copy_binding(out.value)
+        finally:
+            lib.mailsrv_binding_free(out)
+        assert copied is not None
+        return copied
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _copy_binding(b: Optional[int]) -> Optional[Binding]:
+    """Copies a borrowed mailsrv_binding (None for NULL)."""
+    if not b:
+        return None
+    sni = lib.mailsrv_binding_sni(b)
+    return Binding(
+        service=Service(lib.mailsrv_binding_service(b)),
+        host=_text(lib.mailsrv_binding_host(b)),
+        port=int(lib.mailsrv_binding_port(b)),
+        security=Security(lib.mailsrv_binding_security(b)),
+        sni=None if sni is None else _text(sni),
+        identity=_text(lib.mailsrv_binding_identity(b)),
+        dane=bool(lib.mailsrv_binding_dane(b)),
+        text=_text(lib.mailsrv_binding_text(b)),
+    )
+
+
+@contextlib.contextmanager
+def _c_binding(binding: Union[Binding, StrOrBytes]) -> Iterator[int]:
+    """An owned C binding for the duration of a call, from a Binding or its text."""
+    text = binding.text if isinstance(binding, Binding) else binding
+    out = c_void_p()
+    buf = _ffi.errbuf()
+    status = lib.mailsrv_binding_from_text(_c_text(text, "binding"), byref(out), buf, len(buf))
+    _check(status, buf.value)
+    try:
+        yield out.value  # type: ignore[misc]
+    finally:
+        lib.mailsrv_binding_free(out)
+
+
 # --------------------------------------------------------------------------- authenticity, change check
 
 
@@ -1195,8 +1284,12 @@ class Authenticity:
     probe_chain: Tuple[bytes, ...]
     #: The reconnect's peer chain.
     target_chain: Tuple[bytes, ...]
-    #: With keep_probe and an AUTHENTIC verdict by probe: the verified probe connection
-    #: (SNI = the mail domain), yours to use and close; else None.
+    #: How the connection that carries the credentials must be made (None when REJECTED;
+    #: for UNVERIFIED the plain binding, only after the user accepted the server). Store
+    #: ``binding.text`` with the account and log in with :meth:`Context.connect_binding`.
+    binding: Optional["Binding"] = None
+    #: With keep_probe and an AUTHENTIC verdict: the verified connection made exactly as
+    #: the binding says, yours to use and close; else None.
     probe_stream: Optional[TlsStream] = field(default=None, compare=False)
 
     @property
@@ -1246,6 +1339,7 @@ def _take_authenticity(a: Optional[int]) -> Authenticity:
             target_status=Status(lib.mailsrv_authenticity_target_status(a)),
             probe_chain=_auth_chain(a, 0),
             target_chain=_auth_chain(a, 1),
+            binding=_copy_binding(lib.mailsrv_authenticity_binding(a)),
         )
         stream = c_void_p()
         status = lib.mailsrv_authenticity_take_probe_stream(a, byref(stream))
@@ -1271,6 +1365,9 @@ class Change:
     verdict: Optional[Verdict]
     #: Why, in words a client can show.
     detail: str
+    #: How the account must connect to the new endpoint: always set for UPDATE; for
+    #: ASK_USER and WAIT the plain binding to use once the user accepted; else None.
+    binding: Optional["Binding"] = None
 
 
 def _take_change(c: Optional[int]) -> Change:
@@ -1286,6 +1383,7 @@ def _take_change(c: Optional[int]) -> Change:
             wait_until=int(lib.mailsrv_change_wait_until(c)),
             verdict=Verdict(verdict) if verdict else None,
             detail=_text(lib.mailsrv_change_detail(c)),
+            binding=_copy_binding(lib.mailsrv_change_binding(c)),
         )
     finally:
         lib.mailsrv_change_free(c)
@@ -2041,6 +2139,37 @@ class Context:
                 ),
             )
 
+    def connect_binding(self, binding: Union[Binding, StrOrBytes]) -> TlsStream:
+        """Connects exactly as ``binding`` says (a :class:`Binding` or its stored text) and
+        returns a verified :class:`TlsStream`, blocking: the connection to send the user's
+        credentials on. DANE TLSA records are enforced when the binding says so; a TLSA
+        state that cannot be judged refuses the connection.
+
+        :raises MailsrvError: INVALID_ARG (bad binding text), DNS errors, CONNECT_FAILED,
+            TIMEOUT, PROTOCOL, DANE_MISMATCH, the precise certificate status, HANDSHAKE.
+        """
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with _c_binding(binding) as bh, self._use() as h:
+            status = lib.mailsrv_connect_with_binding(h, bh, 0, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_tls_stream_free(out)  # NULL on failure
+            _check(status, buf.value)
+        return TlsStream._wrap(out.value)
+
+    def connect_binding_async(self, binding: Union[Binding, StrOrBytes], callback: ConnectCallback) -> int:
+        """:meth:`connect_binding` without blocking; ``callback(request_id, outcome)`` runs
+        exactly once with a :class:`TlsStream` or a :class:`MailsrvError`. Returns the
+        request id."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        with _c_binding(binding) as bh:
+            return self._start_async(
+                _STREAM,
+                callback,
+                lambda h, token, rid: lib.mailsrv_connect_with_binding_async(h, bh, 0, _trampoline, token, rid),
+            )
+
     # ---- authenticity of an SRV answer
 
     @staticmethod
@@ -2052,11 +2181,13 @@ class Context:
         probe: bool,
         keep_probe: bool,
         accept_sibling: bool,
+        require_secure: bool = False,
     ) -> Tuple[bytes, int, bytes, int, int]:
         flags = (
             (0 if probe else FLAG_NO_PROBE)
             | (FLAG_KEEP_PROBE if keep_probe else 0)
             | (FLAG_ACCEPT_SIBLING_SERVICE if accept_sibling else 0)
+            | (FLAG_REQUIRE_SECURE if require_secure else 0)
         )
         return (
             _c_text(domain, "domain"),
@@ -2075,6 +2206,8 @@ class Context:
         probe: bool = True,
         keep_probe: bool = False,
         accept_sibling: bool = False,
+        *,
+        require_secure: bool = False,
     ) -> Authenticity:
         """Judges one service's SRV answer (``_service._tcp.domain`` -> ``target``:``port``),
         blocking: may it change an account without asking the user?
@@ -2086,13 +2219,14 @@ class Context:
         concurrently, with SNI = the target, its own DNS-ID. Both -> AUTHENTIC; the probe
         alone -> UNVERIFIED with target_verified False; the probe failing -> UNVERIFIED. No
         credentials are ever sent. ``probe=False``: never connect (unproven answers are
-        UNVERIFIED). ``keep_probe``: keep the verified probe connection as
+        UNVERIFIED). ``require_secure``: only a DNSSEC-secure answer can be AUTHENTIC (no
+        probe). ``keep_probe``: keep the verified probe connection as
         ``probe_stream`` (to try the user's login before saving the account).
 
         :raises MailsrvError: INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS (the verdict itself is
             never an exception).
         """
-        args = self._auth_args(domain, service, target, port, probe, keep_probe, accept_sibling)
+        args = self._auth_args(domain, service, target, port, probe, keep_probe, accept_sibling, require_secure)
         out = c_void_p()
         buf = _ffi.errbuf()
         with self._use() as h:
@@ -2112,13 +2246,15 @@ class Context:
         probe: bool = True,
         keep_probe: bool = False,
         accept_sibling: bool = False,
+        *,
+        require_secure: bool = False,
     ) -> int:
         """:meth:`verify_srv_authenticity` without blocking; returns the request id.
         ``callback(request_id, outcome)`` gets an :class:`Authenticity` or a MailsrvError,
         exactly once."""
         if not callable(callback):
             raise TypeError("callback must be callable")
-        args = self._auth_args(domain, service, target, port, probe, keep_probe, accept_sibling)
+        args = self._auth_args(domain, service, target, port, probe, keep_probe, accept_sibling, require_secure)
         return self._start_async(
             _AUTHENTICITY,
             callback,
@@ -2138,6 +2274,7 @@ class Context:
         now: int,
         min_age_s: int,
         probe: bool,
+        require_secure: bool = False,
     ) -> Tuple[Tuple[bytes, int, bytes, int, int], Tuple[int, int, int]]:
         if history is not None and not isinstance(history, History):
             raise TypeError(f"history must be a mailsrv.History, not {type(history).__name__}")
@@ -2151,7 +2288,7 @@ class Context:
         trailing = (
             _c_uint(now, "now", _U64_MAX),
             _c_uint(min_age_s, "min_age_s", _U64_MAX),
-            0 if probe else FLAG_NO_PROBE,
+            (0 if probe else FLAG_NO_PROBE) | (FLAG_REQUIRE_SECURE if require_secure else 0),
         )
         return leading, trailing
 
@@ -2166,6 +2303,8 @@ class Context:
         now: int = 0,
         min_age_s: int = 0,
         probe: bool = True,
+        *,
+        require_secure: bool = False,
     ) -> Change:
         """The refresh check for one saved service, blocking: re-discovers ``service`` for
         ``domain``; when its first endpoint differs from ``saved_host``:``saved_port`` (and
@@ -2180,7 +2319,7 @@ class Context:
             context or history.
         """
         leading, trailing = self._change_args(
-            domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe
+            domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
         )
         out = c_void_p()
         buf = _ffi.errbuf()
@@ -2205,6 +2344,8 @@ class Context:
         now: int = 0,
         min_age_s: int = 0,
         probe: bool = True,
+        *,
+        require_secure: bool = False,
     ) -> int:
         """:meth:`srv_change_check` without blocking; returns the request id.
         ``callback(request_id, outcome)`` gets a :class:`Change` or a MailsrvError, exactly
@@ -2213,7 +2354,7 @@ class Context:
         if not callable(callback):
             raise TypeError("callback must be callable")
         leading, trailing = self._change_args(
-            domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe
+            domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
         )
         with contextlib.ExitStack() as stack:
             hh = stack.enter_context(history._use()) if history is not None else None
@@ -2395,6 +2536,11 @@ class AsyncContext:
         )
         return stream
 
+    async def connect_binding(self, binding: Union[Binding, StrOrBytes]) -> TlsStream:
+        """:meth:`Context.connect_binding` as a coroutine."""
+        stream: TlsStream = await self._run(lambda done: self.context.connect_binding_async(binding, done))
+        return stream
+
     async def verify_srv_authenticity(
         self,
         domain: StrOrBytes,
@@ -2404,11 +2550,13 @@ class AsyncContext:
         probe: bool = True,
         keep_probe: bool = False,
         accept_sibling: bool = False,
+        *,
+        require_secure: bool = False,
     ) -> Authenticity:
         """:meth:`Context.verify_srv_authenticity` as a coroutine."""
         result: Authenticity = await self._run(
             lambda done: self.context.verify_srv_authenticity_async(
-                domain, service, target, port, done, probe, keep_probe, accept_sibling
+                domain, service, target, port, done, probe, keep_probe, accept_sibling, require_secure=require_secure
             )
         )
         return result
@@ -2424,11 +2572,23 @@ class AsyncContext:
         now: int = 0,
         min_age_s: int = 0,
         probe: bool = True,
+        *,
+        require_secure: bool = False,
     ) -> Change:
         """:meth:`Context.srv_change_check` as a coroutine."""
         result: Change = await self._run(
             lambda done: self.context.srv_change_check_async(
-                domain, service, saved_host, saved_port, done, origin, history, now, min_age_s, probe
+                domain,
+                service,
+                saved_host,
+                saved_port,
+                done,
+                origin,
+                history,
+                now,
+                min_age_s,
+                probe,
+                require_secure=require_secure,
             )
         )
         return result

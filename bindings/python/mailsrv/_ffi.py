@@ -207,6 +207,24 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_authenticity_chain_len": (c_size_t, [_P, c_uint32]),
     "mailsrv_authenticity_cert_get": (mailsrv_status, [_P, c_uint32, c_size_t, POINTER(c_void_p), POINTER(c_size_t)]),
     "mailsrv_authenticity_take_probe_stream": (mailsrv_status, [_P, POINTER(c_void_p)]),
+    "mailsrv_authenticity_binding": (c_void_p, [_P]),
+    # the binding: how the connection that carries the credentials must be made
+    "mailsrv_binding_from_text": (mailsrv_status, [c_char_p, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_binding_clone": (mailsrv_status, [_P, POINTER(c_void_p)]),
+    "mailsrv_binding_free": (None, [_P]),
+    "mailsrv_binding_text": (c_char_p, [_P]),
+    "mailsrv_binding_service": (c_uint32, [_P]),
+    "mailsrv_binding_host": (c_char_p, [_P]),
+    "mailsrv_binding_port": (c_uint16, [_P]),
+    "mailsrv_binding_security": (c_uint32, [_P]),
+    "mailsrv_binding_sni": (c_char_p, [_P]),
+    "mailsrv_binding_identity": (c_char_p, [_P]),
+    "mailsrv_binding_dane": (c_bool, [_P]),
+    "mailsrv_connect_with_binding": (mailsrv_status, [_P, _P, c_uint32, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_connect_with_binding_async": (
+        mailsrv_status,
+        [_P, _P, c_uint32, CONNECT_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
     # account setup: discovery plus a verdict per endpoint (raw bindings; no typed wrapper yet)
     "mailsrv_autoconfigure": (mailsrv_status, [_P, c_char_p, c_uint32, POINTER(c_void_p), c_char_p, c_size_t]),
     "mailsrv_autoconfigure_async": (
@@ -244,6 +262,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_change_wait_until": (c_uint64, [_P]),
     "mailsrv_change_verdict": (c_uint32, [_P]),
     "mailsrv_change_detail": (c_char_p, [_P]),
+    "mailsrv_change_binding": (c_void_p, [_P]),
     # names, statuses, version
     "mailsrv_service_name": (c_char_p, [c_uint32]),
     "mailsrv_srv_state_name": (c_char_p, [c_uint32]),
