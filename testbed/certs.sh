@@ -4,9 +4,10 @@
 # Writes OUT/NAME.crt, OUT/NAME.key and OUT/NAME.pem (key + leaf + chain, for servers),
 # OUT/ca.crt (the trust anchor), OUT/ca-bundle.pem, OUT/other-ca.crt, OUT/nc-ca.crt, and
 # OUT/NAME.tlsa (hex SHA-256 of the SPKI, for TLSA 3 1 1) for the two DANE-EE certificates.
-# All keys are EC P-256. Leaves are issued with `openssl ca` so that notBefore/notAfter
-# can be set explicitly. Idempotent: if OUT/ca.crt and every certificate exist nothing is
-# regenerated; ca.crt is written last, so it marks a complete OUT.
+# All keys are EC P-256, except the leaf-key cases (KEYTYPE below: RSA 1024, RSA 2048, DSA).
+# Leaves are issued with `openssl ca` so that notBefore/notAfter can be set explicitly.
+# Idempotent: if OUT/ca.crt and every certificate exist nothing is regenerated; ca.crt is
+# written last, so it marks a complete OUT.
 # Writes nothing outside OUT (scratch files live in OUT/.ca).
 set -euo pipefail
 
@@ -19,7 +20,9 @@ W=$OUT/.ca
 # older certs.sh (ca.crt present, these missing) gets them from its existing CAs in OUT/.ca.
 EXTRA=(srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test srvid-pop3s-hosted-test-only
        dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside
-       srvid-imaps-relayed-hosted-test)
+       srvid-imaps-relayed-hosted-test
+       rsa-1024-mail-example-net rsa-2048-mail-example-net dsa-mail-example-net
+       wildcard-co-uk wildcard-s3-amazonaws-com)
 TLSA=(dane-ee-selfsigned dane-ee-expired-selfsigned)   # these also get OUT/NAME.tlsa
 extras_done() {
     local n
@@ -292,6 +295,22 @@ subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid
 subjectAltName         = DNS:mail.example.net
 
+[ ext_wildcard_co_uk ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:*.co.uk
+
+[ ext_wildcard_s3_amazonaws_com ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:*.s3.amazonaws.com
+
 [ ext_dns_mail_example_com ]
 basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
@@ -303,9 +322,23 @@ CNF
 
 CNF=$W/openssl.cnf
 
-# newkey NAME SUBJECT -> W/NAME.key (P-256, PKCS#8) and W/NAME.csr
+# Leaves whose key is not P-256 (the leaf-key checks): NAME -> openssl req -newkey argument.
+declare -A KEYTYPE=(
+    [rsa-1024-mail-example-net]=rsa:1024
+    [rsa-2048-mail-example-net]=rsa:2048
+    [dsa-mail-example-net]=dsa:$W/dsa.param
+)
+# newkey NAME SUBJECT -> W/NAME.key (P-256 unless KEYTYPE says otherwise, PKCS#8) and W/NAME.csr
 newkey() {
-    openssl req -new -config "$CNF" -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    local kt=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
+    if [[ -n ${KEYTYPE[$1]:-} ]]; then
+        kt=(-newkey "${KEYTYPE[$1]}")
+        if [[ ${KEYTYPE[$1]} == dsa:* && ! -s $W/dsa.param ]]; then
+            openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 \
+                -out "$W/dsa.param.tmp" 2>/dev/null && mv "$W/dsa.param.tmp" "$W/dsa.param"
+        fi
+    fi
+    openssl req -new -config "$CNF" "${kt[@]}" -nodes \
         -keyout "$W/$1.key" -out "$W/$1.csr" -subj "$2" 2>/dev/null
 }
 CA_SEC=CA_default   # the [ CA_* ] section (database) that sign and selfsign use
@@ -355,6 +388,11 @@ declare -A SUBJ_EXTRA=(
     [eku-client]="/CN=EKU clientAuth only"
     [nc-dns-outside]="/CN=NC DNS-ID outside"
     [srvid-imaps-relayed-hosted-test]="/CN=SRV-ID relayed.hosted.test"
+    [rsa-1024-mail-example-net]="/CN=RSA 1024 mail.example.net"
+    [rsa-2048-mail-example-net]="/CN=RSA 2048 mail.example.net"
+    [dsa-mail-example-net]="/CN=DSA mail.example.net"
+    [wildcard-co-uk]="/CN=wildcard co.uk"
+    [wildcard-s3-amazonaws-com]="/CN=wildcard s3.amazonaws.com"
 )
 if (( FULL )); then for n in "${!SUBJ_BASE[@]}"; do SUBJ[$n]=${SUBJ_BASE[$n]}; done; fi
 for n in "${!SUBJ_EXTRA[@]}"; do SUBJ[$n]=${SUBJ_EXTRA[$n]}; done
@@ -386,11 +424,18 @@ make_extras() {
     sign srvid-imaps-relayed-hosted-test ca ext_srvid_imaps_relayed   "${V[@]}"
     sign eku-client                   ca ext_eku_client               "${V[@]}"
     sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
+    sign rsa-1024-mail-example-net    ca ext_dns_mail_example_net     "${V[@]}"
+    sign rsa-2048-mail-example-net    ca ext_dns_mail_example_net     "${V[@]}"
+    sign dsa-mail-example-net         ca ext_dns_mail_example_net     "${V[@]}"
+    sign wildcard-co-uk               ca ext_wildcard_co_uk           "${V[@]}"
+    sign wildcard-s3-amazonaws-com    ca ext_wildcard_s3_amazonaws_com "${V[@]}"
     selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
     # the same name as dane-ee-selfsigned (so it does not name its host daneexp.example.net), expired
     selfsign dane-ee-expired-selfsigned ext_dane_ee                   20200101000000Z 20200201000000Z
     for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
-             srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test; do
+             srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test \
+             rsa-1024-mail-example-net rsa-2048-mail-example-net dsa-mail-example-net \
+             wildcard-co-uk wildcard-s3-amazonaws-com; do
         publish "$n" "$W/ca.crt"
     done
     publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"

@@ -195,6 +195,38 @@ fn dns_ids_and_wildcards() {
     assert_eq!(st, mailsrv_status::Ok, "T-AUTH-08");
 }
 
+/// T-DNS-09 through the C entry point: `*.co.uk` (ICANN) and `*.s3.amazonaws.com`
+/// (PRIVATE) are public suffixes, so these wildcards match nothing.
+#[test]
+fn t_dns_09_no_wildcard_over_a_public_suffix() {
+    for (cert, name) in [
+        ("wildcard-co-uk", "example.co.uk"),
+        ("wildcard-s3-amazonaws-com", "bucket.s3.amazonaws.com"),
+    ] {
+        let (st, detail, _) = check(cert, &[Ref::Dns(name)], 0);
+        assert_eq!(st, mailsrv_status::NameMismatch, "{cert}: {detail}");
+    }
+}
+
+/// Leaf keys mailsrv's own TLS would refuse are BAD_CERTIFICATE here too, with the reason.
+#[test]
+fn weak_and_dsa_leaf_keys_are_bad_certificates() {
+    for (cert, why) in [
+        ("rsa-1024-mail-example-net", "RSA 1024 bits"),
+        ("dsa-mail-example-net", "DSA"),
+    ] {
+        let (st, detail, _) = check(cert, &[Ref::Dns("mail.example.net")], 0);
+        assert_eq!(st, mailsrv_status::BadCertificate, "{cert}: {detail}");
+        assert!(detail.contains(why), "{cert}: {detail}");
+    }
+    let (st, detail, _) = check(
+        "rsa-2048-mail-example-net",
+        &[Ref::Dns("mail.example.net")],
+        0,
+    );
+    assert_eq!(st, mailsrv_status::Ok, "{detail}");
+}
+
 #[test]
 fn t_cn_02_cn_only_needs_the_legacy_flag() {
     let (st, _, _) = check("cn-only", &[Ref::Dns("mail.example.net")], 0);

@@ -335,3 +335,98 @@ fn t_seed_05_a_target_changed_between_two_runs() {
     assert_eq!(verdict, 2, "unverified");
     unsafe { mailsrv_history_free(h) };
 }
+
+fn open_history(path: &str) -> *mut mailsrv_history {
+    let mut h = ptr::null_mut();
+    let mut err = [0 as c_char; 256];
+    let st = unsafe { mailsrv_history_open(c(path).as_ptr(), &mut h, err.as_mut_ptr(), err.len()) };
+    assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
+    h
+}
+
+fn save_history(h: *mut mailsrv_history) {
+    let mut err = [0 as c_char; 256];
+    let st = unsafe { mailsrv_history_save(h, err.as_mut_ptr(), err.len()) };
+    assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
+}
+
+/// insecure.test's answer is mail.example.net (unverified); b.example.net stands for another
+/// answer seen on day 3 (an attacker's, or a provider's short-lived change).
+fn observe_other(h: *mut mailsrv_history, now: u64) {
+    let st = unsafe {
+        mailsrv_history_observe(
+            h,
+            c("insecure.test").as_ptr(),
+            IMAPS,
+            c("b.example.net").as_ptr(),
+            993,
+            now,
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+}
+
+/// The refresh check of insecure.test (unverified answer A = mail.example.net) on `day`; it
+/// must say WAIT, so the decision and its wait_until are returned with the detail.
+fn waits_on_day(h: *mut mailsrv_history, day: u64) -> u64 {
+    let (d, _, _, wait_until, detail) = check(
+        "insecure.test",
+        "old.example.net",
+        993,
+        SRV,
+        h,
+        NOW + day * DAY,
+    );
+    assert_eq!(d, WAIT, "day {day}: {detail}");
+    wait_until
+}
+
+/// Day 7, from a fresh handle on the file: A has persisted since day 6 only.
+fn waits_on_day_7(path: &str) {
+    let h = open_history(path);
+    assert_eq!(
+        waits_on_day(h, 7),
+        NOW + 13 * DAY,
+        "A's run started on day 6"
+    );
+    unsafe { mailsrv_history_free(h) };
+}
+
+/// Issue 12: seen A (day 0), B (day 3), A again (day 6): A has persisted one day on day 7,
+/// so the decision is WAIT. The merge in mailsrv_history_save used to restore day 0 (ASK_USER).
+#[test]
+fn interruption_survives_saving_and_reopening() {
+    let path = temp_history("days");
+    for day in [0, 3, 6] {
+        let h = open_history(&path);
+        if day == 3 {
+            observe_other(h, NOW + 3 * DAY);
+        } else {
+            waits_on_day(h, day);
+        }
+        save_history(h);
+        unsafe { mailsrv_history_free(h) };
+    }
+    waits_on_day_7(&path);
+}
+
+/// The same sequence with two writers on one file (two processes): writer 1 sees A on days 0
+/// and 6, writer 2 sees B on day 3; neither ever holds both in memory before saving.
+#[test]
+fn interruption_survives_two_writers() {
+    let path = temp_history("writers");
+    let w1 = open_history(&path);
+    let w2 = open_history(&path);
+    waits_on_day(w1, 0);
+    save_history(w1);
+    observe_other(w2, NOW + 3 * DAY);
+    save_history(w2);
+    waits_on_day(w1, 6);
+    save_history(w1);
+    save_history(w2); // saving the other writer again changes nothing
+    unsafe {
+        mailsrv_history_free(w1);
+        mailsrv_history_free(w2);
+    }
+    waits_on_day_7(&path);
+}

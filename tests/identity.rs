@@ -41,6 +41,11 @@ const TESTBED_NAMES: &[&str] = &[
     "nc-srvid-outside",
     "nc-dns-inside",
     "selfsigned",
+    "rsa-1024-mail-example-net",
+    "rsa-2048-mail-example-net",
+    "dsa-mail-example-net",
+    "wildcard-co-uk",
+    "wildcard-s3-amazonaws-com",
 ];
 
 fn complete(dir: &Path, names: &[&str]) -> bool {
@@ -449,6 +454,40 @@ fn wildcard_example_net() {
         is_mismatch,
         "SRV via wildcard",
     );
+}
+
+/// T-DNS-09: a wildcard never covers a public suffix (the Public Suffix List, ICANN and
+/// PRIVATE sections), so `*.co.uk` and `*.s3.amazonaws.com` match nothing, whatever the CA.
+#[test]
+fn t_dns_09_wildcard_over_a_public_suffix_never_matches() {
+    for (cert, name) in [
+        ("wildcard-co-uk", "example.co.uk"),
+        ("wildcard-s3-amazonaws-com", "bucket.s3.amazonaws.com"),
+    ] {
+        assert_variant(check(cert, &dns(name), strict()), is_mismatch, name);
+        assert_variant(check(cert, &dns(name), legacy()), is_mismatch, name);
+    }
+}
+
+/// A leaf key that mailsrv's TLS cannot use (RSA under 2048 bits, DSA) is refused by the
+/// certificate check too, as BadCertificate, after path validation; RSA 2048 is accepted.
+#[test]
+fn weak_and_unsupported_leaf_keys_are_bad_certificates() {
+    for (cert, why) in [
+        ("rsa-1024-mail-example-net", "RSA 1024 bits"),
+        ("dsa-mail-example-net", "DSA"),
+    ] {
+        match check(cert, &dns("mail.example.net"), strict()) {
+            Err(Error::BadCertificate(d)) => assert!(d.contains(why), "{cert}: {d}"),
+            other => panic!("{cert}: {other:?}"),
+        }
+    }
+    let v = ok(
+        "rsa-2048-mail-example-net",
+        &dns("mail.example.net"),
+        strict(),
+    );
+    assert_eq!(v.matched.kind, MatchKind::Exact);
 }
 
 #[test]

@@ -9,6 +9,12 @@
 //! Format, version 1 (text, one record per line, fields separated by single spaces):
 //! `mailsrv-history 1` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN` ... /
 //! `end COUNT`. The trailer makes truncation detectable.
+//!
+//! The interruption rule (an answer's first-seen time starts again once another answer was
+//! seen for the same domain and service) is kept across merges: a record's first-seen time
+//! is never at or before the last sighting of another answer that came before its own last
+//! sighting ([`settle`]). Records hold enough for this (each first and last sighting), so
+//! the format stays version 1; files written before the rule was kept are repaired on open.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -50,7 +56,7 @@ impl History {
     /// Opens (or starts) the history kept in `path`. A missing file is an empty history;
     /// a damaged one is moved aside and reported as [`Error::Corrupt`].
     pub fn open(path: &Path) -> Result<Self> {
-        let records = read_records(path)?;
+        let records = settle(read_records(path)?.into_iter().map(sightings));
         Ok(History {
             path: path.to_path_buf(),
             records,
@@ -105,19 +111,59 @@ impl History {
     pub fn save(&mut self) -> Result<()> {
         let lock = lock_file(&self.path)?;
         let on_disk = read_records(&self.path)?;
-        for (k, s) in on_disk {
-            self.records
-                .entry(k)
-                .and_modify(|mine| {
-                    mine.first = mine.first.min(s.first);
-                    mine.last = mine.last.max(s.last);
-                })
-                .or_insert(s);
-        }
+        let mine = std::mem::take(&mut self.records);
+        self.records = settle(mine.into_iter().chain(on_disk).map(sightings));
         write_atomically(&self.path, &render(&self.records))?;
         drop(lock);
         Ok(())
     }
+}
+
+fn sightings((key, seen): (ObservationKey, Seen)) -> (ObservationKey, [u64; 2]) {
+    (key, [seen.first, seen.last])
+}
+
+/// Merges sightings (records of this history and of the file, possibly several per answer)
+/// and applies the interruption rule to the result. For each answer, `cutoff` is the latest
+/// last-seen time of another answer for the same (domain, service) before the answer's own
+/// last sighting: the answer was interrupted then, so its first-seen time is its earliest
+/// known sighting after `cutoff` (never earlier: a later first-seen only means waiting
+/// longer). Without this a merge by the earliest first-seen would undo a reset
+/// (docs/SECURITY.md: an answer seen on day 0, another on day 3, the first again on day 6
+/// has persisted since day 6, not day 0).
+fn settle(
+    sightings: impl IntoIterator<Item = (ObservationKey, [u64; 2])>,
+) -> BTreeMap<ObservationKey, Seen> {
+    let mut times: BTreeMap<ObservationKey, Vec<u64>> = BTreeMap::new();
+    for (key, seen) in sightings {
+        times.entry(key).or_default().extend(seen);
+    }
+    let entries: Vec<(ObservationKey, Vec<u64>, u64)> = times
+        .into_iter()
+        .map(|(k, t)| {
+            let last = t.iter().copied().max().unwrap_or(0);
+            (k, t, last)
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    // Sorted by domain, then service: one group per (domain, service).
+    for group in entries.chunk_by(|a, b| a.0.domain == b.0.domain && a.0.service == b.0.service) {
+        for (key, times, last) in group {
+            let cutoff = group
+                .iter()
+                .filter(|(other, _, other_last)| other != key && other_last < last)
+                .map(|(_, _, other_last)| *other_last)
+                .max();
+            let first = times
+                .iter()
+                .copied()
+                .filter(|&t| cutoff.is_none_or(|c| t > c))
+                .min()
+                .unwrap_or(*last);
+            out.insert(key.clone(), Seen { first, last: *last });
+        }
+    }
+    out
 }
 
 fn normalized(mut key: ObservationKey) -> Result<ObservationKey> {
@@ -375,5 +421,115 @@ mod tests {
         b.save().unwrap();
         let h = History::open(&path).unwrap();
         assert_eq!(h.len(), 2, "neither observation lost");
+    }
+
+    const DAY: u64 = 86_400;
+
+    /// Seven days after day 0; the answer must not look seven days old (policy's default age).
+    fn first_seen_on_day_7(path: &Path) -> u64 {
+        let mut h = History::open(path).unwrap();
+        h.observe(key("a.example.net"), 7 * DAY).unwrap().first
+    }
+
+    #[test]
+    fn an_interruption_survives_save_and_reopen() {
+        let path = temp("days");
+        for (day, target) in [
+            (0, "a.example.net"),
+            (3, "b.example.net"),
+            (6, "a.example.net"),
+        ] {
+            let mut h = History::open(&path).unwrap();
+            h.observe(key(target), day * DAY).unwrap();
+            h.save().unwrap();
+        }
+        let h = History::open(&path).unwrap();
+        assert_eq!(
+            h.get(&key("a.example.net")),
+            Some(Seen {
+                first: 6 * DAY,
+                last: 6 * DAY
+            }),
+            "the merge kept the reset"
+        );
+        assert_eq!(first_seen_on_day_7(&path), 6 * DAY);
+    }
+
+    /// Two writers on one file, each saving after its own observations.
+    fn two_writers(name: &str, steps: &[(usize, &str, u64)]) -> PathBuf {
+        let path = temp(name);
+        let mut w = [History::open(&path).unwrap(), History::open(&path).unwrap()];
+        for &(writer, target, day) in steps {
+            if target == "save" {
+                w[writer].save().unwrap();
+            } else {
+                w[writer].observe(key(target), day * DAY).unwrap();
+            }
+        }
+        path
+    }
+
+    #[test]
+    fn an_interruption_seen_by_another_writer_survives_the_merge() {
+        // Writer 0 never sees B; writer 1 never sees A: only the file knows both.
+        let path = two_writers(
+            "writers",
+            &[
+                (0, "a.example.net", 0),
+                (0, "save", 0),
+                (1, "b.example.net", 3),
+                (1, "save", 0),
+                (0, "a.example.net", 6),
+                (0, "save", 0),
+            ],
+        );
+        assert_eq!(first_seen_on_day_7(&path), 6 * DAY);
+
+        // The other order: the writer that saw B saves last, over an older first-seen of A.
+        let path = two_writers(
+            "writers2",
+            &[
+                (0, "a.example.net", 0),
+                (0, "save", 0),
+                (1, "b.example.net", 3),
+                (1, "a.example.net", 6),
+                (0, "a.example.net", 5),
+                (0, "save", 0),
+                (1, "save", 0),
+            ],
+        );
+        assert_eq!(first_seen_on_day_7(&path), 5 * DAY, "A's run since day 5");
+    }
+
+    #[test]
+    fn a_file_saved_by_the_old_merge_is_repaired_on_open() {
+        let path = temp("v1");
+        fs::write(
+            &path,
+            format!(
+                "{MAGIC}\nobs example.com imaps a.example.net 993 0 {}\n\
+                 obs example.com imaps b.example.net 993 {} {}\nend 2\n",
+                6 * DAY,
+                3 * DAY,
+                3 * DAY
+            ),
+        )
+        .unwrap();
+        assert_eq!(first_seen_on_day_7(&path), 6 * DAY);
+    }
+
+    #[test]
+    fn uninterrupted_answers_keep_their_first_seen_across_writers() {
+        let path = temp("keep");
+        let mut w1 = History::open(&path).unwrap();
+        let mut w2 = History::open(&path).unwrap();
+        w1.observe(key("a.example.net"), 0).unwrap();
+        w1.save().unwrap();
+        w2.observe(key("a.example.net"), 2 * DAY).unwrap();
+        w2.observe(key("b.example.net"), 9 * DAY).unwrap(); // a later switch, not in between
+        w2.save().unwrap();
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.get(&key("a.example.net")).unwrap().first, 0);
+        assert_eq!(h.get(&key("b.example.net")).unwrap().first, 9 * DAY);
     }
 }

@@ -25,7 +25,9 @@
 //!   the certificate has no dNSName, otherName, URI or iPAddress SAN at all (T-CN-01..05;
 //!   iPAddress is stricter than RFC 6125 and costs nothing now that RFC 9525 drops CN).
 //! * Wildcards: the whole left-most label only, one label, at least two labels after it
-//!   (so never `*.tld`, T-DNS-09), never in SRV-IDs.
+//!   (so never `*.tld`, T-DNS-09) and never a public suffix after it (`*.co.uk`,
+//!   `*.s3.amazonaws.com`: the Public Suffix List, ICANN and PRIVATE sections), never in
+//!   SRV-IDs.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -875,8 +877,8 @@ fn dns_matches(reference: &str, presented: &str) -> Option<MatchKind> {
         return Some(MatchKind::Exact);
     }
     let parent = presented.strip_prefix("*.")?;
-    // At least two labels after `*` (no `*.com`, T-DNS-09).
-    if !parent.contains('.') {
+    // At least two labels after `*` (no `*.com`, T-DNS-09), and never a public suffix.
+    if !parent.contains('.') || is_public_suffix(parent) {
         return None;
     }
     let (first, rest) = reference.split_once('.')?;
@@ -885,6 +887,14 @@ fn dns_matches(reference: &str, presented: &str) -> Option<MatchKind> {
     } else {
         None
     }
+}
+
+/// Whether `name` (lower case) is a public suffix: a rule of the Public Suffix List, ICANN
+/// or PRIVATE section (`co.uk`, `s3.amazonaws.com`), from the `psl` crate. A wildcard over
+/// it would cover names of unrelated registrants (T-DNS-09). The list is compiled in: it is
+/// updated by bumping `psl` in Cargo.toml (docs/SECURITY.md, "Public Suffix List").
+fn is_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes()).is_some_and(|s| s.as_bytes().len() == name.len())
 }
 
 fn match_one(r: &ReferenceId, p: &PresentedId, opts: &MatchOptions) -> Option<MatchKind> {
@@ -1296,6 +1306,33 @@ mod tests {
     #[test]
     fn t_dns_09_no_wildcard_over_tld() {
         assert!(mismatch(&dns_ref("example.com"), &dns_pres(&["*.com"])));
+    }
+
+    #[test]
+    fn t_dns_09_no_wildcard_over_a_public_suffix() {
+        for (reference, wildcard) in [
+            ("example.co.uk", "*.co.uk"),                      // ICANN section
+            ("bucket.s3.amazonaws.com", "*.s3.amazonaws.com"), // PRIVATE section
+            ("evil.github.io", "*.github.io"),                 // PRIVATE section
+            ("foo.bar.ck", "*.bar.ck"),                        // wildcard rule `*.ck`
+        ] {
+            assert!(
+                mismatch(&dns_ref(reference), &dns_pres(&[wildcard])),
+                "{wildcard}"
+            );
+        }
+        // Registrable domains under those suffixes still take wildcards.
+        for (reference, wildcard) in [
+            ("mail.example.co.uk", "*.example.co.uk"),
+            ("a.bucket.s3.amazonaws.com", "*.bucket.s3.amazonaws.com"),
+            ("mail.example.net", "*.example.net"),
+            ("mail.hosted.test", "*.hosted.test"), // unknown TLD: only `test` is a suffix
+        ] {
+            assert!(
+                matches(&dns_ref(reference), &dns_pres(&[wildcard])),
+                "{wildcard}"
+            );
+        }
     }
 
     #[test]

@@ -147,6 +147,12 @@ pub fn address_literal(ip: std::net::IpAddr) -> String {
 
 // ------------------------------------------------------------------ line reader
 
+/// `used + n` when it stays within [`MAX_REPLY`]. Checked, so that a huge count (an IMAP
+/// literal of 4 GB announced to a 32-bit client) cannot wrap around the budget.
+fn within_budget(used: usize, n: usize) -> Option<usize> {
+    used.checked_add(n).filter(|&total| total <= MAX_REPLY)
+}
+
 /// Buffered, bounded line reading under a deadline. Bytes are only ever consumed from
 /// `buf`, so whatever the server sent beyond the last parsed line stays visible.
 struct Lines<'a, S> {
@@ -177,13 +183,12 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Lines<'a, S> {
     }
 
     fn charge(&mut self, n: usize) -> Result<()> {
-        self.reply_bytes += n;
-        if self.reply_bytes > MAX_REPLY {
-            return Err(Error::Protocol(format!(
+        self.reply_bytes = within_budget(self.reply_bytes, n).ok_or_else(|| {
+            Error::Protocol(format!(
                 "{}: reply longer than {MAX_REPLY} bytes",
                 self.step
-            )));
-        }
+            ))
+        })?;
         Ok(())
     }
 
@@ -417,13 +422,21 @@ fn literal_len(line: &str) -> Option<usize> {
     if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // Ten digits always fit in a u64; a count beyond usize (32-bit targets) is still a
+    // literal, just one bigger than any reply budget.
+    let n: u64 = digits.parse().ok()?;
+    Some(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
 /// One IMAP response: a line, plus any literals it carries (skipped, counted against the
 /// reply budget). Returns the first line only: literals matter to no pre-login decision.
+/// A tagged completion never carries a literal (RFC 9051 §7.1: resp-text is plain text):
+/// its `{n}` is not skipped here, and [`imap_command`] refuses it.
 async fn imap_response<S: AsyncRead + AsyncWrite + Unpin>(r: &mut Lines<'_, S>) -> Result<String> {
     let first = r.line().await?;
+    if matches!(parse_imap(&first), Some(ImapLine::Tagged { .. })) {
+        return Ok(first);
+    }
     let mut line = first.clone();
     while let Some(n) = literal_len(&line) {
         r.skip(n).await?;
@@ -493,6 +506,14 @@ async fn imap_command<S: AsyncRead + AsyncWrite + Unpin>(
                 if kind != "OK" {
                     return Err(Error::Protocol(format!(
                         "the IMAP server refused {command}: {}",
+                        quote(&line)
+                    )));
+                }
+                if literal_len(&line).is_some() {
+                    // On the STARTTLS go-ahead, the literal's bytes would be plaintext read
+                    // as if they were part of the dialogue: refused like any injection.
+                    return Err(Error::Protocol(format!(
+                        "possible command injection: the IMAP completion of {command} announces a literal: {}",
                         quote(&line)
                     )));
                 }
@@ -1171,6 +1192,67 @@ mod tests {
             assert!(
                 matches!(&res, Err(Error::Protocol(d)) if d.contains("injection")),
                 "{sec:?}: {res:?}"
+            );
+        }
+    }
+
+    /// Issue 12: `a2 OK Begin TLS {5}` used to be read as announcing a literal, and the five
+    /// plaintext bytes after it were swallowed before the handshake.
+    #[tokio::test]
+    async fn literal_on_the_go_ahead_is_refused() {
+        for go_ahead in [
+            "a2 OK Begin TLS {5}\r\nHELLO",
+            "a2 OK Begin TLS {5+}\r\nHELLO\r\n",
+            "a2 OK Begin TLS {5}\r\n",
+        ] {
+            let (res, seen) = run_upgrade(
+                Security::StartTlsImap,
+                vec![
+                    Send("* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"),
+                    Expect("a2 STARTTLS"),
+                    Send(go_ahead),
+                ],
+            )
+            .await;
+            assert!(
+                matches!(&res, Err(Error::Protocol(d)) if d.contains("injection")),
+                "{go_ahead:?}: {res:?}"
+            );
+            never_sent_credentials(&seen);
+        }
+    }
+
+    #[test]
+    fn reply_budget_cannot_wrap() {
+        assert_eq!(within_budget(10, 20), Some(30));
+        assert_eq!(within_budget(0, MAX_REPLY), Some(MAX_REPLY));
+        assert_eq!(within_budget(1, MAX_REPLY), None);
+        assert_eq!(within_budget(10, usize::MAX), None);
+        assert_eq!(within_budget(usize::MAX, 1), None);
+        assert_eq!(within_budget(MAX_REPLY, usize::MAX - MAX_REPLY + 1), None);
+        // u32 limits: what a 32-bit usize would wrap at.
+        assert_eq!(within_budget(16, u32::MAX as usize - 15), None);
+        assert_eq!(within_budget(u32::MAX as usize, 1), None);
+        // A literal bigger than usize on any target still counts as the largest one.
+        assert_eq!(
+            literal_len("* X {9999999999}"),
+            usize::try_from(9_999_999_999u64).ok().or(Some(usize::MAX))
+        );
+        assert_eq!(literal_len("* X {4294967295}"), Some(u32::MAX as usize));
+    }
+
+    #[tokio::test]
+    async fn literal_near_the_budget_limit_is_refused() {
+        // 10 bytes already read in this reply, then a literal that would wrap a 32-bit sum.
+        let (mut client, mut server) = duplex(1 << 16);
+        server.write_all(b"0123456789").await.unwrap();
+        let mut r = Lines::new(&mut client, Instant::now() + Duration::from_secs(2));
+        r.begin("test");
+        r.charge(10).unwrap();
+        for n in [usize::MAX, usize::MAX - 9, u32::MAX as usize - 9] {
+            assert!(
+                matches!(r.skip(n).await, Err(Error::Protocol(d)) if d.contains("reply longer")),
+                "{n}"
             );
         }
     }

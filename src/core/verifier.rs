@@ -432,6 +432,7 @@ fn verify_detailed(
     };
     // Path validation precedes name matching (T-AUTH-11).
     let chain = webpki_chain(store, end_entity, intermediates, now).map_err(Failure::Chain)?;
+    check_leaf_key(end_entity.as_ref()).map_err(identity)?;
     let mut presented = PresentedIds::from_der(end_entity.as_ref()).map_err(identity)?;
     chain.restrict(&mut presented);
     match match_identity(reference, &presented, options) {
@@ -444,6 +445,70 @@ fn verify_detailed(
             error,
             presented: presented.sans().iter().map(|p| p.to_string()).collect(),
         }),
+    }
+}
+
+/// The leaf's public key must be one that mailsrv's TLS (rustls with ring) can verify a
+/// handshake signature with: RSA (rsaEncryption) of 2048 to 8192 bits, ECDSA on P-256 or
+/// P-384, or Ed25519. A certificate with another key (RSA under 2048 bits, DSA, other
+/// curves) could never complete a handshake with mailsrv, so a client's own TLS stack must
+/// not be told it is fine ([`Error::BadCertificate`]).
+pub fn check_leaf_key(der: &[u8]) -> Result<()> {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_DSA, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384,
+        OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
+    };
+    use x509_parser::public_key::PublicKey;
+    let bad = |why: String| {
+        Err(Error::BadCertificate(format!(
+            "leaf certificate key: {why}"
+        )))
+    };
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|e| Error::BadCertificate(format!("leaf certificate: {e}")))?;
+    let spki = cert.public_key();
+    let alg = &spki.algorithm.algorithm;
+    if *alg == OID_PKCS1_RSAENCRYPTION {
+        let bits = match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => unsigned_bits(rsa.modulus),
+            _ => return bad("malformed RSA key".into()),
+        };
+        if !(2048..=8192).contains(&bits) {
+            return bad(format!(
+                "RSA {bits} bits; mailsrv's TLS accepts 2048 to 8192 bits"
+            ));
+        }
+        Ok(())
+    } else if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        match curve {
+            Some(c) if c == OID_EC_P256 || c == OID_NIST_EC_P384 => Ok(()),
+            Some(c) => bad(format!(
+                "ECDSA on curve {c}; mailsrv's TLS accepts P-256 and P-384"
+            )),
+            None => bad("ECDSA key without a named curve".into()),
+        }
+    } else if *alg == OID_SIG_ED25519 {
+        Ok(())
+    } else if *alg == OID_KEY_TYPE_DSA {
+        bad("DSA, which mailsrv's TLS never accepts".into())
+    } else {
+        bad(format!(
+            "algorithm {alg}, which mailsrv's TLS does not support"
+        ))
+    }
+}
+
+/// Bit length of a big-endian unsigned integer (leading zero bytes ignored).
+fn unsigned_bits(bytes: &[u8]) -> usize {
+    let bytes = &bytes[bytes.iter().take_while(|&&b| b == 0).count()..];
+    match bytes.first() {
+        Some(&top) => (bytes.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+        None => 0,
     }
 }
 

@@ -62,9 +62,11 @@ impl mailsrv_cert_result {
 
 /// Checks a server's certificate chain the way mailsrv's own connections do: path
 /// validation to a trusted CA (the context's CA file, else the system store) with
-/// server-auth usage and validity dates, then name matching against `identity` (DNS-IDs,
-/// SRV-IDs, IP-IDs; CN only with MAILSRV_FLAG_LEGACY_CN), with CA name constraints applied
-/// to SRV-IDs too. Blocking, no network.
+/// server-auth usage and validity dates, then the leaf's key (one mailsrv's TLS can use:
+/// RSA 2048 to 8192 bits, ECDSA P-256/P-384 or Ed25519, else BAD_CERTIFICATE), then name
+/// matching against `identity` (DNS-IDs, SRV-IDs, IP-IDs; CN only with
+/// MAILSRV_FLAG_LEGACY_CN; no wildcard over a public suffix), with CA name constraints
+/// applied to SRV-IDs too. Blocking, no network.
 ///
 /// `certs[i]` / `cert_lens[i]` (borrowed): `n` DER certificates, the leaf first, then the
 /// intermediates the server sent. `identity` (borrowed, not empty). `flags`:

@@ -121,6 +121,20 @@ def test_dns_ids_and_wildcards(tls_ctx, chain):
     )
 
 
+@pytest.mark.parametrize(
+    "cert,name", [("wildcard-co-uk", "example.co.uk"), ("wildcard-s3-amazonaws-com", "bucket.s3.amazonaws.com")]
+)
+def test_t_dns_09_no_wildcard_over_a_public_suffix(tls_ctx, chain, cert, name):
+    assert failure(tls_ctx, chain(cert), dns_ids=[name]).status == Status.NAME_MISMATCH
+
+
+@pytest.mark.parametrize("cert,why", [("rsa-1024-mail-example-net", "RSA 1024 bits"), ("dsa-mail-example-net", "DSA")])
+def test_weak_and_dsa_leaf_keys_are_bad_certificates(tls_ctx, chain, cert, why):
+    e = failure(tls_ctx, chain(cert), dns_ids=["mail.example.net"])
+    assert e.status == Status.BAD_CERTIFICATE and why in str(e), e
+    assert tls_ctx.check_cert(chain("rsa-2048-mail-example-net"), dns_ids=["mail.example.net"]).kind == MatchKind.DNS_ID
+
+
 def test_idn_srv_id(tls_ctx, chain):
     m = tls_ctx.check_cert(chain("idn-srvid"), srv_ids=[("imaps", "bücher.example")])
     assert m.matched == "SRV-ID _imaps.xn--bcher-kva.example"

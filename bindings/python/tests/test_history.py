@@ -363,6 +363,30 @@ def test_unverified_change_waits_then_asks_the_user(tls_ctx, mail, hpath):
         assert h.seen("insecure.test", Service.IMAPS, TARGET, mail["imaps"]) == (NOW, NOW + 8 * DAY)
 
 
+def test_interruption_survives_two_writers(tls_ctx, mail, hpath):
+    """Issue 12: the answer (TARGET) is seen on day 0 and day 6 by one writer, another answer
+    on day 3 by a second writer on the same file. On day 7 the answer has persisted one day:
+    WAIT, not ASK_USER (the save merge used to restore day 0)."""
+    w1, w2 = History.open(hpath), History.open(hpath)
+    try:
+        assert check(tls_ctx, "insecure.test", "old.example.net", 993, history=w1, now=NOW).decision == Decision.WAIT
+        w1.save()
+        w2.observe("insecure.test", Service.IMAPS, "b.example.net", 993, now=NOW + 3 * DAY)
+        w2.save()
+        c = check(tls_ctx, "insecure.test", "old.example.net", 993, history=w1, now=NOW + 6 * DAY)
+        assert c.decision == Decision.WAIT, c.detail
+        w1.save()
+        assert w1.seen("insecure.test", Service.IMAPS, TARGET, mail["imaps"]) == (NOW + 6 * DAY,) * 2
+        w2.save()  # the second writer saving again changes nothing
+    finally:
+        w1.close()
+        w2.close()
+    with History.open(hpath) as h:
+        c = check(tls_ctx, "insecure.test", "old.example.net", 993, history=h, now=NOW + 7 * DAY)
+        assert c.decision == Decision.WAIT, c.detail
+        assert c.wait_until == NOW + 13 * DAY
+
+
 def test_min_age_and_no_probe(tls_ctx, hpath):
     with History.open(hpath) as h:
         c = check(tls_ctx, "insecure.test", "old.example.net", 993, history=h, now=NOW, min_age_s=3600, probe=False)
