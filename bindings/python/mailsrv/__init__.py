@@ -936,12 +936,12 @@ class _Guard:
             self._release()
 
     def _release(self) -> None:
+        handle_to_free: Optional[int] = None
         with self._cond:
             self._users -= 1
-            last = self._closing and self._users == 0 and self._handle is not None
-            if last:
+            if self._closing and self._users == 0:
                 handle_to_free, self._handle = self._handle, None
-        if last:
+        if handle_to_free is not None:
             self._finish(handle_to_free)
 
     def close(self, interrupt: Optional[Callable[[int], Any]] = None) -> None:
@@ -1589,7 +1589,7 @@ def _take_authenticity(a: Optional[int]) -> Authenticity:
         stream = c_void_p()
         status = lib.mailsrv_authenticity_take_probe_stream(a, byref(stream))
         probe = TlsStream._wrap(stream.value) if status == Status.OK and stream.value else None
-        return Authenticity(probe_stream=probe, **fields)  # type: ignore[arg-type]
+        return Authenticity(probe_stream=probe, **fields)
     finally:
         lib.mailsrv_authenticity_free(a)
 
@@ -2318,7 +2318,7 @@ class Context:
         self,
         kind: _Kind,
         callback: Callable[[int, Any], Any],
-        start: Callable[..., int],
+        start: Callable[..., Any],
         refused: str = "",
     ) -> int:
         """Registers the request's token, then calls ``start(ctx_handle, userdata, id_out)``
@@ -2346,7 +2346,7 @@ class Context:
         if status == Status.INVALID_ARG and refused:
             raise _invalid(f"{kind.what}: {refused}")
         _check(status)
-        return request_id.value
+        return int(request_id.value)
 
     def cancel(self, request_id: int) -> bool:
         """Cancels an async request. True: its callback will still run, once, with
@@ -2741,13 +2741,14 @@ class Context:
         )
         with contextlib.ExitStack() as stack:
             hh = stack.enter_context(history._use()) if history is not None else None
-            return self._start_async(
+            rid = self._start_async(
                 _CHANGE,
                 callback,
                 lambda h, token, rid: lib.mailsrv_srv_change_check_async(
                     h, *leading, hh, *trailing, _trampoline, token, rid
                 ),
             )
+        return rid
 
     # ---- loop mode
 
