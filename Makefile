@@ -14,6 +14,8 @@ DESTDIR      ?=
 CARGO   ?= cargo
 CC      ?= cc
 PYTHON  ?= python3
+# mypy: the PYTHON's own, else Debian's python3-mypy (testbed/install.sh) under /usr/bin/python3.
+MYPY    ?= $(shell $(PYTHON) -m mypy --version >/dev/null 2>&1 && echo "$(PYTHON) -m mypy" || echo "/usr/bin/python3 -m mypy")
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR   := $(word 1,$(subst ., ,$(VERSION)))
 MINOR   := $(word 2,$(subst ., ,$(VERSION)))
@@ -28,9 +30,9 @@ C_WARN  := -std=c11 -Wall -Wextra -Wpedantic -Werror
 C_TESTS := $(patsubst c-tests/%.c,c-tests/build/%,$(wildcard c-tests/test_*.c))
 
 .PHONY: fuzz deps all header check-header check-symbols lint build-test rust-tests c-tests py-tests \
-        test-suites check install uninstall demo install-check clean
+        test-suites check install uninstall demo install-check clean py-typecheck
 
-# System packages for the testbed (one apt-get, skipped when present) and pytest.
+# System packages for the testbed (one apt-get, skipped when present; python3-mypy among them) and pytest.
 deps:
 	testbed/install.sh
 	@$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q pytest
@@ -75,7 +77,11 @@ py-tests: build-test
 # Everything that needs the servers, against one testbed.
 test-suites: rust-tests c-tests py-tests install-check deb-check hardening-suites
 
-check: deps lint check-header check-symbols man-check
+# mypy --strict over the Python package and its examples (no library or testbed needed).
+py-typecheck:
+	cd bindings/python && $(MYPY) --strict --python-version 3.9 mailsrv examples
+
+check: deps lint check-header check-symbols man-check py-typecheck
 	testbed/run.sh $(MAKE) --no-print-directory test-suites
 
 install: all

@@ -612,8 +612,9 @@ typedef struct mailsrv_rustls_verifier mailsrv_rustls_verifier;
 typedef struct mailsrv_srv_set mailsrv_srv_set;
 
 /**
- * A verified TLS connection to a mail server (opaque, owned by the caller). Use it from one
- * thread at a time.
+ * A verified TLS connection to a mail server (opaque, owned by the caller). Full duplex,
+ * like a socket: one thread may read while another writes (IMAP IDLE and DONE); every call
+ * except mailsrv_tls_stream_free() may come from any thread at any time.
  */
 typedef struct mailsrv_tls_stream mailsrv_tls_stream;
 
@@ -2134,7 +2135,10 @@ mailsrv_status mailsrv_connect_with_sni_async(mailsrv_ctx *ctx,
  * OK with *n_out == 0 means the server closed cleanly (TLS close_notify); a TCP close
  * without close_notify is CONNECTION_CLOSED (truncation is never silent). Non-blocking
  * mode: WOULD_BLOCK when nothing is available. Blocking mode: TIMEOUT after the stream's
- * timeout (mailsrv_tls_stream_set_timeout_ms).
+ * timeout (mailsrv_tls_stream_set_timeout_ms). A blocking read waits for the socket without
+ * holding the stream, so another thread may write meanwhile (full duplex, e.g. IMAP IDLE
+ * read on one thread, DONE written from another); mailsrv_tls_stream_close() from another
+ * thread ends the wait with CONNECTION_CLOSED.
  * Since 0.1.
  *
  * # Safety
@@ -2149,7 +2153,10 @@ mailsrv_status mailsrv_tls_stream_read(mailsrv_tls_stream *s,
  * Encrypts and sends `len` bytes of `buf`. `n_out` (out, may be NULL): bytes taken.
  * Blocking mode: all of it, or an error. Non-blocking mode: possibly fewer (then poll for
  * writability while mailsrv_tls_stream_wants_write() and call mailsrv_tls_stream_flush()),
- * or WOULD_BLOCK when nothing could be taken.
+ * or WOULD_BLOCK when nothing could be taken. May run while another thread reads; a
+ * blocking write, like a blocking read, waits for the socket without holding the stream.
+ * Blocking mode: TIMEOUT when not all of it was sent within the stream's timeout (`n_out`
+ * then says how much was taken).
  * Since 0.1.
  *
  * # Safety
@@ -2172,7 +2179,9 @@ mailsrv_status mailsrv_tls_stream_flush(mailsrv_tls_stream *s);
 
 /**
  * Sends TLS close_notify and shuts the connection down (RFC 8314 §3.4). Later reads and
- * writes fail with CONNECTION_CLOSED; the stream must still be freed.
+ * writes fail with CONNECTION_CLOSED; the stream must still be freed. May be called while
+ * another thread waits in a blocking read or write: that call returns CONNECTION_CLOSED
+ * (the way to stop a reader thread before mailsrv_tls_stream_free()).
  * Since 0.1.
  *
  * # Safety
@@ -2182,6 +2191,8 @@ mailsrv_status mailsrv_tls_stream_close(mailsrv_tls_stream *s);
 
 /**
  * Frees a stream, closing it first (close_notify) if that was not done. NULL does nothing.
+ * No other call on the stream may be in progress or follow (close it first to stop a
+ * reader thread, then join that thread, then free).
  * Since 0.1.
  *
  * # Safety

@@ -4,7 +4,7 @@
 #   TESTBED_EXTRA_PACKAGES="bind9-dnsutils"  adds packages (delv makes smoke.sh validate DNSSEC too)
 set -euo pipefail
 
-PKGS=(knot knot-dnsutils dovecot-imapd dovecot-pop3d postfix openssl python3-pytest valgrind clang libclang-rt-14-dev pkg-config
+PKGS=(knot knot-dnsutils dovecot-imapd dovecot-pop3d postfix openssl python3-pytest python3-mypy valgrind clang libclang-rt-14-dev pkg-config
       libssl-dev time  # these two: make bench (bench/certcheck_bench.c links libssl; /usr/bin/time -v)
       dnsmasq-base unbound)  # the home-router forwarder and a non-validating recursor (tests/roadblocks.rs)
 # shellcheck disable=SC2206

@@ -444,14 +444,9 @@ async fn probe(
             if let Some(conn) = bound {
                 a.keep(req, conn);
             }
-            let how = if binding.sni_is_mail_domain() {
-                format!("; log in with SNI {domain} and {}", binding.identity)
-            } else {
-                String::new()
-            };
             a.binding = Some(binding);
             format!(
-                "{target} proved {domain} ({}) and its own name ({}){how}",
+                "{target} proved {domain} ({}) and its own name ({})",
                 a.probe_matched.as_deref().unwrap_or(""),
                 a.target_matched.as_deref().unwrap_or("")
             )

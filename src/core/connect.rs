@@ -465,6 +465,18 @@ impl MailConnection {
     /// (close_notify). `Ok(None)`: non-blocking mode and nothing to read yet. A TCP close
     /// without close_notify is [`Error::ConnectionClosed`] (truncation is never silent).
     pub fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.read_from(buf, false)
+    }
+
+    /// [`MailConnection::read`] that never waits for the socket, whatever the mode:
+    /// `Ok(None)` when no plaintext is buffered and the socket has nothing to read. For
+    /// callers that wait for readiness themselves (the C stream polls without holding its
+    /// lock, so another thread can write meanwhile).
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<Option<usize>> {
+        self.read_from(buf, true)
+    }
+
+    fn read_from(&mut self, buf: &mut [u8], nowait: bool) -> Result<Option<usize>> {
         self.check_open()?;
         if buf.is_empty() {
             return Ok(Some(0));
@@ -486,7 +498,12 @@ impl MailConnection {
                 }
                 Err(e) => return Err(socket_error("TLS read", &e)),
             }
-            match self.tls.read_tls(&mut self.tcp) {
+            let got = if nowait {
+                self.tls.read_tls(&mut NoWait(&self.tcp))
+            } else {
+                self.tls.read_tls(&mut self.tcp)
+            };
+            match got {
                 // EOF is recorded by rustls; the next reader() call reports it.
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -495,7 +512,7 @@ impl MailConnection {
             }
             let state = self.tls.process_new_packets();
             // Alerts, key-update answers: send what rustls queued, without waiting.
-            let _ = self.write_pending(false);
+            let _ = self.write_pending(false, nowait);
             if let Err(e) = state {
                 return Err(Error::Protocol(format!("TLS: {e}")));
             }
@@ -507,22 +524,33 @@ impl MailConnection {
     /// still be queued: see [`MailConnection::wants_write`]), or `Ok(None)` when nothing
     /// could be taken because the queue is full.
     pub fn write(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        self.write_to(buf, false)
+    }
+
+    /// [`MailConnection::write`] that never waits for the socket, whatever the mode: takes
+    /// what rustls accepts and sends what the socket takes now (see
+    /// [`MailConnection::try_read`]).
+    pub fn try_write(&mut self, buf: &[u8]) -> Result<Option<usize>> {
+        self.write_to(buf, true)
+    }
+
+    fn write_to(&mut self, buf: &[u8], nowait: bool) -> Result<Option<usize>> {
         self.check_open()?;
         let mut taken = 0;
         loop {
             // Queued records first, so rustls' buffer limit frees up.
-            self.write_pending(true)?;
+            self.write_pending(true, nowait)?;
             let n = self
                 .tls
                 .writer()
                 .write(&buf[taken..])
                 .map_err(|e| socket_error("TLS write", &e))?;
             taken += n;
-            if taken == buf.len() || self.nonblocking {
+            if taken == buf.len() || self.nonblocking || nowait {
                 break;
             }
         }
-        self.write_pending(true)?;
+        self.write_pending(true, nowait)?;
         if taken == 0 && !buf.is_empty() {
             return Ok(None);
         }
@@ -533,14 +561,26 @@ impl MailConnection {
     /// when the socket would block (non-blocking mode).
     pub fn flush(&mut self) -> Result<Option<()>> {
         self.check_open()?;
-        Ok(self.write_pending(true)?.then_some(()))
+        Ok(self.write_pending(true, false)?.then_some(()))
+    }
+
+    /// [`MailConnection::flush`] that never waits for the socket, whatever the mode.
+    pub fn try_flush(&mut self) -> Result<Option<()>> {
+        self.check_open()?;
+        Ok(self.write_pending(true, true)?.then_some(()))
     }
 
     /// Writes queued TLS records until none are left (true) or the socket would block
     /// (false). `fail`: whether socket errors are errors or ignored (best effort).
-    fn write_pending(&mut self, fail: bool) -> Result<bool> {
+    /// `nowait`: never wait for the socket, whatever its mode.
+    fn write_pending(&mut self, fail: bool, nowait: bool) -> Result<bool> {
         while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
+            let sent = if nowait {
+                self.tls.write_tls(&mut NoWait(&self.tcp))
+            } else {
+                self.tls.write_tls(&mut self.tcp)
+            };
+            match sent {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -562,7 +602,7 @@ impl MailConnection {
         self.tls.send_close_notify();
         let _ = self.tcp.set_nonblocking(false);
         let _ = self.tcp.set_write_timeout(Some(CLOSE_WRITE_TIMEOUT));
-        let sent = self.write_pending(true);
+        let sent = self.write_pending(true, false);
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);
         sent.map(|_| ())
     }
@@ -583,6 +623,11 @@ impl MailConnection {
             .set_read_timeout(t)
             .and_then(|()| self.tcp.set_write_timeout(t))
             .map_err(|e| Error::Io(format!("socket: {e}")))
+    }
+
+    /// The I/O timeout of blocking mode (`None`: no limit), as last set.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.tcp.read_timeout().ok().flatten()
     }
 
     /// The socket descriptor, for poll loops only (see the poll rule above): never read
@@ -606,6 +651,44 @@ impl MailConnection {
     pub fn has_buffered_plaintext(&mut self) -> bool {
         !self.pending.is_empty()
             || matches!(self.tls.reader().into_first_chunk(), Ok(c) if !c.is_empty())
+    }
+}
+
+/// The socket, read and written without waiting whatever its mode (`MSG_DONTWAIT`): the
+/// `try_*` methods use it, so a blocking-mode socket never blocks a caller that holds a lock.
+struct NoWait<'a>(&'a std::net::TcpStream);
+
+impl Read for NoWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` writable bytes; the descriptor is open.
+        let n = unsafe {
+            libc::recv(
+                self.0.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+impl Write for NoWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` readable bytes; the descriptor is open.
+        let n = unsafe {
+            libc::send(
+                self.0.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -4,7 +4,9 @@
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
@@ -39,11 +41,18 @@ pub enum mailsrv_security {
     ImplicitTlsSmtp = 7,
 }
 
-/// A verified TLS connection to a mail server (opaque, owned by the caller). Use it from one
-/// thread at a time.
+/// A verified TLS connection to a mail server (opaque, owned by the caller). Full duplex,
+/// like a socket: one thread may read while another writes (IMAP IDLE and DONE); every call
+/// except mailsrv_tls_stream_free() may come from any thread at any time.
 pub struct mailsrv_tls_stream {
-    conn: MailConnection,
-    nonblocking: bool,
+    /// Held only while rustls and the socket are touched, never while waiting for the
+    /// socket: a blocking read polls without it, so a write from another thread proceeds.
+    conn: Mutex<MailConnection>,
+    fd: c_int,
+    nonblocking: AtomicBool,
+    /// Blocking mode: the longest one read or write waits, in ms; 0 = no limit.
+    timeout_ms: AtomicU64,
+    peer_chain: Vec<Vec<u8>>,
     sni: Option<CString>,
     host: CString,
     peer: CString,
@@ -66,8 +75,66 @@ impl mailsrv_tls_stream {
             matched: cstring(&i.proof.to_string()),
             greeting: cstring(&i.greeting),
             capabilities: i.capabilities.iter().map(|c| cstring(c)).collect(),
-            nonblocking: false,
-            conn,
+            peer_chain: i.peer_chain.clone(),
+            fd: conn.raw_fd(),
+            nonblocking: AtomicBool::new(false),
+            timeout_ms: AtomicU64::new(conn.timeout().map_or(0, |t| {
+                u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1)
+            })),
+            conn: Mutex::new(conn),
+        }
+    }
+
+    /// The connection, for one step that never waits for the socket.
+    fn lock(&self) -> MutexGuard<'_, MailConnection> {
+        // A panic inside a step is reported as PANIC by the boundary; the connection
+        // itself stays consistent enough to be closed and freed.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// When a blocking read or write started now must give up; None: never.
+    fn deadline(&self) -> Option<Instant> {
+        match self.timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Instant::now() + Duration::from_millis(ms)),
+        }
+    }
+
+    /// Waits, without holding the lock, until the socket is ready for `events` (or has an
+    /// error or hang-up, which the next step reports). False when `deadline` passed.
+    fn wait(
+        &self,
+        events: libc::c_short,
+        deadline: Option<Instant>,
+    ) -> Result<bool, mailsrv_status> {
+        loop {
+            let ms = match deadline {
+                None => -1,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(false);
+                    }
+                    // round up, so the wait never ends just before the deadline
+                    c_int::try_from(left.as_micros().div_ceil(1000)).unwrap_or(c_int::MAX)
+                }
+            };
+            let mut p = libc::pollfd {
+                fd: self.fd,
+                events,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; the descriptor stays open while `self` lives.
+            match unsafe { libc::poll(&mut p, 1, ms) } {
+                n if n > 0 => return Ok(true),
+                0 => {}
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+                _ => return Err(mailsrv_status::Io),
+            }
         }
     }
 
@@ -248,7 +315,10 @@ fn io_status(
 /// OK with *n_out == 0 means the server closed cleanly (TLS close_notify); a TCP close
 /// without close_notify is CONNECTION_CLOSED (truncation is never silent). Non-blocking
 /// mode: WOULD_BLOCK when nothing is available. Blocking mode: TIMEOUT after the stream's
-/// timeout (mailsrv_tls_stream_set_timeout_ms).
+/// timeout (mailsrv_tls_stream_set_timeout_ms). A blocking read waits for the socket without
+/// holding the stream, so another thread may write meanwhile (full duplex, e.g. IMAP IDLE
+/// read on one thread, DONE written from another); mailsrv_tls_stream_close() from another
+/// thread ends the wait with CONNECTION_CLOSED.
 /// Since 0.1.
 ///
 /// # Safety
@@ -261,7 +331,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_read(
     n_out: *mut usize,
 ) -> mailsrv_status {
     ffi_boundary! {
-        let s = try_mut!(s);
+        let s = try_ref!(s);
         if let Some(o) = unsafe { n_out.as_mut() } {
             *o = 0;
         }
@@ -269,14 +339,32 @@ pub unsafe extern "C" fn mailsrv_tls_stream_read(
             return mailsrv_status::NullArg;
         }
         let buf: &mut [u8] = if len == 0 { &mut [] } else { unsafe { std::slice::from_raw_parts_mut(buf, len) } };
-        io_status(s.conn.read(buf), s.nonblocking, n_out)
+        if s.is_nonblocking() {
+            return io_status(s.lock().try_read(buf), true, n_out);
+        }
+        let deadline = s.deadline();
+        loop {
+            match s.lock().try_read(buf) {
+                Ok(None) => {}
+                r => return io_status(r, false, n_out),
+            }
+            // Nothing buffered, nothing on the socket: wait for it without the lock.
+            match s.wait(libc::POLLIN, deadline) {
+                Ok(true) => {}
+                Ok(false) => return mailsrv_status::Timeout,
+                Err(status) => return status,
+            }
+        }
     }
 }
 
 /// Encrypts and sends `len` bytes of `buf`. `n_out` (out, may be NULL): bytes taken.
 /// Blocking mode: all of it, or an error. Non-blocking mode: possibly fewer (then poll for
 /// writability while mailsrv_tls_stream_wants_write() and call mailsrv_tls_stream_flush()),
-/// or WOULD_BLOCK when nothing could be taken.
+/// or WOULD_BLOCK when nothing could be taken. May run while another thread reads; a
+/// blocking write, like a blocking read, waits for the socket without holding the stream.
+/// Blocking mode: TIMEOUT when not all of it was sent within the stream's timeout (`n_out`
+/// then says how much was taken).
 /// Since 0.1.
 ///
 /// # Safety
@@ -289,7 +377,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_write(
     n_out: *mut usize,
 ) -> mailsrv_status {
     ffi_boundary! {
-        let s = try_mut!(s);
+        let s = try_ref!(s);
         if let Some(o) = unsafe { n_out.as_mut() } {
             *o = 0;
         }
@@ -297,7 +385,33 @@ pub unsafe extern "C" fn mailsrv_tls_stream_write(
             return mailsrv_status::NullArg;
         }
         let buf: &[u8] = if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(buf, len) } };
-        io_status(s.conn.write(buf), s.nonblocking, n_out)
+        if s.is_nonblocking() {
+            return io_status(s.lock().try_write(buf), true, n_out);
+        }
+        // Blocking: all of it on the socket, waiting for writability without the lock.
+        let deadline = s.deadline();
+        let mut taken = 0;
+        loop {
+            let done = {
+                let mut c = s.lock();
+                match c.try_write(&buf[taken..]) {
+                    Ok(n) => taken += n.unwrap_or(0),
+                    Err(e) => return mailsrv_status::from_error(&e),
+                }
+                taken == buf.len() && !c.wants_write()
+            };
+            if let Some(o) = unsafe { n_out.as_mut() } {
+                *o = taken;
+            }
+            if done {
+                return mailsrv_status::Ok;
+            }
+            match s.wait(libc::POLLOUT, deadline) {
+                Ok(true) => {}
+                Ok(false) => return mailsrv_status::Timeout,
+                Err(status) => return status,
+            }
+        }
     }
 }
 
@@ -310,8 +424,8 @@ pub unsafe extern "C" fn mailsrv_tls_stream_write(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_flush(s: *mut mailsrv_tls_stream) -> mailsrv_status {
     ffi_boundary! {
-        let s = try_mut!(s);
-        match s.conn.flush() {
+        let s = try_ref!(s);
+        match s.lock().try_flush() {
             Ok(Some(())) => mailsrv_status::Ok,
             Ok(None) => mailsrv_status::WouldBlock,
             Err(e) => mailsrv_status::from_error(&e),
@@ -320,7 +434,9 @@ pub unsafe extern "C" fn mailsrv_tls_stream_flush(s: *mut mailsrv_tls_stream) ->
 }
 
 /// Sends TLS close_notify and shuts the connection down (RFC 8314 §3.4). Later reads and
-/// writes fail with CONNECTION_CLOSED; the stream must still be freed.
+/// writes fail with CONNECTION_CLOSED; the stream must still be freed. May be called while
+/// another thread waits in a blocking read or write: that call returns CONNECTION_CLOSED
+/// (the way to stop a reader thread before mailsrv_tls_stream_free()).
 /// Since 0.1.
 ///
 /// # Safety
@@ -328,8 +444,8 @@ pub unsafe extern "C" fn mailsrv_tls_stream_flush(s: *mut mailsrv_tls_stream) ->
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_close(s: *mut mailsrv_tls_stream) -> mailsrv_status {
     ffi_boundary! {
-        let s = try_mut!(s);
-        match s.conn.close() {
+        let s = try_ref!(s);
+        match s.lock().close() {
             Ok(()) => mailsrv_status::Ok,
             Err(e) => mailsrv_status::from_error(&e),
         }
@@ -337,6 +453,8 @@ pub unsafe extern "C" fn mailsrv_tls_stream_close(s: *mut mailsrv_tls_stream) ->
 }
 
 /// Frees a stream, closing it first (close_notify) if that was not done. NULL does nothing.
+/// No other call on the stream may be in progress or follow (close it first to stop a
+/// reader thread, then join that thread, then free).
 /// Since 0.1.
 ///
 /// # Safety
@@ -359,10 +477,10 @@ pub unsafe extern "C" fn mailsrv_tls_stream_set_nonblocking(
     on: bool,
 ) -> mailsrv_status {
     ffi_boundary! {
-        let s = try_mut!(s);
-        match s.conn.set_nonblocking(on) {
+        let s = try_ref!(s);
+        match s.lock().set_nonblocking(on) {
             Ok(()) => {
-                s.nonblocking = on;
+                s.nonblocking.store(on, Ordering::Relaxed);
                 mailsrv_status::Ok
             }
             Err(e) => mailsrv_status::from_error(&e),
@@ -382,10 +500,13 @@ pub unsafe extern "C" fn mailsrv_tls_stream_set_timeout_ms(
     ms: u32,
 ) -> mailsrv_status {
     ffi_boundary! {
-        let s = try_mut!(s);
+        let s = try_ref!(s);
         let t = (ms > 0).then(|| Duration::from_millis(u64::from(ms)));
-        match s.conn.set_timeout(t) {
-            Ok(()) => mailsrv_status::Ok,
+        match s.lock().set_timeout(t) {
+            Ok(()) => {
+                s.timeout_ms.store(u64::from(ms), Ordering::Relaxed);
+                mailsrv_status::Ok
+            }
             Err(e) => mailsrv_status::from_error(&e),
         }
     }
@@ -401,7 +522,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_set_timeout_ms(
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_fd(s: *const mailsrv_tls_stream) -> c_int {
-    ffi_boundary! { try_ref!(s).conn.raw_fd() }
+    ffi_boundary! { try_ref!(s).fd }
 }
 
 /// True when a read can return data without waiting for the socket.
@@ -411,7 +532,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_fd(s: *const mailsrv_tls_stream) -> 
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_has_buffered_data(s: *mut mailsrv_tls_stream) -> bool {
-    ffi_boundary! { try_mut!(s).conn.has_buffered_plaintext() }
+    ffi_boundary! { try_ref!(s).lock().has_buffered_plaintext() }
 }
 
 /// True while encrypted data waits to be sent (non-blocking mode: poll for writability and
@@ -422,7 +543,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_has_buffered_data(s: *mut mailsrv_tl
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_wants_write(s: *const mailsrv_tls_stream) -> bool {
-    ffi_boundary! { try_ref!(s).conn.wants_write() }
+    ffi_boundary! { try_ref!(s).lock().wants_write() }
 }
 
 /// The negotiated protocol version: "TLSv1.3" or "TLSv1.2". Borrowed.
@@ -540,7 +661,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_capability_get(
 /// `s` NULL or valid.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_tls_stream_peer_chain_len(s: *const mailsrv_tls_stream) -> usize {
-    ffi_boundary! { try_ref!(s).conn.info().peer_chain.len() }
+    ffi_boundary! { try_ref!(s).peer_chain.len() }
 }
 
 /// The `i`-th peer certificate as DER: `*data` (borrowed) and `*len`. Returns OK, NULL_ARG
@@ -560,7 +681,7 @@ pub unsafe extern "C" fn mailsrv_tls_stream_peer_cert_get(
         let s = try_ref!(s);
         let data = try_mut!(data);
         let len = try_mut!(len);
-        match s.conn.info().peer_chain.get(i) {
+        match s.peer_chain.get(i) {
             Some(c) => {
                 *data = c.as_ptr();
                 *len = c.len();

@@ -62,6 +62,7 @@ from enum import IntEnum, IntFlag
 from typing import (
     Any,
     Callable,
+    cast,
     Dict,
     Iterator,
     List,
@@ -72,44 +73,73 @@ from typing import (
 )
 
 from . import _ffi
-from ._ffi import lib
+from ._ffi import LibraryNotFound, lib
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ALL_SERVICES",
+    "AccountSetup",
     "AsyncContext",
     "Authenticity",
+    "BadCertificate",
     "Binding",
+    "Cancelled",
     "CertMatch",
+    "CertificateError",
+    "CertificateExpired",
+    "CertificateNotYetValid",
+    "CertificatePurpose",
     "Change",
+    "ConnectFailed",
+    "ConnectionClosed",
     "Context",
+    "ContextClosed",
     "Decision",
     "Discovery",
     "Dispatch",
+    "DnsError",
     "Dnssec",
+    "DnssecError",
     "Endpoint",
+    "EndpointCheck",
     "Evidence",
     "FLAG_ACCEPT_SIBLING_SERVICE",
     "FLAG_KEEP_PROBE",
     "FLAG_LEGACY_CN",
     "FLAG_NO_PROBE",
     "FLAG_REQUIRE_SECURE",
+    "FileError",
     "History",
     "HistoryCorrupt",
     "Identity",
-    "MatchKind",
+    "InCallback",
+    "InternalError",
+    "InvalidArgument",
+    "LibraryNotFound",
     "MailsrvError",
+    "MatchKind",
+    "NameConstraint",
+    "NameMismatch",
+    "NoTrustAnchors",
+    "NotFound",
     "Origin",
+    "ProtocolError",
     "Purpose",
     "Security",
     "Service",
     "ServiceAnswer",
     "SrvState",
     "Status",
+    "Timeout",
+    "TlsError",
     "TlsStream",
+    "TlsTransport",
+    "UnknownIssuer",
     "Verdict",
+    "WouldBlock",
     "load_pem",
+    "open_stream",
     "parse_pem",
     "status_str",
     "version",
@@ -118,15 +148,15 @@ __all__ = [
 _log = logging.getLogger("mailsrv")
 _log.addHandler(logging.NullHandler())
 
-#: MAILSRV_FLAG_REQUIRE_SECURE: only DNSSEC-secure SRV answers count.
+# MAILSRV_FLAG_REQUIRE_SECURE: only DNSSEC-secure SRV answers count.
 FLAG_REQUIRE_SECURE = 1
-#: MAILSRV_FLAG_LEGACY_CN: certificate checks accept a subject CN when there are no SANs.
+# MAILSRV_FLAG_LEGACY_CN: certificate checks accept a subject CN when there are no SANs.
 FLAG_LEGACY_CN = 2
-#: MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE: an SRV-ID also matches the sibling service's SRV-ID.
+# MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE: an SRV-ID also matches the sibling service's SRV-ID.
 FLAG_ACCEPT_SIBLING_SERVICE = 4
-#: MAILSRV_FLAG_NO_PROBE: authenticity checks never connect (``probe=False``).
+# MAILSRV_FLAG_NO_PROBE: authenticity checks never connect (``probe=False``).
 FLAG_NO_PROBE = 8
-#: MAILSRV_FLAG_KEEP_PROBE: keep the verified probe connection (``keep_probe=True``).
+# MAILSRV_FLAG_KEEP_PROBE: keep the verified probe connection (``keep_probe=True``).
 FLAG_KEEP_PROBE = 16
 
 _U32_MAX = 2**32 - 1
@@ -137,16 +167,31 @@ _U64_MAX = 2**64 - 1
 
 
 class _OpenIntEnum(IntEnum):
-    """An IntEnum that maps values it does not know (a newer library) to UNKNOWN_<n>."""
+    """An IntEnum that maps values it does not know (a newer library) to UNKNOWN_<n>.
+
+    ``str()`` and ``format()`` give the :attr:`label` (``f"{Verdict.AUTHENTIC}"`` is
+    ``"authentic"``, not ``"1"``); ``int()`` gives the C value.
+    """
 
     @classmethod
     def _missing_(cls, value: object) -> Any:
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool):
             return None
         member = int.__new__(cls, value)
         member._name_ = f"UNKNOWN_{value}"
         member._value_ = value
         return member
+
+    @property
+    def label(self) -> str:
+        """A short lower-case name for display and logs ("authentic", "starttls_imap")."""
+        return str(self._name_).lower()
+
+    def __str__(self) -> str:
+        return self.label
+
+    def __format__(self, spec: str) -> str:
+        return format(self.label, spec)
 
 
 class Status(_OpenIntEnum):
@@ -207,7 +252,12 @@ class Status(_OpenIntEnum):
 class Service(IntFlag):
     """mailsrv_service: the six mail services; bits, so they combine into masks.
 
-    ``Service(0)`` (the default everywhere) means all six.
+    ``Service(0)`` (the default everywhere) means all six. Every call that takes a service
+    also takes its name: "imaps", "_imaps", b"imaps" (see :meth:`parse`). ``str()`` gives
+    the name ("imaps"; "imaps|submissions" for a mask, "all" for 0).
+
+    Members: IMAPS (``_imaps._tcp``, 993), IMAP (``_imap._tcp``, STARTTLS, 143), POP3S
+    (995), POP3 (STLS, 110), SUBMISSIONS (465, RFC 8314), SUBMISSION (STARTTLS, 587).
     """
 
     IMAPS = 1
@@ -219,11 +269,55 @@ class Service(IntFlag):
 
     @property
     def label(self) -> str:
-        """The library's name for one service ("imaps", ...); "" for a mask."""
-        return _text(lib.mailsrv_service_name(int(self)))
+        """The name of one service ("imaps", ... as mailsrv_service_name); "" for a mask."""
+        name = self._name_ if int(self) in _SERVICE_BITS else None
+        return name.lower() if name else ""
+
+    def __str__(self) -> str:
+        if int(self) == 0:
+            return "all"
+        return "|".join(Service(b).label for b in _SERVICE_BITS if int(self) & b) or str(int(self))
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    @classmethod
+    def parse(cls, value: Union["Service", int, str, bytes], what: str = "service") -> "Service":
+        """A :class:`Service` (or mask) from a member, an int, or a name: "imaps", "_imaps",
+        "IMAPS", b"imaps"; several names may be joined with "|" or ",".
+
+        :raises ValueError: (:class:`InvalidArgument`) an unknown name or bit.
+        :raises TypeError: another type.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, (bytes, bytearray)):
+            try:
+                value = bytes(value).decode("ascii")
+            except UnicodeDecodeError:
+                raise _invalid(f"{what} {value!r} is not a service name") from None
+        if isinstance(value, str):
+            mask = 0
+            for part in re.split(r"[|,]", value):
+                key = part.strip().lstrip("_").upper()
+                if key not in cls.__members__:
+                    raise _invalid(
+                        f"{what} {value!r} is not a mail service: use one of "
+                        "imaps, imap, pop3s, pop3, submissions, submission"
+                    )
+                mask |= int(cls.__members__[key])
+            return cls(mask)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} must be a mailsrv.Service, its name or an int, not {type(value).__name__}")
+        if not 0 <= int(value) <= 63:
+            raise _invalid(f"{what} {int(value)} has bits that are no mail service (valid: a mask of 1..32)")
+        return cls(int(value))
 
 
-#: The empty mask, which the library reads as "all six services" (the default).
+_SERVICE_BITS = (1, 2, 4, 8, 16, 32)
+
+
+# The empty mask, which the library reads as "all six services" (the default).
 ALL_SERVICES = Service(0)
 
 
@@ -236,28 +330,24 @@ class SrvState(_OpenIntEnum):
     LOOKUP_FAILED = 4
     BOGUS = 5
 
-    @property
-    def label(self) -> str:
-        """The library's name ("found", "not_offered", ...)."""
-        return _text(lib.mailsrv_srv_state_name(int(self)))
 
 
 class Dnssec(_OpenIntEnum):
-    """mailsrv_dnssec: the DNSSEC state of an RRset, validated inside the library."""
+    """mailsrv_dnssec: the DNSSEC state of an RRset, validated inside the library.
+
+    Members:
+        UNAVAILABLE: The network path cannot carry DNSSEC (RFC 8027 roadblock): the answer
+            was fetched without it and is used as unsigned (the certificate probe decides
+            authenticity).
+    """
 
     UNKNOWN = 0
     SECURE = 1
     INSECURE = 2
     BOGUS = 3
     INDETERMINATE = 4
-    #: The network path cannot carry DNSSEC (RFC 8027 roadblock): the answer was fetched
-    #: without it and is used as unsigned (the certificate probe decides authenticity).
     UNAVAILABLE = 5
 
-    @property
-    def label(self) -> str:
-        """The library's name ("secure", "insecure", ...)."""
-        return _text(lib.mailsrv_dnssec_name(int(self)))
 
 
 class Purpose(_OpenIntEnum):
@@ -268,11 +358,15 @@ class Purpose(_OpenIntEnum):
 
 
 class Dispatch(_OpenIntEnum):
-    """mailsrv_dispatch: where callbacks run."""
+    """mailsrv_dispatch: where callbacks run.
 
-    #: On a library thread owned by the context (the default).
+    Members:
+        THREAD: On a library thread owned by the context (the default).
+        LOOP: Inside :meth:`Context.dispatch` on your thread, after
+            :meth:`Context.notify_fd` is readable.
+    """
+
     THREAD = 0
-    #: Inside :meth:`Context.dispatch` on your thread, after :meth:`Context.notify_fd` is readable.
     LOOP = 1
 
 
@@ -288,80 +382,100 @@ class MatchKind(_OpenIntEnum):
 
 
 class Security(_OpenIntEnum):
-    """mailsrv_security: how TLS starts on a connection."""
+    """mailsrv_security: how TLS starts on a connection.
 
-    #: TLS from the first byte (IMAPS 993, POP3S 995, submissions 465).
+    Members:
+        IMPLICIT_TLS: TLS from the first byte (IMAPS 993, POP3S 995, submissions 465).
+        STARTTLS_IMAP: IMAP STARTTLS (143).
+        STARTTLS_POP3: POP3 STLS (110).
+        STARTTLS_SMTP: SMTP STARTTLS (submission 587).
+        IMPLICIT_TLS_IMAP: Implicit TLS to an IMAP server: ALPN ``imap`` offered, the
+            greeting must be IMAP's.
+        IMPLICIT_TLS_POP3: Implicit TLS to a POP3 server: ALPN ``pop3`` offered, the
+            greeting must be POP3's.
+        IMPLICIT_TLS_SMTP: Implicit TLS to an SMTP submission server: the greeting must
+            be SMTP's.
+    """
+
     IMPLICIT_TLS = 1
-    #: IMAP STARTTLS (143).
     STARTTLS_IMAP = 2
-    #: POP3 STLS (110).
     STARTTLS_POP3 = 3
-    #: SMTP STARTTLS (submission 587).
     STARTTLS_SMTP = 4
-    #: Implicit TLS to an IMAP server: ALPN ``imap`` offered, the greeting must be IMAP's.
     IMPLICIT_TLS_IMAP = 5
-    #: Implicit TLS to a POP3 server: ALPN ``pop3`` offered, the greeting must be POP3's.
     IMPLICIT_TLS_POP3 = 6
-    #: Implicit TLS to an SMTP submission server: the greeting must be SMTP's.
     IMPLICIT_TLS_SMTP = 7
 
     @classmethod
-    def for_service(cls, service: Union["Service", int]) -> "Security":
-        """The way TLS starts for one mail service (IMAPS -> IMPLICIT_TLS, IMAP ->
+    def for_service(cls, service: "ServiceArg") -> "Security":
+        """The way TLS starts for one mail service (IMAPS -> IMPLICIT_TLS, "imap" ->
         STARTTLS_IMAP, ...)."""
-        try:
-            return _SECURITY_OF[Service(service)]
-        except (KeyError, ValueError):
-            raise _invalid(f"{service!r} is not one mail service") from None
+        return _SECURITY_OF[Service(_one_service(service))]
 
 
 class Verdict(_OpenIntEnum):
-    """mailsrv_verdict: whether an SRV answer may be used without asking the user."""
+    """mailsrv_verdict: whether an SRV answer may be used without asking the user.
 
-    #: Proven: the client may update the account.
+    Members:
+        AUTHENTIC: Proven: the client may update the account.
+        UNVERIFIED: Not proven: only the user may accept it, once it has persisted (see
+            srv_change_check).
+        REJECTED: Proven wrong (bogus DNSSEC, or signed records that do not hold the
+            target).
+    """
+
     AUTHENTIC = 1
-    #: Not proven: only the user may accept it, once it has persisted (see srv_change_check).
     UNVERIFIED = 2
-    #: Proven wrong (bogus DNSSEC, or signed records that do not hold the target).
     REJECTED = 3
 
 
 class Evidence(_OpenIntEnum):
-    """mailsrv_evidence: what proved an AUTHENTIC verdict."""
+    """mailsrv_evidence: what proved an AUTHENTIC verdict.
+
+    Members:
+        DNSSEC: The SRV RRset is DNSSEC-secure and holds the target.
+        DANE: DNSSEC-secure SRV, addresses and TLSA records, and the server's
+            certificate matches the TLSA records (RFC 7673; TLSA usages 2 and 3).
+        PROBE_SRV_ID: The target, asked with SNI = the mail domain, proved the SRV-ID
+            ``_service.domain``.
+        PROBE_DNS_ID: The target, asked with SNI = the mail domain, proved the DNS-ID of
+            the mail domain.
+    """
 
     NONE = 0
-    #: The SRV RRset is DNSSEC-secure and holds the target.
     DNSSEC = 1
-    #: DNSSEC-secure SRV, addresses and TLSA records, and the server's certificate matches
-    #: the TLSA records (RFC 7673; TLSA usages 2 and 3).
     DANE = 2
-    #: The target, asked with SNI = the mail domain, proved the SRV-ID ``_service.domain``.
     PROBE_SRV_ID = 3
-    #: The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
     PROBE_DNS_ID = 4
 
 
 class Origin(_OpenIntEnum):
-    """mailsrv_origin: where a saved configuration came from."""
+    """mailsrv_origin: where a saved configuration came from.
 
-    #: Set up from SRV records.
+    Members:
+        SRV: Set up from SRV records.
+        USER: Typed by the user: never changed automatically.
+    """
+
     SRV = 1
-    #: Typed by the user: never changed automatically.
     USER = 2
 
 
 class Decision(_OpenIntEnum):
-    """mailsrv_decision: what a client may do about a saved service configuration."""
+    """mailsrv_decision: what a client may do about a saved service configuration.
 
-    #: Keep it; nothing to tell the user.
+    Members:
+        NO_CHANGE: Keep it; nothing to tell the user.
+        UPDATE: Switch to the new endpoint: it is authenticated.
+        ASK_USER: Offer the change to the user (unverified, but seen consistently long
+            enough).
+        WAIT: Unverified and too new: check again after ``Change.wait_until``.
+        REJECT: Do not use the new answer; keep the saved configuration and warn.
+    """
+
     NO_CHANGE = 1
-    #: Switch to the new endpoint: it is authenticated.
     UPDATE = 2
-    #: Offer the change to the user (unverified, but seen consistently long enough).
     ASK_USER = 3
-    #: Unverified and too new: check again after ``Change.wait_until``.
     WAIT = 4
-    #: Do not use the new answer; keep the saved configuration and warn.
     REJECT = 5
 
 
@@ -393,13 +507,53 @@ def version() -> str:
 
 
 class MailsrvError(Exception):
-    """A libmailsrv call failed. ``status`` is a :class:`Status`, ``detail`` the reason."""
+    """A libmailsrv call failed. ``status`` is a :class:`Status`, ``detail`` the reason.
+
+    ``MailsrvError(status, detail)`` builds the subclass for that status, and each subclass
+    also derives from the built-in exception a Python program expects, so both styles work::
+
+        except TimeoutError: ...                  # Timeout, status TIMEOUT
+        except mailsrv.MailsrvError as e:
+            if e.status == mailsrv.Status.TIMEOUT: ...
+
+    ========================  ==========================================  =====================
+    class                     statuses                                    also a
+    ========================  ==========================================  =====================
+    InvalidArgument           NULL_ARG, INVALID_ARG                       ValueError
+    Timeout                   TIMEOUT                                     TimeoutError
+    Cancelled                 CANCELLED                                   (asyncio: CancelledError is raised instead)
+    ContextClosed             SHUTDOWN                                    RuntimeError
+    InCallback                IN_CALLBACK                                 RuntimeError
+    NotFound                  NOT_FOUND                                   LookupError
+    InternalError             NO_MEMORY, PANIC, RUNTIME                   RuntimeError
+    FileError                 IO                                          OSError
+    HistoryCorrupt            CORRUPT                                     ValueError
+    DnsError                  NXDOMAIN .. LOOKUP_FAILED (100-199)         OSError
+    DnssecError               BOGUS, INDETERMINATE, BAD_TRUST_ANCHOR      (a DnsError)
+    TlsError                  HANDSHAKE; base of the certificate errors   ConnectionError
+    CertificateError          300-307 (each has its own subclass below)   TlsError, ValueError
+    ConnectFailed             CONNECT_FAILED                              ConnectionRefusedError
+    ConnectionClosed          CONNECTION_CLOSED                           ConnectionResetError
+    ProtocolError             PROTOCOL                                    ConnectionError
+    WouldBlock                WOULD_BLOCK                                 BlockingIOError
+    ========================  ==========================================  =====================
+
+    Certificate subclasses: CertificateExpired, CertificateNotYetValid, UnknownIssuer,
+    NameMismatch, NameConstraint, BadCertificate, CertificatePurpose, NoTrustAnchors.
+    OSError subclasses leave ``errno`` None: ``status`` is the library's code.
+    """
 
     status: Status
     detail: str
 
+    def __new__(cls, status: int, detail: str = "", *args: Any, **kwargs: Any) -> "MailsrvError":
+        if cls is MailsrvError:
+            cls = _ERROR_CLASS.get(int(status), MailsrvError)
+        return super().__new__(cls)
+
     def __init__(self, status: int, detail: str = "") -> None:
         super().__init__(int(status), detail)
+        self.args = (int(status), detail)
         self.status = Status(status)
         self.detail = detail or ""
 
@@ -407,7 +561,116 @@ class MailsrvError(Exception):
         return f"{self.status.name}: {self.detail or self.status.text}"
 
     def __repr__(self) -> str:
-        return f"MailsrvError({self.status!r}, {self.detail!r})"
+        return f"{type(self).__name__}(Status.{self.status.name}, {self.detail!r})"
+
+    def __reduce__(self) -> Any:
+        return (type(self), (int(self.status), self.detail))
+
+
+class InvalidArgument(MailsrvError, ValueError):
+    """NULL_ARG, INVALID_ARG: an argument was wrong; the message says which and why."""
+
+
+class Timeout(MailsrvError, TimeoutError):
+    """TIMEOUT: the operation's deadline (``timeout_ms``) or the stream's timeout passed."""
+
+
+class Cancelled(MailsrvError):
+    """CANCELLED: the request was cancelled (:meth:`Context.cancel`). Awaiting coroutines
+    raise :class:`asyncio.CancelledError` instead when their task is cancelled.
+    """
+
+
+class ContextClosed(MailsrvError, RuntimeError):
+    """SHUTDOWN: the context (or history) is closed or closing."""
+
+
+class InCallback(MailsrvError, RuntimeError):
+    """IN_CALLBACK: a blocking call or dispatch() inside a mailsrv callback."""
+
+
+class NotFound(MailsrvError, LookupError):
+    """NOT_FOUND: the thing asked for does not exist."""
+
+
+class InternalError(MailsrvError, RuntimeError):
+    """NO_MEMORY, PANIC (a bug in mailsrv, caught), RUNTIME (threads could not start)."""
+
+
+class FileError(MailsrvError, OSError):
+    """IO: a file (CA file, trust anchors, history) could not be read or written."""
+
+
+class DnsError(MailsrvError, OSError):
+    """DNS statuses (100-199): NXDOMAIN, NO_RECORD, SERVFAIL, NO_SECURE_ANSWER, LOOKUP_FAILED."""
+
+
+class DnssecError(DnsError):
+    """DNSSEC statuses (200-299): BOGUS, INDETERMINATE, BAD_TRUST_ANCHOR."""
+
+
+class TlsError(MailsrvError, ConnectionError):
+    """HANDSHAKE (TLS failed for a reason other than the certificate); the base of
+    :class:`CertificateError`.
+    """
+
+
+class CertificateError(TlsError, ValueError):
+    """A certificate was refused (statuses 300-307); like :class:`ssl.SSLCertVerificationError`
+    it is both a connection error and a ValueError. ``detail`` is the precise reason.
+    """
+
+
+class CertificateExpired(CertificateError):
+    """CERT_EXPIRED: a certificate on the path has expired."""
+
+
+class CertificateNotYetValid(CertificateError):
+    """CERT_NOT_YET_VALID: a certificate on the path is not valid yet."""
+
+
+class UnknownIssuer(CertificateError):
+    """UNKNOWN_ISSUER: the chain does not lead to a trusted CA."""
+
+
+class NameMismatch(CertificateError):
+    """NAME_MISMATCH: a valid chain, but no identifier matches the reference identity."""
+
+
+class NameConstraint(CertificateError):
+    """NAME_CONSTRAINT: a CA's name constraints exclude the name."""
+
+
+class BadCertificate(CertificateError):
+    """BAD_CERTIFICATE: malformed, badly signed or otherwise unusable."""
+
+
+class CertificatePurpose(CertificateError):
+    """CERT_PURPOSE: not valid for TLS server authentication."""
+
+
+class NoTrustAnchors(CertificateError):
+    """NO_TRUST_ANCHORS: no trusted CA certificate could be loaded."""
+
+
+class ConnectFailed(MailsrvError, ConnectionRefusedError):
+    """CONNECT_FAILED: no TCP connection could be made."""
+
+
+class ConnectionClosed(MailsrvError, ConnectionResetError):
+    """CONNECTION_CLOSED: the peer closed the connection unexpectedly (for TLS: without
+    close_notify).
+    """
+
+
+class ProtocolError(MailsrvError, ConnectionError):
+    """PROTOCOL: STARTTLS missing or refused, plaintext injection, garbage from the server."""
+
+
+class WouldBlock(MailsrvError, BlockingIOError):
+    """WOULD_BLOCK: a non-blocking stream cannot proceed now (the stream methods return None
+    instead of raising it).
+    """
 
 
 def _check(status: int, detail: Union[bytes, str, None] = None) -> None:
@@ -422,6 +685,8 @@ def _invalid(detail: str) -> MailsrvError:
 
 
 StrOrBytes = Union[str, bytes]
+# A service: a :class:`Service`, its C value, or its name ("imaps", "_imaps", b"imaps").
+ServiceArg = Union["Service", int, str, bytes]
 PathArg = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 
@@ -440,6 +705,23 @@ def _c_text(value: object, what: str) -> bytes:
         # C would see only the text before the NUL: never pass a different string on.
         raise _invalid(f"{what} contains a NUL character")
     return b
+
+
+def _shown(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters, for error messages."""
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+def _one_service(value: object, what: str = "service") -> int:
+    """The C value of exactly one service, from a Service, an int or a name."""
+    svc = Service.parse(value, what)  # type: ignore[arg-type]
+    if int(svc) not in _SERVICE_BITS:
+        raise _invalid(
+            f"{what} must be one mail service, not {str(svc)!r} "
+            "(imaps, imap, pop3s, pop3, submissions or submission)"
+        )
+    return int(svc)
 
 
 def _c_path(value: PathArg, what: str) -> bytes:
@@ -462,7 +744,17 @@ def _c_uint(value: object, what: str, maximum: int) -> int:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One SRV target, in preference order, with its addresses."""
+    """One SRV target, in preference order, with its addresses.
+
+    Attributes:
+        target: The SRV target host name (A-label form).
+        port, priority, weight, ttl: As in the SRV record.
+        dnssec: The DNSSEC state of the SRV answer.
+        addresses: IPv6 first, then IPv4, as text.
+        address_dnssec: The weakest DNSSEC state over the target's AAAA and A answers.
+        address_status: Why addresses are missing or incomplete; Status.OK otherwise.
+        address_detail: The reason in words ("" when OK).
+    """
 
     target: str
     port: int
@@ -470,22 +762,29 @@ class Endpoint:
     weight: int
     ttl: int
     dnssec: Dnssec
-    #: IPv6 first, then IPv4, as text.
     addresses: Tuple[str, ...]
-    #: The weakest DNSSEC state over the target's AAAA and A answers.
     address_dnssec: Dnssec
-    #: Why addresses are missing or incomplete; Status.OK otherwise.
     address_status: Status
     address_detail: str
 
 
 @dataclass(frozen=True)
 class ServiceAnswer:
-    """What the SRV query of one service found."""
+    """What the SRV query of one service found.
+
+    Attributes:
+        service: Which service (:class:`Service`).
+        state: FOUND, NOT_OFFERED, NO_RECORD, LOOKUP_FAILED or BOGUS (:class:`SrvState`).
+        status: Why the lookup failed (LOOKUP_FAILED, BOGUS); Status.OK otherwise.
+        detail: The reason in words.
+        dnssec: The DNSSEC state of the SRV RRset (validated inside the library).
+        ttl: The SRV RRset's TTL in seconds.
+        endpoints: The targets in RFC 2782 order (:class:`Endpoint`).
+        diagnostics: Notes about the answer (duplicates dropped, ...).
+    """
 
     service: Service
     state: SrvState
-    #: Why the lookup failed (LOOKUP_FAILED, BOGUS); Status.OK otherwise.
     status: Status
     detail: str
     dnssec: Dnssec
@@ -500,20 +799,27 @@ class ServiceAnswer:
 
 @dataclass(frozen=True)
 class Discovery:
-    """The result of a discovery: the domain (A-label form) and one answer per service."""
+    """The result of a discovery: the domain (A-label form) and one answer per service.
+
+    Attributes:
+        domain: The mail domain, A-label form.
+        services: In the order imaps, imap, pop3s, pop3, submissions, submission (those
+            queried).
+        preferred_access: The library's choice (mailsrv_discovery_preferred) for
+            Purpose.ACCESS, or None.
+        preferred_submission: The library's choice for Purpose.SUBMISSION, or None.
+    """
 
     domain: str
-    #: In the order imaps, imap, pop3s, pop3, submissions, submission (those queried).
     services: Tuple[ServiceAnswer, ...]
-    #: The library's choice (mailsrv_discovery_preferred) for Purpose.ACCESS, or None.
     preferred_access: Optional[Service]
-    #: The library's choice for Purpose.SUBMISSION, or None.
     preferred_submission: Optional[Service]
 
-    def find(self, service: Union[Service, int]) -> Optional[ServiceAnswer]:
+    def find(self, service: ServiceArg) -> Optional[ServiceAnswer]:
         """The answer for one service, or None when it was not queried."""
+        want = _one_service(service)
         for s in self.services:
-            if s.service == service:
+            if s.service == want:
                 return s
         return None
 
@@ -607,8 +913,9 @@ class _Guard:
 
     ``use()`` holds the handle for one call; ``close()`` frees it at once when no call is in
     progress, else the last call in progress frees it on its way out (never a use after
-    free). With ``serialize`` the calls also run one at a time (C objects that must be used
-    from one thread at a time, such as a TLS stream).
+    free); ``close(interrupt)`` then also calls ``interrupt(handle)`` while it still holds
+    the handle (a TLS stream's close, which wakes a blocked read). With ``serialize`` the
+    calls also run one at a time (C objects that must be used from one thread at a time).
     """
 
     def __init__(
@@ -644,24 +951,36 @@ class _Guard:
                 with self._serial:
                     yield handle
         finally:
-            with self._cond:
-                self._users -= 1
-                last = self._closing and self._users == 0 and self._handle is not None
-                if last:
-                    handle_to_free, self._handle = self._handle, None
-            if last:
-                self._finish(handle_to_free)
+            self._release()
 
-    def close(self) -> None:
+    def _release(self) -> None:
+        handle_to_free: Optional[int] = None
+        with self._cond:
+            self._users -= 1
+            if self._closing and self._users == 0:
+                handle_to_free, self._handle = self._handle, None
+        if handle_to_free is not None:
+            self._finish(handle_to_free)
+
+    def close(self, interrupt: Optional[Callable[[int], Any]] = None) -> None:
         """Idempotent. Frees now, or after the calls in progress (see the class)."""
         with self._cond:
             if self._closing:
                 return
             self._closing = True
-            if self._users:
-                return
-            handle, self._handle = self._handle, None
-        if handle is not None:
+            busy = self._users > 0 and self._handle is not None
+            if busy:
+                self._users += 1  # hold the handle for `interrupt`
+                handle = self._handle
+            else:
+                handle, self._handle = self._handle, None
+        if busy:
+            try:
+                if interrupt is not None and handle is not None:
+                    interrupt(handle)
+            finally:
+                self._release()
+        elif handle is not None:
             self._finish(handle)
 
 
@@ -676,7 +995,7 @@ def _match_flags(legacy_cn: bool, accept_sibling: bool) -> int:
 # --------------------------------------------------------------------------- identities, certificates
 
 _SRV_ID_SERVICES = ("imap", "imaps", "pop3", "pop3s", "submission", "submissions")
-#: One reference identifier: ("dns", name), ("srv", service, domain) or ("ip", address).
+# One reference identifier: ("dns", name), ("srv", service, domain) or ("ip", address).
 RefId = Tuple[Union[str, bytes], ...]
 
 
@@ -842,13 +1161,18 @@ def _merge_identity(
 
 @dataclass(frozen=True)
 class CertMatch:
-    """A certificate chain that passed :meth:`Context.check_cert`."""
+    """A certificate chain that passed :meth:`Context.check_cert`.
 
-    #: The reference identifier that matched, as text: "SRV-ID _imaps.example.com",
-    #: "DNS-ID mail.example.net via DNS-ID *.example.net", "IP-ID 192.0.2.1".
+    Attributes:
+        matched: The reference identifier that matched, as text: "SRV-ID
+            _imaps.example.com", "DNS-ID mail.example.net via DNS-ID *.example.net",
+            "IP-ID 192.0.2.1".
+        path_len: The validated path: the leaf and the intermediates used (not the trust
+            anchor).
+    """
+
     matched: str
     kind: MatchKind
-    #: The validated path: the leaf and the intermediates used (not the trust anchor).
     path_len: int
 
 
@@ -933,10 +1257,14 @@ class TlsStream(io.RawIOBase):
     writability while ``wants_write()`` is true and call ``flush_tls()`` then. Never read,
     write or close the descriptor yourself.
 
-    Threads: the library requires one thread at a time per stream, so calls from several
-    threads are serialised (a write waits for a blocking read in progress: use non-blocking
-    mode for full duplex). ``close()`` from another thread while a call is in progress marks
-    the stream closed and lets that call finish the close.
+    Threads: full duplex, like :class:`ssl.SSLSocket`: one thread may block in ``read``
+    while another writes (IMAP IDLE on a reader thread, ``DONE`` written from another); a
+    blocking read never holds up a write. ``close()`` from another thread sends close_notify
+    at once and wakes a blocked ``read``, which then returns ``b""`` (end of stream, as after
+    ``socket.shutdown``); the stream is freed when the last call in progress returns.
+
+    asyncio: :meth:`AsyncContext.open_connection` (or :func:`open_stream` for a stream you
+    have, such as a kept probe) gives an ``asyncio.StreamReader``/``StreamWriter`` pair.
     """
 
     def __init__(self, _handle: int, _key: object = None) -> None:
@@ -963,7 +1291,7 @@ class TlsStream(io.RawIOBase):
         self._fd = int(lib.mailsrv_tls_stream_fd(h))
         self._nonblocking = False
         self._close_status = Status.OK
-        self._guard = _Guard(h, self._finish, self._closed_error, serialize=True)
+        self._guard = _Guard(h, self._finish, self._closed_error)
 
     @classmethod
     def _wrap(cls, handle: Optional[int]) -> "TlsStream":
@@ -1067,6 +1395,8 @@ class TlsStream(io.RawIOBase):
             return n
         if status == Status.WOULD_BLOCK:
             return None
+        if status == Status.CONNECTION_CLOSED and self._guard.closing:
+            return 0  # closed by close() from another thread: end of stream
         if status == Status.TIMEOUT:
             raise MailsrvError(status, "nothing could be done within the stream's timeout (set_timeout_ms)")
         _check(status)
@@ -1132,7 +1462,9 @@ class TlsStream(io.RawIOBase):
         finally:
             guard = getattr(self, "_guard", None)
             if guard is not None:
-                guard.close()
+                # A read or write in progress on another thread: send close_notify and shut
+                # the socket down now, which ends its wait; that call frees the stream.
+                guard.close(interrupt=lib.mailsrv_tls_stream_close)
 
     # ---- mailsrv specifics
 
@@ -1187,19 +1519,27 @@ class Binding:
 
     Store :attr:`text` with the account, read it back with :meth:`from_text`, and connect
     with :meth:`Context.connect_binding`.
+
+    Attributes:
+        service: The service, which fixes the protocol.
+        host: The host to connect to.
+        port: The port.
+        security: How TLS starts (IMPLICIT_TLS_IMAP/_POP3/_SMTP or a STARTTLS mode).
+        sni: The TLS server name sent; None when none is sent.
+        identity: The reference identity as text ("SRV-ID _imaps.example.com", several
+            joined by ", ").
+        dane: TLSA records are looked up and enforced on every connection (DANE).
+        text: The one-line form an account stores (``mailsrv-binding-1 service=imaps
+            ...``).
     """
 
     service: Service
     host: str
     port: int
     security: Security
-    #: The TLS server name sent; None when none is sent.
     sni: Optional[str]
-    #: The reference identity as text ("SRV-ID _imaps.example.com", several joined by ", ").
     identity: str
-    #: TLSA records are looked up and enforced on every connection (DANE).
     dane: bool
-    #: The one-line form an account stores (``mailsrv-binding-1 service=imaps ...``).
     text: str
 
     @classmethod
@@ -1221,6 +1561,9 @@ class Binding:
 
     def __str__(self) -> str:
         return self.text
+
+    def __repr__(self) -> str:
+        return f"Binding({self.text!r})"
 
 
 def _copy_binding(b: Optional[int]) -> Optional[Binding]:
@@ -1259,37 +1602,51 @@ def _c_binding(binding: Union[Binding, StrOrBytes]) -> Iterator[int]:
 
 @dataclass(frozen=True)
 class Authenticity:
-    """The verdict on one service's SRV answer (:meth:`Context.verify_srv_authenticity`)."""
+    """The verdict on one service's SRV answer (:meth:`Context.verify_srv_authenticity`).
+    Its repr is short (no certificate chains).
+
+    Attributes:
+        verdict: AUTHENTIC, UNVERIFIED or REJECTED (never an exception).
+        evidence: What proved an AUTHENTIC verdict (NONE otherwise).
+        target_verified: The reconnect with SNI = the target got a certificate for the
+            target itself.
+        in_domain: The target lies inside the mail domain (information only, never
+            proof).
+        srv_dnssec: The DNSSEC state of the re-read SRV answer (UNKNOWN if the lookup
+            failed).
+        detail: A sentence explaining the verdict, for the user.
+        probe_matched: What the probe's certificate matched ("SRV-ID
+            _imaps.example.com"), or None.
+        target_matched: What the reconnect's certificate matched ("DNS-ID
+            mail.example.net"), or None.
+        probe_status: Why the probe failed (NAME_MISMATCH, UNKNOWN_ISSUER, ...); OK if
+            it passed or did not run.
+        target_status: Why the reconnect with SNI = target failed; OK if it passed or
+            did not run.
+        probe_chain: The probe's peer chain (DER, leaf first), when the handshake got
+            that far.
+        target_chain: The reconnect's peer chain.
+        binding: How the connection that carries the credentials must be made (None
+            when REJECTED; for UNVERIFIED the plain binding, only after the user accepted
+            the server). Store ``binding.text`` with the account and log in with
+            :meth:`Context.connect_binding`.
+        probe_stream: With keep_probe and an AUTHENTIC verdict: the verified connection
+            made exactly as the binding says, yours to use and close; else None.
+    """
 
     verdict: Verdict
-    #: What proved an AUTHENTIC verdict (NONE otherwise).
     evidence: Evidence
-    #: The reconnect with SNI = the target got a certificate for the target itself.
     target_verified: bool
-    #: The target lies inside the mail domain (information only, never proof).
     in_domain: bool
-    #: The DNSSEC state of the re-read SRV answer (UNKNOWN if the lookup failed).
     srv_dnssec: Dnssec
-    #: A sentence explaining the verdict, for the user.
     detail: str
-    #: What the probe's certificate matched ("SRV-ID _imaps.example.com"), or None.
     probe_matched: Optional[str]
-    #: What the reconnect's certificate matched ("DNS-ID mail.example.net"), or None.
     target_matched: Optional[str]
-    #: Why the probe failed (NAME_MISMATCH, UNKNOWN_ISSUER, ...); OK if it passed or did not run.
     probe_status: Status
-    #: Why the reconnect with SNI = target failed; OK if it passed or did not run.
     target_status: Status
-    #: The probe's peer chain (DER, leaf first), when the handshake got that far.
-    probe_chain: Tuple[bytes, ...]
-    #: The reconnect's peer chain.
-    target_chain: Tuple[bytes, ...]
-    #: How the connection that carries the credentials must be made (None when REJECTED;
-    #: for UNVERIFIED the plain binding, only after the user accepted the server). Store
-    #: ``binding.text`` with the account and log in with :meth:`Context.connect_binding`.
+    probe_chain: Tuple[bytes, ...] = field(repr=False)
+    target_chain: Tuple[bytes, ...] = field(repr=False)
     binding: Optional["Binding"] = None
-    #: With keep_probe and an AUTHENTIC verdict: the verified connection made exactly as
-    #: the binding says, yours to use and close; else None.
     probe_stream: Optional[TlsStream] = field(default=None, compare=False)
 
     @property
@@ -1321,12 +1678,8 @@ def _optional_text(b: Optional[bytes]) -> Optional[str]:
     return None if b is None else _text(b)
 
 
-def _take_authenticity(a: Optional[int]) -> Authenticity:
-    """Copies and frees an owned mailsrv_authenticity (taking its kept probe stream)."""
-    if not a:
-        raise MailsrvError(Status.PANIC, "the library reported OK without a result")
-    try:
-        fields = dict(
+def _authenticity_fields(a: int) -> Dict[str, Any]:
+    return dict(
             verdict=Verdict(lib.mailsrv_authenticity_verdict(a)),
             evidence=Evidence(lib.mailsrv_authenticity_evidence(a)),
             target_verified=bool(lib.mailsrv_authenticity_target_verified(a)),
@@ -1341,32 +1694,117 @@ def _take_authenticity(a: Optional[int]) -> Authenticity:
             target_chain=_auth_chain(a, 1),
             binding=_copy_binding(lib.mailsrv_authenticity_binding(a)),
         )
+
+
+def _take_authenticity(a: Optional[int]) -> Authenticity:
+    """Copies and frees an owned mailsrv_authenticity (taking its kept probe stream)."""
+    if not a:
+        raise MailsrvError(Status.PANIC, "the library reported OK without a result")
+    try:
+        fields = _authenticity_fields(a)
         stream = c_void_p()
         status = lib.mailsrv_authenticity_take_probe_stream(a, byref(stream))
         probe = TlsStream._wrap(stream.value) if status == Status.OK and stream.value else None
-        return Authenticity(probe_stream=probe, **fields)  # type: ignore[arg-type]
+        return Authenticity(probe_stream=probe, **fields)
     finally:
         lib.mailsrv_authenticity_free(a)
 
 
 @dataclass(frozen=True)
+class EndpointCheck:
+    """The verdict on one endpoint found by :meth:`Context.autoconfigure`.
+
+    Attributes:
+        service: The service the endpoint was found for.
+        endpoint: The :class:`Endpoint` (as in ``discovery``).
+        authenticity: Its :class:`Authenticity` (no probe stream); None when the check
+            itself failed (see ``status``).
+        status: Why the check failed (TIMEOUT, ...); Status.OK when there is a verdict.
+    """
+
+    service: Service
+    endpoint: Endpoint
+    authenticity: Optional[Authenticity]
+    status: Status
+
+    @property
+    def authentic(self) -> bool:
+        """True when the endpoint's answer is proven (AUTHENTIC)."""
+        return self.authenticity is not None and self.authenticity.authentic
+
+
+@dataclass(frozen=True)
+class AccountSetup:
+    """The result of :meth:`Context.autoconfigure` (mailsrv_autoconfigure): a discovery and
+    a verdict on every endpoint it found.
+
+    Attributes:
+        discovery: The :class:`Discovery`, exactly as :meth:`Context.discover` gives it.
+        checks: One :class:`EndpointCheck` per endpoint found, services in discovery order,
+            endpoints in preference order.
+    """
+
+    discovery: Discovery
+    checks: Tuple[EndpointCheck, ...]
+
+    def check(self, service: ServiceArg, index: int = 0) -> Optional[EndpointCheck]:
+        """The check of endpoint ``index`` (0: the preferred one) of ``service``, or None."""
+        want = _one_service(service)
+        found = [c for c in self.checks if c.service == want]
+        return found[index] if 0 <= index < len(found) else None
+
+    def preferred(self, purpose: Union[Purpose, int]) -> Optional[EndpointCheck]:
+        """The check of the first endpoint of the library's preferred service for
+        ``purpose`` (see :meth:`Discovery.preferred`), or None."""
+        answer = self.discovery.preferred(purpose)
+        return None if answer is None else self.check(answer.service)
+
+
+def _take_autoconfig(a: Optional[int]) -> AccountSetup:
+    """Copies and frees an owned mailsrv_autoconfig."""
+    if not a:
+        raise MailsrvError(Status.PANIC, "the library reported OK without a result")
+    try:
+        d = lib.mailsrv_autoconfig_discovery(a)
+        if not d:
+            raise MailsrvError(Status.PANIC, "the account-setup result has no discovery")
+        discovery = _copy_discovery(d)
+        checks = []
+        for si, answer in enumerate(discovery.services):
+            for ei, endpoint in enumerate(answer.endpoints):
+                status = Status(lib.mailsrv_autoconfig_verdict_status(a, si, ei))
+                v = lib.mailsrv_autoconfig_verdict(a, si, ei)
+                auth = Authenticity(**_authenticity_fields(v)) if v else None
+                checks.append(EndpointCheck(answer.service, endpoint, auth, status))
+        return AccountSetup(discovery, tuple(checks))
+    finally:
+        lib.mailsrv_autoconfig_free(a)
+
+
+@dataclass(frozen=True)
 class Change:
-    """The refresh decision for one saved service (:meth:`Context.srv_change_check`)."""
+    """The refresh decision for one saved service (:meth:`Context.srv_change_check`).
+
+    Attributes:
+        decision: NO_CHANGE, UPDATE, ASK_USER, WAIT or REJECT (:class:`Decision`).
+        target: The endpoint the decision is about (the fresh first endpoint), or None.
+        port: Its port; 0 when there is none.
+        wait_until: For WAIT: when the answer will have persisted long enough (Unix
+            seconds); else 0.
+        verdict: The authenticity verdict on the new endpoint; None when it was not
+            judged (unchanged, typed by the user, or no answer).
+        detail: Why, in words a client can show.
+        binding: How the account must connect to the new endpoint: always set for
+            UPDATE; for ASK_USER and WAIT the plain binding to use once the user
+            accepted; else None.
+    """
 
     decision: Decision
-    #: The endpoint the decision is about (the fresh first endpoint), or None.
     target: Optional[str]
-    #: Its port; 0 when there is none.
     port: int
-    #: For WAIT: when the answer will have persisted long enough (Unix seconds); else 0.
     wait_until: int
-    #: The authenticity verdict on the new endpoint; None when it was not judged
-    #: (unchanged, typed by the user, or no answer).
     verdict: Optional[Verdict]
-    #: Why, in words a client can show.
     detail: str
-    #: How the account must connect to the new endpoint: always set for UPDATE; for
-    #: ASK_USER and WAIT the plain binding to use once the user accepted; else None.
     binding: Optional["Binding"] = None
 
 
@@ -1394,10 +1832,11 @@ def _take_change(c: Optional[int]) -> Change:
 _KEPT_ASIDE = re.compile(r"kept aside as (.+?)\s*$")
 
 
-class HistoryCorrupt(MailsrvError):
+class HistoryCorrupt(MailsrvError, ValueError):
     """MailsrvError(CORRUPT): a history file was damaged. The library moved it aside (never
     replaced it); ``detail`` says why and where, ``kept_aside`` is that path (None if it
-    could not be moved)."""
+    could not be moved).
+    """
 
     kept_aside: Optional[str]
 
@@ -1463,7 +1902,7 @@ class History:
     def observe(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         target: StrOrBytes,
         port: int,
         now: int = 0,
@@ -1471,7 +1910,7 @@ class History:
         """Records that ``target``:``port`` is the answer for (``domain``, ``service``) at
         ``now`` (Unix seconds; 0 = the current time). In memory until :meth:`save`."""
         d = _c_text(domain, "domain")
-        svc = _c_uint(service, "service", _U32_MAX)
+        svc = _one_service(service)
         t = _c_text(target, "target")
         p = _c_uint(port, "port", 0xFFFF)
         n = _c_uint(now, "now", _U64_MAX)
@@ -1484,14 +1923,14 @@ class History:
     def seen(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         target: StrOrBytes,
         port: int,
     ) -> Optional[Tuple[int, int]]:
         """(first, last): when ``target``:``port`` was first and last seen for (``domain``,
         ``service``) without interruption, in Unix seconds; None if never."""
         d = _c_text(domain, "domain")
-        svc = _c_uint(service, "service", _U32_MAX)
+        svc = _one_service(service)
         t = _c_text(target, "target")
         p = _c_uint(port, "port", 0xFFFF)
         first, last = c_uint64(), c_uint64()
@@ -1548,6 +1987,49 @@ class History:
         return f"<mailsrv.History {self.path!r} {'closed' if self.closed else 'open'}>"
 
 
+_ERROR_CLASS: Dict[int, type] = {
+    Status.NULL_ARG: InvalidArgument,
+    Status.INVALID_ARG: InvalidArgument,
+    Status.NO_MEMORY: InternalError,
+    Status.PANIC: InternalError,
+    Status.CANCELLED: Cancelled,
+    Status.TIMEOUT: Timeout,
+    Status.SHUTDOWN: ContextClosed,
+    Status.IN_CALLBACK: InCallback,
+    Status.NOT_FOUND: NotFound,
+    Status.RUNTIME: InternalError,
+    Status.IO: FileError,
+    Status.CORRUPT: HistoryCorrupt,
+    Status.NXDOMAIN: DnsError,
+    Status.NO_RECORD: DnsError,
+    Status.SERVFAIL: DnsError,
+    Status.NO_SECURE_ANSWER: DnsError,
+    Status.LOOKUP_FAILED: DnsError,
+    Status.BOGUS: DnssecError,
+    Status.INDETERMINATE: DnssecError,
+    Status.BAD_TRUST_ANCHOR: DnssecError,
+    Status.CERT_EXPIRED: CertificateExpired,
+    Status.CERT_NOT_YET_VALID: CertificateNotYetValid,
+    Status.UNKNOWN_ISSUER: UnknownIssuer,
+    Status.NAME_MISMATCH: NameMismatch,
+    Status.BAD_CERTIFICATE: BadCertificate,
+    Status.CERT_PURPOSE: CertificatePurpose,
+    Status.NAME_CONSTRAINT: NameConstraint,
+    Status.NO_TRUST_ANCHORS: NoTrustAnchors,
+    Status.HANDSHAKE: TlsError,
+    Status.CONNECT_FAILED: ConnectFailed,
+    Status.CONNECTION_CLOSED: ConnectionClosed,
+    Status.PROTOCOL: ProtocolError,
+    Status.WOULD_BLOCK: WouldBlock,
+}
+for _code in range(100, 200):
+    _ERROR_CLASS.setdefault(_code, DnsError)
+for _code in range(200, 300):
+    _ERROR_CLASS.setdefault(_code, DnssecError)
+for _code in range(300, 400):
+    _ERROR_CLASS.setdefault(_code, CertificateError)
+
+
 # --------------------------------------------------------------------------- callbacks
 #
 # One C trampoline serves every request of every context; it lives as long as the module.
@@ -1558,22 +2040,26 @@ class History:
 # that the last use. A per-request CFUNCTYPE object would have to be released from inside
 # its own invocation, which ctypes does not make safe; a single static one avoids that.
 
-#: What a discover_async callback receives: the request id and a Discovery or a MailsrvError.
+# What a discover_async callback receives: the request id and a Discovery or a MailsrvError.
 DiscoverCallback = Callable[[int, Union[Discovery, MailsrvError]], Any]
-#: connect_async: the request id and a TlsStream (yours to close) or a MailsrvError.
+# connect_async: the request id and a TlsStream (yours to close) or a MailsrvError.
 ConnectCallback = Callable[[int, Union[TlsStream, MailsrvError]], Any]
-#: verify_srv_authenticity_async: the request id and an Authenticity or a MailsrvError.
+# verify_srv_authenticity_async: the request id and an Authenticity or a MailsrvError.
 AuthenticityCallback = Callable[[int, Union[Authenticity, MailsrvError]], Any]
-#: srv_change_check_async: the request id and a Change or a MailsrvError.
+# srv_change_check_async: the request id and a Change or a MailsrvError.
 ChangeCallback = Callable[[int, Union[Change, MailsrvError]], Any]
 
 
 @dataclass(frozen=True)
 class _Kind:
-    """What an async request delivers: how to turn its owned C result into Python."""
+    """What an async request delivers: how to turn its owned C result into Python.
+
+    Attributes:
+        take: Copies the owned result into Python objects and frees it (or wraps it: a
+            stream).
+    """
 
     what: str
-    #: Copies the owned result into Python objects and frees it (or wraps it: a stream).
     take: Callable[[Optional[int]], Any]
 
 
@@ -1581,6 +2067,7 @@ _DISCOVERY = _Kind("discover_async", lambda r: _take_discovery(r))
 _STREAM = _Kind("connect_async", lambda r: TlsStream._wrap(r))
 _AUTHENTICITY = _Kind("verify_srv_authenticity_async", lambda r: _take_authenticity(r))
 _CHANGE = _Kind("srv_change_check_async", lambda r: _take_change(r))
+_AUTOCONFIG = _Kind("autoconfigure_async", lambda r: _take_autoconfig(r))
 
 
 @dataclass
@@ -1723,6 +2210,7 @@ class Context:
         self._closing = False
         self._closed = False
         self._outstanding = 0  # async requests whose callback has not run yet
+        self._closed_hooks: List[Callable[[], None]] = []
         self._errors: List[BaseException] = []
         self._dispatch = Dispatch(_c_uint(dispatch, "dispatch", _U32_MAX))
 
@@ -1805,7 +2293,33 @@ class Context:
             with self._cond:
                 self._closed = True
                 self._cond.notify_all()
+                hooks, self._closed_hooks = self._closed_hooks, []
             _live_contexts.discard(self)
+            for hook in hooks:
+                hook()
+
+    def _when_closed(self, hook: Callable[[], None]) -> None:
+        """Runs ``hook()`` once the context is freed (now, if it is already), on the thread
+        that frees it."""
+        with self._cond:
+            if not self._closed:
+                self._closed_hooks.append(hook)
+                return
+        hook()
+
+    def _start_close(self) -> None:
+        """Starts closing without waiting: frees now when no call is in progress, else the
+        last call in progress frees on its way out."""
+        handle: Optional[int] = None
+        with self._cond:
+            if not self._closing:
+                self._closing = True
+                if self._users == 0:
+                    handle, self._handle = self._handle, None
+                    if handle is None:
+                        self._closed = True
+        if handle is not None:
+            self._free(handle)
 
     def close(self) -> None:
         """Frees the context. Idempotent.
@@ -1817,16 +2331,7 @@ class Context:
         on other threads finish first; later calls raise MailsrvError(SHUTDOWN).
         """
         inside = getattr(self._local, "uses", 0) > 0 or self in _callback_stack()
-        handle: Optional[int] = None
-        with self._cond:
-            if not self._closing:
-                self._closing = True
-                if self._users == 0:
-                    handle, self._handle = self._handle, None
-                    if handle is None:
-                        self._closed = True
-        if handle is not None:
-            self._free(handle)
+        self._start_close()
         if not inside:
             with self._cond:
                 while not self._closed:
@@ -1877,7 +2382,10 @@ class Context:
 
     @property
     def outstanding(self) -> int:
-        """Async requests whose callback has not run yet."""
+        """How many async requests (``*_async`` calls, and :class:`AsyncContext` coroutines)
+        have started and not had their callback yet. 0 once :meth:`close` returned: every
+        request gets its callback (SHUTDOWN at the latest). Useful to wait for quiescence
+        or to spot leaks in tests."""
         with self._cond:
             return self._outstanding
 
@@ -1890,7 +2398,7 @@ class Context:
     def discover(
         self,
         address: StrOrBytes,
-        services: Union[Service, int] = ALL_SERVICES,
+        services: ServiceArg = ALL_SERVICES,
         require_secure: bool = False,
     ) -> Discovery:
         """Discovers the mail servers of ``address`` ("joe@example.com" or "example.com").
@@ -1904,7 +2412,7 @@ class Context:
             (closed context).
         """
         addr = _c_text(address, "address")
-        mask = _c_uint(services, "services", _U32_MAX)
+        mask = int(Service.parse(services, "services"))
         flags = FLAG_REQUIRE_SECURE if require_secure else 0
         out = c_void_p()
         buf = _ffi.errbuf()
@@ -1919,7 +2427,7 @@ class Context:
         self,
         address: StrOrBytes,
         callback: DiscoverCallback,
-        services: Union[Service, int] = ALL_SERVICES,
+        services: ServiceArg = ALL_SERVICES,
         require_secure: bool = False,
     ) -> int:
         """Starts a discovery; returns its request id (for :meth:`cancel`).
@@ -1934,18 +2442,26 @@ class Context:
         if not callable(callback):
             raise TypeError("callback must be callable")
         addr = _c_text(address, "address")
-        mask = _c_uint(services, "services", _U32_MAX)
+        mask = int(Service.parse(services, "services"))
         flags = FLAG_REQUIRE_SECURE if require_secure else 0
         return self._start_async(
             _DISCOVERY,
             callback,
             lambda h, token, rid: lib.mailsrv_srv_discover_async(h, addr, mask, flags, _trampoline, token, rid),
+            f"address {_shown(address)} is not an e-mail address or mail domain",
         )
 
-    def _start_async(self, kind: _Kind, callback: Callable[[int, Any], Any], start: Callable[..., int]) -> int:
+    def _start_async(
+        self,
+        kind: _Kind,
+        callback: Callable[[int, Any], Any],
+        start: Callable[..., Any],
+        refused: str = "",
+    ) -> int:
         """Registers the request's token, then calls ``start(ctx_handle, userdata, id_out)``
         (an _async function with the trampoline). Arguments are converted before this, so
-        bad input never leaves a registration behind."""
+        bad input never leaves a registration behind. ``refused`` names the arguments for
+        the message of an INVALID_ARG (the _async functions have no error buffer)."""
         if not callable(callback):
             raise TypeError("callback must be callable")
         token = next(_tokens)
@@ -1964,8 +2480,10 @@ class Context:
                     _pending.pop(token, None)
                 with self._cond:
                     self._outstanding -= 1
+        if status == Status.INVALID_ARG and refused:
+            raise _invalid(f"{kind.what}: {refused}")
         _check(status)
-        return request_id.value
+        return int(request_id.value)
 
     def cancel(self, request_id: int) -> bool:
         """Cancels an async request. True: its callback will still run, once, with
@@ -2137,6 +2655,8 @@ class Context:
                 lambda h, token, rid: lib.mailsrv_connect_with_sni_async(
                     h, h_host, h_port, sec, h_sni, idh, flags, _trampoline, token, rid
                 ),
+                f"host {_shown(host)}, port {port!r}, security {security!r} or sni {_shown(sni)} is malformed "
+                "(host: a host name or IP literal; port: 1..65535; sni: a host name)",
             )
 
     def connect_binding(self, binding: Union[Binding, StrOrBytes]) -> TlsStream:
@@ -2175,7 +2695,7 @@ class Context:
     @staticmethod
     def _auth_args(
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         target: StrOrBytes,
         port: int,
         probe: bool,
@@ -2191,7 +2711,7 @@ class Context:
         )
         return (
             _c_text(domain, "domain"),
-            _c_uint(service, "service", _U32_MAX),
+            _one_service(service),
             _c_text(target, "target"),
             _c_uint(port, "port", 0xFFFF),
             flags,
@@ -2200,7 +2720,7 @@ class Context:
     def verify_srv_authenticity(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         target: StrOrBytes,
         port: int,
         probe: bool = True,
@@ -2239,7 +2759,7 @@ class Context:
     def verify_srv_authenticity_async(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         target: StrOrBytes,
         port: int,
         callback: AuthenticityCallback,
@@ -2259,6 +2779,49 @@ class Context:
             _AUTHENTICITY,
             callback,
             lambda h, token, rid: lib.mailsrv_verify_srv_authenticity_async(h, *args, _trampoline, token, rid),
+            f"domain {_shown(domain)} or target {_shown(target)} is not a domain name, or port {port!r} is 0",
+        )
+
+    # ---- account setup
+
+    def autoconfigure(self, address: StrOrBytes, probe: bool = True) -> AccountSetup:
+        """Account setup in one call (mailsrv_autoconfigure): discovers every service of
+        ``address`` and judges every endpoint found (DNSSEC, else the TLS probe, as
+        :meth:`verify_srv_authenticity`), all at once, blocking. ``probe=False``: never
+        connect (unproven answers are UNVERIFIED).
+
+        :raises InvalidArgument: a malformed address. :raises Timeout: the deadline passed.
+        :raises NoTrustAnchors: no CA could be loaded.
+        """
+        addr = _c_text(address, "address")
+        flags = 0 if probe else FLAG_NO_PROBE
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with self._use() as h:
+            status = lib.mailsrv_autoconfigure(h, addr, flags, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_autoconfig_free(out)
+            _check(status, buf.value)
+        return _take_autoconfig(out.value)
+
+    def autoconfigure_async(
+        self,
+        address: StrOrBytes,
+        callback: Callable[[int, Union[AccountSetup, MailsrvError]], Any],
+        probe: bool = True,
+    ) -> int:
+        """:meth:`autoconfigure` without blocking; returns the request id.
+        ``callback(request_id, outcome)`` gets an :class:`AccountSetup` or a MailsrvError,
+        exactly once."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        addr = _c_text(address, "address")
+        flags = 0 if probe else FLAG_NO_PROBE
+        return self._start_async(
+            _AUTOCONFIG,
+            callback,
+            lambda h, token, rid: lib.mailsrv_autoconfigure_async(h, addr, flags, _trampoline, token, rid),
+            f"address {_shown(address)} is not an e-mail address or mail domain",
         )
 
     # ---- refresh decision
@@ -2266,7 +2829,7 @@ class Context:
     @staticmethod
     def _change_args(
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         saved_host: StrOrBytes,
         saved_port: int,
         origin: Union[Origin, int],
@@ -2280,7 +2843,7 @@ class Context:
             raise TypeError(f"history must be a mailsrv.History, not {type(history).__name__}")
         leading = (
             _c_text(domain, "domain"),
-            _c_uint(service, "service", _U32_MAX),
+            _one_service(service),
             _c_text(saved_host, "saved_host"),
             _c_uint(saved_port, "saved_port", 0xFFFF),
             _c_uint(origin, "origin", _U32_MAX),
@@ -2295,7 +2858,7 @@ class Context:
     def srv_change_check(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         saved_host: StrOrBytes,
         saved_port: int,
         origin: Union[Origin, int] = Origin.SRV,
@@ -2335,7 +2898,7 @@ class Context:
     def srv_change_check_async(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         saved_host: StrOrBytes,
         saved_port: int,
         callback: ChangeCallback,
@@ -2358,13 +2921,14 @@ class Context:
         )
         with contextlib.ExitStack() as stack:
             hh = stack.enter_context(history._use()) if history is not None else None
-            return self._start_async(
+            rid = self._start_async(
                 _CHANGE,
                 callback,
                 lambda h, token, rid: lib.mailsrv_srv_change_check_async(
                     h, *leading, hh, *trailing, _trampoline, token, rid
                 ),
             )
+        return rid
 
     # ---- loop mode
 
@@ -2418,40 +2982,333 @@ def _settle(fut: "asyncio.Future[Any]", outcome: Any) -> None:
         fut.set_result(outcome)
 
 
+def _settle_from_anywhere(loop: asyncio.AbstractEventLoop, fut: "asyncio.Future[Any]", outcome: Any) -> None:
+    """Settles ``fut`` on its loop, from the loop's thread (directly) or any other."""
+    try:
+        running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _settle(fut, outcome)
+        return
+    try:
+        loop.call_soon_threadsafe(_settle, fut, outcome)
+    except RuntimeError:  # the loop is closed: nobody waits any more
+        _dispose(outcome)
+
+
+# The StreamReader buffer limit of AsyncContext.open_connection (as asyncio's).
+STREAM_LIMIT = 2**16
+
+
+class TlsTransport(asyncio.Transport):
+    """An :class:`asyncio.Transport` over a non-blocking :class:`TlsStream`.
+
+    Made by :meth:`AsyncContext.open_connection` and :func:`open_stream`; it owns the
+    stream and closes it (close_notify) when the transport closes. It follows the stream's
+    poll rule: it reads until the stream says "would block" before it waits for the
+    descriptor to become readable (decrypted data can wait inside the stream), and it
+    watches for writability while encrypted records are queued (``wants_write``).
+
+    ``get_extra_info``: ``"peername"`` (the peer address text), ``"mailsrv_stream"`` (the
+    :class:`TlsStream`, for ``tls_version``, ``matched_identity``, ``greeting``,
+    ``capabilities``, ``peer_chain``), ``"peercert_chain"`` (DER list), ``"cipher"``,
+    ``"tls_version"``, ``"sni"``.
+    """
+
+    _READ_SIZE = 65536
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stream: TlsStream, protocol: asyncio.BaseProtocol) -> None:
+        super().__init__()
+        self._loop = loop
+        self._stream = stream
+        self._protocol = protocol
+        self._fd = stream.fileno()
+        self._buffer = bytearray()
+        self._closing = False
+        self._lost = False
+        self._reading = False
+        self._reader_added = False
+        self._writer_added = False
+        self._protocol_paused = False
+        self._high = 64 * 1024
+        self._low = 16 * 1024
+        self._extra = {
+            "peername": stream.peer_address,
+            "mailsrv_stream": stream,
+            "peercert_chain": stream.peer_chain,
+            "cipher": stream.cipher,
+            "tls_version": stream.tls_version,
+            "sni": stream.sni,
+        }
+        stream.set_nonblocking(True)
+
+    def _start(self) -> None:
+        self._protocol.connection_made(self)
+        self.resume_reading()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._lost else ("closing" if self._closing else "open")
+        return f"<mailsrv.TlsTransport {self._stream.host} at {self._stream.peer_address} {state}>"
+
+    # ---- BaseTransport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def close(self) -> None:
+        """Stops reading; sends what is buffered, then close_notify; then connection_lost(None)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        self._write_ready()  # finishes at once when nothing is queued
+
+    def abort(self) -> None:
+        """Closes at once, dropping buffered data."""
+        self._closing = True
+        self._buffer.clear()
+        self._lose(None)
+
+    # ---- reading
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def pause_reading(self) -> None:
+        self._stop_reading()
+
+    def resume_reading(self) -> None:
+        if self._closing or self._reading:
+            return
+        self._reading = True
+        # Poll rule: data may already wait inside the stream; drain it before the fd.
+        self._loop.call_soon(self._read_ready)
+
+    def _stop_reading(self) -> None:
+        self._reading = False
+        if self._reader_added:
+            self._loop.remove_reader(self._fd)
+            self._reader_added = False
+
+    def _read_ready(self) -> None:
+        if not self._reading or self._lost:
+            return
+        proto = cast(asyncio.Protocol, self._protocol)
+        while self._reading:
+            try:
+                data = self._stream.read(self._READ_SIZE)
+            except (MailsrvError, ValueError) as e:
+                self._lose(e)
+                return
+            if data is None:  # nothing buffered, socket empty: now wait for the fd
+                if not self._reader_added:
+                    self._loop.add_reader(self._fd, self._read_ready)
+                    self._reader_added = True
+                return
+            if not data:  # close_notify: clean end of stream
+                self._stop_reading()
+                keep_open = proto.eof_received()
+                if not keep_open:
+                    self.close()
+                return
+            proto.data_received(data)
+
+    # ---- writing
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def get_write_buffer_limits(self) -> Tuple[int, int]:
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high: Optional[int] = None, low: Optional[int] = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._maybe_pause_protocol()
+
+    def can_write_eof(self) -> bool:
+        return False  # TLS has no half close: close() sends close_notify
+
+    def write_eof(self) -> None:
+        raise NotImplementedError("TLS has no half close; close() sends close_notify")
+
+    def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+        if self._closing or self._lost:
+            raise RuntimeError("write() on a closing mailsrv TlsTransport")
+        if not data:
+            return
+        self._buffer += data
+        self._write_ready()
+        self._maybe_pause_protocol()
+
+    def _write_ready(self) -> None:
+        if self._lost:
+            return
+        try:
+            while self._buffer:
+                n = self._stream.write(self._buffer)
+                if not n:
+                    break
+                del self._buffer[:n]
+            flushed = self._stream.flush_tls() if self._stream.wants_write() else True
+        except (MailsrvError, ValueError) as e:
+            self._lose(e)
+            return
+        if self._buffer or not flushed:
+            if not self._writer_added:
+                self._loop.add_writer(self._fd, self._write_ready)
+                self._writer_added = True
+            return
+        if self._writer_added:
+            self._loop.remove_writer(self._fd)
+            self._writer_added = False
+        self._maybe_resume_protocol()
+        if self._closing:
+            self._lose(None)
+
+    def _maybe_pause_protocol(self) -> None:
+        if not self._protocol_paused and len(self._buffer) > self._high:
+            self._protocol_paused = True
+            cast(asyncio.Protocol, self._protocol).pause_writing()
+
+    def _maybe_resume_protocol(self) -> None:
+        if self._protocol_paused and len(self._buffer) <= self._low:
+            self._protocol_paused = False
+            cast(asyncio.Protocol, self._protocol).resume_writing()
+
+    # ---- the end
+
+    def _lose(self, exc: Optional[BaseException]) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._stop_reading()
+        if self._writer_added:
+            self._loop.remove_writer(self._fd)
+            self._writer_added = False
+        self._stream.close()  # close_notify; the queue is empty (or given up), so it is quick
+        self._loop.call_soon(self._protocol.connection_lost, exc)
+
+
+async def open_stream(
+    stream: TlsStream, *, limit: int = STREAM_LIMIT
+) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Wraps a :class:`TlsStream` you already have (a kept authenticity probe,
+    ``Authenticity.probe_stream``, or one from :meth:`Context.connect`) into an
+    ``(asyncio.StreamReader, asyncio.StreamWriter)`` pair on the running loop. The stream
+    becomes non-blocking and belongs to the transport from now on: close the writer
+    (``writer.close(); await writer.wait_closed()``), not the stream.
+
+    :raises ValueError: the stream is closed.
+    """
+    if not isinstance(stream, TlsStream):
+        raise TypeError(f"stream must be a mailsrv.TlsStream, not {type(stream).__name__}")
+    if stream.closed:
+        raise ValueError("the TlsStream is closed")
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport = TlsTransport(loop, stream, protocol)
+    transport._start()
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
 class AsyncContext:
     """asyncio front end of a :class:`Context`.
 
     In loop mode (the default here) the context's notify descriptor is watched with
     ``loop.add_reader`` and callbacks run inside ``Context.dispatch`` on the event loop's
     thread. With ``dispatch=Dispatch.THREAD`` callbacks run on a library thread and are
-    handed to the loop with ``loop.call_soon_threadsafe`` instead. Bound to the first event
-    loop it is used in; create and close it on that loop's thread.
+    handed to the loop with ``loop.call_soon_threadsafe`` instead.
 
-    Takes the keyword arguments of :class:`Context`. The underlying context is
-    :attr:`context` (e.g. for blocking calls from other threads).
+    One event loop at a time: it binds to the loop of its first coroutine and moves to a
+    new loop once the old one has stopped, so it can serve several ``asyncio.run`` calls in
+    turn; using it from a second loop while the first still runs raises RuntimeError.
+
+    Close it with ``await actx.aclose()`` or ``async with``: that never blocks the loop,
+    even while blocking calls on :attr:`context` run in other threads (the context is then
+    freed by the last of them). ``close()`` is the blocking variant, for use outside a loop.
+
+    :param nameservers: as :class:`Context`.
+    :param trust_anchor_file: as :class:`Context`.
+    :param ca_file: as :class:`Context`.
+    :param timeout_ms: as :class:`Context`.
+    :param dispatch: ``Dispatch.LOOP`` (default) or ``Dispatch.THREAD``.
+    :param require_secure: as :class:`Context`.
+    :param rng_seed: as :class:`Context`.
+
+    :attr:`context` is the underlying :class:`Context` (e.g. for blocking calls from
+    other threads).
     """
 
     def __init__(
         self,
         nameservers: Union[Sequence[str], str] = (),
         *,
+        trust_anchor_file: Optional[PathArg] = None,
+        ca_file: Optional[PathArg] = None,
+        timeout_ms: Optional[int] = None,
         dispatch: Union[Dispatch, int] = Dispatch.LOOP,
-        **kwargs: Any,
+        require_secure: bool = False,
+        rng_seed: Optional[int] = None,
     ) -> None:
-        self.context = Context(nameservers, dispatch=dispatch, **kwargs)
+        self.context = Context(
+            nameservers,
+            trust_anchor_file=trust_anchor_file,
+            ca_file=ca_file,
+            timeout_ms=timeout_ms,
+            dispatch=dispatch,
+            require_secure=require_secure,
+            rng_seed=rng_seed,
+        )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd: Optional[int] = None
 
+    def __repr__(self) -> str:
+        state = "closed" if self.context.closed else "open"
+        return f"<mailsrv.AsyncContext {self.context.dispatch_mode.label} {state}>"
+
     def _attach(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            if self.context.dispatch_mode == Dispatch.LOOP:
-                fd = self.context.notify_fd()
-                loop.add_reader(fd, self._readable)
-                self._fd = fd
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("this AsyncContext is bound to another event loop")
+        if self._loop is loop:
+            return loop
+        old = self._loop
+        if old is not None:
+            if old.is_running():
+                raise RuntimeError(
+                    "this AsyncContext is in use by another event loop that is still running; "
+                    "use one AsyncContext per event loop"
+                )
+            self._detach()  # the old loop has stopped (asyncio.run returned): move over
+        if self.context.closed:
+            raise ContextClosed(Status.SHUTDOWN, "the AsyncContext is closed")
+        if self.context.dispatch_mode == Dispatch.LOOP:
+            fd = self.context.notify_fd()
+            loop.add_reader(fd, self._readable)
+            self._fd = fd
+        self._loop = loop
+        # Completions that arrived while no loop watched the descriptor.
+        if self.context.dispatch_mode == Dispatch.LOOP:
+            loop.call_soon(self._readable)
         return loop
 
     def _readable(self) -> None:
@@ -2465,40 +3322,20 @@ class AsyncContext:
 
     def _detach(self) -> None:
         if self._fd is not None and self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
+            try:
+                self._loop.remove_reader(self._fd)
+            except (RuntimeError, ValueError):  # pragma: no cover - a loop shutting down
+                pass
         self._fd = None
-
-    async def discover(
-        self,
-        address: StrOrBytes,
-        services: Union[Service, int] = ALL_SERVICES,
-        require_secure: bool = False,
-    ) -> Discovery:
-        """:meth:`Context.discover` as a coroutine. Cancelling the awaiting task cancels the
-        request. Raises :class:`MailsrvError` like the blocking call, and for CANCELLED or
-        SHUTDOWN outcomes."""
-        result: Discovery = await self._run(
-            lambda done: self.context.discover_async(address, done, services, require_secure)
-        )
-        return result
 
     async def _run(self, start: Callable[[Callable[[int, Any], None]], int]) -> Any:
         """Starts an async request with a callback that settles a future on the loop, and
         awaits it; cancelling the awaiting task cancels the request."""
         loop = self._attach()
         fut: asyncio.Future[Any] = loop.create_future()
-        if self.context.dispatch_mode == Dispatch.LOOP:
 
-            def done(_rid: int, outcome: Any) -> None:
-                _settle(fut, outcome)
-
-        else:
-
-            def done(_rid: int, outcome: Any) -> None:
-                try:
-                    loop.call_soon_threadsafe(_settle, fut, outcome)
-                except RuntimeError:  # the loop is closed: nobody waits any more
-                    _dispose(outcome)
+        def done(_rid: int, outcome: Any) -> None:
+            _settle_from_anywhere(loop, fut, outcome)
 
         rid = start(done)
         try:
@@ -2506,6 +3343,20 @@ class AsyncContext:
         except asyncio.CancelledError:
             self.context.cancel(rid)
             raise
+
+    async def discover(
+        self,
+        address: StrOrBytes,
+        services: ServiceArg = ALL_SERVICES,
+        require_secure: bool = False,
+    ) -> Discovery:
+        """:meth:`Context.discover` as a coroutine. Cancelling the awaiting task cancels the
+        request. Raises like the blocking call (:class:`InvalidArgument`, :class:`Timeout`,
+        ...), and :class:`ContextClosed` when the context is closed meanwhile."""
+        result: Discovery = await self._run(
+            lambda done: self.context.discover_async(address, done, services, require_secure)
+        )
+        return result
 
     async def connect(
         self,
@@ -2518,10 +3369,9 @@ class AsyncContext:
         legacy_cn: bool = False,
         accept_sibling: bool = False,
     ) -> TlsStream:
-        """:meth:`Context.connect` as a coroutine. The stream it returns is blocking (use it
-        from a thread, or switch it to non-blocking mode and drive it with
-        ``loop.add_reader(stream.fileno(), ...)``, minding the poll rule of
-        :class:`TlsStream`). Cancelling the awaiting task drops the half-open connection."""
+        """:meth:`Context.connect` as a coroutine, returning a blocking :class:`TlsStream`
+        (for a thread). For asyncio I/O use :meth:`open_connection`. Cancelling the awaiting
+        task drops the half-open connection."""
         stream: TlsStream = await self._run(
             lambda done: self.context.connect_async(
                 host,
@@ -2541,10 +3391,51 @@ class AsyncContext:
         stream: TlsStream = await self._run(lambda done: self.context.connect_binding_async(binding, done))
         return stream
 
+    async def open_connection(
+        self,
+        host: StrOrBytes,
+        port: int,
+        security: Union[Security, int] = Security.IMPLICIT_TLS,
+        sni: Optional[StrOrBytes] = None,
+        identity: Optional[Identity] = None,
+        *,
+        legacy_cn: bool = False,
+        accept_sibling: bool = False,
+        limit: int = STREAM_LIMIT,
+    ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connects like :meth:`Context.connect` (verified TLS, implicit or STARTTLS) and
+        returns ``(reader, writer)``, as :func:`asyncio.open_connection` does::
+
+            reader, writer = await actx.open_connection("mail.example.net", 993)
+            writer.write(b"a1 CAPABILITY\r\n")
+            await writer.drain()
+            line = await reader.readline()
+            writer.close()
+            await writer.wait_closed()     # close_notify sent
+
+        The greeting and capabilities were read by the library already:
+        ``writer.get_extra_info("mailsrv_stream").greeting``. ``reader`` sees what the
+        server sends next. ``reader`` returns EOF after the server's close_notify; a TCP
+        close without it raises :class:`ConnectionClosed` (a ConnectionResetError).
+
+        :raises InvalidArgument: (ValueError) before any traffic.
+        :raises Timeout: (TimeoutError).
+        :raises CertificateError: (ConnectionError and ValueError) with the precise subclass.
+        :raises ConnectFailed, ProtocolError, DnsError: as :meth:`Context.connect`.
+        """
+        stream = await self.connect(
+            host, port, security, sni, identity, legacy_cn=legacy_cn, accept_sibling=accept_sibling
+        )
+        try:
+            return await open_stream(stream, limit=limit)
+        except BaseException:
+            stream.close()
+            raise
+
     async def verify_srv_authenticity(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         target: StrOrBytes,
         port: int,
         probe: bool = True,
@@ -2553,7 +3444,9 @@ class AsyncContext:
         *,
         require_secure: bool = False,
     ) -> Authenticity:
-        """:meth:`Context.verify_srv_authenticity` as a coroutine."""
+        """:meth:`Context.verify_srv_authenticity` as a coroutine. With ``keep_probe``,
+        ``await open_stream(a.probe_stream)`` turns the verified probe connection into an
+        asyncio reader/writer pair."""
         result: Authenticity = await self._run(
             lambda done: self.context.verify_srv_authenticity_async(
                 domain, service, target, port, done, probe, keep_probe, accept_sibling, require_secure=require_secure
@@ -2561,10 +3454,15 @@ class AsyncContext:
         )
         return result
 
+    async def autoconfigure(self, address: StrOrBytes, probe: bool = True) -> "AccountSetup":
+        """:meth:`Context.autoconfigure` (account setup in one call) as a coroutine."""
+        result: AccountSetup = await self._run(lambda done: self.context.autoconfigure_async(address, done, probe))
+        return result
+
     async def srv_change_check(
         self,
         domain: StrOrBytes,
-        service: Union[Service, int],
+        service: ServiceArg,
         saved_host: StrOrBytes,
         saved_port: int,
         origin: Union[Origin, int] = Origin.SRV,
@@ -2593,17 +3491,53 @@ class AsyncContext:
         )
         return result
 
+    async def aclose(self) -> None:
+        """Closes the context without blocking the event loop: outstanding requests end
+        (their awaiting coroutines get :class:`ContextClosed`), and when blocking calls on
+        :attr:`context` are still running in other threads, this awaits the last of them
+        instead of blocking. Idempotent."""
+        self._detach()
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+
+        def mark() -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        def hook() -> None:
+            try:
+                running: Optional[asyncio.AbstractEventLoop] = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                mark()
+            else:
+                try:
+                    loop.call_soon_threadsafe(mark)
+                except RuntimeError:  # pragma: no cover - the loop is gone
+                    pass
+
+        self.context._when_closed(hook)
+        self.context._start_close()
+        await closed
+
     def close(self) -> None:
-        """Stops watching the descriptor and closes the context (outstanding requests end
-        with SHUTDOWN). Idempotent."""
+        """Blocking close (for code outside the event loop): stops watching the descriptor
+        and closes the context, waiting for calls in progress on other threads. Inside a
+        coroutine use ``await aclose()``. Idempotent."""
         self._detach()
         self.context.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once closing has started."""
+        return self.context.closed
 
     async def __aenter__(self) -> "AsyncContext":
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
     def __enter__(self) -> "AsyncContext":
         return self

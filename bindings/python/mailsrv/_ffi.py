@@ -13,10 +13,12 @@ Conventions (style.md section 12):
 * ``mailsrv_test_panic`` exists only in builds with the ``test-hooks`` feature and is bound
   only when the loaded library has it (:data:`HAS_TEST_HOOKS`).
 
-The library is looked up, in this order: the path in the environment variable
+The library is loaded lazily, on the first use of :data:`lib` (so ``import mailsrv`` and
+``help(mailsrv)`` work without it), and looked up, in this order: the path in the environment variable
 ``MAILSRV_LIBRARY``; ``ctypes.util.find_library("mailsrv")``; the in-tree builds
 ``target/debug/libmailsrv.so`` and ``target/release/libmailsrv.so`` of the repository this
-package sits in.
+package sits in. When none works, that first use raises :class:`LibraryNotFound`, an
+:class:`ImportError` whose message lists every place tried.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import threading
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -38,7 +41,7 @@ from ctypes import (
     c_void_p,
 )
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = [
     "AUTHENTICITY_CB",
@@ -275,12 +278,15 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_test_panic": (mailsrv_status, []),
 }
 
-#: Functions that only some builds export; bound when present.
+# Functions that only some builds export; bound when present.
 OPTIONAL_FUNCTIONS = frozenset({"mailsrv_test_panic"})
 
 
-class LibraryNotFound(OSError):
-    """libmailsrv could not be found or loaded; the message lists every place tried."""
+class LibraryNotFound(ImportError):
+    """libmailsrv could not be found or loaded (an :class:`ImportError`, raised by the first
+    call that needs the library, not by ``import mailsrv``); the message lists every place
+    tried. Set ``MAILSRV_LIBRARY`` to the ``.so`` to choose one.
+    """
 
 
 def _in_tree_candidates() -> List[Path]:
@@ -331,25 +337,75 @@ def _load() -> Tuple[ctypes.CDLL, str]:
     )
 
 
-def _declare(library: ctypes.CDLL, table: Mapping[str, Tuple[Any, Sequence[Any]]]) -> bool:
-    """Sets restype/argtypes of every function; returns whether the optional ones exist."""
-    have_optional = True
+def _declare(library: ctypes.CDLL, path: str, table: Mapping[str, Tuple[Any, Sequence[Any]]]) -> Dict[str, Any]:
+    """Sets restype/argtypes of every function; returns them by name (optional ones only
+    when the library has them)."""
+    fns: Dict[str, Any] = {}
     for name, (restype, argtypes) in table.items():
         try:
             fn = getattr(library, name)
         except AttributeError:
             if name in OPTIONAL_FUNCTIONS:
-                have_optional = False
                 continue
-            raise LibraryNotFound(f"{LIBRARY_PATH} does not export {name}: an incompatible libmailsrv?") from None
+            raise LibraryNotFound(f"{path} does not export {name}: an incompatible libmailsrv?") from None
         fn.restype = restype
         fn.argtypes = list(argtypes)
-    return have_optional
+        fns[name] = fn
+    return fns
 
 
-lib, LIBRARY_PATH = _load()
-#: True when the loaded library was built with the test-hooks feature (mailsrv_test_panic).
-HAS_TEST_HOOKS: bool = _declare(lib, FUNCTIONS)
+class _Library:
+    """The ``ctypes.CDLL`` of libmailsrv, loaded on first attribute access.
+
+    After loading, every function of :data:`FUNCTIONS` is an attribute of this object
+    (later accesses cost a plain attribute lookup); :attr:`cdll` is the CDLL itself.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cdll: Optional[ctypes.CDLL] = None
+        self.path: Optional[str] = None
+        self.has_test_hooks = False
+
+    def load(self) -> ctypes.CDLL:
+        """Loads and declares the library (once); raises :class:`LibraryNotFound`."""
+        with self._lock:
+            if self.cdll is None:
+                cdll, path = _load()
+                fns = _declare(cdll, path, FUNCTIONS)
+                self.__dict__.update(fns)
+                self.has_test_hooks = all(n in fns for n in OPTIONAL_FUNCTIONS)
+                self.path = path
+                self.cdll = cdll
+            return self.cdll
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names not set yet: the functions before loading, or unknown ones.
+        if name.startswith("__") or name not in FUNCTIONS:
+            raise AttributeError(name)
+        self.load()
+        try:
+            return self.__dict__[name]
+        except KeyError:
+            raise AttributeError(f"the loaded libmailsrv ({self.path}) has no {name}") from None
+
+    def __repr__(self) -> str:
+        return f"<mailsrv._ffi.lib {self.path or 'not loaded yet'}>"
+
+
+# The library (loaded on first use). ``lib.mailsrv_version()`` etc.
+lib: Any = _Library()
+
+
+def __getattr__(name: str) -> Any:
+    # LIBRARY_PATH and HAS_TEST_HOOKS load the library when first asked for.
+    if name == "LIBRARY_PATH":
+        lib.load()
+        return lib.path
+    if name == "HAS_TEST_HOOKS":
+        lib.load()
+        return lib.has_test_hooks
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def errbuf(size: int = 512) -> "ctypes.Array[ctypes.c_char]":

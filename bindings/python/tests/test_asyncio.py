@@ -162,13 +162,36 @@ def test_asyncio_close_fails_waiters_with_shutdown(mode, silent_ns):
     assert all(isinstance(r, MailsrvError) and r.status == Status.SHUTDOWN for r in results), results
 
 
-def test_asyncio_bound_to_one_loop(ns, anchor):
+def test_asyncio_context_moves_to_the_next_loop(ns, anchor):
+    """One AsyncContext serves several asyncio.run calls in turn (issue 19)."""
     actx = AsyncContext([ns], trust_anchor_file=anchor)
     try:
-        run(actx.discover("example.com", Service.IMAPS))
-        with pytest.raises(RuntimeError, match="another event loop"):
-            run(actx.discover("example.com", Service.IMAPS))
+        for _ in range(3):
+            d = asyncio.run(actx.discover("example.com", Service.IMAPS))
+            assert d.domain == "example.com"
     finally:
+        actx.close()
+
+
+def test_asyncio_context_refuses_a_second_running_loop(ns, anchor):
+    actx = AsyncContext([ns], trust_anchor_file=anchor)
+    started, release = threading.Event(), threading.Event()
+
+    async def hold():
+        await actx.discover("example.com", Service.IMAPS)
+        started.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+
+    t = threading.Thread(target=lambda: asyncio.run(hold()))
+    t.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(RuntimeError, match="another event loop that is still running"):
+            asyncio.run(actx.discover("example.com", Service.IMAPS))
+    finally:
+        release.set()
+        t.join(10)
         actx.close()
 
 

@@ -76,9 +76,11 @@ def test_wrong_types(ctx, value):
         ctx.discover(value)  # type: ignore[arg-type]
 
 
-def test_services_must_be_int(ctx):
-    with pytest.raises(TypeError):
-        ctx.discover("example.com", "imaps")  # type: ignore[arg-type]
+def test_services_must_be_a_service_a_name_or_int(ctx):
+    with pytest.raises(TypeError, match="services must be"):
+        ctx.discover("example.com", 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a mail service"):
+        ctx.discover("example.com", "imapz")
 
 
 def test_callback_must_be_callable(ctx):
