@@ -509,6 +509,12 @@ typedef enum {
    * MAILSRV_FLAG_REQUIRE_SECURE.
    */
   MAILSRV_DNSSEC_UNAVAILABLE = 5,
+  /**
+   * Addresses only (mailsrv_endpoint_address_dnssec()): they came from the hosts file
+   * (mailsrv_config_set_hosts_file()), not from DNS, so DNSSEC says nothing about them.
+   * Never secure; DANE does not apply to them.
+   */
+  MAILSRV_DNSSEC_HOSTS_FILE = 6,
 } mailsrv_dnssec;
 
 /**
@@ -1277,6 +1283,25 @@ mailsrv_status mailsrv_config_set_trust_anchor_file(mailsrv_config *cfg, const c
 mailsrv_status mailsrv_config_set_ca_file(mailsrv_config *cfg, const char *path);
 
 /**
+ * Reads host addresses from the hosts(5) file `path` before DNS, as getaddrinfo does with
+ * nsswitch's default `hosts: files dns`: when the file names an SRV target or a host to
+ * connect to, its entries are the addresses (both families) and DNS is not asked for
+ * them. Default "/etc/hosts"; NULL turns the hosts file off. A missing file is empty; the
+ * file is re-read when it changes. Such addresses are reported as
+ * MAILSRV_DNSSEC_HOSTS_FILE (mailsrv_endpoint_address_dnssec()), never as secure, and DANE
+ * never applies to them: a connection with TLSA records enforced goes to DNSSEC-secure
+ * addresses only. Caller-given addresses (mailsrv_connect_opts_add_address()) come first.
+ *
+ * `cfg` borrowed, not NULL. `path` borrowed UTF-8, or NULL.
+ * Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` valid; `path` NULL or a NUL-terminated string.
+ */
+mailsrv_status mailsrv_config_set_hosts_file(mailsrv_config *cfg, const char *path);
+
+/**
  * Sets the deadline of every operation, in milliseconds (0 = the default, 10000; at most
  * 600000). An operation that runs out of time ends with MAILSRV_STATUS_TIMEOUT, or, for
  * discovery, with the services that were not answered marked LOOKUP_FAILED.
@@ -1656,7 +1681,9 @@ size_t mailsrv_endpoint_addresses_len(const mailsrv_endpoint *e);
 const char *mailsrv_endpoint_address_get(const mailsrv_endpoint *e, size_t i);
 
 /**
- * The weakest DNSSEC state over the target's AAAA and A answers (a mailsrv_dnssec value).
+ * The weakest DNSSEC state over the target's AAAA and A answers (a mailsrv_dnssec value);
+ * MAILSRV_DNSSEC_HOSTS_FILE when the hosts file named the target (then its entries are the
+ * addresses and DNS was not asked, like getaddrinfo with `hosts: files dns`).
  * Since 0.1.
  *
  * # Safety
@@ -1697,7 +1724,7 @@ const char *mailsrv_srv_state_name(uint32_t state);
 
 /**
  * The name of a mailsrv_dnssec value ("secure", "insecure", "bogus", "indeterminate",
- * "unavailable", "unknown"); "" otherwise. Static.
+ * "unavailable", "hosts_file", "unknown"); "" otherwise. Static.
  * Since 0.1.
  */
 const char *mailsrv_dnssec_name(uint32_t state);

@@ -251,6 +251,9 @@ class Dnssec(_OpenIntEnum):
     #: The network path cannot carry DNSSEC (RFC 8027 roadblock): the answer was fetched
     #: without it and is used as unsigned (the certificate probe decides authenticity).
     UNAVAILABLE = 5
+    #: Addresses only: they came from the hosts file, not from DNS (never secure; DANE does
+    #: not apply to them).
+    HOSTS_FILE = 6
 
     @property
     def label(self) -> str:
@@ -1603,6 +1606,9 @@ class Context:
         roadblock (none by default; mailsrv never adds a public one).
     :param negative_trust_anchors: zones not validated (RFC 7646), e.g. a split-horizon
         internal mail domain; the special-use and private zones are built in.
+    :param hosts_file: the hosts(5) file consulted for host addresses before DNS, like
+        getaddrinfo (its entries replace DNS for the names it lists and are reported as
+        :attr:`Dnssec.HOSTS_FILE`); None turns it off.
     :raises MailsrvError: INVALID_ARG (bad nameserver or value), BAD_TRUST_ANCHOR, RUNTIME.
     """
 
@@ -1617,6 +1623,7 @@ class Context:
         rng_seed: Optional[int] = None,
         fallback_nameservers: Sequence[str] = (),
         negative_trust_anchors: Sequence[str] = (),
+        hosts_file: Optional[PathArg] = "/etc/hosts",
     ) -> None:
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -1658,6 +1665,12 @@ class Context:
                     lib.mailsrv_config_set_ca_file(cfg, _c_path(ca_file, "ca_file")),
                     f"bad CA file path {ca_file!r}",
                 )
+            _check(
+                lib.mailsrv_config_set_hosts_file(
+                    cfg, None if hosts_file is None else _c_path(hosts_file, "hosts_file")
+                ),
+                f"bad hosts file path {hosts_file!r}",
+            )
             if timeout_ms is not None:
                 ms = _c_uint(timeout_ms, "timeout_ms", _U32_MAX)
                 _check(lib.mailsrv_config_set_timeout_ms(cfg, ms), f"timeout_ms {ms} out of range (0..600000)")

@@ -86,6 +86,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_config_add_negative_trust_anchor": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_trust_anchor_file": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_ca_file": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_set_hosts_file": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_timeout_ms": (mailsrv_status, [_P, c_uint32]),
     "mailsrv_config_set_dispatch": (mailsrv_status, [_P, c_uint32]),
     "mailsrv_config_set_flags": (mailsrv_status, [_P, c_uint32]),
