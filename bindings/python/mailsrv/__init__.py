@@ -730,6 +730,33 @@ def _c_identity(identity: Optional["Identity"]) -> Iterator[Optional[int]]:
         lib.mailsrv_identity_free(handle)
 
 
+@contextmanager
+def _c_connect_opts(
+    host: bytes,
+    port: int,
+    security: int,
+    sni: Optional[bytes],
+    identity: Optional[int],
+    flags: int,
+    addresses: Sequence[StrOrBytes],
+) -> Iterator[int]:
+    """C connect options (mailsrv_connect_opts) for one call (the library copies them)."""
+    opts = c_void_p()
+    _check(lib.mailsrv_connect_opts_new(host, port, security, byref(opts)), "bad host, port or security")
+    try:
+        if sni is not None:
+            _check(lib.mailsrv_connect_opts_set_sni(opts, sni), "bad sni")
+        if identity is not None:
+            _check(lib.mailsrv_connect_opts_set_identity(opts, identity), "mailsrv_connect_opts_set_identity")
+        _check(lib.mailsrv_connect_opts_set_flags(opts, flags), "bad flags")
+        for a in addresses:
+            buf = _ffi.errbuf()
+            _check(lib.mailsrv_connect_opts_add_address(opts, _c_text(a, "address"), buf, len(buf)), buf.value)
+        yield opts.value
+    finally:
+        lib.mailsrv_connect_opts_free(opts)
+
+
 def _text_arg(value: object, what: str) -> Union[str, bytes]:
     if isinstance(value, (bytearray, memoryview)):
         value = bytes(value)
@@ -1994,9 +2021,14 @@ class Context:
         *,
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
     ) -> TlsStream:
         """Connects to a mail server and returns a verified :class:`TlsStream`, blocking
         (the GIL is released meanwhile).
+
+        ``addresses``: IP addresses the caller resolved ("192.0.2.1", "2001:db8::1"): the
+        connection goes to these (Happy Eyeballs) and nothing is resolved; SNI and the
+        certificate check still use ``host``. A bad one raises INVALID_ARG with the reason.
 
         ``host``: a host name (IDN allowed) or an IP literal, resolved through the context's
         resolver, then TCP with Happy Eyeballs. ``security``: implicit TLS or the protocol's
@@ -2014,6 +2046,17 @@ class Context:
         )
         out = c_void_p()
         buf = _ffi.errbuf()
+        if addresses is not None:
+            if isinstance(addresses, (str, bytes)):
+                addresses = [addresses]
+            with _c_identity(ident) as idh, _c_connect_opts(
+                h_host, h_port, sec, h_sni, idh, flags, addresses
+            ) as opts, self._use() as h:
+                status = lib.mailsrv_connect(h, opts, byref(out), buf, len(buf))
+            if status != Status.OK:
+                lib.mailsrv_tls_stream_free(out)  # NULL on failure
+                _check(status, buf.value)
+            return TlsStream._wrap(out.value)
         with _c_identity(ident) as idh, self._use() as h:
             status = lib.mailsrv_connect_with_sni(h, h_host, h_port, sec, h_sni, idh, flags, byref(out), buf, len(buf))
         if status != Status.OK:
@@ -2032,11 +2075,12 @@ class Context:
         *,
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
     ) -> int:
         """:meth:`connect` without blocking; returns the request id (for :meth:`cancel`,
         which drops a half-open connection). ``callback(request_id, outcome)`` runs exactly
         once, like discover_async's: ``outcome`` is a :class:`TlsStream` (yours to close) or
-        a :class:`MailsrvError`.
+        a :class:`MailsrvError`. ``addresses`` as for :meth:`connect`.
 
         :raises MailsrvError: when the request could not start (then no callback runs).
         """
@@ -2045,6 +2089,17 @@ class Context:
         h_host, h_port, sec, h_sni, ident, flags = self._connect_args(
             host, port, security, sni, identity, legacy_cn, accept_sibling
         )
+        if addresses is not None:
+            if isinstance(addresses, (str, bytes)):
+                addresses = [addresses]
+            with _c_identity(ident) as idh, _c_connect_opts(
+                h_host, h_port, sec, h_sni, idh, flags, addresses
+            ) as opts:
+                return self._start_async(
+                    _STREAM,
+                    callback,
+                    lambda h, token, rid: lib.mailsrv_connect_async(h, opts, _trampoline, token, rid),
+                )
         with _c_identity(ident) as idh:
             return self._start_async(
                 _STREAM,
@@ -2389,6 +2444,7 @@ class AsyncContext:
         *,
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
     ) -> TlsStream:
         """:meth:`Context.connect` as a coroutine. The stream it returns is blocking (use it
         from a thread, or switch it to non-blocking mode and drive it with
@@ -2404,6 +2460,7 @@ class AsyncContext:
                 identity,
                 legacy_cn=legacy_cn,
                 accept_sibling=accept_sibling,
+                addresses=addresses,
             )
         )
         return stream
