@@ -6,7 +6,8 @@ dnspython (the comparison clients) and optionally matplotlib.
 Env: MAILSRV_TEST_* (testbed), MAILSRV_LIBRARY, BENCH_BIN (dir of the C bench programs),
 MAILSRV_CLI, BENCH_RUNS (default 5), BENCH_RTTS (default "0 20 80"),
 BENCH_PROXY_ADDR / BENCH_PROXY_PORT (default 127.0.17.1 / 5370: one port per RTT from there),
-BENCH_SCALE (default "1000 10000").
+BENCH_SCALE (default "1000 10000"), BENCH_ONLY=discovery (only the discovery rows, written
+to bench/results-discovery.json; results.json and the report are left alone).
 """
 import json
 import os
@@ -32,6 +33,7 @@ ENV = os.environ
 NS = ENV.get("MAILSRV_TEST_NS", "127.0.17.1:5361")
 NS_HOST, NS_PORT = NS.rsplit(":", 1)
 ANCHOR, CA, CERTS = (ENV.get(k, "") for k in ("MAILSRV_TEST_ANCHOR", "MAILSRV_TEST_CA", "MAILSRV_TEST_CERTS"))
+ANCHOR_DS = ENV.get("MAILSRV_TEST_ANCHOR_DS", "")
 RUNS = int(ENV.get("BENCH_RUNS", "5"))
 RTTS = [int(x) for x in ENV.get("BENCH_RTTS", "0 20 80").split()]
 PADDR = ENV.get("BENCH_PROXY_ADDR", "127.0.17.1")
@@ -41,7 +43,11 @@ BIN = ENV.get("BENCH_BIN", os.path.join(HERE, "build"))
 CLI = ENV.get("MAILSRV_CLI", os.path.join(ROOT, "target/release/mailsrv"))
 LIB = ENV.get("MAILSRV_LIBRARY", os.path.join(ROOT, "target/release/libmailsrv.so"))
 IMAPS_PORT = int(ENV.get("MAILSRV_TEST_IMAPS_PORT", "10993"))
-DOMAINS = {"signed": "example.com", "unsigned": "insecure.test"}
+# (row label, domain, trust anchor): the DS-form anchor is the form IANA and Debian's
+# dns-root-data publish (issue 14: it must not cost a round).
+KINDS = [("signed", "example.com", ANCHOR), ("signed-ds", "example.com", ANCHOR_DS),
+         ("unsigned", "insecure.test", ANCHOR)]
+DOMAINS = {kind: domain for kind, domain, _ in KINDS}
 SERVICES = ["imaps", "imap", "pop3s", "pop3", "submissions", "submission"]
 TARGET_RATIO, TARGET_CERT = 1.1, 1.0
 WORK = tempfile.mkdtemp(prefix="mailsrv-bench-")
@@ -163,8 +169,9 @@ def discovery():
                 ex.append(time.perf_counter() - t0)
             R["discovery_exchange"] = R.get("discovery_exchange", {})
             R["discovery_exchange"][str(rtt)] = stats(ex)
-            for kind, domain in DOMAINS.items():
+            for kind, domain, anchor in KINDS:
                 row = {k: [] for k in ("cold", "warm", "seq", "plain")}
+                dups, detect = [], []
                 qc = {"cold": [], "warm": []}
                 rts = {"cold": [], "warm": []}
                 cold_queries, states = None, None
@@ -173,13 +180,18 @@ def discovery():
                     marks = os.path.join(WORK, "marks")
                     open(marks, "w").close()
                     p = subprocess.run([sys.executable, os.path.join(HERE, "mailsrv_discover.py"),
-                                        f"{PADDR}:{port}", ANCHOR, domain, "--mark", marks],
+                                        f"{PADDR}:{port}", anchor, domain, "--mark", marks],
                                        capture_output=True, text=True, check=True)
                     res = json.loads(p.stdout)
                     time.sleep(0.05)
                     cold, warm = split_marks(read_log(logf), marks)
                     row["cold"].append(res["cold"])
                     row["warm"].append(res["warm"])
+                    # Capability detection (RFC 8027 tests: root DNSKEY and the TLD's DS
+                    # with DO) must share the chain prefetch's packets: no query twice.
+                    asked = [(q[2].lower(), q[3]) for q in cold]
+                    dups.append(len(asked) - len(set(asked)))
+                    detect.append(sum(1 for a in asked if a == (".", "DNSKEY")))
                     for ph, qs in (("cold", cold), ("warm", warm)):
                         qc[ph].append(len(qs))
                         rts[ph].append(round_trips(qs, rtt) if rtt else None)
@@ -200,6 +212,7 @@ def discovery():
                     "plain_queries": len(plain_q), "plain_round_trips": round_trips(plain_q, rtt) if rtt else None,
                     "cold_query_list": [f"{round((q[0] - cold_queries[0][0]) * 1000)}ms {q[2]} {q[3]}" for q in cold_queries],
                     "states": states,
+                    "duplicate_queries": sorted(set(dups)), "root_dnskey_queries": sorted(set(detect)),
                 }
                 log(f"discovery {kind} rtt={rtt}: cold {fmt_ms(stats(row['cold']))} ms, "
                     f"warm {fmt_ms(stats(row['warm']))} ms, seq {fmt_ms(stats(row['seq']))} ms, "
@@ -353,6 +366,14 @@ def report():
         rt = d["round_trips"]["cold"]
         w(f"| DNS round trips on the critical path, {key.split('/')[0]}, cold, RTT {d['rtt_ms']} ms: 2 "
           f"| {', '.join(map(str, rt))} (proxy log) | {met(max(rt) <= 2)} |")
+    for key in sorted(worst, key=lambda k: (k.split("/")[0], int(k.split("/")[1]))):
+        d = D[key]
+        if not key.startswith("signed") or "duplicate_queries" not in d:
+            continue
+        extra = max(d["round_trips"]["cold"]) - 2
+        w(f"| roadblock detection on a capable path, {key.split('/')[0]}, cold, RTT {d['rtt_ms']} ms: "
+          f"0 extra rounds | {extra} extra rounds; {max(d['duplicate_queries'])} repeated queries, "
+          f"root DNSKEY asked {max(d['root_dnskey_queries'])}× (proxy log) | {met(extra <= 0)} |")
     a = R["auth"]
     ar = a["concurrent"]["median"] / a["sequential"]["median"]
     w(f"| authenticity (probe + reconnect), loopback without delay (CPU-bound, information) "
@@ -409,7 +430,7 @@ def report():
     for kind in DOMAINS:
         key = f"{kind}/{max(RTTS)}"
         if key in D:
-            w(f"<details><summary>{D[key]['domain']}</summary>\n\n```\n" + "\n".join(D[key]["cold_query_list"]) +
+            w(f"<details><summary>{D[key]['domain']} ({kind})</summary>\n\n```\n" + "\n".join(D[key]["cold_query_list"]) +
               "\n```\n</details>\n")
     w("## 3. Authenticity (probe + reconnect)\n")
     w(f"`mailsrv_verify_srv_authenticity(hosted.test, imaps, mail.example.net:{IMAPS_PORT})` (unsigned "
@@ -501,6 +522,15 @@ def main():
                  "load": " ".join(open("/proc/loadavg").read().split()[:3]),
                  "runs": RUNS, "version": subprocess.run([CLI, "version"], capture_output=True, text=True).stdout.strip()}
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
+    if ENV.get("BENCH_ONLY") == "discovery":
+        try:
+            discovery()
+            with open(os.path.join(HERE, "results-discovery.json"), "w") as f:
+                json.dump(R, f, indent=1)
+            log("wrote bench/results-discovery.json")
+        finally:
+            shutil.rmtree(WORK, ignore_errors=True)
+        return
     try:
         discovery()
         authenticity()

@@ -509,6 +509,12 @@ typedef enum {
    * MAILSRV_FLAG_REQUIRE_SECURE.
    */
   MAILSRV_DNSSEC_UNAVAILABLE = 5,
+  /**
+   * Addresses only (mailsrv_endpoint_address_dnssec()): they came from the hosts file
+   * (mailsrv_config_set_hosts_file()), not from DNS, so DNSSEC says nothing about them.
+   * Never secure; DANE does not apply to them.
+   */
+  MAILSRV_DNSSEC_HOSTS_FILE = 6,
 } mailsrv_dnssec;
 
 /**
@@ -571,6 +577,13 @@ typedef struct mailsrv_change mailsrv_change;
  * Settings for a context (opaque).
  */
 typedef struct mailsrv_config mailsrv_config;
+
+/**
+ * What mailsrv_connect() connects to and checks (opaque, owned by the caller): the host,
+ * port and security of mailsrv_connect_with_sni(), plus optional SNI, identity, flags and
+ * caller-resolved addresses. Single-threaded; copied by each call that takes it.
+ */
+typedef struct mailsrv_connect_opts mailsrv_connect_opts;
 
 /**
  * A mailsrv context (opaque). Safe to use from several threads at once.
@@ -1280,6 +1293,25 @@ mailsrv_status mailsrv_config_set_trust_anchor_file(mailsrv_config *cfg, const c
 mailsrv_status mailsrv_config_set_ca_file(mailsrv_config *cfg, const char *path);
 
 /**
+ * Reads host addresses from the hosts(5) file `path` before DNS, as getaddrinfo does with
+ * nsswitch's default `hosts: files dns`: when the file names an SRV target or a host to
+ * connect to, its entries are the addresses (both families) and DNS is not asked for
+ * them. Default "/etc/hosts"; NULL turns the hosts file off. A missing file is empty; the
+ * file is re-read when it changes. Such addresses are reported as
+ * MAILSRV_DNSSEC_HOSTS_FILE (mailsrv_endpoint_address_dnssec()), never as secure, and DANE
+ * never applies to them: a connection with TLSA records enforced goes to DNSSEC-secure
+ * addresses only. Caller-given addresses (mailsrv_connect_opts_add_address()) come first.
+ *
+ * `cfg` borrowed, not NULL. `path` borrowed UTF-8, or NULL.
+ * Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` valid; `path` NULL or a NUL-terminated string.
+ */
+mailsrv_status mailsrv_config_set_hosts_file(mailsrv_config *cfg, const char *path);
+
+/**
  * Sets the deadline of every operation, in milliseconds (0 = the default, 10000; at most
  * 600000). An operation that runs out of time ends with MAILSRV_STATUS_TIMEOUT, or, for
  * discovery, with the services that were not answered marked LOOKUP_FAILED.
@@ -1659,7 +1691,9 @@ size_t mailsrv_endpoint_addresses_len(const mailsrv_endpoint *e);
 const char *mailsrv_endpoint_address_get(const mailsrv_endpoint *e, size_t i);
 
 /**
- * The weakest DNSSEC state over the target's AAAA and A answers (a mailsrv_dnssec value).
+ * The weakest DNSSEC state over the target's AAAA and A answers (a mailsrv_dnssec value);
+ * MAILSRV_DNSSEC_HOSTS_FILE when the hosts file named the target (then its entries are the
+ * addresses and DNS was not asked, like getaddrinfo with `hosts: files dns`).
  * Since 0.1.
  *
  * # Safety
@@ -1700,7 +1734,7 @@ const char *mailsrv_srv_state_name(uint32_t state);
 
 /**
  * The name of a mailsrv_dnssec value ("secure", "insecure", "bogus", "indeterminate",
- * "unavailable", "unknown"); "" otherwise. Static.
+ * "unavailable", "hosts_file", "unknown"); "" otherwise. Static.
  * Since 0.1.
  */
 const char *mailsrv_dnssec_name(uint32_t state);
@@ -2129,6 +2163,139 @@ mailsrv_status mailsrv_connect_with_sni_async(mailsrv_ctx *ctx,
                                               mailsrv_connect_cb cb,
                                               void *userdata,
                                               mailsrv_request_id *id_out);
+
+/**
+ * Creates connect options for `host` (a host name, IDN allowed, or an IP literal; it gives
+ * the default SNI and the certificate's reference identity, as in
+ * mailsrv_connect_with_sni()), `port` and `security` (a mailsrv_security value). Without
+ * mailsrv_connect_opts_add_address() the host is resolved (hosts file, then DNS); with it,
+ * the given addresses are used and nothing is resolved.
+ *
+ * `host` borrowed UTF-8, not NULL. `out` (out, not NULL) receives owned options, freed with
+ * mailsrv_connect_opts_free(); NULL on failure.
+ * Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 host, port 0, unknown security); the host
+ * itself is checked by mailsrv_connect().
+ * Since 0.1.
+ *
+ * # Safety
+ * `host` NULL or a NUL-terminated string; `out` NULL or valid for writing one pointer.
+ */
+mailsrv_status mailsrv_connect_opts_new(const char *host,
+                                        uint16_t port,
+                                        uint32_t security,
+                                        mailsrv_connect_opts **out);
+
+/**
+ * Frees connect options. NULL does nothing. Calls that took them keep their own copy.
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or from mailsrv_connect_opts_new(), not used afterwards.
+ */
+void mailsrv_connect_opts_free(mailsrv_connect_opts *opts);
+
+/**
+ * Sets the TLS server name (SNI), as the `sni` argument of mailsrv_connect_with_sni(): an
+ * IP literal means "send no SNI"; NULL restores the default (the host's own name, none for
+ * an IP literal). Checked by mailsrv_connect().
+ *
+ * `opts` borrowed, not NULL. `sni` borrowed UTF-8, or NULL.
+ * Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` valid; `sni` NULL or a NUL-terminated string.
+ */
+mailsrv_status mailsrv_connect_opts_set_sni(mailsrv_connect_opts *opts, const char *sni);
+
+/**
+ * Sets what the certificate must prove (copied: `identity` may be freed afterwards); NULL
+ * restores the default (DNS-ID = host, IP-ID for an IP literal).
+ *
+ * `opts` borrowed, not NULL. `identity` borrowed, or NULL.
+ * Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` valid; `identity` NULL or valid.
+ */
+mailsrv_status mailsrv_connect_opts_set_identity(mailsrv_connect_opts *opts,
+                                                 const mailsrv_identity *identity);
+
+/**
+ * Sets the call's flags, as mailsrv_connect_with_sni() takes them
+ * (MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE). Replaces earlier flags.
+ *
+ * `opts` borrowed, not NULL.
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown bits; the options are unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid.
+ */
+mailsrv_status mailsrv_connect_opts_set_flags(mailsrv_connect_opts *opts, uint32_t flags);
+
+/**
+ * Adds an address the caller resolved itself: "192.0.2.1", "2001:db8::1" or
+ * "[2001:db8::1]" (no port: the options' port is used; no zone index; no host name).
+ * Repeatable, at most 32; a repeated address is ignored. Once any is added,
+ * mailsrv_connect() connects to these (Happy Eyeballs, IPv6 and IPv4 interleaved, IPv6
+ * first, each family in the order added) and resolves nothing: neither the hosts file nor
+ * DNS is asked. SNI and the certificate check still use the host name, never the address.
+ *
+ * `opts` borrowed, not NULL. `addr` borrowed UTF-8, not NULL. `errbuf` (may be NULL)
+ * receives the reason when not OK, "" on success, truncated to `errlen` bytes.
+ * Returns OK, NULL_ARG, or INVALID_ARG (not an IP address, unspecified, multicast or
+ * broadcast, more than 32; the options are unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` valid; `addr` NULL or a NUL-terminated string; `errbuf` NULL or `errlen` writable
+ * bytes.
+ */
+mailsrv_status mailsrv_connect_opts_add_address(mailsrv_connect_opts *opts,
+                                                const char *addr,
+                                                char *errbuf,
+                                                size_t errlen);
+
+/**
+ * Connects as `opts` say and returns a verified TLS stream, blocking: everything
+ * mailsrv_connect_with_sni() does, plus the caller's addresses when given
+ * (mailsrv_connect_opts_add_address()).
+ *
+ * `ctx` borrowed, not NULL. `opts` borrowed, not NULL (copied: it may be freed or changed
+ * right after). `out` (out, not NULL): owned stream, freed with mailsrv_tls_stream_free();
+ * NULL on error. `errbuf` (may be NULL) receives the reason when not OK.
+ * Returns OK; NULL_ARG; INVALID_ARG (bad host, SNI, identity, flags) before any traffic;
+ * DNS errors (only when no address was given); CONNECT_FAILED; TIMEOUT; PROTOCOL;
+ * CONNECTION_CLOSED; the precise certificate status; HANDSHAKE.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect(mailsrv_ctx *ctx,
+                               const mailsrv_connect_opts *opts,
+                               mailsrv_tls_stream **out,
+                               char *errbuf,
+                               size_t errlen);
+
+/**
+ * mailsrv_connect() without blocking: `ctx`, `opts` (borrowed, copied before this
+ * returns), then `cb` (not NULL; the mailsrv_connect_cb of mailsrv_connect_with_sni_async(),
+ * run exactly once), `userdata`, `id_out` (may be NULL). Cancelling drops the half-open
+ * connection.
+ * Returns OK (the callback will run), NULL_ARG, INVALID_ARG, SHUTDOWN (then no callback).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_connect_async(mailsrv_ctx *ctx,
+                                     const mailsrv_connect_opts *opts,
+                                     mailsrv_connect_cb cb,
+                                     void *userdata,
+                                     mailsrv_request_id *id_out);
 
 /**
  * Reads decrypted data into `buf` (`len` bytes). `n_out` (out, may be NULL): bytes read.

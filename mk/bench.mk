@@ -32,3 +32,13 @@ bench: bench-deps bench-programs
 	  BENCH_BIN=$(abspath $(BENCH_BUILD)) BENCH_RUNS=$(BENCH_RUNS) BENCH_SCALE="$(BENCH_SCALE)" \
 	  BENCH_PROXY_ADDR=$(BENCH_DNS_ADDR) BENCH_PROXY_PORT=$(BENCH_PROXY_PORT) \
 	  $(PYTHON) bench/bench.py
+
+# Only the discovery rows (DNSKEY and DS anchors, roadblock detection), into
+# bench/results-discovery.json; the report and results.json are left alone.
+.PHONY: bench-discovery
+bench-discovery: all
+	@$(PYTHON) -c 'import dns.resolver' 2>/dev/null || $(PYTHON) -m pip install -q dnspython
+	env $(BENCH_TESTBED_ENV) TESTBED_PARTS=dns testbed/run.sh env BENCH_ONLY=discovery \
+	  MAILSRV_LIBRARY=$(abspath $(RELEASE_DIR))/libmailsrv.so MAILSRV_CLI=$(abspath $(RELEASE_DIR))/mailsrv \
+	  BENCH_RUNS=$(BENCH_RUNS) BENCH_PROXY_ADDR=$(BENCH_DNS_ADDR) BENCH_PROXY_PORT=$(BENCH_PROXY_PORT) \
+	  $(PYTHON) bench/bench.py

@@ -41,7 +41,13 @@ pub struct Config {
     pub probe: bool,
     /// Default certificate matching policy (legacy CN, sibling SRV-IDs); strict by default.
     pub match_options: MatchOptions,
+    /// Consulted for host addresses before DNS, like getaddrinfo with `hosts: files dns`
+    /// (src/core/hosts.rs); `None` turns it off. Default [`DEFAULT_HOSTS_FILE`].
+    pub hosts_file: Option<PathBuf>,
 }
+
+/// The hosts file used unless the caller sets another or none.
+pub const DEFAULT_HOSTS_FILE: &str = "/etc/hosts";
 
 impl Default for Config {
     fn default() -> Self {
@@ -57,6 +63,7 @@ impl Default for Config {
             rng_seed: None,
             match_options: MatchOptions::default(),
             probe: true,
+            hosts_file: Some(PathBuf::from(DEFAULT_HOSTS_FILE)),
         }
     }
 }
@@ -123,6 +130,7 @@ impl Config {
         rc.fallback_nameservers = self.fallback_nameservers.clone();
         rc.attempts = sys.attempts.map_or(2, |a| a.saturating_sub(1).min(4));
         rc.rotate = sys.rotate;
+        rc.hosts_file = self.hosts_file.clone();
         for z in &self.negative_trust_anchors {
             if let Ok(n) = Name::from_ascii(format!("{z}.")) {
                 rc.negative_anchors.push(n);

@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, timeout_at};
 
-use super::discover::lookup_target;
+use super::discover::lookup_target_dns;
 use super::identity::{MatchOptions, ReferenceIdentity};
 use super::resolver::{DnssecState, Outcome, Resolver};
 use super::trust::TrustStore;
@@ -237,7 +237,8 @@ pub enum TlsaState {
 }
 
 /// Looks up the target's addresses and `_port._tcp.target` TLSA records through the
-/// validating resolver. Anything that is neither a secure answer nor a provably unsigned or
+/// validating resolver, DNS only: the hosts file is not consulted, so the addresses a TLSA
+/// check is enforced on are always DNSSEC-secure ones (docs/SECURITY.md, "Hosts file"). Anything that is neither a secure answer nor a provably unsigned or
 /// absent one (bogus, indeterminate, SERVFAIL, timeout) is an error: an answer that cannot
 /// be judged never counts as "no TLSA" (fail closed).
 pub async fn lookup(
@@ -246,7 +247,7 @@ pub async fn lookup(
     port: u16,
     deadline: Instant,
 ) -> Result<TlsaState> {
-    let addrs = lookup_target(resolver, target, deadline).await;
+    let addrs = lookup_target_dns(resolver, target, deadline).await;
     match (addrs.dnssec, addrs.error) {
         (_, Some(e @ (Error::Bogus(_) | Error::NoRecord(_)))) => return Err(e),
         (_, Some(e)) => {

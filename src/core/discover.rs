@@ -351,9 +351,30 @@ async fn resolve_targets(resolver: &Resolver, services: &mut [ServiceAnswer], de
     }
 }
 
-/// AAAA and A of one target at once. The additional section is not used: knot omits
-/// out-of-zone targets there, and a partial section (A without AAAA) would hide addresses.
+/// The addresses of one target as the system would find them: the hosts file first (when
+/// it names the target, its entries are the answer and DNS is not asked, like nsswitch's
+/// `hosts: files dns`), in state [`DnssecState::HostsFile`]; DNS otherwise
+/// ([`lookup_target_dns`]).
 pub(crate) async fn lookup_target(
+    resolver: &Resolver,
+    target: &str,
+    deadline: Instant,
+) -> TargetAddrs {
+    match resolver.hosts_lookup(target) {
+        Some(addresses) if !addresses.is_empty() => TargetAddrs {
+            addresses,
+            dnssec: Some(DnssecState::HostsFile),
+            ..TargetAddrs::default()
+        },
+        _ => lookup_target_dns(resolver, target, deadline).await,
+    }
+}
+
+/// AAAA and A of one target at once, through DNS only (DANE uses this: RFC 7673 needs
+/// DNSSEC-secure addresses, which a hosts file cannot give). The additional section is not
+/// used: knot omits out-of-zone targets there, and a partial section (A without AAAA) would
+/// hide addresses.
+pub(crate) async fn lookup_target_dns(
     resolver: &Resolver,
     target: &str,
     deadline: Instant,

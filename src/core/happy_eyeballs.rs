@@ -238,8 +238,9 @@ pub async fn lookup(resolver: &Resolver, name: &Name, rtype: RecordType) -> Look
     }
 }
 
-/// Connects to `host` (a validated DNS name: its A and AAAA go through `resolver`) or to
-/// the given `addresses` (no DNS at all), racing per RFC 8305.
+/// Connects to the given `addresses` (no DNS at all), else to `host` (a validated DNS name)
+/// at the hosts file's addresses when it names the host, else at its A and AAAA through
+/// `resolver`, racing per RFC 8305.
 pub async fn connect_tcp(
     resolver: &Resolver,
     host: &str,
@@ -249,6 +250,14 @@ pub async fn connect_tcp(
     deadline: Instant,
 ) -> Result<(tokio::net::TcpStream, SocketAddr)> {
     let tcp = |addr: SocketAddr| tokio::net::TcpStream::connect(addr);
+    // The hosts file first, like getaddrinfo with `hosts: files dns` (src/core/hosts.rs).
+    let from_hosts;
+    let addresses = if addresses.is_empty() {
+        from_hosts = resolver.hosts_lookup(host).unwrap_or_default();
+        &from_hosts[..]
+    } else {
+        addresses
+    };
     if !addresses.is_empty() {
         let (v6, v4): (Vec<IpAddr>, Vec<IpAddr>) = addresses.iter().partition(|ip| ip.is_ipv6());
         return race(

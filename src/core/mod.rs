@@ -20,6 +20,7 @@ pub mod discover;
 pub mod fuzzing;
 pub mod happy_eyeballs;
 pub mod history;
+pub mod hosts;
 pub mod order;
 pub mod policy;
 pub mod requests;

@@ -15,7 +15,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,7 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use tokio::sync::OnceCell;
 
 use super::anchors::{AnchorSource, keys_matching_ds};
+use super::hosts::HostsFile;
 use super::{Error, Result};
 
 /// Longest CNAME chain followed before giving up.
@@ -55,6 +57,9 @@ pub enum DnssecState {
     /// The path to the nameservers cannot carry DNSSEC (RFC 8027 roadblock): the answer was
     /// fetched without it and is used as unsigned (design.md §6).
     Unavailable,
+    /// Addresses only: they came from the hosts file, not from DNS, so DNSSEC says nothing
+    /// about them (never secure; DANE does not apply to them).
+    HostsFile,
 }
 
 impl DnssecState {
@@ -65,6 +70,7 @@ impl DnssecState {
             DnssecState::Bogus => "bogus",
             DnssecState::Indeterminate => "indeterminate",
             DnssecState::Unavailable => "unavailable",
+            DnssecState::HostsFile => "hosts_file",
         }
     }
 
@@ -83,9 +89,10 @@ impl DnssecState {
             match s {
                 DnssecState::Secure => 0,
                 DnssecState::Insecure => 1,
-                DnssecState::Unavailable => 2,
-                DnssecState::Indeterminate => 3,
-                DnssecState::Bogus => 4,
+                DnssecState::HostsFile => 2,
+                DnssecState::Unavailable => 3,
+                DnssecState::Indeterminate => 4,
+                DnssecState::Bogus => 5,
             }
         }
         if rank(other) > rank(self) {
@@ -113,6 +120,8 @@ pub struct ResolverConfig {
     pub attempts: usize,
     /// Spread queries over the nameservers (resolv.conf `options rotate`).
     pub rotate: bool,
+    /// The hosts file consulted for host addresses before DNS (`None`: none).
+    pub hosts_file: Option<PathBuf>,
 }
 
 impl ResolverConfig {
@@ -127,6 +136,7 @@ impl ResolverConfig {
             query_timeout: timeout,
             attempts: 2,
             rotate: false,
+            hosts_file: None,
         }
     }
 }
@@ -504,6 +514,7 @@ pub struct Resolver {
     negative_anchors: Vec<Name>,
     anchor_source: AnchorSource,
     anchors: OnceCell<Arc<TrustAnchors>>,
+    hosts: Option<HostsFile>,
 }
 
 impl Resolver {
@@ -525,7 +536,13 @@ impl Resolver {
             negative_anchors: cfg.negative_anchors.clone(),
             anchor_source: cfg.anchors.clone(),
             anchors: OnceCell::new(),
+            hosts: cfg.hosts_file.clone().map(HostsFile::new),
         })
+    }
+
+    /// The hosts file's addresses for `host`, when it names the host (src/core/hosts.rs).
+    pub fn hosts_lookup(&self, host: &str) -> Option<Vec<IpAddr>> {
+        self.hosts.as_ref()?.lookup(host)
     }
 
     /// The configured nameservers in the order this query tries them.

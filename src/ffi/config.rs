@@ -206,6 +206,32 @@ pub unsafe extern "C" fn mailsrv_config_set_ca_file(
     }
 }
 
+/// Reads host addresses from the hosts(5) file `path` before DNS, as getaddrinfo does with
+/// nsswitch's default `hosts: files dns`: when the file names an SRV target or a host to
+/// connect to, its entries are the addresses (both families) and DNS is not asked for
+/// them. Default "/etc/hosts"; NULL turns the hosts file off. A missing file is empty; the
+/// file is re-read when it changes. Such addresses are reported as
+/// MAILSRV_DNSSEC_HOSTS_FILE (mailsrv_endpoint_address_dnssec()), never as secure, and DANE
+/// never applies to them: a connection with TLSA records enforced goes to DNSSEC-secure
+/// addresses only. Caller-given addresses (mailsrv_connect_opts_add_address()) come first.
+///
+/// `cfg` borrowed, not NULL. `path` borrowed UTF-8, or NULL.
+/// Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `path` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_hosts_file(
+    cfg: *mut mailsrv_config,
+    path: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        status_of(optional_path(path).map(|p| cfg.inner.hosts_file = p))
+    }
+}
+
 fn optional_path(path: *const c_char) -> crate::core::Result<Option<PathBuf>> {
     if path.is_null() {
         return Ok(None);

@@ -69,6 +69,10 @@ pub enum mailsrv_dnssec {
     /// as unsigned, so authenticity rests on the certificate probe. An error under
     /// MAILSRV_FLAG_REQUIRE_SECURE.
     Unavailable = 5,
+    /// Addresses only (mailsrv_endpoint_address_dnssec()): they came from the hosts file
+    /// (mailsrv_config_set_hosts_file()), not from DNS, so DNSSEC says nothing about them.
+    /// Never secure; DANE does not apply to them.
+    HostsFile = 6,
 }
 
 /// What a service is for, to pick among competing services.
@@ -165,6 +169,7 @@ pub(crate) fn dnssec_out(d: Option<DnssecState>) -> mailsrv_dnssec {
         Some(DnssecState::Bogus) => mailsrv_dnssec::Bogus,
         Some(DnssecState::Indeterminate) => mailsrv_dnssec::Indeterminate,
         Some(DnssecState::Unavailable) => mailsrv_dnssec::Unavailable,
+        Some(DnssecState::HostsFile) => mailsrv_dnssec::HostsFile,
     }
 }
 
@@ -551,7 +556,9 @@ pub unsafe extern "C" fn mailsrv_endpoint_address_get(
     ffi_boundary! { try_ref!(e).addresses.get(i).map_or(std::ptr::null(), |a| a.as_ptr()) }
 }
 
-/// The weakest DNSSEC state over the target's AAAA and A answers (a mailsrv_dnssec value).
+/// The weakest DNSSEC state over the target's AAAA and A answers (a mailsrv_dnssec value);
+/// MAILSRV_DNSSEC_HOSTS_FILE when the hosts file named the target (then its entries are the
+/// addresses and DNS was not asked, like getaddrinfo with `hosts: files dns`).
 /// Since 0.1.
 ///
 /// # Safety
@@ -620,7 +627,7 @@ pub extern "C" fn mailsrv_srv_state_name(state: u32) -> *const c_char {
 }
 
 /// The name of a mailsrv_dnssec value ("secure", "insecure", "bogus", "indeterminate",
-/// "unavailable", "unknown"); "" otherwise. Static.
+/// "unavailable", "hosts_file", "unknown"); "" otherwise. Static.
 /// Since 0.1.
 #[unsafe(no_mangle)]
 pub extern "C" fn mailsrv_dnssec_name(state: u32) -> *const c_char {
@@ -632,6 +639,7 @@ pub extern "C" fn mailsrv_dnssec_name(state: u32) -> *const c_char {
             3 => c"bogus",
             4 => c"indeterminate",
             5 => c"unavailable",
+            6 => c"hosts_file",
             _ => c"",
         }.as_ptr()
     }

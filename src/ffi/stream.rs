@@ -235,14 +235,48 @@ pub unsafe extern "C" fn mailsrv_connect_with_sni(
         *out = std::ptr::null_mut();
         let ctx = try_ref!(ctx);
         let host = try_str!(host);
-        let req = match unsafe { request(host, port, security, sni, identity, flags) } {
-            Ok(r) => r,
-            Err(s) => return s,
-        };
-        finish(ctx.inner.connect(req), errbuf, errlen, |c| {
-            *out = Box::into_raw(Box::new(mailsrv_tls_stream::new(c)));
-        })
+        let req = unsafe { request(host, port, security, sni, identity, flags) };
+        connect_now(ctx, req, out, errbuf, errlen)
     })}
+}
+
+/// The blocking connect both C entry points share: the stream into `out`, or the status.
+fn connect_now(
+    ctx: &mailsrv_ctx,
+    req: Result<ConnectRequest, mailsrv_status>,
+    out: &mut *mut mailsrv_tls_stream,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    let req = match req {
+        Ok(r) => r,
+        Err(s) => return s,
+    };
+    finish(ctx.inner.connect(req), errbuf, errlen, |c| {
+        *out = Box::into_raw(Box::new(mailsrv_tls_stream::new(c)));
+    })
+}
+
+/// The asynchronous connect both C entry points share.
+fn connect_later(
+    ctx: &mailsrv_ctx,
+    req: Result<ConnectRequest, mailsrv_status>,
+    cb: unsafe extern "C" fn(
+        *mut c_void,
+        mailsrv_request_id,
+        mailsrv_status,
+        *mut mailsrv_tls_stream,
+        *const c_char,
+    ),
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    let req = match req {
+        Ok(r) => r,
+        Err(s) => return s,
+    };
+    let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_tls_stream::new);
+    started(ctx.inner.connect_async(req, deliver), id_out)
 }
 
 /// Completion of mailsrv_connect_with_sni_async(): `result` owned by the callback (free with
@@ -283,12 +317,284 @@ pub unsafe extern "C" fn mailsrv_connect_with_sni_async(
         let ctx = try_ref!(ctx);
         let Some(cb) = cb else { return mailsrv_status::NullArg };
         let host = try_str!(host);
-        let req = match unsafe { request(host, port, security, sni, identity, flags) } {
-            Ok(r) => r,
-            Err(s) => return s,
+        let req = unsafe { request(host, port, security, sni, identity, flags) };
+        connect_later(ctx, req, cb, userdata, id_out)
+    }
+}
+
+/// Addresses one mailsrv_connect_opts may carry: the per-family cap of discovery, twice.
+const MAX_CALLER_ADDRESSES: usize = 2 * crate::core::discover::MAX_ADDRESSES_PER_FAMILY;
+
+/// What mailsrv_connect() connects to and checks (opaque, owned by the caller): the host,
+/// port and security of mailsrv_connect_with_sni(), plus optional SNI, identity, flags and
+/// caller-resolved addresses. Single-threaded; copied by each call that takes it.
+pub struct mailsrv_connect_opts {
+    host: String,
+    port: u16,
+    security: u32,
+    sni: Option<String>,
+    identity: Option<crate::core::identity::ReferenceIdentity>,
+    flags: u32,
+    addresses: Vec<std::net::IpAddr>,
+}
+
+impl mailsrv_connect_opts {
+    /// The core request (checked again, fully, by the core before any traffic).
+    fn request(&self) -> Result<ConnectRequest, mailsrv_status> {
+        let (security, protocol) = security_in(self.security).ok_or(mailsrv_status::InvalidArg)?;
+        let flags = call_flags(self.flags).ok_or(mailsrv_status::InvalidArg)?;
+        let mut req = ConnectRequest::new(self.host.clone(), self.port, security);
+        req.protocol = protocol;
+        req.sni = self.sni.clone();
+        req.identity = self.identity.clone();
+        req.options = flags.match_options;
+        req.addresses = self.addresses.clone();
+        Ok(req)
+    }
+}
+
+/// An address given by the caller: "192.0.2.1", "2001:db8::1" or "[2001:db8::1]"; no port,
+/// no zone index, no name, nothing that cannot be connected to.
+fn caller_address(text: &str) -> Result<std::net::IpAddr, String> {
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    let ip: std::net::IpAddr = bare.parse().map_err(|_| {
+        format!("{text:?} is not an IPv4 or IPv6 address (no port, zone index or host name)")
+    })?;
+    let broadcast = matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_unspecified() || ip.is_multicast() || broadcast {
+        return Err(format!(
+            "{text:?} cannot be connected to (unspecified, multicast or broadcast)"
+        ));
+    }
+    Ok(ip)
+}
+
+/// Creates connect options for `host` (a host name, IDN allowed, or an IP literal; it gives
+/// the default SNI and the certificate's reference identity, as in
+/// mailsrv_connect_with_sni()), `port` and `security` (a mailsrv_security value). Without
+/// mailsrv_connect_opts_add_address() the host is resolved (hosts file, then DNS); with it,
+/// the given addresses are used and nothing is resolved.
+///
+/// `host` borrowed UTF-8, not NULL. `out` (out, not NULL) receives owned options, freed with
+/// mailsrv_connect_opts_free(); NULL on failure.
+/// Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 host, port 0, unknown security); the host
+/// itself is checked by mailsrv_connect().
+/// Since 0.1.
+///
+/// # Safety
+/// `host` NULL or a NUL-terminated string; `out` NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_new(
+    host: *const c_char,
+    port: u16,
+    security: u32,
+    out: *mut *mut mailsrv_connect_opts,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let host = try_str!(host);
+        if port == 0 || security_in(security).is_none() {
+            return mailsrv_status::InvalidArg;
+        }
+        *out = Box::into_raw(Box::new(mailsrv_connect_opts {
+            host: host.to_owned(),
+            port,
+            security,
+            sni: None,
+            identity: None,
+            flags: 0,
+            addresses: Vec::new(),
+        }));
+        mailsrv_status::Ok
+    }
+}
+
+/// Frees connect options. NULL does nothing. Calls that took them keep their own copy.
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or from mailsrv_connect_opts_new(), not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_free(opts: *mut mailsrv_connect_opts) {
+    ffi_boundary! {
+        unsafe { free_box(opts) }
+    }
+}
+
+/// Sets the TLS server name (SNI), as the `sni` argument of mailsrv_connect_with_sni(): an
+/// IP literal means "send no SNI"; NULL restores the default (the host's own name, none for
+/// an IP literal). Checked by mailsrv_connect().
+///
+/// `opts` borrowed, not NULL. `sni` borrowed UTF-8, or NULL.
+/// Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` valid; `sni` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_set_sni(
+    opts: *mut mailsrv_connect_opts,
+    sni: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let opts = try_mut!(opts);
+        if sni.is_null() {
+            opts.sni = None;
+            return mailsrv_status::Ok;
+        }
+        let sni = try_str!(sni);
+        opts.sni = Some(sni.to_owned());
+        mailsrv_status::Ok
+    }
+}
+
+/// Sets what the certificate must prove (copied: `identity` may be freed afterwards); NULL
+/// restores the default (DNS-ID = host, IP-ID for an IP literal).
+///
+/// `opts` borrowed, not NULL. `identity` borrowed, or NULL.
+/// Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` valid; `identity` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_set_identity(
+    opts: *mut mailsrv_connect_opts,
+    identity: *const mailsrv_identity,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let opts = try_mut!(opts);
+        opts.identity = unsafe { identity.as_ref() }.map(|id| id.inner.clone());
+        mailsrv_status::Ok
+    }
+}
+
+/// Sets the call's flags, as mailsrv_connect_with_sni() takes them
+/// (MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE). Replaces earlier flags.
+///
+/// `opts` borrowed, not NULL.
+/// Returns OK, NULL_ARG or INVALID_ARG (unknown bits; the options are unchanged).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_set_flags(
+    opts: *mut mailsrv_connect_opts,
+    flags: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let opts = try_mut!(opts);
+        if call_flags(flags).is_none() {
+            return mailsrv_status::InvalidArg;
+        }
+        opts.flags = flags;
+        mailsrv_status::Ok
+    }
+}
+
+/// Adds an address the caller resolved itself: "192.0.2.1", "2001:db8::1" or
+/// "[2001:db8::1]" (no port: the options' port is used; no zone index; no host name).
+/// Repeatable, at most 32; a repeated address is ignored. Once any is added,
+/// mailsrv_connect() connects to these (Happy Eyeballs, IPv6 and IPv4 interleaved, IPv6
+/// first, each family in the order added) and resolves nothing: neither the hosts file nor
+/// DNS is asked. SNI and the certificate check still use the host name, never the address.
+///
+/// `opts` borrowed, not NULL. `addr` borrowed UTF-8, not NULL. `errbuf` (may be NULL)
+/// receives the reason when not OK, "" on success, truncated to `errlen` bytes.
+/// Returns OK, NULL_ARG, or INVALID_ARG (not an IP address, unspecified, multicast or
+/// broadcast, more than 32; the options are unchanged).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` valid; `addr` NULL or a NUL-terminated string; `errbuf` NULL or `errlen` writable
+/// bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_add_address(
+    opts: *mut mailsrv_connect_opts,
+    addr: *const c_char,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let opts = try_mut!(opts);
+        let addr = try_str!(addr);
+        let fail = |why: &str| {
+            unsafe { super::strings::write_errbuf(errbuf, errlen, why) };
+            mailsrv_status::InvalidArg
         };
-        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_tls_stream::new);
-        started(ctx.inner.connect_async(req, deliver), id_out)
+        let ip = match caller_address(addr) {
+            Ok(ip) => ip,
+            Err(why) => return fail(&why),
+        };
+        if opts.addresses.contains(&ip) {
+            return mailsrv_status::Ok;
+        }
+        if opts.addresses.len() >= MAX_CALLER_ADDRESSES {
+            return fail(&format!("more than {MAX_CALLER_ADDRESSES} addresses"));
+        }
+        opts.addresses.push(ip);
+        mailsrv_status::Ok
+    })}
+}
+
+/// Connects as `opts` say and returns a verified TLS stream, blocking: everything
+/// mailsrv_connect_with_sni() does, plus the caller's addresses when given
+/// (mailsrv_connect_opts_add_address()).
+///
+/// `ctx` borrowed, not NULL. `opts` borrowed, not NULL (copied: it may be freed or changed
+/// right after). `out` (out, not NULL): owned stream, freed with mailsrv_tls_stream_free();
+/// NULL on error. `errbuf` (may be NULL) receives the reason when not OK.
+/// Returns OK; NULL_ARG; INVALID_ARG (bad host, SNI, identity, flags) before any traffic;
+/// DNS errors (only when no address was given); CONNECT_FAILED; TIMEOUT; PROTOCOL;
+/// CONNECTION_CLOSED; the precise certificate status; HANDSHAKE.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect(
+    ctx: *mut mailsrv_ctx,
+    opts: *const mailsrv_connect_opts,
+    out: *mut *mut mailsrv_tls_stream,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let opts = try_ref!(opts);
+        connect_now(ctx, opts.request(), out, errbuf, errlen)
+    })}
+}
+
+/// mailsrv_connect() without blocking: `ctx`, `opts` (borrowed, copied before this
+/// returns), then `cb` (not NULL; the mailsrv_connect_cb of mailsrv_connect_with_sni_async(),
+/// run exactly once), `userdata`, `id_out` (may be NULL). Cancelling drops the half-open
+/// connection.
+/// Returns OK (the callback will run), NULL_ARG, INVALID_ARG, SHUTDOWN (then no callback).
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_async(
+    ctx: *mut mailsrv_ctx,
+    opts: *const mailsrv_connect_opts,
+    cb: mailsrv_connect_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let opts = try_ref!(opts);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        connect_later(ctx, opts.request(), cb, userdata, id_out)
     }
 }
 

@@ -339,6 +339,8 @@ class Dnssec(_OpenIntEnum):
         UNAVAILABLE: The network path cannot carry DNSSEC (RFC 8027 roadblock): the answer
             was fetched without it and is used as unsigned (the certificate probe decides
             authenticity).
+        HOSTS_FILE: Addresses only: they came from the hosts file, not from DNS (never
+            secure; DANE does not apply to them).
     """
 
     UNKNOWN = 0
@@ -347,6 +349,7 @@ class Dnssec(_OpenIntEnum):
     BOGUS = 3
     INDETERMINATE = 4
     UNAVAILABLE = 5
+    HOSTS_FILE = 6
 
 
 
@@ -1054,6 +1057,34 @@ def _c_identity(identity: Optional["Identity"]) -> Iterator[Optional[int]]:
         lib.mailsrv_identity_free(handle)
 
 
+@contextmanager
+def _c_connect_opts(
+    host: bytes,
+    port: int,
+    security: int,
+    sni: Optional[bytes],
+    identity: Optional[int],
+    flags: int,
+    addresses: Sequence[StrOrBytes],
+) -> Iterator[int]:
+    """C connect options (mailsrv_connect_opts) for one call (the library copies them)."""
+    opts = c_void_p()
+    _check(lib.mailsrv_connect_opts_new(host, port, security, byref(opts)), "bad host, port or security")
+    try:
+        if sni is not None:
+            _check(lib.mailsrv_connect_opts_set_sni(opts, sni), "bad sni")
+        if identity is not None:
+            _check(lib.mailsrv_connect_opts_set_identity(opts, identity), "mailsrv_connect_opts_set_identity")
+        _check(lib.mailsrv_connect_opts_set_flags(opts, flags), "bad flags")
+        for a in addresses:
+            buf = _ffi.errbuf()
+            _check(lib.mailsrv_connect_opts_add_address(opts, _c_text(a, "address"), buf, len(buf)), buf.value)
+        assert opts.value is not None  # OK from _new means a handle
+        yield opts.value
+    finally:
+        lib.mailsrv_connect_opts_free(opts)
+
+
 def _text_arg(value: object, what: str) -> Union[str, bytes]:
     if isinstance(value, (bytearray, memoryview)):
         value = bytes(value)
@@ -1591,8 +1622,9 @@ def _c_binding(binding: Union[Binding, StrOrBytes]) -> Iterator[int]:
     buf = _ffi.errbuf()
     status = lib.mailsrv_binding_from_text(_c_text(text, "binding"), byref(out), buf, len(buf))
     _check(status, buf.value)
+    assert out.value is not None  # OK from _from_text means a handle
     try:
-        yield out.value  # type: ignore[misc]
+        yield out.value
     finally:
         lib.mailsrv_binding_free(out)
 
@@ -2188,6 +2220,9 @@ class Context:
         roadblock (none by default; mailsrv never adds a public one).
     :param negative_trust_anchors: zones not validated (RFC 7646), e.g. a split-horizon
         internal mail domain; the special-use and private zones are built in.
+    :param hosts_file: the hosts(5) file consulted for host addresses before DNS, like
+        getaddrinfo (its entries replace DNS for the names it lists and are reported as
+        :attr:`Dnssec.HOSTS_FILE`); None turns it off.
     :raises MailsrvError: INVALID_ARG (bad nameserver or value), BAD_TRUST_ANCHOR, RUNTIME.
     """
 
@@ -2202,6 +2237,7 @@ class Context:
         rng_seed: Optional[int] = None,
         fallback_nameservers: Sequence[str] = (),
         negative_trust_anchors: Sequence[str] = (),
+        hosts_file: Optional[PathArg] = "/etc/hosts",
     ) -> None:
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -2244,6 +2280,12 @@ class Context:
                     lib.mailsrv_config_set_ca_file(cfg, _c_path(ca_file, "ca_file")),
                     f"bad CA file path {ca_file!r}",
                 )
+            _check(
+                lib.mailsrv_config_set_hosts_file(
+                    cfg, None if hosts_file is None else _c_path(hosts_file, "hosts_file")
+                ),
+                f"bad hosts file path {hosts_file!r}",
+            )
             if timeout_ms is not None:
                 ms = _c_uint(timeout_ms, "timeout_ms", _U32_MAX)
                 _check(lib.mailsrv_config_set_timeout_ms(cfg, ms), f"timeout_ms {ms} out of range (0..600000)")
@@ -2597,9 +2639,14 @@ class Context:
         *,
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
     ) -> TlsStream:
         """Connects to a mail server and returns a verified :class:`TlsStream`, blocking
         (the GIL is released meanwhile).
+
+        ``addresses``: IP addresses the caller resolved ("192.0.2.1", "2001:db8::1"): the
+        connection goes to these (Happy Eyeballs) and nothing is resolved; SNI and the
+        certificate check still use ``host``. A bad one raises INVALID_ARG with the reason.
 
         ``host``: a host name (IDN allowed) or an IP literal, resolved through the context's
         resolver, then TCP with Happy Eyeballs. ``security``: implicit TLS or the protocol's
@@ -2617,6 +2664,17 @@ class Context:
         )
         out = c_void_p()
         buf = _ffi.errbuf()
+        if addresses is not None:
+            if isinstance(addresses, (str, bytes)):
+                addresses = [addresses]
+            with _c_identity(ident) as idh, _c_connect_opts(
+                h_host, h_port, sec, h_sni, idh, flags, addresses
+            ) as opts, self._use() as h:
+                status = lib.mailsrv_connect(h, opts, byref(out), buf, len(buf))
+            if status != Status.OK:
+                lib.mailsrv_tls_stream_free(out)  # NULL on failure
+                _check(status, buf.value)
+            return TlsStream._wrap(out.value)
         with _c_identity(ident) as idh, self._use() as h:
             status = lib.mailsrv_connect_with_sni(h, h_host, h_port, sec, h_sni, idh, flags, byref(out), buf, len(buf))
         if status != Status.OK:
@@ -2635,11 +2693,12 @@ class Context:
         *,
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
     ) -> int:
         """:meth:`connect` without blocking; returns the request id (for :meth:`cancel`,
         which drops a half-open connection). ``callback(request_id, outcome)`` runs exactly
         once, like discover_async's: ``outcome`` is a :class:`TlsStream` (yours to close) or
-        a :class:`MailsrvError`.
+        a :class:`MailsrvError`. ``addresses`` as for :meth:`connect`.
 
         :raises MailsrvError: when the request could not start (then no callback runs).
         """
@@ -2648,6 +2707,17 @@ class Context:
         h_host, h_port, sec, h_sni, ident, flags = self._connect_args(
             host, port, security, sni, identity, legacy_cn, accept_sibling
         )
+        if addresses is not None:
+            if isinstance(addresses, (str, bytes)):
+                addresses = [addresses]
+            with _c_identity(ident) as idh, _c_connect_opts(
+                h_host, h_port, sec, h_sni, idh, flags, addresses
+            ) as opts:
+                return self._start_async(
+                    _STREAM,
+                    callback,
+                    lambda h, token, rid: lib.mailsrv_connect_async(h, opts, _trampoline, token, rid),
+                )
         with _c_identity(ident) as idh:
             return self._start_async(
                 _STREAM,
@@ -3368,6 +3438,7 @@ class AsyncContext:
         *,
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
     ) -> TlsStream:
         """:meth:`Context.connect` as a coroutine, returning a blocking :class:`TlsStream`
         (for a thread). For asyncio I/O use :meth:`open_connection`. Cancelling the awaiting
@@ -3382,6 +3453,7 @@ class AsyncContext:
                 identity,
                 legacy_cn=legacy_cn,
                 accept_sibling=accept_sibling,
+                addresses=addresses,
             )
         )
         return stream
