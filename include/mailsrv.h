@@ -87,6 +87,31 @@ struct rustls_verify_server_cert_params;
 
 
 /**
+ * Most redirects followed for one document.
+ */
+#define MAX_REDIRECTS 3
+
+/**
+ * Largest body accepted (a real config is a few KiB).
+ */
+#define MAX_BODY (64 * 1024)
+
+/**
+ * Deepest element nesting accepted (a real config nests 4 deep).
+ */
+#define MAX_DEPTH 16
+
+/**
+ * Most servers (incoming and outgoing together) kept from one document.
+ */
+#define MAX_SERVERS 32
+
+/**
+ * Longest text of one element.
+ */
+#define MAX_TEXT 2048
+
+/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */
@@ -266,6 +291,16 @@ typedef enum {
    * Non-blocking stream: nothing can be done now; poll the descriptor and call again.
    */
   MAILSRV_STATUS_WOULD_BLOCK = 403,
+  /**
+   * HTTP (account discovery): an error status, a redirect that is not HTTPS to HTTPS, too
+   * many redirects, or a body over the size limit.
+   */
+  MAILSRV_STATUS_HTTP = 404,
+  /**
+   * Account discovery: a configuration document is malformed or hostile (not UTF-8, a
+   * DOCTYPE or entity, too deep, too many servers) or names no usable server.
+   */
+  MAILSRV_STATUS_BAD_CONFIG = 405,
 } mailsrv_status;
 
 /**
@@ -352,6 +387,16 @@ typedef enum {
    * The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
    */
   MAILSRV_EVIDENCE_PROBE_DNS_ID = 4,
+  /**
+   * Account discovery: the mail domain's own configuration document, fetched over HTTPS
+   * on every hop from host names in the mail domain, names the server. Since 0.1.
+   */
+  MAILSRV_EVIDENCE_HTTPS_DOMAIN = 5,
+  /**
+   * Account discovery: the ISPDB's entry for the mail domain (HTTPS) names the server.
+   * Since 0.1.
+   */
+  MAILSRV_EVIDENCE_ISPDB = 6,
 } mailsrv_evidence;
 
 /**
@@ -541,6 +586,11 @@ typedef enum {
 } mailsrv_dispatch;
 
 /**
+ * Where a configuration came from. [`Source::ALL`] is the rank order.
+ */
+typedef struct Source Source;
+
+/**
  * An authenticity verdict (opaque, owned by the caller; immutable except for taking the
  * probe stream).
  */
@@ -670,6 +720,8 @@ typedef void (*mailsrv_change_cb)(void *userdata,
                                   mailsrv_status status,
                                   mailsrv_change *result,
                                   const char *detail);
+
+
 
 
 

@@ -11,6 +11,7 @@ pub mod anchors;
 /// cbindgen:ignore
 pub mod audit;
 pub mod authenticity;
+pub mod autoconfig;
 pub mod binding;
 pub mod config;
 pub mod connect;

@@ -187,6 +187,8 @@ class Status(_OpenIntEnum):
     CONNECTION_CLOSED = 401
     PROTOCOL = 402
     WOULD_BLOCK = 403
+    HTTP = 404
+    BAD_CONFIG = 405
 
     @property
     def text(self) -> str:
@@ -339,6 +341,8 @@ class Evidence(_OpenIntEnum):
     PROBE_SRV_ID = 3
     #: The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
     PROBE_DNS_ID = 4
+    HTTPS_DOMAIN = 5
+    ISPDB = 6
 
 
 class Origin(_OpenIntEnum):
