@@ -19,7 +19,7 @@ W=$OUT/.ca
 # older certs.sh (ca.crt present, these missing) gets them from its existing CAs in OUT/.ca.
 EXTRA=(srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test srvid-pop3s-hosted-test-only
        dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside
-       srvid-imaps-relayed-hosted-test)
+       srvid-imaps-relayed-hosted-test web-autoconfig)
 TLSA=(dane-ee-selfsigned dane-ee-expired-selfsigned)   # these also get OUT/NAME.tlsa
 extras_done() {
     local n
@@ -253,6 +253,15 @@ subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid
 subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.relayed.hosted.test
 
+# the testbed's web server (web.sh): every HTTPS name it serves for account discovery
+[ ext_web_autoconfig ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:autoconfig.ac.test,DNS:wk.ac.test,DNS:autoconfig.up.ac.test,DNS:autoconfig.down.ac.test,DNS:autoconfig.hop.ac.test,DNS:autoconfig.hopin.ac.test,DNS:hopin.ac.test,DNS:autoconfig.loop.ac.test,DNS:autoconfig.huge.ac.test,DNS:autoconfig.deep.ac.test,DNS:autoconfig.entity.ac.test,DNS:autoconfig.latin1.ac.test,DNS:autoconfig.broken.ac.test,DNS:autoconfig.dane.ac.test,DNS:autoconfig.danebad.ac.test,DNS:autoconfig.plainsock.ac.test,DNS:autoconfig.rank.ac.test,DNS:ispdb.ac.test,DNS:autoconfig.example.net
+
 [ ext_dns_dnshosted_test ]
 basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
@@ -355,6 +364,7 @@ declare -A SUBJ_EXTRA=(
     [eku-client]="/CN=EKU clientAuth only"
     [nc-dns-outside]="/CN=NC DNS-ID outside"
     [srvid-imaps-relayed-hosted-test]="/CN=SRV-ID relayed.hosted.test"
+    [web-autoconfig]="/CN=autoconfig web server"
 )
 if (( FULL )); then for n in "${!SUBJ_BASE[@]}"; do SUBJ[$n]=${SUBJ_BASE[$n]}; done; fi
 for n in "${!SUBJ_EXTRA[@]}"; do SUBJ[$n]=${SUBJ_EXTRA[$n]}; done
@@ -385,12 +395,13 @@ make_extras() {
     sign srvid-pop3s-hosted-test-only ca ext_srvid_pop3s_hosted_test  "${V[@]}"
     sign srvid-imaps-relayed-hosted-test ca ext_srvid_imaps_relayed   "${V[@]}"
     sign eku-client                   ca ext_eku_client               "${V[@]}"
+    sign web-autoconfig               ca ext_web_autoconfig           "${V[@]}"
     sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
     selfsign dane-ee-selfsigned         ext_dane_ee                   "${V[@]}"
     # the same name as dane-ee-selfsigned (so it does not name its host daneexp.example.net), expired
     selfsign dane-ee-expired-selfsigned ext_dane_ee                   20200101000000Z 20200201000000Z
     for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
-             srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test; do
+             srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test web-autoconfig; do
         publish "$n" "$W/ca.crt"
     done
     publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"
