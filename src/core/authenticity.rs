@@ -343,10 +343,8 @@ pub(crate) async fn dane(
             a.target_verified = true;
             a.target_matched = Some(info.proof.to_string());
             a.target_chain = info.peer_chain.clone();
-            a.detail = format!(
-                "{target}:{} is in {}'s DNSSEC-signed SRV records and {}",
-                req.port, a.domain, info.proof
-            );
+            // The evidence sentence set before (the SRV records, or the document), then the match.
+            a.detail = format!("{} and {}", a.detail, info.proof);
             a.keep(req, conn);
             a.binding = Some(binding);
         }

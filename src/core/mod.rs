@@ -11,6 +11,7 @@ pub mod anchors;
 /// cbindgen:ignore
 pub mod audit;
 pub mod authenticity;
+/// cbindgen:ignore
 pub mod autoconfig;
 pub mod binding;
 pub mod config;
