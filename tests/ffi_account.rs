@@ -524,6 +524,22 @@ unsafe extern "C" fn on_account(
     *slot.done.lock().unwrap() = Some((st, n, src));
 }
 
+/// Waits for the callback, running it from this thread in loop mode (dispatch 1).
+fn wait(slot: &Slot, ctx: *mut mailsrv_ctx, dispatch: u32) {
+    let t0 = Instant::now();
+    while slot.done.lock().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no callback (dispatch {dispatch})"
+        );
+        if dispatch == 1 {
+            let mut ran = 0;
+            unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn async_in_both_dispatch_modes_and_cancel() {
     for dispatch in [0u32, 1] {
@@ -544,18 +560,7 @@ fn async_in_both_dispatch_modes_and_cancel() {
             )
         };
         assert_eq!(st, mailsrv_status::Ok);
-        let t0 = Instant::now();
-        while slot.done.lock().unwrap().is_none() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(15),
-                "no callback (dispatch {dispatch})"
-            );
-            if dispatch == 1 {
-                let mut ran = 0;
-                unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) };
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait(&slot, ctx, dispatch);
         assert_eq!(
             *slot.done.lock().unwrap(),
             Some((mailsrv_status::Ok, 5, mailsrv_source::Ispdb as u32)),
@@ -580,15 +585,7 @@ fn async_in_both_dispatch_modes_and_cancel() {
             );
             mailsrv_cancel(ctx, id);
         }
-        let t0 = Instant::now();
-        while slot2.done.lock().unwrap().is_none() {
-            assert!(t0.elapsed() < Duration::from_secs(15));
-            if dispatch == 1 {
-                let mut ran = 0;
-                unsafe { mailsrv_ctx_dispatch(ctx, &mut ran) };
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait(&slot2, ctx, dispatch);
         let got = slot2.done.lock().unwrap().unwrap();
         assert!(
             got.0 == mailsrv_status::Cancelled || got.0 == mailsrv_status::Ok,
