@@ -266,6 +266,16 @@ typedef enum {
    * Non-blocking stream: nothing can be done now; poll the descriptor and call again.
    */
   MAILSRV_STATUS_WOULD_BLOCK = 403,
+  /**
+   * HTTP (account discovery): an error status, a redirect that is not HTTPS to HTTPS, too
+   * many redirects, or a body over the size limit.
+   */
+  MAILSRV_STATUS_HTTP = 404,
+  /**
+   * Account discovery: a configuration document is malformed or hostile (not UTF-8, a
+   * DOCTYPE or entity, too deep, too many servers) or names no usable server.
+   */
+  MAILSRV_STATUS_BAD_CONFIG = 405,
 } mailsrv_status;
 
 /**
@@ -352,6 +362,16 @@ typedef enum {
    * The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
    */
   MAILSRV_EVIDENCE_PROBE_DNS_ID = 4,
+  /**
+   * Account discovery: the mail domain's own configuration document, fetched over HTTPS
+   * on every hop from host names in the mail domain, names the server. Since 0.1.
+   */
+  MAILSRV_EVIDENCE_HTTPS_DOMAIN = 5,
+  /**
+   * Account discovery: the ISPDB's entry for the mail domain (HTTPS) names the server.
+   * Since 0.1.
+   */
+  MAILSRV_EVIDENCE_ISPDB = 6,
 } mailsrv_evidence;
 
 /**
@@ -547,6 +567,78 @@ typedef enum {
 } mailsrv_dispatch;
 
 /**
+ * A source of account configurations; the values are bits for masks.
+ */
+typedef enum {
+  /**
+   * `https://autoconfig.<domain>/mail/config-v1.1.xml?emailaddress=...`
+   */
+  MAILSRV_SOURCE_AUTOCONFIG = 1,
+  /**
+   * `https://<domain>/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=...`
+   */
+  MAILSRV_SOURCE_AUTOCONFIG_WELLKNOWN = 2,
+  /**
+   * `http://autoconfig.<domain>/mail/config-v1.1.xml` (legacy plain HTTP; never proof).
+   */
+  MAILSRV_SOURCE_AUTOCONFIG_HTTP = 4,
+  /**
+   * The ISPDB (mailsrv_config_set_ispdb_url()).
+   */
+  MAILSRV_SOURCE_ISPDB = 8,
+  /**
+   * HTTPS autoconfig of the highest-priority MX host's parent and registrable domains.
+   */
+  MAILSRV_SOURCE_MX_AUTOCONFIG = 16,
+  /**
+   * The ISPDB entries of those domains.
+   */
+  MAILSRV_SOURCE_MX_ISPDB = 32,
+  /**
+   * RFC 6186 / RFC 8314 SRV records (mailsrv_srv_discover()).
+   */
+  MAILSRV_SOURCE_SRV = 64,
+} mailsrv_source;
+
+/**
+ * What became of one source.
+ */
+typedef enum {
+  /**
+   * Not asked (not in the mask, or no ISPDB configured).
+   */
+  MAILSRV_SOURCE_STATE_SKIPPED = 0,
+  /**
+   * It found a configuration.
+   */
+  MAILSRV_SOURCE_STATE_FOUND = 1,
+  /**
+   * It failed: see mailsrv_account_source_status() and _detail().
+   */
+  MAILSRV_SOURCE_STATE_FAILED = 2,
+  /**
+   * A higher-ranked source was taken first: it was cancelled.
+   */
+  MAILSRV_SOURCE_STATE_CANCELLED = 3,
+} mailsrv_source_state;
+
+/**
+ * A field of the configuration's `oAuth2` element.
+ */
+typedef enum {
+  MAILSRV_OAUTH2_FIELD_ISSUER = 1,
+  MAILSRV_OAUTH2_FIELD_SCOPE = 2,
+  MAILSRV_OAUTH2_FIELD_AUTH_URL = 3,
+  MAILSRV_OAUTH2_FIELD_TOKEN_URL = 4,
+} mailsrv_oauth2_field;
+
+/**
+ * An account-discovery result (opaque, immutable except for taking probe streams, owned by
+ * the caller).
+ */
+typedef struct mailsrv_account mailsrv_account;
+
+/**
  * An authenticity verdict (opaque, owned by the caller; immutable except for taking the
  * probe stream).
  */
@@ -562,6 +654,11 @@ typedef struct mailsrv_autoconfig mailsrv_autoconfig;
  * Borrowed from a verdict or a change decision, or owned (from_text, clone).
  */
 typedef struct mailsrv_binding mailsrv_binding;
+
+/**
+ * One candidate server (opaque, borrowed from its mailsrv_account).
+ */
+typedef struct mailsrv_candidate mailsrv_candidate;
 
 /**
  * A successful certificate check (opaque, immutable, owned by the caller).
@@ -637,6 +734,16 @@ typedef struct mailsrv_tls_stream mailsrv_tls_stream;
 typedef uint64_t mailsrv_request_id;
 
 /**
+ * Completion of mailsrv_account_discover_async(): `result` owned by the callback, NULL
+ * unless OK; `detail` borrowed, never NULL.
+ */
+typedef void (*mailsrv_account_cb)(void *userdata,
+                                   mailsrv_request_id id,
+                                   mailsrv_status status,
+                                   mailsrv_account *result,
+                                   const char *detail);
+
+/**
  * Completion of mailsrv_verify_srv_authenticity_async(): `result` owned by the callback,
  * NULL unless OK; `detail` borrowed, never NULL.
  */
@@ -690,6 +797,288 @@ typedef void (*mailsrv_change_cb)(void *userdata,
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Discovers the account of `address` (`user@domain`: the local part is needed for the
+ * documents), blocking: every source in `sources` (a mask of mailsrv_source values; 0 =
+ * all) at once; the configuration of a source is taken only when every higher-ranked one
+ * failed or timed out (rank: AUTOCONFIG, AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG,
+ * MX_ISPDB, AUTOCONFIG_HTTP), and lower-ranked ones still running are cancelled. Then every
+ * server of that configuration gets a verdict, evidence and binding
+ * (mailsrv_candidate_verdict()): DNSSEC (SRV, or a signed MX for hosts in the provider's
+ * domain), HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
+ * A refresh (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
+ *
+ * `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE (only DNSSEC and DANE count).
+ * `out` (out, not NULL): owned, freed with mailsrv_account_free(). Returns OK also when no
+ * source found anything (then no candidate; see mailsrv_account_source_status()), or
+ * NULL_ARG, INVALID_ARG (bad address, unknown bits), TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_account_discover(mailsrv_ctx *ctx,
+                                        const char *address,
+                                        uint32_t sources,
+                                        uint32_t flags,
+                                        mailsrv_account **out,
+                                        char *errbuf,
+                                        size_t errlen);
+
+/**
+ * mailsrv_account_discover() without blocking: same leading arguments, then `cb` (not
+ * NULL), `userdata`, `id_out` (may be NULL). The callback runs exactly once (CANCELLED
+ * after mailsrv_cancel(), SHUTDOWN when the context is freed), in either dispatch mode.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_account_discover_async(mailsrv_ctx *ctx,
+                                              const char *address,
+                                              uint32_t sources,
+                                              uint32_t flags,
+                                              mailsrv_account_cb cb,
+                                              void *userdata,
+                                              mailsrv_request_id *id_out);
+
+/**
+ * Frees an account-discovery result and its candidates. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_account_free(mailsrv_account *a);
+
+/**
+ * The address asked about, with its domain in A-labels. Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_address(const mailsrv_account *a);
+
+/**
+ * The mail domain (A-labels). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_domain(const mailsrv_account *a);
+
+/**
+ * The mailsrv_source whose configuration was taken; 0 when no source found one.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+uint32_t mailsrv_account_source(const mailsrv_account *a);
+
+/**
+ * How many candidate servers the configuration names (0 when nothing was found).
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+size_t mailsrv_account_candidates_len(const mailsrv_account *a);
+
+/**
+ * Candidate `i` in the document's order (borrowed, valid until the result is freed); NULL
+ * when out of range.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const mailsrv_candidate *mailsrv_account_candidate_get(const mailsrv_account *a, size_t i);
+
+/**
+ * The candidate to configure for `purpose` (a mailsrv_purpose value): the first AUTHENTIC
+ * one of that purpose, else the first UNVERIFIED one (ask the user); never a REJECTED one.
+ * Borrowed; NULL when there is none. `index_out` (may be NULL) gets its index.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid; `index_out` NULL or writable.
+ */
+const mailsrv_candidate *mailsrv_account_preferred(const mailsrv_account *a,
+                                                   uint32_t purpose,
+                                                   size_t *index_out);
+
+/**
+ * What became of `source` (one mailsrv_source value) in this discovery: a
+ * mailsrv_source_state value; SKIPPED (0) for an unknown source or NULL.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+uint32_t mailsrv_account_source_state(const mailsrv_account *a, uint32_t source);
+
+/**
+ * Why `source` failed (NXDOMAIN, HTTP, BAD_CONFIG, TIMEOUT, a certificate status, ...);
+ * OK when it did not fail; INVALID_ARG for an unknown value.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+mailsrv_status mailsrv_account_source_status(const mailsrv_account *a, uint32_t source);
+
+/**
+ * A sentence about `source`: its error, or notes (entries skipped, domains asked).
+ * Borrowed, never NULL for a known source; NULL for an unknown value.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_source_detail(const mailsrv_account *a, uint32_t source);
+
+/**
+ * The configuration's `displayName`. Borrowed; NULL when absent.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_display_name(const mailsrv_account *a);
+
+/**
+ * A field (mailsrv_oauth2_field) of the configuration's `oAuth2` element, passed through
+ * as written. Borrowed; NULL when absent or unknown.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_oauth2(const mailsrv_account *a, uint32_t field);
+
+/**
+ * The mailsrv_source that named this candidate.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_candidate_source(const mailsrv_candidate *c);
+
+/**
+ * The URL of the document that named it (after redirects); NULL for SRV. Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_candidate_url(const mailsrv_candidate *c);
+
+/**
+ * "imap", "pop3" or "smtp". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_candidate_protocol(const mailsrv_candidate *c);
+
+/**
+ * The mailsrv_service (protocol and TLS mode); 0 for a server offered without TLS.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_candidate_service(const mailsrv_candidate *c);
+
+/**
+ * The host (A-labels). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_candidate_host(const mailsrv_candidate *c);
+
+/**
+ * The port.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint16_t mailsrv_candidate_port(const mailsrv_candidate *c);
+
+/**
+ * The document's `socketType`: "ssl", "starttls" or "plain". Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_candidate_security(const mailsrv_candidate *c);
+
+/**
+ * The user name to log in with (placeholders substituted); NULL when the source gives
+ * none (SRV: use the address). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_candidate_username(const mailsrv_candidate *c);
+
+/**
+ * How many `authentication` methods the document lists.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+size_t mailsrv_candidate_authentication_len(const mailsrv_candidate *c);
+
+/**
+ * Authentication method `i` in preference order, as written ("OAuth2",
+ * "password-cleartext", ...). Borrowed; NULL when out of range.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const char *mailsrv_candidate_authentication_get(const mailsrv_candidate *c, size_t i);
+
+/**
+ * The candidate's verdict, evidence and binding (read it with the mailsrv_authenticity_*
+ * getters; mailsrv_authenticity_binding() is how every login must connect). Borrowed,
+ * valid until the result is freed; NULL when the check itself failed
+ * (mailsrv_candidate_verdict_status()). Never free it.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const mailsrv_authenticity *mailsrv_candidate_verdict(const mailsrv_candidate *c);
+
+/**
+ * OK when a verdict exists; else why the check failed (TIMEOUT, ...).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+mailsrv_status mailsrv_candidate_verdict_status(const mailsrv_candidate *c);
+
+/**
+ * The name of a mailsrv_source ("autoconfig", "autoconfig-wellknown", "autoconfig-http",
+ * "ispdb", "mx-autoconfig", "mx-ispdb", "srv"); static, never NULL ("" if unknown).
+ * Since 0.1.
+ */
+const char *mailsrv_source_name(uint32_t source);
 
 /**
  * Judges one service's SRV answer (`_service._tcp.mail_domain` → `target`:`port`), blocking.
@@ -1323,6 +1712,35 @@ mailsrv_status mailsrv_config_set_hosts_file(mailsrv_config *cfg, const char *pa
  * `cfg` must be NULL or valid.
  */
 mailsrv_status mailsrv_config_set_timeout_ms(mailsrv_config *cfg, uint32_t ms);
+
+/**
+ * Sets the ISPDB base URL of account discovery (mailsrv_account_discover()): the entry of
+ * a domain is `<url><domain>`. Default: the draft's `https://v1.ispdb.net/`. A missing
+ * final `/` is added; NULL or "" turns the ISPDB sources off.
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (not an http(s) URL, or with a query).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` valid; `url` NULL or a NUL-terminated string.
+ */
+mailsrv_status mailsrv_config_set_ispdb_url(mailsrv_config *cfg, const char *url);
+
+/**
+ * Sets the per-fetch deadlines of account discovery, in milliseconds: `fetch_ms` for each
+ * provider and MX-derived autoconfig fetch (default 5000), `ispdb_ms` for each ISPDB
+ * lookup (default 10000); 0 keeps a default. Both stay inside the operation's deadline
+ * (mailsrv_config_set_timeout_ms()).
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` must be NULL or valid.
+ */
+mailsrv_status mailsrv_config_set_fetch_timeouts_ms(mailsrv_config *cfg,
+                                                    uint32_t fetch_ms,
+                                                    uint32_t ispdb_ms);
 
 /**
  * Chooses how callbacks are delivered: a mailsrv_dispatch value.

@@ -22,7 +22,7 @@ EXTRA=(srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test srvid-
        dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside
        srvid-imaps-relayed-hosted-test
        rsa-1024-mail-example-net rsa-2048-mail-example-net dsa-mail-example-net
-       wildcard-co-uk wildcard-s3-amazonaws-com)
+       wildcard-co-uk wildcard-s3-amazonaws-com web-autoconfig)
 TLSA=(dane-ee-selfsigned dane-ee-expired-selfsigned)   # these also get OUT/NAME.tlsa
 extras_done() {
     local n
@@ -256,6 +256,15 @@ subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid
 subjectAltName         = otherName:1.3.6.1.5.5.7.8.7;IA5STRING:_imaps.relayed.hosted.test
 
+# the testbed's web server (web.sh): every HTTPS name it serves for account discovery
+[ ext_web_autoconfig ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:autoconfig.ac.test,DNS:wk.ac.test,DNS:autoconfig.up.ac.test,DNS:autoconfig.down.ac.test,DNS:autoconfig.hop.ac.test,DNS:autoconfig.hopin.ac.test,DNS:hopin.ac.test,DNS:autoconfig.loop.ac.test,DNS:autoconfig.huge.ac.test,DNS:autoconfig.deep.ac.test,DNS:autoconfig.entity.ac.test,DNS:autoconfig.latin1.ac.test,DNS:autoconfig.broken.ac.test,DNS:autoconfig.dane.ac.test,DNS:autoconfig.danebad.ac.test,DNS:autoconfig.plainsock.ac.test,DNS:autoconfig.rank.ac.test,DNS:ispdb.ac.test,DNS:autoconfig.example.net
+
 [ ext_dns_dnshosted_test ]
 basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
@@ -393,6 +402,7 @@ declare -A SUBJ_EXTRA=(
     [dsa-mail-example-net]="/CN=DSA mail.example.net"
     [wildcard-co-uk]="/CN=wildcard co.uk"
     [wildcard-s3-amazonaws-com]="/CN=wildcard s3.amazonaws.com"
+    [web-autoconfig]="/CN=autoconfig web server"
 )
 if (( FULL )); then for n in "${!SUBJ_BASE[@]}"; do SUBJ[$n]=${SUBJ_BASE[$n]}; done; fi
 for n in "${!SUBJ_EXTRA[@]}"; do SUBJ[$n]=${SUBJ_EXTRA[$n]}; done
@@ -423,6 +433,7 @@ make_extras() {
     sign srvid-pop3s-hosted-test-only ca ext_srvid_pop3s_hosted_test  "${V[@]}"
     sign srvid-imaps-relayed-hosted-test ca ext_srvid_imaps_relayed   "${V[@]}"
     sign eku-client                   ca ext_eku_client               "${V[@]}"
+    sign web-autoconfig               ca ext_web_autoconfig           "${V[@]}"
     sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
     sign rsa-1024-mail-example-net    ca ext_dns_mail_example_net     "${V[@]}"
     sign rsa-2048-mail-example-net    ca ext_dns_mail_example_net     "${V[@]}"
@@ -435,7 +446,7 @@ make_extras() {
     for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
              srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test \
              rsa-1024-mail-example-net rsa-2048-mail-example-net dsa-mail-example-net \
-             wildcard-co-uk wildcard-s3-amazonaws-com; do
+             wildcard-co-uk wildcard-s3-amazonaws-com web-autoconfig; do
         publish "$n" "$W/ca.crt"
     done
     publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"

@@ -42,6 +42,8 @@ POP3S_PORT=${POP3S_PORT:-10995}
 SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
 SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 READY_TIMEOUT=${DNS_READY_TIMEOUT:-20}
+WEB_ADDR=${WEB_ADDR:-127.0.40.1}            # nginx (web.sh): autoconfig documents and the ISPDB
+WEB_SLOW_ADDR=${WEB_SLOW_ADDR:-127.0.40.9}  # nothing answers there unless a test listens (timeouts)
 
 # zone -> parent; "-" for the root
 declare -A PARENT=(
@@ -49,11 +51,12 @@ declare -A PARENT=(
     [example.com.]=com. [example.net.]=net.
     [example.test.]=test. [insecure.test.]=test. [bogus.test.]=test. [broken.test.]=test.
     [hosted.test.]=test. [dnshosted.test.]=test. [half.test.]=test. [moved.test.]=test.
+    [ac.test.]=test.
     [xn--bcher-kva.example.]=example.
 )
 PARENTS=(. com. net. test. example.)                     # zones that carry delegations
 LEAVES=(example.com. example.net. example.test. bogus.test. xn--bcher-kva.example.)  # signed, no children
-UNSIGNED=(insecure.test. hosted.test. dnshosted.test. half.test. moved.test.)
+UNSIGNED=(insecure.test. hosted.test. dnshosted.test. half.test. moved.test. ac.test.)
 BROKEN=(broken.test.)
 SIGNED=("${PARENTS[@]}" "${LEAVES[@]}")
 NO_DS=("${UNSIGNED[@]}" broken.test.)                    # delegated without DS
@@ -115,6 +118,8 @@ if [[ $CMD == set-srv ]]; then
     F=$DIR/zones/$(fname "$ZONE")
     [[ -f $F ]] || die "set-srv: no zone file $F"
     READY_TIMEOUT=${DNS_READY_TIMEOUT:-20}
+WEB_ADDR=${WEB_ADDR:-127.0.40.1}            # nginx (web.sh): autoconfig documents and the ISPDB
+WEB_SLOW_ADDR=${WEB_SLOW_ADDR:-127.0.40.9}  # nothing answers there unless a test listens (timeouts)
     T0=$(now_ms); DEADLINE=$(( T0 + READY_TIMEOUT * 1000 ))
     # one change at a time: read, rewrite and reload the zone file under a lock
     exec 9>"$DIR/zones/.set-srv.lock"
@@ -268,6 +273,8 @@ Z
 { zone_head example.com.; six_services; cat <<Z
 @ A 127.0.0.1
 @ AAAA ::1
+; account discovery: a signed MX into the provider example.net (autoconfig.example.net)
+mxs MX 10 mx1.example.net.
 _imaps._tcp.multi SRV 10 60 $IMAPS_PORT a.example.net.
 _imaps._tcp.multi SRV 10 20 $IMAPS_PORT b.example.net.
 _imaps._tcp.multi SRV 20 0  $IMAPS_PORT c.example.net.
@@ -315,6 +322,8 @@ daneexp A 127.0.20.8
 danebad A 127.0.20.7
 _$IMAPS_PORT._tcp.danebad TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
 relay A $RELAY_ADDR
+mx1 A 127.0.0.1
+autoconfig A $WEB_ADDR
 danepkix A $RELAY_ADDR
 _$IMAPS_PORT._tcp.danepkix TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
 Z
@@ -338,10 +347,28 @@ _imap._tcp        SRV 10 1 $IMAP_PORT mail.example.net.
 _submission._tcp  SRV 10 1 $SUBMISSION_PORT mail.example.net.
 _pop3s._tcp       SRV 0  1 $POP3S_PORT srvonly.example.net.
 @ A 127.0.0.1
+autoconfig A $WEB_ADDR
 ; the SNI-relay attack: an (unsigned, so forgeable) SRV record naming the relay
 _imaps._tcp.relayed SRV 0 1 $IMAPS_PORT relay.example.net.
 Z
 } | write_zone hosted.test.
+
+# ac.test (unsigned): mail domains for account discovery (web.sh serves their documents)
+{ zone_head ac.test.
+  for n in autoconfig autoconfig.plain wk autoconfig.up autoconfig.down autoconfig.hop autoconfig.hopin \
+           hopin autoconfig.loop autoconfig.huge autoconfig.deep autoconfig.entity autoconfig.latin1 \
+           autoconfig.broken autoconfig.dane autoconfig.danebad autoconfig.plainsock autoconfig.rank \
+           ispdb; do
+      echo "$n A $WEB_ADDR"
+  done
+  cat <<Z
+autoconfig.slow A $WEB_SLOW_ADDR
+autoconfig.slowprov A $WEB_SLOW_ADDR
+mxu MX 10 mx1.example.net.
+mxi MX 10 mx.ispdbprov.ac.test.
+rank MX 10 mx.slowprov.ac.test.
+Z
+} | write_zone ac.test.
 
 { zone_head dnshosted.test.; echo "_imaps._tcp SRV 0 1 $IMAPS_PORT mail.example.net."; } | write_zone dnshosted.test.
 

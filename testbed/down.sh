@@ -12,7 +12,9 @@ DIR=$(cd "$DIR" && pwd)
 rc=0
 "$HERE/mail.sh" stop "$DIR/mail" & m=$!
 "$HERE/dns.sh" stop "$DIR/dns" & d=$!
+"$HERE/web.sh" stop "$DIR/web" & w=$!
 wait "$m" || rc=1
+wait "$w" || rc=1
 wait "$d" || rc=1
 rm -f "$DIR/testbed.env"
 exit "$rc"

@@ -6,7 +6,8 @@ set -euo pipefail
 
 PKGS=(knot knot-dnsutils dovecot-imapd dovecot-pop3d postfix openssl python3-pytest python3-mypy valgrind clang libclang-rt-14-dev pkg-config
       libssl-dev time  # these two: make bench (bench/certcheck_bench.c links libssl; /usr/bin/time -v)
-      dnsmasq-base unbound)  # the home-router forwarder and a non-validating recursor (tests/roadblocks.rs)
+      dnsmasq-base unbound   # the home-router forwarder and a non-validating recursor (tests/roadblocks.rs)
+      nginx-light)           # the web server of account discovery (testbed/web.sh)
 # shellcheck disable=SC2206
 PKGS+=(${TESTBED_EXTRA_PACKAGES:-})
 

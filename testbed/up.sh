@@ -6,7 +6,8 @@
 #   DIR/mail    dovecot + postfix (mail.sh)
 #   DIR/testbed.env   `export NAME=value` lines: source it before running the tests
 #
-# TESTBED_PARTS: "dns mail" (default) or "dns" (certs + DNS only).
+# TESTBED_PARTS: "dns mail web" (default), any subset with dns ("dns" = certs + DNS only).
+#   DIR/web     nginx for account discovery (web.sh)
 # Everything else (addresses, ports) is taken from the same variables as dns.sh and mail.sh.
 # Stop with down.sh DIR.
 set -euo pipefail
@@ -19,7 +20,7 @@ mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 [[ $DIR =~ ^[A-Za-z0-9_./-]+$ ]] || die "DIR must be a plain path (letters, digits, _ . / -): $DIR"
 
-PARTS=${TESTBED_PARTS:-dns mail}
+PARTS=${TESTBED_PARTS:-dns mail web}
 PARTS=${PARTS//,/ }
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 want dns || die "TESTBED_PARTS must include dns (got '$PARTS')"
@@ -30,9 +31,10 @@ export IMAP_PORT=${IMAP_PORT:-10143} IMAPS_PORT=${IMAPS_PORT:-10993}
 export POP3_PORT=${POP3_PORT:-10110} POP3S_PORT=${POP3S_PORT:-10995}
 export SUBMISSION_PORT=${SUBMISSION_PORT:-10587} SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 DEAD_NS=${DEAD_NS:-127.0.10.9:5353}
+export WEB_ADDR=${WEB_ADDR:-127.0.40.1} WEB_SLOW_ADDR=${WEB_SLOW_ADDR:-127.0.40.9}
 
 # refuse to start twice on the same DIR
-for f in "$DIR/dns/knotd.pid" "$DIR/dns/run/knot.pid" "$DIR/mail/dovecot.pid" "$DIR/mail/postfix.pid" \
+for f in "$DIR/web/nginx.pid" "$DIR/dns/knotd.pid" "$DIR/dns/run/knot.pid" "$DIR/mail/dovecot.pid" "$DIR/mail/postfix.pid" \
          "$DIR/mail/dovecot/run/master.pid" "$DIR/mail/postfix/queue/pid/master.pid"; do
     if [[ -s $f ]] && pid_alive "$(awk 'NR==1 {print $1}' "$f")"; then
         die "the testbed already runs in $DIR ($f: pid $(awk 'NR==1 {print $1}' "$f")); run down.sh $DIR first"
@@ -49,8 +51,10 @@ rc=0
 "$HERE/certs.sh" "$DIR/certs" || rc=$?
 if (( rc != 0 )); then
     kill -TERM "$DNS_JOB" 2>/dev/null || true   # it would wait for the certificates in vain
-elif want mail; then
-    "$HERE/mail.sh" start "$DIR/mail" "$DIR/certs" || rc=$?
+else
+    if want web; then "$HERE/web.sh" start "$DIR/web" "$DIR/certs" & WEB_JOB=$!; fi
+    if want mail; then "$HERE/mail.sh" start "$DIR/mail" "$DIR/certs" || rc=$?; fi
+    if [[ -n ${WEB_JOB:-} ]]; then wait "$WEB_JOB" || rc=$?; fi
 fi
 wait "$DNS_JOB" || { (( rc )) || rc=$?; }
 if (( rc != 0 )); then
@@ -77,6 +81,11 @@ fi
     echo "export MAILSRV_TEST_POP3S_PORT=$POP3S_PORT"
     echo "export MAILSRV_TEST_SUBMISSION_PORT=$SUBMISSION_PORT"
     echo "export MAILSRV_TEST_SUBMISSIONS_PORT=$SUBMISSIONS_PORT"
+    if want web; then
+        echo "export MAILSRV_TEST_WEB_ADDR=$WEB_ADDR"
+        echo "export MAILSRV_TEST_WEB_SLOW_ADDR=$WEB_SLOW_ADDR"
+        echo "export MAILSRV_TEST_ISPDB=https://ispdb.ac.test/v1.1/"
+    fi
     if want mail; then
         echo "export MAILSRV_TEST_MAIL_ADDR=$MAIL_ADDR"
         echo "export MAILSRV_TEST_RELAY_ADDR=$RELAY_ADDR"

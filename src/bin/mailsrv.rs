@@ -21,13 +21,16 @@ const USAGE: &str = "usage:
                   [--history FILE] [--now UNIX] [--no-probe] [--require-secure] [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
+  mailsrv autoconfig ADDRESS [--ispdb URL] [--source NAME]... [--no-http] [--no-probe]
+                     [--require-secure] [COMMON]
   mailsrv audit FILE|- [--concurrency N] [COMMON]
   mailsrv version
 COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE]
         [--timeout-ms N] [--seed N]";
 
 /// Subcommand options that take no value.
-const FLAG_OPTIONS: [&str; 4] = [
+const FLAG_OPTIONS: [&str; 5] = [
+    "--no-http",
     "--require-secure",
     "--legacy-cn",
     "--accept-sibling",
@@ -65,6 +68,7 @@ fn run(args: &[String]) -> Result<u8, String> {
         "discover" => discover(rest),
         "check-cert" => check_cert(rest).map(|()| 0),
         "verify" => verify(rest),
+        "autoconfig" => autoconfig(rest),
         "connect" => connect(rest).map(|()| 0),
         "refresh" => refresh(rest).map(|()| 0),
         "audit" => audit(rest).map(|()| 0),
@@ -315,12 +319,7 @@ fn verify(args: &[String]) -> Result<u8, String> {
             Verdict::Unverified => "unverified",
             Verdict::Rejected => "rejected",
         };
-        let evidence = a.evidence.map(|x| match x {
-            Evidence::Dnssec => "dnssec",
-            Evidence::ProbeSrvId => "probe_srv_id",
-            Evidence::ProbeDnsId => "probe_dns_id",
-            Evidence::Dane => "dane",
-        });
+        let evidence = a.evidence.map(Evidence::name);
         text.push_str(&format!(
             "  {:<12} {}:{}  {verdict}{}\n      {}\n{}",
             s.service.name(),
@@ -346,6 +345,151 @@ fn verify(args: &[String]) -> Result<u8, String> {
         emit(&text);
     }
     Ok(usable(any_usable))
+}
+
+/// `autoconfig`: account discovery from every source (provider autoconfig, ISPDB, MX, SRV),
+/// each candidate server with its verdict, evidence and binding.
+fn autoconfig(args: &[String]) -> Result<u8, String> {
+    use mailsrv::core::authenticity::Evidence;
+    use mailsrv::core::autoconfig::Source;
+    use mailsrv::core::context::AutoconfigFlags;
+    use mailsrv::core::policy::Verdict;
+
+    let Args {
+        positional,
+        options,
+        mut common,
+    } = parse(
+        args,
+        &[
+            "--ispdb",
+            "--source",
+            "--no-http",
+            "--no-probe",
+            "--require-secure",
+        ],
+    )?;
+    let [address] = positional.as_slice() else {
+        return Err(format!("autoconfig takes one ADDRESS\n{USAGE}"));
+    };
+    let has = |k: &str| options.iter().any(|(o, _)| o == k);
+    let mut sources: Vec<Source> = Vec::new();
+    for (k, v) in &options {
+        match k.as_str() {
+            "--source" => sources.push(Source::from_name(v).ok_or_else(|| {
+                let names: Vec<&str> = Source::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown source {v:?} (one of {})", names.join(", "))
+            })?),
+            "--ispdb" => common.config.set_ispdb_url(v).map_err(|e| e.to_string())?,
+            _ => {}
+        }
+    }
+    if sources.is_empty() {
+        sources = Source::ALL.to_vec();
+    }
+    if has("--no-http") {
+        sources.retain(|s| *s != Source::AutoconfigHttp);
+    }
+    if sources.is_empty() {
+        return Err("no source left to ask".into());
+    }
+    let flags = AutoconfigFlags {
+        probe: !has("--no-probe"),
+        require_secure: has("--require-secure"),
+    };
+    let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
+    let d = ctx
+        .discover_account(address, &sources, flags)
+        .map_err(|e| e.to_string())?;
+    let verdict_name = |v: Verdict| match v {
+        Verdict::Authentic => "authentic",
+        Verdict::Unverified => "unverified",
+        Verdict::Rejected => "rejected",
+    };
+    let mut candidates = Vec::new();
+    let mut text = format!(
+        "{} (mail domain {}): {}\n",
+        d.address,
+        d.domain,
+        d.source
+            .map_or("no source found a configuration".to_string(), |s| format!(
+                "configuration from {s}"
+            ))
+    );
+    for c in &d.candidates {
+        let (verdict, evidence, detail, binding, status) = match &c.verdict {
+            Ok(a) => (
+                Some(verdict_name(a.verdict)),
+                a.evidence.map(Evidence::name),
+                a.detail.clone(),
+                a.binding.as_ref(),
+                None,
+            ),
+            Err(e) => (None, None, e.to_string(), None, Some(e.to_string())),
+        };
+        text.push_str(&format!(
+            "  {:<5} {}:{} {}  {}{}\n      {detail}\n{}",
+            c.protocol.name(),
+            c.host,
+            c.port,
+            c.socket.name(),
+            verdict.unwrap_or("error"),
+            evidence.map(|x| format!(" ({x})")).unwrap_or_default(),
+            binding_text(binding),
+        ));
+        candidates.push(json!({
+            "source": c.source.name(), "url": c.url, "protocol": c.protocol.name(),
+            "host": c.host, "port": c.port, "security": c.socket.name(),
+            "service": c.service.map(|s| s.name()), "username": c.username,
+            "authentication": c.authentication, "verdict": verdict, "evidence": evidence,
+            "detail": detail, "error": status, "connect": binding_json(binding),
+        }));
+    }
+    let reports: Vec<Value> = d
+        .sources
+        .iter()
+        .map(|r| {
+            json!({
+                "source": r.source.name(), "state": r.state.name(),
+                "error": r.error.as_ref().map(|e| e.to_string()),
+                "hops": r.hops.iter().map(|h| json!({"url": h.url, "status": h.status})).collect::<Vec<_>>(),
+                "mx": r.mx.as_ref().map(|(h, s)| json!({"host": h, "dnssec": s.name()})),
+                "notes": r.notes, "elapsed_ms": r.elapsed.as_millis() as u64,
+            })
+        })
+        .collect();
+    for r in &d.sources {
+        if r.state != mailsrv::core::autoconfig::SourceState::Skipped {
+            text.push_str(&format!(
+                "  source {:<22} {}{}\n",
+                r.source.name(),
+                r.state.name(),
+                r.error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if common.json {
+        let j = json!({
+            "address": d.address, "domain": d.domain,
+            "source": d.source.map(|s| s.name()),
+            "candidates": candidates,
+            "preferred": {"access": d.preferred_access, "submission": d.preferred_submission},
+            "display_name": d.display_name,
+            "oauth2": d.oauth2.as_ref().map(|o| json!({
+                "issuer": o.issuer, "scope": o.scope, "auth_url": o.auth_url, "token_url": o.token_url,
+            })),
+            "sources": reports,
+        });
+        emit(&format!("{j}\n"));
+    } else {
+        emit(&text);
+    }
+    Ok(usable(
+        d.preferred_access.is_some() || d.preferred_submission.is_some(),
+    ))
 }
 
 /// `refresh`: srv_change_check for one saved service, with an optional history file.

@@ -40,6 +40,25 @@ pub enum Evidence {
     /// DNSSEC-secure SRV, addresses and TLSA records, and the server's certificate matches
     /// them (RFC 7673, T-DANE-02).
     Dane,
+    /// Account discovery: the mail domain's own configuration document, fetched over HTTPS
+    /// on every hop from host names in the mail domain, names the server.
+    HttpsDomain,
+    /// Account discovery: the ISPDB's entry for the mail domain (over HTTPS) names it.
+    Ispdb,
+}
+
+impl Evidence {
+    /// The lower-case name used in JSON and the CLI: `dnssec`, `probe_srv_id`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::Dnssec => "dnssec",
+            Evidence::ProbeSrvId => "probe_srv_id",
+            Evidence::ProbeDnsId => "probe_dns_id",
+            Evidence::Dane => "dane",
+            Evidence::HttpsDomain => "https_domain",
+            Evidence::Ispdb => "ispdb",
+        }
+    }
 }
 
 /// One service's SRV answer to judge.
@@ -118,7 +137,7 @@ impl std::fmt::Debug for Authenticity {
 }
 
 impl Authenticity {
-    fn new(
+    pub(crate) fn new(
         verdict: Verdict,
         domain: &str,
         in_domain: bool,
@@ -276,7 +295,7 @@ pub async fn verify(
 /// (T-DANE-05, T-DANE-07); provably unsigned or absent ones leave plain DNSSEC evidence
 /// (T-DANE-06, T-DANE-08). An answer that cannot be judged (timeout, indeterminate) never
 /// counts as "no TLSA": the binding then requires the TLSA check on every connection.
-async fn dane(
+pub(crate) async fn dane(
     resolver: &Resolver,
     trust: Option<TrustStore>,
     req: &AuthRequest,
@@ -324,10 +343,8 @@ async fn dane(
             a.target_verified = true;
             a.target_matched = Some(info.proof.to_string());
             a.target_chain = info.peer_chain.clone();
-            a.detail = format!(
-                "{target}:{} is in {}'s DNSSEC-signed SRV records and {}",
-                req.port, a.domain, info.proof
-            );
+            // The evidence sentence set before (the SRV records, or the document), then the match.
+            a.detail = format!("{} and {}", a.detail, info.proof);
             a.keep(req, conn);
             a.binding = Some(binding);
         }
@@ -380,7 +397,7 @@ pub fn reconnect_request(service: Service, target: &str, port: u16) -> ConnectRe
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn probe(
+pub(crate) async fn probe(
     resolver: &Resolver,
     trust: TrustStore,
     req: &AuthRequest,

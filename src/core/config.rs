@@ -44,6 +44,12 @@ pub struct Config {
     /// Consulted for host addresses before DNS, like getaddrinfo with `hosts: files dns`
     /// (src/core/hosts.rs); `None` turns it off. Default [`DEFAULT_HOSTS_FILE`].
     pub hosts_file: Option<PathBuf>,
+    /// ISPDB base URL for account discovery (ends with `/`); `None` turns the ISPDB off.
+    pub ispdb_url: Option<String>,
+    /// Per-fetch deadline of provider and MX-derived autoconfig fetches.
+    pub fetch_timeout: Duration,
+    /// Per-fetch deadline of ISPDB lookups.
+    pub ispdb_timeout: Duration,
 }
 
 /// The hosts file used unless the caller sets another or none.
@@ -64,6 +70,9 @@ impl Default for Config {
             match_options: MatchOptions::default(),
             probe: true,
             hosts_file: Some(PathBuf::from(DEFAULT_HOSTS_FILE)),
+            ispdb_url: Some(crate::core::autoconfig::DEFAULT_ISPDB_URL.into()),
+            fetch_timeout: crate::core::autoconfig::DEFAULT_FETCH_TIMEOUT,
+            ispdb_timeout: crate::core::autoconfig::DEFAULT_ISPDB_TIMEOUT,
         }
     }
 }
@@ -137,6 +146,52 @@ impl Config {
             }
         }
         Ok(rc)
+    }
+
+    /// Sets the ISPDB base URL: an `https://` (or, for tests, `http://`) URL; a missing
+    /// final `/` is added. An empty text turns the ISPDB sources off.
+    pub fn set_ispdb_url(&mut self, url: &str) -> Result<()> {
+        if url.is_empty() {
+            self.ispdb_url = None;
+            return Ok(());
+        }
+        let ok = (url.starts_with("https://") || url.starts_with("http://"))
+            && url.len() <= 1024
+            && !url.contains(['?', '#', ' '])
+            && url.parse::<http::Uri>().is_ok();
+        if !ok {
+            return Err(Error::InvalidArg(format!(
+                "{url:?} is not an http(s) URL without query"
+            )));
+        }
+        let mut u = url.to_string();
+        if !u.ends_with('/') {
+            u.push('/');
+        }
+        self.ispdb_url = Some(u);
+        Ok(())
+    }
+
+    /// Sets the per-fetch deadlines of account discovery (provider/MX fetches, ISPDB);
+    /// 0 restores a default.
+    pub fn set_fetch_timeouts(&mut self, fetch: Duration, ispdb: Duration) -> Result<()> {
+        if fetch > MAX_TIMEOUT || ispdb > MAX_TIMEOUT {
+            return Err(Error::InvalidArg(format!(
+                "fetch timeout above {} s",
+                MAX_TIMEOUT.as_secs()
+            )));
+        }
+        self.fetch_timeout = if fetch.is_zero() {
+            crate::core::autoconfig::DEFAULT_FETCH_TIMEOUT
+        } else {
+            fetch
+        };
+        self.ispdb_timeout = if ispdb.is_zero() {
+            crate::core::autoconfig::DEFAULT_ISPDB_TIMEOUT
+        } else {
+            ispdb
+        };
+        Ok(())
     }
 
     /// Sets the deadline; 0 restores the default.

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::address::mail_domain;
 use super::anchors::AnchorSource;
 use super::authenticity::{self, AuthRequest, Authenticity};
+use super::autoconfig::{AccountDiscovery, AccountOptions, Source, discover_account};
 use super::binding::Binding;
 use super::config::Config;
 use super::connect::{self, ConnectRequest, MailConnection};
@@ -286,6 +287,61 @@ impl Context {
         deliver: Deliver<AutoConfig>,
     ) -> Result<RequestId> {
         self.spawn(self.autoconfigure_future(address, flags)?, deliver)
+    }
+
+    /// Account discovery (issue 16; `autoconfig/mod.rs`): every source of `sources` at
+    /// once (all when empty), the best-ranked configuration, and a verdict, evidence and
+    /// binding for each of its servers. The ISPDB URL and the per-fetch deadlines come
+    /// from the configuration; `flags.probe` and `flags.require_secure` as for
+    /// `autoconfigure`.
+    fn account_future(
+        &self,
+        address: &str,
+        sources: &[Source],
+        flags: AutoconfigFlags,
+    ) -> Result<impl Future<Output = Result<AccountDiscovery>> + Send + 'static + use<>> {
+        let domain = mail_domain(address)?;
+        crate::core::autoconfig::sources::address_parts(address, &domain)?;
+        let trust = self.trust_store()?;
+        let opts = AccountOptions {
+            sources: if sources.is_empty() {
+                Source::ALL.to_vec()
+            } else {
+                sources.to_vec()
+            },
+            probe: flags.probe && self.config.probe,
+            require_secure: flags.require_secure || self.config.require_secure,
+            accept_sibling: self.config.match_options.accept_sibling_service,
+            ispdb_url: self.config.ispdb_url.clone(),
+            fetch_timeout: self.config.fetch_timeout,
+            ispdb_timeout: self.config.ispdb_timeout,
+            seed: self.config.rng_seed,
+        };
+        let resolver = self.resolver.clone();
+        let address = address.to_string();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move { discover_account(resolver, trust, &address, opts, deadline).await })
+    }
+
+    /// Account discovery, blocking.
+    pub fn discover_account(
+        &self,
+        address: &str,
+        sources: &[Source],
+        flags: AutoconfigFlags,
+    ) -> Result<AccountDiscovery> {
+        self.run(self.account_future(address, sources, flags)?)
+    }
+
+    /// Account discovery, async: `deliver` gets the outcome exactly once.
+    pub fn discover_account_async(
+        &self,
+        address: &str,
+        sources: &[Source],
+        flags: AutoconfigFlags,
+        deliver: Deliver<AccountDiscovery>,
+    ) -> Result<RequestId> {
+        self.spawn(self.account_future(address, sources, flags)?, deliver)
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.

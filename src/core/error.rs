@@ -77,6 +77,10 @@ pub enum Error {
     ConnectionClosed(String),
     /// The server broke the pre-TLS protocol (STARTTLS refused or missing, injection, garbage).
     Protocol(String),
+    /// HTTP: an error status, a refused redirect, a body over the limit (account discovery).
+    Http(String),
+    /// A configuration document is malformed or hostile (account discovery).
+    BadConfig(String),
 }
 
 impl Error {
@@ -93,7 +97,7 @@ impl Error {
             | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
             | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
             | Handshake(s) | DaneMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
-            | Protocol(s) => s,
+            | Protocol(s) | Http(s) | BadConfig(s) => s,
         }
     }
 }

@@ -11,6 +11,8 @@ pub mod anchors;
 /// cbindgen:ignore
 pub mod audit;
 pub mod authenticity;
+/// cbindgen:ignore
+pub mod autoconfig;
 pub mod binding;
 pub mod config;
 pub mod connect;

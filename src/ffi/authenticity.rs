@@ -50,6 +50,12 @@ pub enum mailsrv_evidence {
     ProbeSrvId = 3,
     /// The target, asked with SNI = the mail domain, proved the DNS-ID of the mail domain.
     ProbeDnsId = 4,
+    /// Account discovery: the mail domain's own configuration document, fetched over HTTPS
+    /// on every hop from host names in the mail domain, names the server. Since 0.1.
+    HttpsDomain = 5,
+    /// Account discovery: the ISPDB's entry for the mail domain (HTTPS) names the server.
+    /// Since 0.1.
+    Ispdb = 6,
 }
 
 /// An authenticity verdict (opaque, owned by the caller; immutable except for taking the
@@ -89,6 +95,8 @@ impl mailsrv_authenticity {
                 Some(Evidence::ProbeSrvId) => mailsrv_evidence::ProbeSrvId,
                 Some(Evidence::ProbeDnsId) => mailsrv_evidence::ProbeDnsId,
                 Some(Evidence::Dane) => mailsrv_evidence::Dane,
+                Some(Evidence::HttpsDomain) => mailsrv_evidence::HttpsDomain,
+                Some(Evidence::Ispdb) => mailsrv_evidence::Ispdb,
             },
             target_verified: a.target_verified,
             in_domain: a.in_domain,

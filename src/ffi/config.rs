@@ -259,6 +259,56 @@ pub unsafe extern "C" fn mailsrv_config_set_timeout_ms(
     }
 }
 
+/// Sets the ISPDB base URL of account discovery (mailsrv_account_discover()): the entry of
+/// a domain is `<url><domain>`. Default: the draft's `https://v1.ispdb.net/`. A missing
+/// final `/` is added; NULL or "" turns the ISPDB sources off.
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (not an http(s) URL, or with a query).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `url` NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_ispdb_url(
+    cfg: *mut mailsrv_config,
+    url: *const c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        if url.is_null() {
+            cfg.inner.ispdb_url = None;
+            return mailsrv_status::Ok;
+        }
+        let url = try_str!(url);
+        status_of(cfg.inner.set_ispdb_url(url))
+    }
+}
+
+/// Sets the per-fetch deadlines of account discovery, in milliseconds: `fetch_ms` for each
+/// provider and MX-derived autoconfig fetch (default 5000), `ispdb_ms` for each ISPDB
+/// lookup (default 10000); 0 keeps a default. Both stay inside the operation's deadline
+/// (mailsrv_config_set_timeout_ms()).
+///
+/// Returns OK, NULL_ARG or INVALID_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_fetch_timeouts_ms(
+    cfg: *mut mailsrv_config,
+    fetch_ms: u32,
+    ispdb_ms: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        status_of(cfg.inner.set_fetch_timeouts(
+            Duration::from_millis(u64::from(fetch_ms)),
+            Duration::from_millis(u64::from(ispdb_ms)),
+        ))
+    }
+}
+
 /// Chooses how callbacks are delivered: a mailsrv_dispatch value.
 ///
 /// Returns OK, NULL_ARG or INVALID_ARG (unknown value).

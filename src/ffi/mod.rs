@@ -4,6 +4,7 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod account;
 pub mod authenticity;
 pub mod autoconfig;
 pub mod binding;

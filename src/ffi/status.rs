@@ -83,6 +83,12 @@ pub enum mailsrv_status {
     Protocol = 402,
     /// Non-blocking stream: nothing can be done now; poll the descriptor and call again.
     WouldBlock = 403,
+    /// HTTP (account discovery): an error status, a redirect that is not HTTPS to HTTPS, too
+    /// many redirects, or a body over the size limit.
+    Http = 404,
+    /// Account discovery: a configuration document is malformed or hostile (not UTF-8, a
+    /// DOCTYPE or entity, too deep, too many servers) or names no usable server.
+    BadConfig = 405,
 }
 
 impl mailsrv_status {
@@ -121,6 +127,8 @@ impl mailsrv_status {
             Error::ConnectFailed(_) => S::ConnectFailed,
             Error::ConnectionClosed(_) => S::ConnectionClosed,
             Error::Protocol(_) => S::Protocol,
+            Error::Http(_) => S::Http,
+            Error::BadConfig(_) => S::BadConfig,
         }
     }
 
@@ -162,6 +170,8 @@ impl mailsrv_status {
             401 => c"connection closed by the server",
             402 => c"mail protocol error (STARTTLS)",
             403 => c"would block",
+            404 => c"HTTP error (status, redirect or size limit)",
+            405 => c"malformed or hostile configuration document",
             _ => c"unknown status",
         }
     }

@@ -232,6 +232,8 @@ class Status(_OpenIntEnum):
     CONNECTION_CLOSED = 401
     PROTOCOL = 402
     WOULD_BLOCK = 403
+    HTTP = 404
+    BAD_CONFIG = 405
 
     @property
     def text(self) -> str:
@@ -415,6 +417,36 @@ class Security(_OpenIntEnum):
         return _SECURITY_OF[Service(_one_service(service))]
 
 
+class Source(_OpenIntEnum):
+    """mailsrv_source: where an account configuration came from (bits for masks)."""
+
+    AUTOCONFIG = 1
+    AUTOCONFIG_WELLKNOWN = 2
+    AUTOCONFIG_HTTP = 4
+    ISPDB = 8
+    MX_AUTOCONFIG = 16
+    MX_ISPDB = 32
+    SRV = 64
+
+
+class SourceState(_OpenIntEnum):
+    """mailsrv_source_state: what became of one source in an account discovery."""
+
+    SKIPPED = 0
+    FOUND = 1
+    FAILED = 2
+    CANCELLED = 3
+
+
+class OAuth2Field(_OpenIntEnum):
+    """mailsrv_oauth2_field: a field of the configuration's oAuth2 element."""
+
+    ISSUER = 1
+    SCOPE = 2
+    AUTH_URL = 3
+    TOKEN_URL = 4
+
+
 class Verdict(_OpenIntEnum):
     """mailsrv_verdict: whether an SRV answer may be used without asking the user.
 
@@ -449,6 +481,8 @@ class Evidence(_OpenIntEnum):
     DANE = 2
     PROBE_SRV_ID = 3
     PROBE_DNS_ID = 4
+    HTTPS_DOMAIN = 5
+    ISPDB = 6
 
 
 class Origin(_OpenIntEnum):

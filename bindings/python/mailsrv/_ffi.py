@@ -76,6 +76,7 @@ CONNECT_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_voi
 AUTHENTICITY_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 CHANGE_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 AUTOCONFIG_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+ACCOUNT_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 
 _P = c_void_p  # any opaque handle (mailsrv_config *, mailsrv_ctx *, ...)
 
@@ -248,6 +249,42 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_autoconfig_discovery": (_P, [_P]),
     "mailsrv_autoconfig_verdict": (_P, [_P, c_size_t, c_size_t]),
     "mailsrv_autoconfig_verdict_status": (mailsrv_status, [_P, c_size_t, c_size_t]),
+    # account discovery beyond SRV (issue 16): autoconfig, ISPDB, MX, SRV; verdict per candidate
+    "mailsrv_config_set_ispdb_url": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_set_fetch_timeouts_ms": (mailsrv_status, [_P, c_uint32, c_uint32]),
+    "mailsrv_account_discover": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_account_discover_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_uint32, ACCOUNT_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_account_free": (None, [_P]),
+    "mailsrv_account_address": (c_char_p, [_P]),
+    "mailsrv_account_domain": (c_char_p, [_P]),
+    "mailsrv_account_source": (c_uint32, [_P]),
+    "mailsrv_account_candidates_len": (c_size_t, [_P]),
+    "mailsrv_account_candidate_get": (_P, [_P, c_size_t]),
+    "mailsrv_account_preferred": (_P, [_P, c_uint32, POINTER(c_size_t)]),
+    "mailsrv_account_source_state": (c_uint32, [_P, c_uint32]),
+    "mailsrv_account_source_status": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_account_source_detail": (c_char_p, [_P, c_uint32]),
+    "mailsrv_account_display_name": (c_char_p, [_P]),
+    "mailsrv_account_oauth2": (c_char_p, [_P, c_uint32]),
+    "mailsrv_candidate_source": (c_uint32, [_P]),
+    "mailsrv_candidate_url": (c_char_p, [_P]),
+    "mailsrv_candidate_protocol": (c_char_p, [_P]),
+    "mailsrv_candidate_service": (c_uint32, [_P]),
+    "mailsrv_candidate_host": (c_char_p, [_P]),
+    "mailsrv_candidate_port": (c_uint16, [_P]),
+    "mailsrv_candidate_security": (c_char_p, [_P]),
+    "mailsrv_candidate_username": (c_char_p, [_P]),
+    "mailsrv_candidate_authentication_len": (c_size_t, [_P]),
+    "mailsrv_candidate_authentication_get": (c_char_p, [_P, c_size_t]),
+    "mailsrv_candidate_verdict": (_P, [_P]),
+    "mailsrv_candidate_verdict_status": (mailsrv_status, [_P]),
+    "mailsrv_source_name": (c_char_p, [c_uint32]),
     # observation history and the refresh decision
     "mailsrv_history_open": (mailsrv_status, [c_char_p, POINTER(c_void_p), c_char_p, c_size_t]),
     "mailsrv_history_save": (mailsrv_status, [_P, c_char_p, c_size_t]),

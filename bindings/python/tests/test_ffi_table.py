@@ -88,6 +88,7 @@ CALLBACK_TYPES = {
     "mailsrv_authenticity_cb": _ffi.AUTHENTICITY_CB,
     "mailsrv_change_cb": _ffi.CHANGE_CB,
     "mailsrv_autoconfig_cb": _ffi.AUTOCONFIG_CB,
+    "mailsrv_account_cb": _ffi.ACCOUNT_CB,
 }
 
 
@@ -244,6 +245,9 @@ ENUMS = {
     "mailsrv_dnssec": mailsrv.Dnssec,
     "mailsrv_purpose": mailsrv.Purpose,
     "mailsrv_dispatch": mailsrv.Dispatch,
+    "mailsrv_source": mailsrv.Source,
+    "mailsrv_source_state": mailsrv.SourceState,
+    "mailsrv_oauth2_field": mailsrv.OAuth2Field,
     "mailsrv_match_kind": mailsrv.MatchKind,
     "mailsrv_security": mailsrv.Security,
     "mailsrv_verdict": mailsrv.Verdict,

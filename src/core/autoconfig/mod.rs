@@ -1,0 +1,594 @@
+//! Account discovery beyond SRV (issue 16; docs/account-discovery.md): provider autoconfig
+//! (draft-ietf-mailmaint-autoconfig §4.1), the ISPDB (§4.2), MX-derived lookups (§4.3) and
+//! the RFC 6186 SRV discovery, run at once by a priority-parallel runner ([`runner`]), and
+//! then a verdict, its evidence and a binding for **every** candidate server, whatever its
+//! source:
+//!
+//! | how the candidate's host is known | evidence | verdict |
+//! |---|---|---|
+//! | a DNSSEC-secure SRV answer | `DNSSEC` (+ `DANE`) | AUTHENTIC |
+//! | a config fetched over HTTPS on every hop from hosts in the mail domain | `HTTPS_DOMAIN` (+ `DANE`) | AUTHENTIC |
+//! | the ISPDB's entry for the mail domain (HTTPS) | `ISPDB` (+ `DANE`) | AUTHENTIC |
+//! | a DNSSEC-secure MX, then a config over HTTPS from the MX's provider domain, for hosts in that domain | `DNSSEC` (+ `DANE`) | AUTHENTIC |
+//! | anything else (plain HTTP, an unsigned MX, a redirect out of the domain, a host outside the provider domain) | the probe: `PROBE_SRV_ID` / `PROBE_DNS_ID` | AUTHENTIC when it passes, else UNVERIFIED |
+//! | `socketType` plain | none | REJECTED (mailsrv never connects without TLS) |
+//!
+//! A DNSSEC-secure, usable TLSA set on a covered host is enforced (a mismatch REJECTS).
+
+pub mod fetch;
+pub mod runner;
+pub mod sources;
+pub mod xml;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::address::{is_in_domain, mail_domain};
+use super::authenticity::{self, AuthRequest, Authenticity, Evidence};
+use super::binding::Binding;
+use super::discover::Discovery;
+use super::policy::Verdict;
+use super::resolver::{DnssecState, Resolver};
+use super::service::{Protocol, Purpose, Service};
+use super::trust::TrustStore;
+use super::{Error, Result};
+
+pub use fetch::Hop;
+pub use xml::{OAuth2, ServerProtocol, SocketType};
+
+/// The draft's ISPDB (§4.2); clients and distributions may configure a mirror.
+pub const DEFAULT_ISPDB_URL: &str = "https://v1.ispdb.net/";
+/// Per-fetch deadline of the provider and MX-derived fetches (Thunderbird: 5 s).
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Per-fetch deadline of ISPDB lookups (Thunderbird: 10 s).
+pub const DEFAULT_ISPDB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a configuration came from. [`Source::ALL`] is the rank order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// `https://autoconfig.<domain>/mail/config-v1.1.xml?emailaddress=...`
+    Autoconfig,
+    /// `https://<domain>/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=...`
+    AutoconfigWellKnown,
+    /// RFC 6186 / RFC 8314 SRV records.
+    Srv,
+    /// `<ISPDB base><domain>`.
+    Ispdb,
+    /// The highest-priority MX host's parent and registrable domains: their HTTPS autoconfig.
+    MxAutoconfig,
+    /// The same domains in the ISPDB.
+    MxIspdb,
+    /// `http://autoconfig.<domain>/mail/config-v1.1.xml` (legacy, plain HTTP; discovery only).
+    AutoconfigHttp,
+}
+
+impl Source {
+    /// Every source, highest rank first: the mail domain's own statements (HTTPS
+    /// autoconfig, SRV), then the database, then MX-derived guesses, and plain HTTP last
+    /// (anyone on the path can write it).
+    pub const ALL: [Source; 7] = [
+        Source::Autoconfig,
+        Source::AutoconfigWellKnown,
+        Source::Srv,
+        Source::Ispdb,
+        Source::MxAutoconfig,
+        Source::MxIspdb,
+        Source::AutoconfigHttp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Autoconfig => "autoconfig",
+            Source::AutoconfigWellKnown => "autoconfig-wellknown",
+            Source::Srv => "srv",
+            Source::Ispdb => "ispdb",
+            Source::MxAutoconfig => "mx-autoconfig",
+            Source::MxIspdb => "mx-ispdb",
+            Source::AutoconfigHttp => "autoconfig-http",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Source> {
+        Source::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The C API's bit (MAILSRV_SOURCE_*).
+    pub fn bit(self) -> u32 {
+        match self {
+            Source::Autoconfig => 1,
+            Source::AutoconfigWellKnown => 2,
+            Source::AutoconfigHttp => 4,
+            Source::Ispdb => 8,
+            Source::MxAutoconfig => 16,
+            Source::MxIspdb => 32,
+            Source::Srv => 64,
+        }
+    }
+
+    pub fn from_bit(bit: u32) -> Option<Source> {
+        Source::ALL.into_iter().find(|s| s.bit() == bit)
+    }
+
+    /// The sources in `mask` in rank order; 0 means all. Unknown bits: `None`.
+    pub fn from_mask(mask: u32) -> Option<Vec<Source>> {
+        const ALL_BITS: u32 = 127;
+        if mask & !ALL_BITS != 0 {
+            return None;
+        }
+        let mask = if mask == 0 { ALL_BITS } else { mask };
+        Some(
+            Source::ALL
+                .into_iter()
+                .filter(|s| mask & s.bit() != 0)
+                .collect(),
+        )
+    }
+
+    /// Its position in [`Source::ALL`] (0 = highest).
+    pub fn rank(self) -> usize {
+        Source::ALL
+            .iter()
+            .position(|s| *s == self)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The choices of one account discovery.
+#[derive(Debug, Clone)]
+pub struct AccountOptions {
+    /// The sources to run (any order; they are ranked by [`Source::ALL`]).
+    pub sources: Vec<Source>,
+    /// The TLS probe may connect to candidates no other evidence covers.
+    pub probe: bool,
+    /// Only DNSSEC (SRV or MX) and DANE can make a candidate AUTHENTIC; no probe.
+    pub require_secure: bool,
+    pub accept_sibling: bool,
+    /// ISPDB base URL (ends with `/`); `None` turns both ISPDB sources off.
+    pub ispdb_url: Option<String>,
+    pub fetch_timeout: Duration,
+    pub ispdb_timeout: Duration,
+    /// RFC 2782 weighted-order seed (tests).
+    pub seed: Option<u64>,
+}
+
+impl Default for AccountOptions {
+    fn default() -> Self {
+        AccountOptions {
+            sources: Source::ALL.to_vec(),
+            probe: true,
+            require_secure: false,
+            accept_sibling: false,
+            ispdb_url: Some(DEFAULT_ISPDB_URL.into()),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            ispdb_timeout: DEFAULT_ISPDB_TIMEOUT,
+            seed: None,
+        }
+    }
+}
+
+/// One server a source named, with its verdict.
+#[derive(Debug)]
+pub struct Candidate {
+    pub source: Source,
+    /// The config document's final URL (none for SRV).
+    pub url: Option<String>,
+    pub protocol: ServerProtocol,
+    /// The mailsrv service (protocol + TLS mode); `None` for `socketType` plain.
+    pub service: Option<Service>,
+    pub host: String,
+    pub port: u16,
+    pub socket: SocketType,
+    pub username: Option<String>,
+    pub authentication: Vec<String>,
+    /// The verdict with its evidence and binding; an error when the check itself failed.
+    pub verdict: Result<Authenticity>,
+}
+
+impl Candidate {
+    pub fn purpose(&self) -> Purpose {
+        match self.protocol {
+            ServerProtocol::Imap | ServerProtocol::Pop3 => Purpose::Access,
+            ServerProtocol::Smtp => Purpose::Submission,
+        }
+    }
+
+    fn verdict_is(&self, v: Verdict) -> bool {
+        self.verdict.as_ref().is_ok_and(|a| a.verdict == v)
+    }
+}
+
+/// What became of one source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// It found a configuration (the winner, or one ranked below it that finished first).
+    Found,
+    /// It failed (no document, an HTTP or XML error, no record, a timeout...).
+    Failed,
+    /// A higher-ranked source won before it finished: it was cancelled.
+    Cancelled,
+    /// Not asked (not in the options, or no ISPDB configured).
+    Skipped,
+}
+
+impl SourceState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceState::Found => "found",
+            SourceState::Failed => "failed",
+            SourceState::Cancelled => "cancelled",
+            SourceState::Skipped => "skipped",
+        }
+    }
+}
+
+/// The report of one source.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    pub source: Source,
+    pub state: SourceState,
+    /// Why it failed.
+    pub error: Option<Error>,
+    /// Every HTTP request made, in order (the last one answered, when found).
+    pub hops: Vec<Hop>,
+    /// For MX sources: the MX host used and the DNSSEC state of the MX answer.
+    pub mx: Option<(String, DnssecState)>,
+    /// Remarks: entries skipped in the document, the domains tried.
+    pub notes: Vec<String>,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+/// The outcome of an account discovery.
+#[derive(Debug)]
+pub struct AccountDiscovery {
+    pub address: String,
+    /// The mail domain, A-labels.
+    pub domain: String,
+    /// The source whose configuration was taken (`None`: nothing found).
+    pub source: Option<Source>,
+    /// Every server of that configuration, in the document's order, each with its verdict.
+    pub candidates: Vec<Candidate>,
+    /// Every source in rank order, with what became of it.
+    pub sources: Vec<SourceReport>,
+    pub display_name: Option<String>,
+    pub oauth2: Option<OAuth2>,
+    /// Indexes into `candidates`: the first AUTHENTIC candidate of the purpose, else the
+    /// first UNVERIFIED one; never a REJECTED one.
+    pub preferred_access: Option<usize>,
+    pub preferred_submission: Option<usize>,
+}
+
+impl AccountDiscovery {
+    pub fn preferred(&self, purpose: Purpose) -> Option<usize> {
+        match purpose {
+            Purpose::Access => self.preferred_access,
+            Purpose::Submission => self.preferred_submission,
+        }
+    }
+
+    fn choose(&mut self) {
+        for purpose in [Purpose::Access, Purpose::Submission] {
+            let of = |v| {
+                self.candidates
+                    .iter()
+                    .position(|c| c.purpose() == purpose && c.verdict_is(v))
+            };
+            let pick = of(Verdict::Authentic).or_else(|| of(Verdict::Unverified));
+            match purpose {
+                Purpose::Access => self.preferred_access = pick,
+                Purpose::Submission => self.preferred_submission = pick,
+            }
+        }
+    }
+}
+
+/// The mail service of a server entry.
+pub fn service_of(protocol: ServerProtocol, socket: SocketType) -> Option<Service> {
+    Some(match (protocol, socket) {
+        (_, SocketType::Plain) => return None,
+        (ServerProtocol::Imap, SocketType::Tls) => Service::Imaps,
+        (ServerProtocol::Imap, SocketType::StartTls) => Service::Imap,
+        (ServerProtocol::Pop3, SocketType::Tls) => Service::Pop3s,
+        (ServerProtocol::Pop3, SocketType::StartTls) => Service::Pop3,
+        (ServerProtocol::Smtp, SocketType::Tls) => Service::Submissions,
+        (ServerProtocol::Smtp, SocketType::StartTls) => Service::Submission,
+    })
+}
+
+/// The server entry of a mailsrv service.
+pub fn entry_of(service: Service) -> (ServerProtocol, SocketType) {
+    let p = match service.protocol() {
+        Protocol::Imap => ServerProtocol::Imap,
+        Protocol::Pop3 => ServerProtocol::Pop3,
+        Protocol::Smtp => ServerProtocol::Smtp,
+    };
+    let s = if service.implicit_tls() {
+        SocketType::Tls
+    } else {
+        SocketType::StartTls
+    };
+    (p, s)
+}
+
+/// What makes a configuration's hosts authentic (see the module table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    /// The mail domain's own document over HTTPS: every host it names.
+    HttpsDomain,
+    /// The ISPDB's entry for the mail domain: every host it names.
+    Ispdb,
+    /// A DNSSEC-secure MX into `provider`, and the provider's document over HTTPS (or its
+    /// ISPDB entry): hosts inside `provider`.
+    DnssecMx { provider: String },
+    /// Nothing: the reason, for the user.
+    None(String),
+}
+
+/// A configuration a source found (before the verdicts).
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub source: Source,
+    pub url: Option<String>,
+    pub config: xml::ClientConfig,
+    pub coverage: Coverage,
+    /// For the SRV source: the discovery (its endpoints are judged by
+    /// [`authenticity::verify`]).
+    pub srv: Option<Discovery>,
+    pub mx_dnssec: Option<DnssecState>,
+}
+
+/// Everything the verdict phase needs.
+#[derive(Clone)]
+pub struct Judge {
+    pub resolver: std::sync::Arc<Resolver>,
+    pub trust: TrustStore,
+    pub domain: String,
+    pub probe: bool,
+    pub require_secure: bool,
+    pub accept_sibling: bool,
+}
+
+impl Judge {
+    /// The verdict on one server of a non-SRV configuration (see the module table).
+    pub async fn config_candidate(
+        &self,
+        found: &Found,
+        service: Service,
+        host: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Result<Authenticity> {
+        let domain = &self.domain;
+        let mut req = AuthRequest::new(domain, service, host, port);
+        req.probe = self.probe;
+        req.require_secure = self.require_secure;
+        req.accept_sibling = self.accept_sibling;
+        authenticity::check(&req)?;
+        let in_domain = is_in_domain(host, domain);
+        let covered = match &found.coverage {
+            Coverage::HttpsDomain => Ok((
+                Evidence::HttpsDomain,
+                format!(
+                    "{host}:{port} is named by {domain}'s own configuration, fetched over HTTPS on every hop"
+                ),
+            )),
+            Coverage::Ispdb => Ok((
+                Evidence::Ispdb,
+                format!("{host}:{port} is named by the ISPDB's entry for {domain} (HTTPS)"),
+            )),
+            Coverage::DnssecMx { provider } if is_in_domain(host, provider) => Ok((
+                Evidence::Dnssec,
+                format!(
+                    "{domain}'s DNSSEC-signed MX names {provider}, whose configuration (HTTPS) names {host}:{port}"
+                ),
+            )),
+            Coverage::DnssecMx { provider } => Err(format!(
+                "{host} lies outside {provider}, the provider {domain}'s signed MX names"
+            )),
+            Coverage::None(why) => Err(why.clone()),
+        };
+        match covered {
+            Ok((evidence, detail)) => {
+                if self.require_secure && evidence != Evidence::Dnssec {
+                    let mut a = Authenticity::new(
+                        Verdict::Unverified,
+                        domain,
+                        in_domain,
+                        found.mx_dnssec,
+                        format!(
+                            "{detail}, but only DNSSEC-signed answers are accepted (REQUIRE_SECURE)"
+                        ),
+                    );
+                    a.binding = Some(Binding::unverified(service, host, port)?);
+                    return Ok(a);
+                }
+                let mut a = Authenticity::new(
+                    Verdict::Authentic,
+                    domain,
+                    in_domain,
+                    found.mx_dnssec,
+                    detail,
+                );
+                a.evidence = Some(evidence);
+                authenticity::dane(
+                    &self.resolver,
+                    Some(self.trust.clone()),
+                    &req,
+                    host,
+                    deadline,
+                    &mut a,
+                )
+                .await?;
+                Ok(a)
+            }
+            Err(why) => {
+                let unverified = |detail: String| -> Result<Authenticity> {
+                    let mut a = Authenticity::new(
+                        Verdict::Unverified,
+                        domain,
+                        in_domain,
+                        found.mx_dnssec,
+                        detail,
+                    );
+                    a.binding = Some(Binding::unverified(service, host, port)?);
+                    Ok(a)
+                };
+                if self.require_secure {
+                    return unverified(format!(
+                        "{why}, and only DNSSEC-signed answers are accepted (REQUIRE_SECURE)"
+                    ));
+                }
+                if !self.probe {
+                    return unverified(format!("{why}, and the TLS probe is off: ask the user"));
+                }
+                let note = format!(" ({why})");
+                authenticity::probe(
+                    &self.resolver,
+                    self.trust.clone(),
+                    &req,
+                    domain,
+                    host,
+                    in_domain,
+                    found.mx_dnssec,
+                    deadline,
+                    &note,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The candidates of `found`, each with its verdict, all judged at once.
+    pub async fn candidates(&self, found: &Found, deadline: Instant) -> Vec<Candidate> {
+        if let Some(d) = &found.srv {
+            return self.srv_candidates(d, deadline).await;
+        }
+        let checks = found.config.servers.iter().map(|s| async move {
+            let service = service_of(s.protocol, s.socket);
+            let verdict = match service {
+                None => {
+                    let mut a = Authenticity::new(
+                        Verdict::Rejected,
+                        &self.domain,
+                        is_in_domain(&s.host, &self.domain),
+                        found.mx_dnssec,
+                        format!(
+                            "{}:{} is offered without TLS (socketType plain): mailsrv never connects so",
+                            s.host, s.port
+                        ),
+                    );
+                    a.binding = None;
+                    Ok(a)
+                }
+                Some(service) => {
+                    self.config_candidate(found, service, &s.host, s.port, deadline)
+                        .await
+                }
+            };
+            Candidate {
+                source: found.source,
+                url: found.url.clone(),
+                protocol: s.protocol,
+                service,
+                host: s.host.clone(),
+                port: s.port,
+                socket: s.socket,
+                username: s.username.clone(),
+                authentication: s.authentication.clone(),
+                verdict,
+            }
+        });
+        futures_util::future::join_all(checks).await
+    }
+
+    async fn srv_candidates(&self, d: &Discovery, deadline: Instant) -> Vec<Candidate> {
+        // The preferred service of each purpose first, then the others in discovery order.
+        let mut order: Vec<&super::discover::ServiceAnswer> = Vec::new();
+        for p in [Purpose::Access, Purpose::Submission] {
+            if let Some(s) = d.preferred(p) {
+                order.push(s);
+            }
+        }
+        for s in &d.services {
+            if !order.iter().any(|o| o.service == s.service) {
+                order.push(s);
+            }
+        }
+        let checks = order.into_iter().flat_map(|s| {
+            s.endpoints.iter().map(move |e| async move {
+                let mut req = AuthRequest::new(&self.domain, s.service, &e.target, e.port);
+                req.probe = self.probe;
+                req.require_secure = self.require_secure;
+                req.accept_sibling = self.accept_sibling;
+                let verdict =
+                    authenticity::verify(&self.resolver, Some(self.trust.clone()), req, deadline)
+                        .await;
+                let (protocol, socket) = entry_of(s.service);
+                Candidate {
+                    source: Source::Srv,
+                    url: None,
+                    protocol,
+                    service: Some(s.service),
+                    host: e.target.clone(),
+                    port: e.port,
+                    socket,
+                    username: None,
+                    authentication: Vec::new(),
+                    verdict,
+                }
+            })
+        });
+        futures_util::future::join_all(checks).await
+    }
+}
+
+/// Account discovery (see the module comment): every source at once, the best-ranked
+/// configuration, every candidate judged. `deadline` bounds everything.
+pub async fn discover_account(
+    resolver: std::sync::Arc<Resolver>,
+    trust: TrustStore,
+    address: &str,
+    opts: AccountOptions,
+    deadline: Instant,
+) -> Result<AccountDiscovery> {
+    let domain = mail_domain(address)?;
+    let parts = sources::address_parts(address, &domain)?;
+    // The verdicts need time after the sources: the sources get 70% of what is left.
+    let now = Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    let source_deadline = now + left.mul_f32(0.7);
+    let (found, reports) = runner::run(&resolver, &trust, &parts, &opts, source_deadline).await;
+    let judge = Judge {
+        resolver: resolver.clone(),
+        trust,
+        domain: domain.clone(),
+        probe: opts.probe,
+        require_secure: opts.require_secure,
+        accept_sibling: opts.accept_sibling,
+    };
+    let mut out = AccountDiscovery {
+        address: parts.address.clone(),
+        domain,
+        source: found.as_ref().map(|f| f.source),
+        candidates: Vec::new(),
+        sources: reports,
+        display_name: found.as_ref().and_then(|f| f.config.display_name.clone()),
+        oauth2: found.as_ref().and_then(|f| f.config.oauth2.clone()),
+        preferred_access: None,
+        preferred_submission: None,
+    };
+    if let Some(f) = &found {
+        out.candidates = judge.candidates(f, deadline).await;
+    }
+    out.choose();
+    Ok(out)
+}
