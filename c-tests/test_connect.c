@@ -1,5 +1,5 @@
 /* connect_with_sni and verify_srv_authenticity from C against the testbed's dovecot and
- * postfix: blocking, thread-mode async and loop-mode async. T-ids: standards.md groups H, J,
+ * postfix: blocking, thread-mode async and loop-mode async. T-ids: docs/conformance.md groups H, J,
  * K, C and M. */
 #define _POSIX_C_SOURCE 200809L
 #include <poll.h>

@@ -1,5 +1,5 @@
 /* Discovery from C against the testbed DNS: blocking, thread-mode callbacks, and loop mode
- * driven by poll() on the notify descriptor. T-ids are standards.md's test vectors. */
+ * driven by poll() on the notify descriptor. T-ids are docs/conformance.md's test vectors. */
 #define _POSIX_C_SOURCE 200809L
 #include <poll.h>
 #include <pthread.h>

@@ -1,4 +1,4 @@
-# `make bench` (issue 8, design.md §7): not part of `make check`. One invocation: builds the
+# `make bench` (issue 8, docs/design.md §7): not part of `make check`. One invocation: builds the
 # release library and the C bench programs, starts a fresh testbed on its own loopback
 # addresses/ports (override any of the variables below), runs bench/bench.py inside it, and
 # writes docs/BENCHMARKS.md, docs/bench.png (if matplotlib installs) and bench/results.json.

@@ -1,4 +1,4 @@
-//! The `mailsrv` command line: its JSON keys are a stable contract (design.md §5).
+//! The `mailsrv` command line: its JSON keys are a stable contract (docs/design.md §5).
 
 mod common;
 

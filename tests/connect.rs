@@ -1,6 +1,6 @@
 //! `connect_with_sni` end to end: scripted hostile servers (plain TCP and rustls) for the
 //! cases no real server shows, and the testbed's real dovecot and postfix for the rest.
-//! Test names cite the standards.md §14 T-ids (groups H, J, K, L).
+//! Test names cite the T-ids of docs/conformance.md (groups H, J, K, L).
 //!
 //! Run with `bash testbed/run.sh cargo test --features test-hooks --test connect`. Tests
 //! that need the testbed panic when its variables are missing (never a silent skip); the

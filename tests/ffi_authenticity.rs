@@ -1,6 +1,6 @@
 //! verify_srv_authenticity through the C entry points against the testbed: knotd (signed,
 //! unsigned and bogus zones), dovecot and postfix with SNI-selected certificates from the
-//! test CA. T-ids are standards.md's vectors (groups C and M).
+//! test CA. T-ids are docs/conformance.md's vectors (groups C and M).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! mailsrv_cert_check and mailsrv_identity through the C entry points, with the testbed's
-//! test CA and leaves (testbed/certs.sh). T-ids are standards.md's vectors.
+//! test CA and leaves (testbed/certs.sh). T-ids are docs/conformance.md's vectors.
 
 mod common;
 

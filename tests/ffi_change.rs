@@ -1,5 +1,5 @@
 //! srv_change_check and the observation history through the C entry points, on the testbed.
-//! T-ids: standards.md groups C, M (T-SEED-*) and B (T-SEL-07).
+//! T-ids: docs/conformance.md groups C, M (T-SEED-*) and B (T-SEL-07).
 
 mod common;
 

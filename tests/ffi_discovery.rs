@@ -1,5 +1,5 @@
 //! Discovery through the C entry points against the real testbed DNS (knotd, signed zones
-//! under a private root). Test vector ids (T-xxx) are those of standards.md.
+//! under a private root). Test vector ids (T-xxx) are those of docs/conformance.md.
 
 mod common;
 

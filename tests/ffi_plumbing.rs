@@ -1,4 +1,4 @@
-//! The C layer's contract (style.md §6-§9) through the exported functions: NULL and bad
+//! The C layer's contract (docs/design.md §4) through the exported functions: NULL and bad
 //! arguments, status texts, the panic boundary, async delivery in both dispatch modes,
 //! exactly-once callbacks under cancel races and mailsrv_ctx_free with work in flight.
 

@@ -1,7 +1,7 @@
 //! Certificate identity with real certificates: the testbed's test CA (`testbed/certs.sh`,
 //! or `MAILSRV_TEST_CERTS`) plus a small extra PKI made here with the openssl CLI for the
 //! cases the testbed does not cover (EKU, name-constraint violations, a constrained root).
-//! Test names and comments cite the standards.md T-ids.
+//! Test names and comments cite the T-ids of docs/conformance.md.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,4 +1,4 @@
-//! `mailsrv`: the command-line face of the library (design.md §5).
+//! `mailsrv`: the command-line face of the library (docs/design.md §5).
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `mailsrv audit`: the mail provider's view of many domains (issue 6, design.md §5, §7).
+//! `mailsrv audit`: the mail provider's view of many domains (issue 6, docs/design.md §5, §7).
 //!
 //! For each domain: discovery of all six services; for every service found, its first
 //! target is asked twice, at the same time: with SNI = the domain (the probe: a chain-valid

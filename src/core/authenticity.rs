@@ -1,4 +1,4 @@
-//! Is an SRV answer authentic? (design.md §1 step 2, standards.md group C and M)
+//! Is an SRV answer authentic? (docs/design.md §2.7; docs/conformance.md groups C, M)
 //!
 //! In order: the SRV RRset is re-read through the validating resolver. Bogus → REJECTED.
 //! DNSSEC-secure and holding the target → AUTHENTIC by DNSSEC; secure without it →

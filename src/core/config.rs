@@ -1,4 +1,4 @@
-//! What a context is built from. Everything tests must steer is a field here (style.md §8.12).
+//! What a context is built from. Everything tests must steer is a field here (docs/design.md §4).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! handshake with a fresh [`MailVerifier`], the first exchange over TLS, and then a
 //! blocking-or-non-blocking stream object ([`MailConnection`]) for the C layer.
 //!
-//! The three inputs of a TLS connect stay independent (standards.md §13.2): `host` is what
+//! The three inputs of a TLS connect stay independent (docs/design.md §2.15): `host` is what
 //! is resolved (or the given addresses are used), `sni` is what the ClientHello carries,
 //! and `identity` is what the certificate must prove. None of them ever comes from the
 //! address that won the race (T-HE-07).
@@ -11,7 +11,7 @@
 //! all and every connection is a full handshake verified by its own verifier. That is the
 //! strongest form of "a session cache keyed by SNI": the probe's session (SNI
 //! `example.com`) can never be resumed under another name or identity (T-SNI-09,
-//! tls-identity-notes §3). Mail sessions are long-lived; one extra full handshake per
+//! docs/design.md §2.9). Mail sessions are long-lived; one extra full handshake per
 //! connection is cheap.
 
 use std::io::{self, Read, Write};

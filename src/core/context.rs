@@ -134,7 +134,7 @@ impl Context {
         self.spawn(self.authenticity_future(req)?, deliver)
     }
 
-    /// The refresh check for one service (design.md §1 step 4): a fresh discovery of that
+    /// The refresh check for one service (docs/design.md §2.12): a fresh discovery of that
     /// service, the authenticity of its first endpoint when it differs from the saved one,
     /// the observation recorded in `history` (in memory: the caller saves it), and the
     /// decision.

@@ -1,6 +1,6 @@
 //! Server identity for mail: reference identifiers (what the client expects), presented
 //! identifiers (what the certificate says) and their matching, per RFC 7817, RFC 9525 and
-//! RFC 4985 (standards.md §5–§7, test groups D–H).
+//! RFC 4985 (docs/conformance.md, groups D–H).
 //!
 //! The reference list is built from the caller's input alone, never from a certificate
 //! (RFC 9525 §6.1.1, T-REF-06). Presented identifiers are read with x509-parser and checked
@@ -12,7 +12,7 @@
 //!   service type for discovery and identity keeps the two from drifting apart.
 //! * The implicit-TLS / STARTTLS sibling (`_submission` for `_submissions`, `_imap` for
 //!   `_imaps`, `_pop3` for `_pop3s`, both ways) only with
-//!   [`MatchOptions::accept_sibling_service`] (design.md §2, T-REF-05).
+//!   [`MatchOptions::accept_sibling_service`] (docs/design.md §2.6, T-REF-05).
 //! * Malformed SRVNames: the wrong string type (UTF8String, ...) is ignored (T-SRVID-09); a
 //!   broken encoding (length mismatch, trailing bytes, not `[0] EXPLICIT`, empty) or a byte
 //!   that no host name can hold (NUL, other control characters, non-ASCII) rejects the whole

@@ -1,4 +1,4 @@
-//! The refresh decision (design.md §1 step 4): given a saved account configuration, a fresh
+//! The refresh decision (docs/design.md §2.12): given a saved account configuration, a fresh
 //! discovery, the authenticity verdict on the fresh answer and how long that answer has been
 //! observed, what may the client do? Pure logic: no I/O, no clock.
 

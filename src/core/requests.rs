@@ -1,4 +1,4 @@
-//! Asynchronous requests and how their completions reach the caller (style.md §8).
+//! Asynchronous requests and how their completions reach the caller (docs/design.md §3, §4).
 //!
 //! Every request is a tokio task plus one pending entry. Whoever removes the entry from the
 //! pending map delivers: the task (its result), `cancel` (CANCELLED) or `shutdown`

@@ -55,7 +55,7 @@ pub enum DnssecState {
     Bogus,
     Indeterminate,
     /// The path to the nameservers cannot carry DNSSEC (RFC 8027 roadblock): the answer was
-    /// fetched without it and is used as unsigned (design.md §6).
+    /// fetched without it and is used as unsigned (docs/design.md §2.2).
     Unavailable,
     /// Addresses only: they came from the hosts file, not from DNS, so DNSSEC says nothing
     /// about them (never secure; DANE does not apply to them).
@@ -720,7 +720,7 @@ impl Resolver {
     /// nameserver's capability (RFC 8027 tests, started with the first query and cached)
     /// decides: a path that carries DNSSEC keeps the failure (BOGUS stays BOGUS); on a
     /// roadblock a caller-configured fallback resolver is tried, and failing that the answer
-    /// is fetched without DNSSEC and reported UNAVAILABLE (used as unsigned, design.md §6).
+    /// is fetched without DNSSEC and reported UNAVAILABLE (used as unsigned, docs/design.md §2.2).
     /// Names under a negative trust anchor are not validated and come back INSECURE.
     pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Outcome> {
         if self.under_negative_anchor(name) {

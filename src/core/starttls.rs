@@ -1,14 +1,14 @@
-//! What a mail client says before and right after TLS (standards.md §11): the strict,
+//! What a mail client says before and right after TLS (docs/design.md §2.10): the strict,
 //! injection-safe STARTTLS dialogues of IMAP (RFC 9051 §6.2.1), POP3 (RFC 2595 §4) and SMTP
 //! submission (RFC 3207), and the first exchange over TLS (greeting, capabilities).
 //!
 //! Rules enforced here:
 //! * A missing STARTTLS/STLS capability, a refusal (NO, BAD, -ERR, 454, ...), a PREAUTH
 //!   greeting on a plain port (RFC 9051 §7.1.4) or an early close is an error: there is no
-//!   way to continue in plaintext (design.md §6).
+//!   way to continue in plaintext (docs/design.md §6).
 //! * Input is read line by line from a buffer; once the go-ahead line (tagged OK, `+OK`,
 //!   `220`) is parsed, any byte already received after it is attacker-controlled plaintext
-//!   (standards.md §11.4) and the upgrade fails with [`Error::Protocol`]; those bytes are
+//!   (docs/design.md §2.10) and the upgrade fails with [`Error::Protocol`]; those bytes are
 //!   never handed to TLS.
 //! * Lines are bounded ([`MAX_LINE`]) and so is each reply ([`MAX_REPLY`]); bytes other
 //!   than printable UTF-8 and TAB, or a CR inside a line, are a protocol error.

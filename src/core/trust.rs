@@ -1,6 +1,6 @@
 //! Trust anchors: the system CA store (rustls-native-certs, which honours `SSL_CERT_FILE`
 //! and `SSL_CERT_DIR`) or an explicit PEM CA file. An empty store is always an error: the
-//! native loader reports an empty file as "0 certificates, 0 errors" (tls-identity-notes §4).
+//! native loader reports an empty file as "0 certificates, 0 errors" (docs/design.md §2.15).
 
 use std::fmt;
 use std::path::Path;

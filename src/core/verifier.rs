@@ -9,7 +9,7 @@
 //!
 //! Name constraints: webpki applies a CA's dNSName constraints to dNSName SANs but never
 //! reads SRVName otherNames (or the CN), so a CA constrained to `example.net` could vouch
-//! for `_imaps.example.com` (tls-identity-notes §1). After the chain check the dNSName
+//! for `_imaps.example.com` (docs/design.md §2.15). After the chain check the dNSName
 //! subtrees of every CA on the verified path (intermediates and the anchor) are collected,
 //! and presented SRV-IDs (and legacy CN-IDs) whose domain they do not cover are dropped,
 //! using the RFC 4985 §4 label-wise suffix rule.
@@ -785,7 +785,7 @@ fn from_certificate_error(ce: &CertificateError) -> Error {
 /// against SRV-ID `_imaps.example.com`. It records the outcome of the last verification
 /// ([`MailVerifier::last_match`], [`MailVerifier::last_error`]).
 ///
-/// Resumption pitfall (tls-identity-notes §3): a resumed session skips the verifier, so a
+/// Resumption pitfall (docs/design.md §2.9): a resumed session skips the verifier, so a
 /// config shared between identities could accept a session verified for another identity,
 /// and `last_match` would be stale. Use [`client_config`], which disables resumption; give
 /// each connection (or at least each identity) its own verifier if the outcome is read

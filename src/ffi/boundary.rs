@@ -1,4 +1,4 @@
-//! The panic boundary and NULL checks that open every exported function (style.md §9).
+//! The panic boundary and NULL checks that open every exported function (docs/design.md §4).
 //! A panic must never cross into C: it would abort the mail client.
 
 use std::cell::Cell;

@@ -1,4 +1,4 @@
-//! Status codes: one per error kind, numbers fixed forever (style.md §6).
+//! Status codes: one per error kind, numbers fixed forever (docs/design.md §4, "Status codes").
 
 use std::os::raw::{c_char, c_int};
 

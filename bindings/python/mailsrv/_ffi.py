@@ -4,7 +4,7 @@ This module mirrors ``include/mailsrv.h`` one to one and adds nothing: the typed
 :mod:`mailsrv`. Every exported function is declared in :data:`FUNCTIONS` (name -> restype,
 argtypes), and a test compares that table with the header and with the library's symbols.
 
-Conventions (style.md section 12):
+Conventions (the ownership rules of docs/design.md §4, applied to ctypes):
 
 * owned pointers (handles, results) are ``c_void_p``: ``c_char_p`` would copy into ``bytes``
   and lose the pointer that must be freed;

@@ -1,4 +1,4 @@
-"""Blocking discovery against the testbed zones (standards.md groups A and B)."""
+"""Blocking discovery against the testbed zones (docs/conformance.md groups A and B)."""
 
 from __future__ import annotations
 
