@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench` (issue 8, design.md §7): run inside testbed/run.sh; writes docs/BENCHMARKS.md
+"""`make bench` (issue 8, docs/design.md §7): run inside testbed/run.sh; writes docs/BENCHMARKS.md
 (+ docs/bench.png when matplotlib is there) and bench/results.json. Standard library plus
 dnspython (the comparison clients) and optionally matplotlib.
 
@@ -346,7 +346,7 @@ def report():
       f"(the kernel has no netem). {m['version']}, release build. The machine is shared: "
       f"wall times carry its noise; query and round-trip counts from the proxy log do not.\n")
     w("## Targets\n")
-    w("| target (design.md §7, issue 8) | measured | status |\n|---|---|---|")
+    w("| target (docs/design.md §7, issue 8) | measured | status |\n|---|---|---|")
     worst = {}
     for key, d in D.items():
         if d["rtt_ms"]:

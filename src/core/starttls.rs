@@ -289,7 +289,7 @@ impl<'a, S: AsyncRead + AsyncWrite + Unpin> Lines<'a, S> {
         }
         Err(Error::Protocol(format!(
             "the server sent {} byte(s) after {go_ahead:?} and before the TLS handshake: \
-             possible plaintext injection (standards.md §11.4); not starting TLS",
+             possible plaintext injection; not starting TLS",
             self.buf.len()
         )))
     }
