@@ -38,6 +38,7 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use tokio::sync::OnceCell;
 
 use super::anchors::{AnchorSource, keys_matching_ds};
+use super::answer_cache::AnswerCache;
 use super::{Error, Result};
 
 /// Longest CNAME chain followed before giving up.
@@ -243,7 +244,18 @@ struct Upstream {
     cap: Mutex<CapSlot>,
     /// Cleared when the server rejects EDNS (RFC 6891 §6.2.2): plain queries then go without.
     edns: AtomicBool,
+    /// The validator, shared by every query through this nameserver once the trust anchors
+    /// are known, so its verdict cache (keyed by the question and the exact RRset and RRSIGs,
+    /// kept for the RRset's TTL) verifies each DNSKEY/DS set of a chain once, not once per
+    /// RRset that leans on it. Dropped after a query that saw key fetches fail.
+    validator: Mutex<Option<Validator>>,
 }
+
+/// hickory's validating handle over the per-query failure watch.
+type Validator = DnssecDnsHandle<Watch>;
+
+/// Verdicts kept by one nameserver's validator (LRU; each also expires with its RRset).
+const VALIDATION_CACHE_ENTRIES: usize = 8192;
 
 impl Upstream {
     fn new(addr: SocketAddr, cfg: &ResolverConfig) -> Result<Self> {
@@ -273,7 +285,28 @@ impl Upstream {
             },
             cap: Mutex::default(),
             edns: AtomicBool::new(true),
+            validator: Mutex::default(),
         })
+    }
+
+    /// The shared validator, made on first use with `anchors`.
+    fn validator(&self, anchors: Arc<TrustAnchors>) -> Validator {
+        let mut slot = self.validator.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| {
+            DnssecDnsHandle::with_trust_anchor(
+                Watch {
+                    inner: self.keys.clone(),
+                },
+                anchors,
+            )
+            .validation_cache_size(VALIDATION_CACHE_ENTRIES)
+        })
+        .clone()
+    }
+
+    /// Forgets every verdict: after key fetches failed, nothing decided meanwhile is reused.
+    fn forget_verdicts(&self) {
+        *self.validator.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The verdict now, if one is known and fresh.
@@ -504,6 +537,26 @@ pub struct Resolver {
     negative_anchors: Vec<Name>,
     anchor_source: AnchorSource,
     anchors: OnceCell<Arc<TrustAnchors>>,
+    /// Outcomes kept for their TTL with their DNSSEC state (issue 18).
+    answers: AnswerCache,
+    /// Zone cuts learnt from answers ([`Self::learn_cuts`]); only steers prefetching.
+    cuts: Mutex<std::collections::HashSet<Name>>,
+}
+
+/// Zone cuts remembered per context (the set is emptied when full).
+const MAX_KNOWN_CUTS: usize = 4096;
+
+/// The registrable domain of `name` (one label under its Public Suffix List suffix, the
+/// list compiled in with the `psl` crate), lower case, without the final dot.
+fn registrable(name: &str) -> Option<String> {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    psl::domain(n.as_bytes()).map(|d| String::from_utf8_lossy(d.as_bytes()).into_owned())
+}
+
+/// Whether `name` (any case, final dot or not) is itself a public suffix (`com`, `co.uk`).
+fn is_public_suffix(name: &str) -> bool {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    !n.is_empty() && psl::suffix(n.as_bytes()).is_some_and(|s| s.as_bytes().len() == n.len())
 }
 
 impl Resolver {
@@ -525,6 +578,8 @@ impl Resolver {
             negative_anchors: cfg.negative_anchors.clone(),
             anchor_source: cfg.anchors.clone(),
             anchors: OnceCell::new(),
+            answers: AnswerCache::default(),
+            cuts: Mutex::default(),
         })
     }
 
@@ -648,10 +703,22 @@ impl Resolver {
             .map(|i| format!("{}.", labels[i..].join(".")))
             .collect();
         zones.push(".".into());
+        // Names below the registrable domain (`mail.example.net` under `example.net`) are
+        // rarely zone cuts: their DNSKEY/DS are asked only once an answer showed they are one.
+        // Should one be a cut not learnt yet, the validator asks for its keys itself (more
+        // round trips that once, never a different verdict).
+        let reg = registrable(name);
         for zone in zones {
             let Ok(owner) = Name::from_ascii(&zone) else {
                 continue;
             };
+            if let Some(reg) = &reg {
+                let z = zone.trim_end_matches('.').to_ascii_lowercase();
+                if z.len() > reg.len() && z.ends_with(&format!(".{reg}")) && !self.known_cut(&owner)
+                {
+                    continue;
+                }
+            }
             for rtype in [RecordType::DNSKEY, RecordType::DS] {
                 if owner.is_root() && rtype == RecordType::DS {
                     continue;
@@ -685,6 +752,11 @@ impl Resolver {
             n = n.base_name();
         }
         for owner in chain {
+            // The insecurity walk stops at the first cut above the owner, which is the
+            // registrable domain or below it: a public suffix's NS is not needed there.
+            if is_public_suffix(&owner.to_ascii()) && !self.known_cut(&owner) {
+                continue;
+            }
             let keys = up.keys.clone();
             let q = Query::query(owner, RecordType::NS);
             rt.spawn(async move {
@@ -696,6 +768,39 @@ impl Resolver {
         }
     }
 
+    /// Remembers the zone cuts a validated response shows: the signer of every RRSIG that
+    /// validated (a zone apex, RFC 4034 §3.1.7) and the owner of the SOA of a negative
+    /// answer (RFC 2308 §3). Only prefetching uses them: never the validator.
+    fn learn_cuts(&self, resp: &DnsResponse) {
+        let found = resp
+            .answers
+            .iter()
+            .chain(&resp.authorities)
+            .filter_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) if r.proof == Proof::Secure => {
+                    Some(sig.input().signer_name.to_lowercase())
+                }
+                RData::SOA(_) if r.proof != Proof::Bogus => Some(r.name.to_lowercase()),
+                _ => None,
+            });
+        let Ok(mut cuts) = self.cuts.lock() else {
+            return;
+        };
+        for cut in found {
+            if cuts.len() >= MAX_KNOWN_CUTS {
+                cuts.clear();
+            }
+            cuts.insert(cut);
+        }
+    }
+
+    /// Whether an answer has shown `zone` to be a zone cut.
+    fn known_cut(&self, zone: &Name) -> bool {
+        self.cuts
+            .lock()
+            .is_ok_and(|c| c.contains(&zone.to_lowercase()))
+    }
+
     /// One query, following CNAMEs. NXDOMAIN and NODATA are outcomes, not errors; SERVFAIL,
     /// timeouts, bogus and indeterminate answers are errors (T-SRV-05, T-SRV-06).
     ///
@@ -705,11 +810,28 @@ impl Resolver {
     /// roadblock a caller-configured fallback resolver is tried, and failing that the answer
     /// is fetched without DNSSEC and reported UNAVAILABLE (used as unsigned, design.md §6).
     /// Names under a negative trust anchor are not validated and come back INSECURE.
+    ///
+    /// Outcomes are kept for their TTL in the context's answer cache (`answer_cache.rs`:
+    /// never errors, BOGUS or INDETERMINATE), so a repeat within the TTL sends nothing.
     pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Outcome> {
-        if self.under_negative_anchor(name) {
-            return self.query_any(&self.order(), name, rtype, true).await;
+        if let Some(o) = self.answers.get(name, rtype, Instant::now()) {
+            return Ok(o);
         }
-        self.query_any(&self.order(), name, rtype, false).await
+        let asked = Instant::now();
+        let negative_anchor = self.under_negative_anchor(name);
+        let r = self
+            .query_any(&self.order(), name, rtype, negative_anchor)
+            .await;
+        if let Ok(o) = &r {
+            // Kept from when it was asked: the TTL ran from the server's answer, not from now.
+            self.answers.put(name, rtype, o, asked);
+        }
+        r
+    }
+
+    /// Number of questions in the answer cache (for tests and the bench).
+    pub fn cached_answers(&self) -> usize {
+        self.answers.len()
     }
 
     async fn query_any(
@@ -912,21 +1034,20 @@ impl Resolver {
             let (anchors, _) = futures_util::join!(self.trust_anchors(up), prime);
             anchors?
         };
-        let watch = Watch {
-            inner: up.keys.clone(),
-            failures: Arc::default(),
-        };
-        let failures = watch.failures.clone();
-        let handle = DnssecDnsHandle::with_trust_anchor(watch, anchors);
+        let failures: Arc<AtomicUsize> = Arc::default();
+        let handle = up.validator(anchors);
         let what = format!("{} {rtype}", name.to_ascii());
-        let res = handle
+        let lookup = handle
             .lookup(
                 Query::query(name.clone(), rtype),
                 DnsRequestOptions::default(),
             )
-            .first_answer()
-            .await;
+            .first_answer();
+        let res = QUERY_FAILURES.scope(failures.clone(), lookup).await;
         let key_trouble = failures.load(Ordering::Relaxed) > 0;
+        if key_trouble {
+            up.forget_verdicts();
+        }
         match res {
             Ok(resp) => {
                 let bogus = resp
@@ -939,6 +1060,7 @@ impl Resolver {
                         "{what}: DNSSEC keys could not be fetched"
                     )));
                 }
+                self.learn_cuts(&resp);
                 Ok(resp.into())
             }
             Err(e) => Err(classify(&what, e, key_trouble)),
@@ -1242,11 +1364,16 @@ impl DnsHandle for KeyCache {
     }
 }
 
-/// Counts network failures of every exchange made for one validated query.
+tokio::task_local! {
+    /// The network failures of the validated query this task is making ([`Watch`]).
+    static QUERY_FAILURES: Arc<AtomicUsize>;
+}
+
+/// Counts network failures of every exchange made for one validated query, in the counter
+/// of the query whose task sends it (the validator, shared, runs in the asker's task).
 #[derive(Clone)]
 struct Watch {
     inner: KeyCache,
-    failures: Arc<AtomicUsize>,
 }
 
 impl DnsHandle for Watch {
@@ -1254,12 +1381,13 @@ impl DnsHandle for Watch {
     type Runtime = TokioRuntimeProvider;
 
     fn send(&self, request: DnsRequest) -> Self::Response {
-        let failures = self.failures.clone();
+        let failures = QUERY_FAILURES.try_with(Arc::clone).ok();
         Box::pin(self.inner.send(request).inspect(move |r| {
             if let Err(e) = r
                 && is_network_failure(e)
+                && let Some(f) = &failures
             {
-                failures.fetch_add(1, Ordering::Relaxed);
+                f.fetch_add(1, Ordering::Relaxed);
             }
         }))
     }
