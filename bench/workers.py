@@ -7,6 +7,10 @@ its own peak RSS):
         (mailsrv_connect_with_sni with SNI = the domain, then with SNI = the target).
     workers.py loop NS ANCHOR N CONCURRENCY DOMAIN...
         N six-service discoveries over DOMAIN... repeated, CONCURRENCY threads on one context.
+    workers.py distinct NS ANCHOR N CONCURRENCY ZONE
+        N six-service discoveries of N different names dNNN.ZONE (issue 18: none is in the
+        answer cache, so every one is asked and validated; in a signed ZONE each answer is an
+        NSEC-proven NXDOMAIN), CONCURRENCY threads on one context.
 Each prints one JSON line.
 """
 import json
@@ -65,5 +69,25 @@ def loop(ns, anchor, n, conc, *domains):
     print(json.dumps({"n": n, "concurrency": conc, "seconds": dt, "per_s": n / dt, "failed_services": failed}))
 
 
+def distinct(ns, anchor, n, conc, zone):
+    n, conc = int(n), int(conc)
+    ctx = mailsrv.Context(nameservers=[ns], trust_anchor_file=anchor, timeout_ms=10000)
+    ctx.discover(zone)  # keys cached, as in a long-running audit
+    failed = 0
+
+    def one(i):
+        d = ctx.discover(f"d{i}.{zone}")
+        return sum(1 for s in d.services if s.state.label == "lookup_failed")
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=conc) as ex:
+        for start in range(0, n, 1000):
+            for f in ex.map(one, range(start, min(n, start + 1000)), chunksize=16):
+                failed += f
+    dt = time.perf_counter() - t0
+    ctx.close()
+    print(json.dumps({"n": n, "concurrency": conc, "seconds": dt, "per_s": n / dt, "failed_services": failed}))
+
+
 if __name__ == "__main__":
-    {"auth": auth, "loop": loop}[sys.argv[1]](*sys.argv[2:])
+    {"auth": auth, "loop": loop, "distinct": distinct}[sys.argv[1]](*sys.argv[2:])

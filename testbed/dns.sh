@@ -296,6 +296,7 @@ _imaps._tcp.weights SRV 0 0 $IMAPS_PORT a.example.net.
 _imaps._tcp.weights SRV 0 1 $IMAPS_PORT b.example.net.
 _imaps._tcp.weights SRV 0 3 $IMAPS_PORT c.example.net.
 _imaps._tcp.lowttl 60 SRV 0 1 $IMAPS_PORT mail.example.net.
+_imaps._tcp.shortttl 3 SRV 0 1 $IMAPS_PORT mail.example.net.
 _imaps._tcp.pop SRV 10 1 $IMAPS_PORT mail.example.net.
 _pop3s._tcp.pop SRV 0 1 $POP3S_PORT mail.example.net.
 _imaps._tcp.dane SRV 0 1 $IMAPS_PORT dane.example.net.

@@ -8,6 +8,7 @@ pub mod verifier;
 pub use error::{Error, Result};
 pub mod address;
 pub mod anchors;
+pub mod answer_cache;
 /// cbindgen:ignore
 pub mod audit;
 pub mod authenticity;

@@ -39,6 +39,7 @@ use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use tokio::sync::OnceCell;
 
 use super::anchors::{AnchorSource, keys_matching_ds};
+use super::answer_cache::AnswerCache;
 use super::hosts::HostsFile;
 use super::{Error, Result};
 
@@ -255,6 +256,9 @@ struct Upstream {
     edns: AtomicBool,
 }
 
+/// hickory's validating handle over the per-query failure watch.
+type Validator = DnssecDnsHandle<Watch>;
+
 impl Upstream {
     fn new(addr: SocketAddr, cfg: &ResolverConfig) -> Result<Self> {
         let tls = TlsConfig::new().map_err(|e| Error::Runtime(format!("DNS TLS setup: {e}")))?;
@@ -284,6 +288,20 @@ impl Upstream {
             cap: Mutex::default(),
             edns: AtomicBool::new(true),
         })
+    }
+
+    /// A validator for one query. Deliberately not shared between queries: hickory's verdict
+    /// cache recognises an RRset by a 64-bit non-cryptographic hash, so a verdict kept for the
+    /// life of a context could be matched by a crafted RRset; within one query that exposure
+    /// is as small as hickory makes it. Sharing waits for a collision-resistant key
+    /// (docs/BENCHMARKS.md, issue 18).
+    fn validator(&self, anchors: Arc<TrustAnchors>) -> Validator {
+        DnssecDnsHandle::with_trust_anchor(
+            Watch {
+                inner: self.keys.clone(),
+            },
+            anchors,
+        )
     }
 
     /// The verdict now, if one is known and fresh.
@@ -515,6 +533,26 @@ pub struct Resolver {
     anchor_source: AnchorSource,
     anchors: OnceCell<Arc<TrustAnchors>>,
     hosts: Option<HostsFile>,
+    /// Outcomes kept for their TTL with their DNSSEC state (issue 18).
+    answers: AnswerCache,
+    /// Zone cuts learnt from answers ([`Self::learn_cuts`]); only steers prefetching.
+    cuts: Mutex<std::collections::HashSet<Name>>,
+}
+
+/// Zone cuts remembered per context (the set is emptied when full).
+const MAX_KNOWN_CUTS: usize = 4096;
+
+/// The registrable domain of `name` (one label under its Public Suffix List suffix, the
+/// list compiled in with the `psl` crate), lower case, without the final dot.
+fn registrable(name: &str) -> Option<String> {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    psl::domain(n.as_bytes()).map(|d| String::from_utf8_lossy(d.as_bytes()).into_owned())
+}
+
+/// Whether `name` (any case, final dot or not) is itself a public suffix (`com`, `co.uk`).
+fn is_public_suffix(name: &str) -> bool {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    !n.is_empty() && psl::suffix(n.as_bytes()).is_some_and(|s| s.as_bytes().len() == n.len())
 }
 
 impl Resolver {
@@ -537,6 +575,8 @@ impl Resolver {
             anchor_source: cfg.anchors.clone(),
             anchors: OnceCell::new(),
             hosts: cfg.hosts_file.clone().map(HostsFile::new),
+            answers: AnswerCache::default(),
+            cuts: Mutex::default(),
         })
     }
 
@@ -665,10 +705,22 @@ impl Resolver {
             .map(|i| format!("{}.", labels[i..].join(".")))
             .collect();
         zones.push(".".into());
+        // Names below the registrable domain (`mail.example.net` under `example.net`) are
+        // rarely zone cuts: their DNSKEY/DS are asked only once an answer showed they are one.
+        // Should one be a cut not learnt yet, the validator asks for its keys itself (more
+        // round trips that once, never a different verdict).
+        let reg = registrable(name);
         for zone in zones {
             let Ok(owner) = Name::from_ascii(&zone) else {
                 continue;
             };
+            if let Some(reg) = &reg {
+                let z = zone.trim_end_matches('.').to_ascii_lowercase();
+                if z.len() > reg.len() && z.ends_with(&format!(".{reg}")) && !self.known_cut(&owner)
+                {
+                    continue;
+                }
+            }
             for rtype in [RecordType::DNSKEY, RecordType::DS] {
                 if owner.is_root() && rtype == RecordType::DS {
                     continue;
@@ -702,6 +754,11 @@ impl Resolver {
             n = n.base_name();
         }
         for owner in chain {
+            // The insecurity walk stops at the first cut above the owner, which is the
+            // registrable domain or below it: a public suffix's NS is not needed there.
+            if is_public_suffix(&owner.to_ascii()) && !self.known_cut(&owner) {
+                continue;
+            }
             let keys = up.keys.clone();
             let q = Query::query(owner, RecordType::NS);
             rt.spawn(async move {
@@ -713,6 +770,39 @@ impl Resolver {
         }
     }
 
+    /// Remembers the zone cuts a validated response shows: the signer of every RRSIG that
+    /// validated (a zone apex, RFC 4034 §3.1.7) and the owner of the SOA of a negative
+    /// answer (RFC 2308 §3). Only prefetching uses them: never the validator.
+    fn learn_cuts(&self, resp: &DnsResponse) {
+        let found = resp
+            .answers
+            .iter()
+            .chain(&resp.authorities)
+            .filter_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig)) if r.proof == Proof::Secure => {
+                    Some(sig.input().signer_name.to_lowercase())
+                }
+                RData::SOA(_) if r.proof != Proof::Bogus => Some(r.name.to_lowercase()),
+                _ => None,
+            });
+        let Ok(mut cuts) = self.cuts.lock() else {
+            return;
+        };
+        for cut in found {
+            if cuts.len() >= MAX_KNOWN_CUTS {
+                cuts.clear();
+            }
+            cuts.insert(cut);
+        }
+    }
+
+    /// Whether an answer has shown `zone` to be a zone cut.
+    fn known_cut(&self, zone: &Name) -> bool {
+        self.cuts
+            .lock()
+            .is_ok_and(|c| c.contains(&zone.to_lowercase()))
+    }
+
     /// One query, following CNAMEs. NXDOMAIN and NODATA are outcomes, not errors; SERVFAIL,
     /// timeouts, bogus and indeterminate answers are errors (T-SRV-05, T-SRV-06).
     ///
@@ -722,11 +812,28 @@ impl Resolver {
     /// roadblock a caller-configured fallback resolver is tried, and failing that the answer
     /// is fetched without DNSSEC and reported UNAVAILABLE (used as unsigned, docs/design.md §2.2).
     /// Names under a negative trust anchor are not validated and come back INSECURE.
+    ///
+    /// Outcomes are kept for their TTL in the context's answer cache (`answer_cache.rs`:
+    /// never errors, BOGUS or INDETERMINATE), so a repeat within the TTL sends nothing.
     pub async fn query(&self, name: &Name, rtype: RecordType) -> Result<Outcome> {
-        if self.under_negative_anchor(name) {
-            return self.query_any(&self.order(), name, rtype, true).await;
+        if let Some(o) = self.answers.get(name, rtype, Instant::now()) {
+            return Ok(o);
         }
-        self.query_any(&self.order(), name, rtype, false).await
+        let asked = Instant::now();
+        let negative_anchor = self.under_negative_anchor(name);
+        let r = self
+            .query_any(&self.order(), name, rtype, negative_anchor)
+            .await;
+        if let Ok(o) = &r {
+            // Kept from when it was asked: the TTL ran from the server's answer, not from now.
+            self.answers.put(name, rtype, o, asked);
+        }
+        r
+    }
+
+    /// Number of questions in the answer cache (for tests and the bench).
+    pub fn cached_answers(&self) -> usize {
+        self.answers.len()
     }
 
     async fn query_any(
@@ -929,20 +1036,16 @@ impl Resolver {
             let (anchors, _) = futures_util::join!(self.trust_anchors(up), prime);
             anchors?
         };
-        let watch = Watch {
-            inner: up.keys.clone(),
-            failures: Arc::default(),
-        };
-        let failures = watch.failures.clone();
-        let handle = DnssecDnsHandle::with_trust_anchor(watch, anchors);
+        let failures: Arc<AtomicUsize> = Arc::default();
+        let handle = up.validator(anchors);
         let what = format!("{} {rtype}", name.to_ascii());
-        let res = handle
+        let lookup = handle
             .lookup(
                 Query::query(name.clone(), rtype),
                 DnsRequestOptions::default(),
             )
-            .first_answer()
-            .await;
+            .first_answer();
+        let res = QUERY_FAILURES.scope(failures.clone(), lookup).await;
         let key_trouble = failures.load(Ordering::Relaxed) > 0;
         match res {
             Ok(resp) => {
@@ -956,6 +1059,7 @@ impl Resolver {
                         "{what}: DNSSEC keys could not be fetched"
                     )));
                 }
+                self.learn_cuts(&resp);
                 Ok(resp.into())
             }
             Err(e) => Err(classify(&what, e, key_trouble)),
@@ -1259,11 +1363,16 @@ impl DnsHandle for KeyCache {
     }
 }
 
-/// Counts network failures of every exchange made for one validated query.
+tokio::task_local! {
+    /// The network failures of the validated query this task is making ([`Watch`]).
+    static QUERY_FAILURES: Arc<AtomicUsize>;
+}
+
+/// Counts network failures of every exchange made for one validated query, in the counter
+/// of the query whose task sends it (the validator, shared, runs in the asker's task).
 #[derive(Clone)]
 struct Watch {
     inner: KeyCache,
-    failures: Arc<AtomicUsize>,
 }
 
 impl DnsHandle for Watch {
@@ -1271,12 +1380,13 @@ impl DnsHandle for Watch {
     type Runtime = TokioRuntimeProvider;
 
     fn send(&self, request: DnsRequest) -> Self::Response {
-        let failures = self.failures.clone();
+        let failures = QUERY_FAILURES.try_with(Arc::clone).ok();
         Box::pin(self.inner.send(request).inspect(move |r| {
             if let Err(e) = r
                 && is_network_failure(e)
+                && let Some(f) = &failures
             {
-                failures.fetch_add(1, Ordering::Relaxed);
+                f.fetch_add(1, Ordering::Relaxed);
             }
         }))
     }

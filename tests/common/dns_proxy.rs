@@ -83,6 +83,8 @@ pub struct Stats {
     pub tcp: AtomicUsize,
     /// TCP queries per (name, type).
     tcp_names: Mutex<HashMap<(String, u16), usize>>,
+    /// Every question asked, in arrival order, UDP and TCP (name lower case, no final dot).
+    log: Mutex<Vec<(String, u16)>>,
 }
 
 /// A DNS proxy in front of the testbed's knotd, on its own thread and runtime (the library's
@@ -164,6 +166,16 @@ impl Proxy {
 
     pub fn hits(&self, i: usize) -> usize {
         self.rules[i].hits.load(Ordering::SeqCst)
+    }
+
+    /// The questions asked so far, in arrival order (UDP retries and TCP each count).
+    pub fn queries(&self) -> Vec<(String, u16)> {
+        self.stats.log.lock().unwrap().clone()
+    }
+
+    /// Forgets the questions asked so far.
+    pub fn clear_queries(&self) {
+        self.stats.log.lock().unwrap().clear();
     }
 
     pub fn tcp_queries(&self, name: &str, qtype: u16) -> usize {
@@ -302,6 +314,7 @@ pub fn judge(query: &[u8], over_tcp: bool, rules: &[Rule], stats: &Stats) -> Ver
     let Some((name, qtype, q_end)) = parse_question(query) else {
         return Verdict::Forward(Duration::ZERO);
     };
+    stats.log.lock().unwrap().push((name.clone(), qtype));
     if over_tcp {
         *stats
             .tcp_names
