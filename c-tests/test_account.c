@@ -25,6 +25,9 @@ static mailsrv_ctx *make_ctx(uint32_t dispatch) {
     mailsrv_config_set_trust_anchor_file(cfg, testbed_env("MAILSRV_TEST_ANCHOR"));
     mailsrv_config_set_ca_file(cfg, testbed_env("MAILSRV_TEST_CA"));
     CHECK_EQ_INT(mailsrv_config_set_ispdb_url(cfg, testbed_env("MAILSRV_TEST_ISPDB")), MAILSRV_STATUS_OK);
+    /* generous deadlines: under valgrind one TLS fetch can take seconds */
+    CHECK_EQ_INT(mailsrv_config_set_timeout_ms(cfg, 60000), MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(mailsrv_config_set_fetch_timeouts_ms(cfg, 30000, 30000), MAILSRV_STATUS_OK);
     mailsrv_config_set_dispatch(cfg, dispatch);
     CHECK_EQ_INT(mailsrv_ctx_new(cfg, &ctx, err, sizeof err), MAILSRV_STATUS_OK);
     mailsrv_config_free(cfg);
@@ -69,6 +72,9 @@ static void check_account(mailsrv_ctx *ctx, const mailsrv_account *a, const stru
     CHECK(a != NULL);
     if (!a) return;
     CHECK_EQ_INT(mailsrv_account_source(a), x->source);
+    if (mailsrv_account_source(a) != x->source)
+        fprintf(stderr, "  %s: source %u: status %d, %s\n", x->address, (unsigned)x->source,
+                (int)mailsrv_account_source_status(a, x->source), mailsrv_account_source_detail(a, x->source));
     CHECK_EQ_INT(mailsrv_account_source_state(a, x->source), MAILSRV_SOURCE_STATE_FOUND);
     CHECK(mailsrv_account_candidates_len(a) > 0);
     for (uint32_t purpose = MAILSRV_PURPOSE_ACCESS; purpose <= MAILSRV_PURPOSE_SUBMISSION; purpose++) {
@@ -192,7 +198,7 @@ static void test_async_both_modes(void) {
             CHECK_EQ_INT(mailsrv_account_discover_async(ctx, all[k]->address, 0, 0, on_account, &d, &id),
                          MAILSRV_STATUS_OK);
             CHECK(id != 0);
-            run_until(ctx, mode, &d, 1, 15000);
+            run_until(ctx, mode, &d, 1, 60000);
             CHECK_EQ_INT(calls(&d), 1);
             CHECK_EQ_INT(d.status, MAILSRV_STATUS_OK);
             char tag[32];
