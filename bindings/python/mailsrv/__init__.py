@@ -551,10 +551,39 @@ class Origin(_OpenIntEnum):
     Members:
         SRV: Set up from SRV records.
         USER: Typed by the user: never changed automatically.
+        AUTOCONFIG: Set up from the mail domain's autoconfig document over HTTPS
+            (:attr:`Source.AUTOCONFIG` or :attr:`Source.AUTOCONFIG_WELLKNOWN`).
+        ISPDB: Set up from the ISPDB's entry for the mail domain (never updated without
+            the user).
+        MX: Set up from the provider named by the MX (:attr:`Source.MX_AUTOCONFIG` or
+            :attr:`Source.MX_ISPDB`).
+        AUTOCONFIG_HTTP: Set up from the legacy plain-HTTP document (never updated
+            without the user).
     """
 
     SRV = 1
     USER = 2
+    AUTOCONFIG = 3
+    ISPDB = 4
+    MX = 5
+    AUTOCONFIG_HTTP = 6
+
+    @classmethod
+    def of_source(cls, source: Union["Source", int, str]) -> "Origin":
+        """The origin to save with an account set up from ``source`` (the
+        :attr:`Account.source` of :meth:`Context.discover_account`)."""
+        return _ORIGIN_OF_SOURCE[Source.parse(source)]
+
+
+_ORIGIN_OF_SOURCE = {
+    Source.AUTOCONFIG: Origin.AUTOCONFIG,
+    Source.AUTOCONFIG_WELLKNOWN: Origin.AUTOCONFIG,
+    Source.AUTOCONFIG_HTTP: Origin.AUTOCONFIG_HTTP,
+    Source.ISPDB: Origin.ISPDB,
+    Source.MX_AUTOCONFIG: Origin.MX,
+    Source.MX_ISPDB: Origin.MX,
+    Source.SRV: Origin.SRV,
+}
 
 
 class Decision(_OpenIntEnum):
@@ -3363,16 +3392,42 @@ class Context:
         leading, trailing = self._change_args(
             domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
         )
+        return self._change_blocking(lib.mailsrv_srv_change_check, leading, history, trailing)
+
+    def _change_blocking(
+        self, fn: Callable[..., int], leading: Tuple[Any, ...], history: Optional[History], trailing: Tuple[Any, ...]
+    ) -> Change:
+        """Runs a blocking change check ``fn`` (srv or account) with the history in use."""
         out = c_void_p()
         buf = _ffi.errbuf()
         with contextlib.ExitStack() as stack:
             hh = stack.enter_context(history._use()) if history is not None else None
             h = stack.enter_context(self._use())
-            status = lib.mailsrv_srv_change_check(h, *leading, hh, *trailing, byref(out), buf, len(buf))
+            status = fn(h, *leading, hh, *trailing, byref(out), buf, len(buf))
         if status != Status.OK:
             lib.mailsrv_change_free(out)
             _check(status, buf.value)
         return _take_change(out.value)
+
+    def _change_async(
+        self,
+        fn: Callable[..., int],
+        leading: Tuple[Any, ...],
+        history: Optional[History],
+        trailing: Tuple[Any, ...],
+        callback: ChangeCallback,
+        refused: str = "",
+    ) -> int:
+        """Starts an async change check ``fn`` (srv or account) with the history in use."""
+        with contextlib.ExitStack() as stack:
+            hh = stack.enter_context(history._use()) if history is not None else None
+            rid = self._start_async(
+                _CHANGE,
+                callback,
+                lambda h, token, rid: fn(h, *leading, hh, *trailing, _trampoline, token, rid),
+                refused,
+            )
+        return rid
 
     def srv_change_check_async(
         self,
@@ -3398,16 +3453,72 @@ class Context:
         leading, trailing = self._change_args(
             domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
         )
-        with contextlib.ExitStack() as stack:
-            hh = stack.enter_context(history._use()) if history is not None else None
-            rid = self._start_async(
-                _CHANGE,
-                callback,
-                lambda h, token, rid: lib.mailsrv_srv_change_check_async(
-                    h, *leading, hh, *trailing, _trampoline, token, rid
-                ),
-            )
-        return rid
+        return self._change_async(lib.mailsrv_srv_change_check_async, leading, history, trailing, callback)
+
+    def account_change_check(
+        self,
+        address: StrOrBytes,
+        service: ServiceArg,
+        saved_host: StrOrBytes,
+        saved_port: int,
+        *,
+        origin: Union[Origin, int],
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> Change:
+        """The refresh check of an account set up by :meth:`discover_account` (the
+        multi-source successor of :meth:`srv_change_check`; mailsrv_account_change_check),
+        blocking: re-discovers ``address`` from every source but plain HTTP, looks only at
+        the candidates of the saved ``service`` (IMAP never turns into POP3), records the
+        server they name in ``history``, then decides under the SRV check's rules.
+        ``origin`` (required: :meth:`Origin.of_source` of the setup's source, or
+        ``Origin.USER``): a user-typed configuration never changes. UPDATE only for an
+        AUTHENTIC candidate with tamper-proof evidence, always with ``binding``; a server
+        only the ISPDB or plain HTTP names gives WAIT, then ASK_USER, never UPDATE.
+
+        :raises InvalidArgument: not ``user@domain``, not one service, an unknown origin.
+        :raises MailsrvError: TIMEOUT, NO_TRUST_ANCHORS; SHUTDOWN for a closed context or
+            history.
+        """
+        leading, trailing = self._change_args(
+            address, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
+        )
+        return self._change_blocking(lib.mailsrv_account_change_check, leading, history, trailing)
+
+    def account_change_check_async(
+        self,
+        address: StrOrBytes,
+        service: ServiceArg,
+        saved_host: StrOrBytes,
+        saved_port: int,
+        callback: ChangeCallback,
+        *,
+        origin: Union[Origin, int],
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> int:
+        """:meth:`account_change_check` without blocking; returns the request id.
+        ``callback(request_id, outcome)`` gets a :class:`Change` or a MailsrvError, exactly
+        once."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        leading, trailing = self._change_args(
+            address, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
+        )
+        return self._change_async(
+            lib.mailsrv_account_change_check_async,
+            leading,
+            history,
+            trailing,
+            callback,
+            f"address {_shown(address)} is not user@domain, or service or origin is unknown",
+        )
 
     # ---- loop mode
 
@@ -3999,6 +4110,38 @@ class AsyncContext:
                 now,
                 min_age_s,
                 probe,
+                require_secure=require_secure,
+            )
+        )
+        return result
+
+    async def account_change_check(
+        self,
+        address: StrOrBytes,
+        service: ServiceArg,
+        saved_host: StrOrBytes,
+        saved_port: int,
+        *,
+        origin: Union[Origin, int],
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> Change:
+        """:meth:`Context.account_change_check` as a coroutine."""
+        result: Change = await self._run(
+            lambda done: self.context.account_change_check_async(
+                address,
+                service,
+                saved_host,
+                saved_port,
+                done,
+                origin=origin,
+                history=history,
+                now=now,
+                min_age_s=min_age_s,
+                probe=probe,
                 require_secure=require_secure,
             )
         )

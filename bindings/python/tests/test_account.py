@@ -2,7 +2,8 @@
 nginx (testbed/web.sh), knotd and dovecot: the same domains as tests/ffi_account.rs --
 ac.test (provider autoconfig only), ispdbonly.ac.test (the ISPDB only), mxs.example.com (a
 DNSSEC-signed MX into example.net), plain.ac.test (plain HTTP only). Blocking, async in both
-dispatch modes, asyncio, cancel, bad input."""
+dispatch modes, asyncio, cancel, bad input; and the multi-source refresh check
+(Context.account_change_check)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from mailsrv import (
     AsyncContext,
     Cancelled,
     Context,
+    Decision,
     Dispatch,
     Evidence,
+    History,
     InvalidArgument,
     MailsrvError,
     OAuth2,
+    Origin,
     Purpose,
     Security,
     Service,
@@ -210,3 +214,63 @@ def test_bad_input(actx):
     with pytest.raises(MailsrvError):
         Context(ispdb_url="ftp://x.example/")
     assert OAuth2(None, None, None, None) == OAuth2(None, None, None, None)
+
+
+# ------------------------------------------------------------------ refresh (account_change_check)
+
+
+def test_origin_of_source():
+    assert Origin.of_source(Source.MX_ISPDB) == Origin.MX
+    assert Origin.of_source("autoconfig-wellknown") == Origin.AUTOCONFIG
+    assert Origin.of_source(Source.ISPDB) == Origin.ISPDB
+    assert str(Origin.AUTOCONFIG_HTTP) == "autoconfig_http"
+
+
+def test_refresh_updates_on_the_domains_own_document_with_a_binding(actx):
+    a = actx.discover_account("joe@ac.test")
+    origin = Origin.of_source(a.source)
+    same = actx.account_change_check("joe@ac.test", "imaps", a.access.host, a.access.port, origin=origin)
+    assert same.decision == Decision.NO_CHANGE
+    moved = actx.account_change_check("joe@ac.test", Service.IMAPS, "old.example.net", 993, origin=origin)
+    assert moved.decision == Decision.UPDATE, moved.detail
+    assert (moved.target, moved.port) == ("mail.example.net", a.access.port)
+    assert moved.binding is not None and moved.binding.host == "mail.example.net"
+    user = actx.account_change_check("joe@ac.test", "imaps", "old.example.net", 993, origin=Origin.USER)
+    assert user.decision == Decision.NO_CHANGE and user.binding is None
+
+
+def test_refresh_never_updates_on_the_ispdbs_word(actx, tmp_path):
+    with History.open(tmp_path / "history") as h:
+        kw = dict(origin=Origin.ISPDB, history=h)
+        first = actx.account_change_check("joe@ispdbonly.ac.test", "imaps", "old.example.net", 993, now=10**9, **kw)
+        assert first.decision == Decision.WAIT and first.wait_until == 10**9 + 7 * 86400, first.detail
+        assert first.verdict == Verdict.AUTHENTIC and first.binding is not None
+        later = actx.account_change_check(
+            "joe@ispdbonly.ac.test", "imaps", "old.example.net", 993, now=10**9 + 8 * 86400, **kw
+        )
+        assert later.decision == Decision.ASK_USER
+        h.save()
+    assert (tmp_path / "history").read_text().startswith("mailsrv-history 1\n")
+
+
+def test_refresh_no_protocol_switch_and_bad_input(actx):
+    c = actx.account_change_check("joe@mxs.example.com", "pop3s", "old.example.net", 995, origin=Origin.MX)
+    assert c.decision == Decision.NO_CHANGE and c.target is None
+    with pytest.raises(InvalidArgument):
+        actx.account_change_check("ac.test", "imaps", "old.example.net", 993, origin=Origin.AUTOCONFIG)
+    with pytest.raises(InvalidArgument):
+        actx.account_change_check("joe@ac.test", "imaps", "old.example.net", 993, origin=99)
+
+
+@pytest.mark.parametrize("mode", [Dispatch.LOOP, Dispatch.THREAD])
+def test_refresh_asyncio(ns, anchor, ca_file, ispdb, mail, mode):
+    async def main():
+        async with AsyncContext(
+            [ns], trust_anchor_file=anchor, ca_file=ca_file, dispatch=mode, timeout_ms=20000, ispdb_url=ispdb
+        ) as actx:
+            return await actx.account_change_check(
+                "joe@mxs.example.com", "imaps", "old.example.net", 993, origin=Origin.MX
+            )
+
+    c = asyncio.run(main())
+    assert c.decision == Decision.UPDATE and c.binding is not None
