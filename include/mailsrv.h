@@ -290,6 +290,23 @@ typedef enum {
    * Typed by the user: never changed automatically.
    */
   MAILSRV_ORIGIN_USER = 2,
+  /**
+   * Set up from the mail domain's autoconfig document over HTTPS
+   * (MAILSRV_SOURCE_AUTOCONFIG or _AUTOCONFIG_WELLKNOWN).
+   */
+  MAILSRV_ORIGIN_AUTOCONFIG = 3,
+  /**
+   * Set up from the ISPDB's entry for the mail domain (MAILSRV_SOURCE_ISPDB).
+   */
+  MAILSRV_ORIGIN_ISPDB = 4,
+  /**
+   * Set up from the provider named by the MX (MAILSRV_SOURCE_MX_AUTOCONFIG or _MX_ISPDB).
+   */
+  MAILSRV_ORIGIN_MX = 5,
+  /**
+   * Set up from the legacy plain-HTTP document (MAILSRV_SOURCE_AUTOCONFIG_HTTP).
+   */
+  MAILSRV_ORIGIN_AUTOCONFIG_HTTP = 6,
 } mailsrv_origin;
 
 /**
@@ -2237,7 +2254,7 @@ mailsrv_status mailsrv_history_seen(const mailsrv_history *h,
 /**
  * The refresh check for one saved service, blocking: re-discovers `service` for
  * `mail_domain`; when its first endpoint differs from the saved `saved_host`:`saved_port`
- * (and the configuration came from SRV), judges it with mailsrv_verify_srv_authenticity();
+ * (and the configuration was not typed by the user), judges it with mailsrv_verify_srv_authenticity();
  * records the answer in `history` (may be NULL; in memory: call mailsrv_history_save());
  * then decides: NO_CHANGE, UPDATE (authenticated), ASK_USER (unverified but seen
  * consistently for `min_age_s`, 0 = 7 days), WAIT (unverified and newer) or REJECT. A
@@ -2287,6 +2304,67 @@ mailsrv_status mailsrv_srv_change_check_async(mailsrv_ctx *ctx,
                                               mailsrv_change_cb cb,
                                               void *userdata,
                                               mailsrv_request_id *id_out);
+
+/**
+ * The multi-source refresh check (the successor of mailsrv_srv_change_check() for an
+ * account set up by mailsrv_account_discover()), blocking: re-discovers `address`
+ * (`user@domain`) from every source but plain HTTP (MAILSRV_SOURCE_AUTOCONFIG_HTTP is
+ * always left out), looks only at the candidates of the saved `service` (IMAP never turns
+ * into POP3), records the server they name in `history` (may be NULL; in memory: call
+ * mailsrv_history_save()), then decides under the SRV check's rules: NO_CHANGE while the
+ * saved server is still named, when no source answers, or when the saved service is no
+ * longer offered; a configuration typed by the user (MAILSRV_ORIGIN_USER) never changes;
+ * UPDATE only for an AUTHENTIC candidate whose evidence is tamper-proof (DNSSEC, DANE,
+ * the mail domain's own HTTPS document, the probe) and always with a binding. A candidate
+ * the ISPDB (MAILSRV_SOURCE_ISPDB, MAILSRV_EVIDENCE_ISPDB) or plain HTTP named never
+ * drives UPDATE: ASK_USER once it has been seen for `min_age_s` (0 = 7 days), WAIT before,
+ * with the binding. REJECT when every new candidate was proven wrong.
+ * mailsrv_change_verdict() is the chosen candidate's verdict as judged.
+ * `saved_origin`: a mailsrv_origin value. `now`: Unix seconds, 0 = the current time.
+ * `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE.
+ * `out` (out, not NULL): owned, freed with mailsrv_change_free().
+ * Returns OK, NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_account_change_check(mailsrv_ctx *ctx,
+                                            const char *address,
+                                            uint32_t service,
+                                            const char *saved_host,
+                                            uint16_t saved_port,
+                                            uint32_t saved_origin,
+                                            mailsrv_history *history,
+                                            uint64_t now,
+                                            uint64_t min_age_s,
+                                            uint32_t flags,
+                                            mailsrv_change **out,
+                                            char *errbuf,
+                                            size_t errlen);
+
+/**
+ * mailsrv_account_change_check() without blocking: same leading arguments, then `cb`,
+ * `userdata`, `id_out` (CANCELLED after mailsrv_cancel(), SHUTDOWN when the context is
+ * freed). The history may be freed before the callback runs.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_account_change_check_async(mailsrv_ctx *ctx,
+                                                  const char *address,
+                                                  uint32_t service,
+                                                  const char *saved_host,
+                                                  uint16_t saved_port,
+                                                  uint32_t saved_origin,
+                                                  mailsrv_history *history,
+                                                  uint64_t now,
+                                                  uint64_t min_age_s,
+                                                  uint32_t flags,
+                                                  mailsrv_change_cb cb,
+                                                  void *userdata,
+                                                  mailsrv_request_id *id_out);
 
 /**
  * Frees a decision. NULL does nothing.

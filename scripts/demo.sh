@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The walk-through behind `make demo`, run inside testbed/run.sh, which starts on loopback a
 # DNSSEC-signed DNS tree under a private root (knotd, 127.0.10.1:5353), dovecot (IMAP, POP3)
-# and postfix (submission) with certificates from the project's own test CA, and stops them
+# and postfix (submission) with certificates from the project's own test CA, and nginx
+# (autoconfig documents and an ISPDB, testbed/web.sh: a default part of run.sh), and stops them
 # afterwards. Nothing here leaves the machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,5 +87,14 @@ run $B refresh insecure.test --service imaps --saved old.example.net:993 --histo
 note "For the signed domain the change is authenticated, so the client may update at once:"
 run $B refresh example.com --service imaps --saved old.example.net:993 "${DNS[@]}" "${TLS[@]}"
 rm -rf "$(dirname "$hist")"
+
+say "8. Most domains publish no SRV records: account discovery asks every source clients use"
+[[ -n ${MAILSRV_TEST_ISPDB:-} ]] || { echo "the testbed's web part (nginx, testbed/web.sh) is not running" >&2; exit 1; }
+note "ac.test has no SRV record, but its provider serves https://autoconfig.ac.test/; every server" \
+     "it names gets a verdict, evidence and a binding, exactly like an SRV target:"
+run $B autoconfig joe@ac.test --ispdb "$MAILSRV_TEST_ISPDB" "${DNS[@]}" "${TLS[@]}"
+note "mxs.example.com has neither SRV nor a document: its DNSSEC-signed MX names example.net," \
+     "whose document is taken; a host outside example.net stays unverified:"
+run $B autoconfig joe@mxs.example.com --ispdb "$MAILSRV_TEST_ISPDB" "${DNS[@]}" "${TLS[@]}"
 
 say "Done. 'make check' runs every test against the same servers; docs/ has the integration guide."

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::address::mail_domain;
 use super::anchors::AnchorSource;
+use super::authenticity::Evidence;
 use super::authenticity::{self, AuthRequest, Authenticity};
 use super::autoconfig::{AccountDiscovery, AccountOptions, Source, discover_account};
 use super::binding::Binding;
@@ -17,7 +18,9 @@ use super::dane::{self, TlsaState};
 use super::discover::{DiscoverOptions, Discovery, discover};
 use super::history::{History, ObservationKey};
 use super::identity::{MatchOptions, ReferenceIdentity};
-use super::policy::{ChangeOutcome, ChangeRequest, Origin, decide};
+use super::policy::{
+    AccountChangeOutcome, ChangeOutcome, ChangeRequest, FreshCandidate, decide, decide_account,
+};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
 use super::resolver::Resolver;
 use super::runtime::{block_on, runtime};
@@ -170,7 +173,9 @@ impl Context {
                     && *p == req.saved.port)
             });
             let mut authenticity = None;
-            if let (Some((target, port)), true, Origin::Srv) = (&first, moved, req.saved.origin) {
+            if let (Some((target, port)), true, true) =
+                (&first, moved, req.saved.origin.automatic())
+            {
                 let auth = AuthRequest {
                     target: target.clone(),
                     port: *port,
@@ -342,6 +347,101 @@ impl Context {
         deliver: Deliver<AccountDiscovery>,
     ) -> Result<RequestId> {
         self.spawn(self.account_future(address, sources, flags)?, deliver)
+    }
+
+    /// The multi-source refresh check (the successor of `srv_change_check` for accounts set
+    /// up by account discovery): a fresh account discovery of `req.domain` (an address)
+    /// from every source but plain HTTP, the candidates of the saved service only, the
+    /// chosen one recorded in `history`, and [`decide_account`]'s decision.
+    fn account_change_future(
+        &self,
+        req: ChangeRequest,
+        history: Option<Arc<Mutex<History>>>,
+    ) -> Result<impl Future<Output = Result<AccountChangeOutcome>> + Send + 'static + use<>> {
+        let domain = mail_domain(&req.domain)?;
+        let sources: Vec<Source> = Source::ALL
+            .iter()
+            .copied()
+            .filter(|s| *s != Source::AutoconfigHttp)
+            .collect();
+        let flags = AutoconfigFlags {
+            probe: req.probe,
+            require_secure: req.require_secure,
+        };
+        let account = self.account_future(&req.domain, &sources, flags)?;
+        Ok(async move {
+            let account = account.await?;
+            let service = req.saved.service;
+            let index: Vec<usize> = (0..account.candidates.len())
+                .filter(|i| account.candidates[*i].service == Some(service))
+                .collect();
+            let fresh: Vec<FreshCandidate> = index
+                .iter()
+                .map(|i| {
+                    let c = &account.candidates[*i];
+                    let a = c.verdict.as_ref().ok();
+                    FreshCandidate {
+                        host: c.host.clone(),
+                        port: c.port,
+                        verdict: a.map(|a| a.verdict),
+                        tamper_proof: !matches!(c.source, Source::Ispdb | Source::AutoconfigHttp)
+                            && a.is_some_and(|a| a.evidence != Some(Evidence::Ispdb)),
+                        binding: a.and_then(|a| a.binding.clone()),
+                    }
+                })
+                .collect();
+            let found = account.source.map(|_| fresh.as_slice());
+            // The history records the server the fresh configuration names for the saved
+            // service: the saved one while it is still named, else the one the decision is
+            // about (which does not depend on the history).
+            let saved_host = req.saved.host.trim_end_matches('.');
+            let still = fresh
+                .iter()
+                .position(|c| c.host.eq_ignore_ascii_case(saved_host) && c.port == req.saved.port);
+            let (_, chosen) = decide_account(&req.saved, found, None, req.now, req.min_age);
+            let seen = match (still.or(chosen), &history) {
+                (Some(i), Some(h)) if found.is_some() => {
+                    let key = ObservationKey {
+                        domain: domain.clone(),
+                        service,
+                        target: fresh[i].host.clone(),
+                        port: fresh[i].port,
+                    };
+                    let mut h = h
+                        .lock()
+                        .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
+                    Some(h.observe(key, req.now)?)
+                }
+                _ => None,
+            };
+            let (advice, chosen) = decide_account(&req.saved, found, seen, req.now, req.min_age);
+            let verdict = chosen.and_then(|i| fresh[i].verdict);
+            Ok(AccountChangeOutcome {
+                advice,
+                verdict,
+                candidate: chosen.map(|i| index[i]),
+                account,
+            })
+        })
+    }
+
+    /// `account_change_check`, blocking.
+    pub fn account_change_check(
+        &self,
+        req: ChangeRequest,
+        history: Option<Arc<Mutex<History>>>,
+    ) -> Result<AccountChangeOutcome> {
+        self.run(self.account_change_future(req, history)?)
+    }
+
+    /// `account_change_check`, async.
+    pub fn account_change_check_async(
+        &self,
+        req: ChangeRequest,
+        history: Option<Arc<Mutex<History>>>,
+        deliver: Deliver<AccountChangeOutcome>,
+    ) -> Result<RequestId> {
+        self.spawn(self.account_change_future(req, history)?, deliver)
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.

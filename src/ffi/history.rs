@@ -14,10 +14,13 @@ use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
+use crate::core::context::Context;
 use crate::core::history::{History, ObservationKey, unix_now};
 use crate::core::policy::{
-    ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved, Verdict,
+    AccountChangeOutcome, Advice, ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin,
+    Saved, Verdict,
 };
+use crate::core::requests::{Deliver, RequestId};
 use crate::core::service::Service;
 
 /// An observation history (opaque). Shared with running checks, so it may be freed while an
@@ -34,6 +37,15 @@ pub enum mailsrv_origin {
     Srv = 1,
     /// Typed by the user: never changed automatically.
     User = 2,
+    /// Set up from the mail domain's autoconfig document over HTTPS
+    /// (MAILSRV_SOURCE_AUTOCONFIG or _AUTOCONFIG_WELLKNOWN).
+    Autoconfig = 3,
+    /// Set up from the ISPDB's entry for the mail domain (MAILSRV_SOURCE_ISPDB).
+    Ispdb = 4,
+    /// Set up from the provider named by the MX (MAILSRV_SOURCE_MX_AUTOCONFIG or _MX_ISPDB).
+    Mx = 5,
+    /// Set up from the legacy plain-HTTP document (MAILSRV_SOURCE_AUTOCONFIG_HTTP).
+    AutoconfigHttp = 6,
 }
 
 /// What the client may do about a saved service configuration.
@@ -66,12 +78,21 @@ pub struct mailsrv_change {
 
 impl mailsrv_change {
     fn new(o: ChangeOutcome) -> Self {
-        let (target, port) = match &o.advice.target {
+        let verdict = o.authenticity.map(|a| a.verdict);
+        Self::of(o.advice, verdict)
+    }
+
+    fn of_account(o: AccountChangeOutcome) -> Self {
+        Self::of(o.advice, o.verdict)
+    }
+
+    fn of(advice: Advice, verdict: Option<Verdict>) -> Self {
+        let (target, port) = match &advice.target {
             Some((t, p)) => (Some(cstring(t)), *p),
             None => (None, 0),
         };
         mailsrv_change {
-            decision: match o.advice.decision {
+            decision: match advice.decision {
                 Decision::NoChange => mailsrv_decision::NoChange,
                 Decision::Update => mailsrv_decision::Update,
                 Decision::AskUser => mailsrv_decision::AskUser,
@@ -80,10 +101,10 @@ impl mailsrv_change {
             },
             target,
             port,
-            wait_until: o.advice.wait_until.unwrap_or(0),
-            detail: cstring(&o.advice.detail),
-            binding: o.advice.binding.map(mailsrv_binding::new),
-            verdict: match o.authenticity.map(|a| a.verdict) {
+            wait_until: advice.wait_until.unwrap_or(0),
+            detail: cstring(&advice.detail),
+            binding: advice.binding.map(mailsrv_binding::new),
+            verdict: match verdict {
                 None => 0,
                 Some(Verdict::Authentic) => mailsrv_verdict::Authentic as u32,
                 Some(Verdict::Unverified) => mailsrv_verdict::Unverified as u32,
@@ -289,6 +310,10 @@ unsafe fn change_request(
             origin: match saved_origin {
                 1 => Origin::Srv,
                 2 => Origin::User,
+                3 => Origin::Autoconfig,
+                4 => Origin::Ispdb,
+                5 => Origin::Mx,
+                6 => Origin::AutoconfigHttp,
                 _ => return Err(mailsrv_status::InvalidArg),
             },
         },
@@ -303,9 +328,92 @@ unsafe fn change_request(
     })
 }
 
+/// The raw arguments the change checks share.
+struct ChangeArgs {
+    domain: *const c_char,
+    service: u32,
+    saved_host: *const c_char,
+    saved_port: u16,
+    saved_origin: u32,
+    history: *mut mailsrv_history,
+    now: u64,
+    min_age_s: u64,
+    flags: u32,
+}
+
+type SharedHistory = Option<Arc<Mutex<History>>>;
+
+impl ChangeArgs {
+    /// The request and the history, read and checked.
+    unsafe fn read(&self) -> Result<(ChangeRequest, SharedHistory), mailsrv_status> {
+        let req = unsafe {
+            change_request(
+                self.domain,
+                self.service,
+                self.saved_host,
+                self.saved_port,
+                self.saved_origin,
+                self.now,
+                self.min_age_s,
+                self.flags,
+            )
+        }?;
+        Ok((
+            req,
+            unsafe { self.history.as_ref() }.map(|h| h.inner.clone()),
+        ))
+    }
+}
+
+/// The body of a blocking change check: `check` runs it, `wrap` makes the C result.
+unsafe fn change_blocking<O>(
+    ctx: *mut mailsrv_ctx,
+    args: ChangeArgs,
+    out: *mut *mut mailsrv_change,
+    errbuf: *mut c_char,
+    errlen: usize,
+    check: fn(&Context, ChangeRequest, SharedHistory) -> crate::core::Result<O>,
+    wrap: fn(O) -> mailsrv_change,
+) -> mailsrv_status {
+    with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let (req, history) = match unsafe { args.read() } {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        finish(check(&ctx.inner, req, history), errbuf, errlen, |o| {
+            *out = Box::into_raw(Box::new(wrap(o)));
+        })
+    })
+}
+
+/// The body of an async change check: `start` starts it, `wrap` makes the C result.
+unsafe fn change_async<O: Send + 'static>(
+    ctx: *mut mailsrv_ctx,
+    args: ChangeArgs,
+    cb: mailsrv_change_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+    start: fn(&Context, ChangeRequest, SharedHistory, Deliver<O>) -> crate::core::Result<RequestId>,
+    wrap: fn(O) -> mailsrv_change,
+) -> mailsrv_status {
+    let ctx = try_ref!(ctx);
+    let Some(cb) = cb else {
+        return mailsrv_status::NullArg;
+    };
+    let (req, history) = match unsafe { args.read() } {
+        Ok(r) => r,
+        Err(s) => return s,
+    };
+    let deliver = deliver_to_c(cb, UserData(userdata), wrap);
+    started(start(&ctx.inner, req, history, deliver), id_out)
+}
+
 /// The refresh check for one saved service, blocking: re-discovers `service` for
 /// `mail_domain`; when its first endpoint differs from the saved `saved_host`:`saved_port`
-/// (and the configuration came from SRV), judges it with mailsrv_verify_srv_authenticity();
+/// (and the configuration was not typed by the user), judges it with mailsrv_verify_srv_authenticity();
 /// records the answer in `history` (may be NULL; in memory: call mailsrv_history_save());
 /// then decides: NO_CHANGE, UPDATE (authenticated), ASK_USER (unverified but seen
 /// consistently for `min_age_s`, 0 = 7 days), WAIT (unverified and newer) or REJECT. A
@@ -335,19 +443,20 @@ pub unsafe extern "C" fn mailsrv_srv_change_check(
     errbuf: *mut c_char,
     errlen: usize,
 ) -> mailsrv_status {
-    ffi_boundary! { with_errbuf(errbuf, errlen, || {
-        let out = try_mut!(out);
-        *out = std::ptr::null_mut();
-        let ctx = try_ref!(ctx);
-        let req = match unsafe { change_request(mail_domain, service, saved_host, saved_port, saved_origin, now, min_age_s, flags) } {
-            Ok(r) => r,
-            Err(s) => return s,
-        };
-        let history = unsafe { history.as_ref() }.map(|h| h.inner.clone());
-        finish(ctx.inner.srv_change_check(req, history), errbuf, errlen, |o| {
-            *out = Box::into_raw(Box::new(mailsrv_change::new(o)));
-        })
-    })}
+    let args = ChangeArgs {
+        domain: mail_domain,
+        service,
+        saved_host,
+        saved_port,
+        saved_origin,
+        history,
+        now,
+        min_age_s,
+        flags,
+    };
+    ffi_boundary! {
+        unsafe { change_blocking(ctx, args, out, errbuf, errlen, Context::srv_change_check, mailsrv_change::new) }
+    }
 }
 
 /// Completion of mailsrv_srv_change_check_async(): `result` owned, NULL unless OK.
@@ -386,16 +495,114 @@ pub unsafe extern "C" fn mailsrv_srv_change_check_async(
     userdata: *mut c_void,
     id_out: *mut mailsrv_request_id,
 ) -> mailsrv_status {
+    let args = ChangeArgs {
+        domain: mail_domain,
+        service,
+        saved_host,
+        saved_port,
+        saved_origin,
+        history,
+        now,
+        min_age_s,
+        flags,
+    };
     ffi_boundary! {
-        let ctx = try_ref!(ctx);
-        let Some(cb) = cb else { return mailsrv_status::NullArg };
-        let req = match unsafe { change_request(mail_domain, service, saved_host, saved_port, saved_origin, now, min_age_s, flags) } {
-            Ok(r) => r,
-            Err(s) => return s,
-        };
-        let history = unsafe { history.as_ref() }.map(|h| h.inner.clone());
-        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_change::new);
-        started(ctx.inner.srv_change_check_async(req, history, deliver), id_out)
+        unsafe { change_async(ctx, args, cb, userdata, id_out, Context::srv_change_check_async, mailsrv_change::new) }
+    }
+}
+
+/// The multi-source refresh check (the successor of mailsrv_srv_change_check() for an
+/// account set up by mailsrv_account_discover()), blocking: re-discovers `address`
+/// (`user@domain`) from every source but plain HTTP (MAILSRV_SOURCE_AUTOCONFIG_HTTP is
+/// always left out), looks only at the candidates of the saved `service` (IMAP never turns
+/// into POP3), records the server they name in `history` (may be NULL; in memory: call
+/// mailsrv_history_save()), then decides under the SRV check's rules: NO_CHANGE while the
+/// saved server is still named, when no source answers, or when the saved service is no
+/// longer offered; a configuration typed by the user (MAILSRV_ORIGIN_USER) never changes;
+/// UPDATE only for an AUTHENTIC candidate whose evidence is tamper-proof (DNSSEC, DANE,
+/// the mail domain's own HTTPS document, the probe) and always with a binding. A candidate
+/// the ISPDB (MAILSRV_SOURCE_ISPDB, MAILSRV_EVIDENCE_ISPDB) or plain HTTP named never
+/// drives UPDATE: ASK_USER once it has been seen for `min_age_s` (0 = 7 days), WAIT before,
+/// with the binding. REJECT when every new candidate was proven wrong.
+/// mailsrv_change_verdict() is the chosen candidate's verdict as judged.
+/// `saved_origin`: a mailsrv_origin value. `now`: Unix seconds, 0 = the current time.
+/// `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE.
+/// `out` (out, not NULL): owned, freed with mailsrv_change_free().
+/// Returns OK, NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_account_change_check(
+    ctx: *mut mailsrv_ctx,
+    address: *const c_char,
+    service: u32,
+    saved_host: *const c_char,
+    saved_port: u16,
+    saved_origin: u32,
+    history: *mut mailsrv_history,
+    now: u64,
+    min_age_s: u64,
+    flags: u32,
+    out: *mut *mut mailsrv_change,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    let args = ChangeArgs {
+        domain: address,
+        service,
+        saved_host,
+        saved_port,
+        saved_origin,
+        history,
+        now,
+        min_age_s,
+        flags,
+    };
+    ffi_boundary! {
+        unsafe { change_blocking(ctx, args, out, errbuf, errlen, Context::account_change_check, mailsrv_change::of_account) }
+    }
+}
+
+/// mailsrv_account_change_check() without blocking: same leading arguments, then `cb`,
+/// `userdata`, `id_out` (CANCELLED after mailsrv_cancel(), SHUTDOWN when the context is
+/// freed). The history may be freed before the callback runs.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_account_change_check_async(
+    ctx: *mut mailsrv_ctx,
+    address: *const c_char,
+    service: u32,
+    saved_host: *const c_char,
+    saved_port: u16,
+    saved_origin: u32,
+    history: *mut mailsrv_history,
+    now: u64,
+    min_age_s: u64,
+    flags: u32,
+    cb: mailsrv_change_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    let args = ChangeArgs {
+        domain: address,
+        service,
+        saved_host,
+        saved_port,
+        saved_origin,
+        history,
+        now,
+        min_age_s,
+        flags,
+    };
+    ffi_boundary! {
+        unsafe { change_async(ctx, args, cb, userdata, id_out, Context::account_change_check_async, mailsrv_change::of_account) }
     }
 }
 

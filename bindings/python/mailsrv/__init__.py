@@ -64,6 +64,7 @@ from typing import (
     Callable,
     cast,
     Dict,
+    Iterable,
     Iterator,
     List,
     Optional,
@@ -79,12 +80,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALL_SERVICES",
+    "Account",
     "AccountSetup",
     "AsyncContext",
     "Authenticity",
     "BadCertificate",
     "Binding",
     "Cancelled",
+    "Candidate",
     "CertMatch",
     "CertificateError",
     "CertificateExpired",
@@ -123,12 +126,17 @@ __all__ = [
     "NameMismatch",
     "NoTrustAnchors",
     "NotFound",
+    "OAuth2",
+    "OAuth2Field",
     "Origin",
     "ProtocolError",
     "Purpose",
     "Security",
     "Service",
     "ServiceAnswer",
+    "Source",
+    "SourceReport",
+    "SourceState",
     "SrvState",
     "Status",
     "Timeout",
@@ -418,7 +426,23 @@ class Security(_OpenIntEnum):
 
 
 class Source(_OpenIntEnum):
-    """mailsrv_source: where an account configuration came from (bits for masks)."""
+    """mailsrv_source: where an account configuration came from (bits for masks), in
+    rank order: AUTOCONFIG, AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG, MX_ISPDB,
+    AUTOCONFIG_HTTP (docs/account-discovery.md).
+
+    ``str()`` gives the :attr:`label` like every enum (``"mx_ispdb"``); :attr:`cli_name`
+    is the CLI's spelling (``"mx-ispdb"``). :meth:`parse` reads either.
+
+    Members:
+        AUTOCONFIG: The mail domain's ``https://autoconfig.<domain>/`` document.
+        AUTOCONFIG_WELLKNOWN: The mail domain's ``/.well-known/autoconfig/`` document.
+        AUTOCONFIG_HTTP: The legacy plain-HTTP document (never AUTHENTIC by itself; a
+            refresh leaves it out).
+        ISPDB: The ISPDB's entry for the mail domain.
+        MX_AUTOCONFIG: The autoconfig document of the provider named by the MX.
+        MX_ISPDB: The ISPDB entry of the provider named by the MX.
+        SRV: RFC 6186 / RFC 8314 SRV records.
+    """
 
     AUTOCONFIG = 1
     AUTOCONFIG_WELLKNOWN = 2
@@ -427,6 +451,42 @@ class Source(_OpenIntEnum):
     MX_AUTOCONFIG = 16
     MX_ISPDB = 32
     SRV = 64
+
+    @property
+    def cli_name(self) -> str:
+        """The CLI's and mailsrv_source_name()'s name: words joined by ``-``
+        ("mx-autoconfig"); :meth:`parse` reads it back."""
+        return self.label.replace("_", "-")
+
+    @classmethod
+    def parse(cls, value: Union["Source", int, str, bytes], what: str = "source") -> "Source":
+        """One source from a Source, its C value or its name ("ispdb", "mx-autoconfig",
+        "MX_AUTOCONFIG"). :raises InvalidArgument: anything else."""
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            key = value.strip().upper().replace("-", "_")
+            if key not in cls.__members__:
+                names = ", ".join(m.cli_name for m in _SOURCE_RANK)
+                raise _invalid(f"{what} {value!r} is not an account source: use one of {names}")
+            return cls.__members__[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{what} must be a mailsrv.Source, its name or an int, not {type(value).__name__}")
+        if int(value) not in cls._value2member_map_:
+            raise _invalid(f"{what} {int(value)} is not one account source (1, 2, 4, ..., 64)")
+        return cls(int(value))
+
+
+# The sources in rank order (docs/account-discovery.md, "Sources and their rank").
+_SOURCE_RANK = (
+    Source.AUTOCONFIG,
+    Source.AUTOCONFIG_WELLKNOWN,
+    Source.SRV,
+    Source.ISPDB,
+    Source.MX_AUTOCONFIG,
+    Source.MX_ISPDB,
+    Source.AUTOCONFIG_HTTP,
+)
 
 
 class SourceState(_OpenIntEnum):
@@ -491,10 +551,39 @@ class Origin(_OpenIntEnum):
     Members:
         SRV: Set up from SRV records.
         USER: Typed by the user: never changed automatically.
+        AUTOCONFIG: Set up from the mail domain's autoconfig document over HTTPS
+            (:attr:`Source.AUTOCONFIG` or :attr:`Source.AUTOCONFIG_WELLKNOWN`).
+        ISPDB: Set up from the ISPDB's entry for the mail domain (never updated without
+            the user).
+        MX: Set up from the provider named by the MX (:attr:`Source.MX_AUTOCONFIG` or
+            :attr:`Source.MX_ISPDB`).
+        AUTOCONFIG_HTTP: Set up from the legacy plain-HTTP document (never updated
+            without the user).
     """
 
     SRV = 1
     USER = 2
+    AUTOCONFIG = 3
+    ISPDB = 4
+    MX = 5
+    AUTOCONFIG_HTTP = 6
+
+    @classmethod
+    def of_source(cls, source: Union["Source", int, str]) -> "Origin":
+        """The origin to save with an account set up from ``source`` (the
+        :attr:`Account.source` of :meth:`Context.discover_account`)."""
+        return _ORIGIN_OF_SOURCE[Source.parse(source)]
+
+
+_ORIGIN_OF_SOURCE = {
+    Source.AUTOCONFIG: Origin.AUTOCONFIG,
+    Source.AUTOCONFIG_WELLKNOWN: Origin.AUTOCONFIG,
+    Source.AUTOCONFIG_HTTP: Origin.AUTOCONFIG_HTTP,
+    Source.ISPDB: Origin.ISPDB,
+    Source.MX_AUTOCONFIG: Origin.MX,
+    Source.MX_ISPDB: Origin.MX,
+    Source.SRV: Origin.SRV,
+}
 
 
 class Decision(_OpenIntEnum):
@@ -1848,6 +1937,223 @@ def _take_autoconfig(a: Optional[int]) -> AccountSetup:
 
 
 @dataclass(frozen=True)
+class OAuth2:
+    """The ``oAuth2`` element of an account configuration (config-v1.2), passed through
+    as written; mailsrv does not use it.
+
+    Attributes:
+        issuer: The OAuth2 issuer (a host name), or None.
+        scope: The scopes to request, space-separated, or None.
+        auth_url: The authorization endpoint, or None.
+        token_url: The token endpoint, or None.
+    """
+
+    issuer: Optional[str]
+    scope: Optional[str]
+    auth_url: Optional[str]
+    token_url: Optional[str]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One server named by an account configuration (:meth:`Context.discover_account`),
+    with the same verdict, evidence and binding as an SRV target.
+
+    Attributes:
+        index: Its position in :attr:`Account.candidates` (document order).
+        source: The :class:`Source` that named it.
+        url: The URL of the document that named it (after redirects); None for SRV.
+        protocol: ``"imap"``, ``"pop3"`` or ``"smtp"``.
+        service: The :class:`Service` (protocol and TLS mode); ``Service(0)`` for a
+            server offered without TLS (always REJECTED).
+        host: The host name (A-labels).
+        port: The port.
+        security: The document's ``socketType``: ``"ssl"``, ``"starttls"`` or ``"plain"``.
+        username: The user name with the placeholders substituted, or None.
+        authentication: The document's ``authentication`` values, in order.
+        oauth2: The configuration's :class:`OAuth2` settings when this server offers
+            ``OAuth2`` authentication, else None.
+        verdict: Its :class:`Authenticity` (verdict, evidence, ``binding``); None when the
+            check itself failed (see ``verdict_status``).
+        verdict_status: Why the check failed (TIMEOUT, ...); Status.OK when there is a
+            verdict.
+    """
+
+    index: int
+    source: Source
+    url: Optional[str]
+    protocol: str
+    service: Service
+    host: str
+    port: int
+    security: str
+    username: Optional[str]
+    authentication: Tuple[str, ...]
+    oauth2: Optional[OAuth2]
+    verdict: Optional[Authenticity]
+    verdict_status: Status
+
+    @property
+    def authentic(self) -> bool:
+        """True when the server is proven (AUTHENTIC)."""
+        return self.verdict is not None and self.verdict.authentic
+
+    @property
+    def binding(self) -> Optional[Binding]:
+        """The verdict's :class:`Binding` (how the login connection must be made), or None."""
+        return None if self.verdict is None else self.verdict.binding
+
+    @property
+    def purpose(self) -> Purpose:
+        """ACCESS for IMAP and POP3, SUBMISSION for SMTP."""
+        return Purpose.SUBMISSION if self.protocol == "smtp" else Purpose.ACCESS
+
+
+@dataclass(frozen=True)
+class SourceReport:
+    """What became of one source in an account discovery.
+
+    Attributes:
+        source: The :class:`Source`.
+        state: FOUND, FAILED, CANCELLED (a higher-ranked source was taken first) or
+            SKIPPED (not asked).
+        status: Why it failed (NXDOMAIN, HTTP, BAD_CONFIG, TIMEOUT, ...); Status.OK
+            otherwise.
+        detail: A sentence on the outcome (every HTTP hop of a fetch), or "".
+    """
+
+    source: Source
+    state: SourceState
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True)
+class Account:
+    """The result of :meth:`Context.discover_account` (mailsrv_account_discover).
+
+    Attributes:
+        address: The address asked about.
+        domain: Its mail domain.
+        source: The :class:`Source` whose configuration was taken; None when no source
+            found one (then there are no candidates: see ``sources``).
+        display_name: The configuration's display name, or None.
+        oauth2: The configuration's :class:`OAuth2` element, or None.
+        candidates: Every server the configuration names, in document order, each with
+            its verdict.
+        access: The candidate to configure for reading mail: the first AUTHENTIC IMAP or
+            POP3 one, else the first UNVERIFIED one (ask the user); never a REJECTED one.
+        submission: The same for sending mail (SMTP).
+        sources: One :class:`SourceReport` per source, in rank order.
+    """
+
+    address: str
+    domain: str
+    source: Optional[Source]
+    display_name: Optional[str]
+    oauth2: Optional[OAuth2]
+    candidates: Tuple[Candidate, ...]
+    access: Optional[Candidate]
+    submission: Optional[Candidate]
+    sources: Tuple[SourceReport, ...]
+
+    @property
+    def found(self) -> bool:
+        """True when some source gave a configuration."""
+        return self.source is not None
+
+    def preferred(self, purpose: Union[Purpose, int]) -> Optional[Candidate]:
+        """:attr:`access` or :attr:`submission`, by :class:`Purpose`."""
+        p = Purpose(_c_uint(purpose, "purpose", _U32_MAX))
+        return self.access if p == Purpose.ACCESS else self.submission if p == Purpose.SUBMISSION else None
+
+    def report(self, source: Union[Source, int, str]) -> SourceReport:
+        """The :class:`SourceReport` of one source."""
+        want = Source.parse(source)
+        return next(r for r in self.sources if r.source == want)
+
+
+def _copy_candidate(c: int, index: int, oauth2: Optional[OAuth2]) -> Candidate:
+    auth = tuple(
+        _text(lib.mailsrv_candidate_authentication_get(c, i))
+        for i in range(lib.mailsrv_candidate_authentication_len(c))
+    )
+    v = lib.mailsrv_candidate_verdict(c)
+    return Candidate(
+        index=index,
+        source=Source(lib.mailsrv_candidate_source(c)),
+        url=_optional_text(lib.mailsrv_candidate_url(c)),
+        protocol=_text(lib.mailsrv_candidate_protocol(c)),
+        service=Service(lib.mailsrv_candidate_service(c)),
+        host=_text(lib.mailsrv_candidate_host(c)),
+        port=int(lib.mailsrv_candidate_port(c)),
+        security=_text(lib.mailsrv_candidate_security(c)),
+        username=_optional_text(lib.mailsrv_candidate_username(c)),
+        authentication=auth,
+        oauth2=oauth2 if any(m.lower() == "oauth2" for m in auth) else None,
+        verdict=Authenticity(**_authenticity_fields(v)) if v else None,
+        verdict_status=Status(lib.mailsrv_candidate_verdict_status(c)),
+    )
+
+
+def _take_account(a: Optional[int]) -> Account:
+    """Copies and frees an owned mailsrv_account."""
+    if not a:
+        raise MailsrvError(Status.PANIC, "the library reported OK without a result")
+    try:
+        fields = [_optional_text(lib.mailsrv_account_oauth2(a, int(f))) for f in OAuth2Field]
+        oauth2 = OAuth2(*fields) if any(x is not None for x in fields) else None
+        candidates = tuple(
+            _copy_candidate(lib.mailsrv_account_candidate_get(a, i), i, oauth2)
+            for i in range(lib.mailsrv_account_candidates_len(a))
+        )
+
+        def pick(purpose: Purpose) -> Optional[Candidate]:
+            index = c_size_t()
+            found = lib.mailsrv_account_preferred(a, int(purpose), byref(index))
+            return candidates[index.value] if found and index.value < len(candidates) else None
+
+        reports = tuple(
+            SourceReport(
+                source=s,
+                state=SourceState(lib.mailsrv_account_source_state(a, int(s))),
+                status=Status(lib.mailsrv_account_source_status(a, int(s))),
+                detail=_text(lib.mailsrv_account_source_detail(a, int(s))),
+            )
+            for s in _SOURCE_RANK
+        )
+        taken = int(lib.mailsrv_account_source(a))
+        return Account(
+            address=_text(lib.mailsrv_account_address(a)),
+            domain=_text(lib.mailsrv_account_domain(a)),
+            source=Source(taken) if taken else None,
+            display_name=_optional_text(lib.mailsrv_account_display_name(a)),
+            oauth2=oauth2,
+            candidates=candidates,
+            access=pick(Purpose.ACCESS),
+            submission=pick(Purpose.SUBMISSION),
+            sources=reports,
+        )
+    finally:
+        lib.mailsrv_account_free(a)
+
+
+def _source_mask(sources: Optional[Iterable[Union[Source, int, str]]], plain_http: bool) -> int:
+    """The C mask of ``sources`` (None: all); without ``plain_http`` AUTOCONFIG_HTTP is
+    left out (as a refresh must)."""
+    if isinstance(sources, (str, bytes, int)):
+        raise TypeError("sources must be an iterable of mailsrv.Source values or names, not one value")
+    mask = 0
+    for s in _SOURCE_RANK if sources is None else sources:
+        mask |= int(Source.parse(s, "source"))
+    if not plain_http:
+        mask &= ~int(Source.AUTOCONFIG_HTTP)
+        if mask == 0:
+            raise _invalid("sources: nothing left once plain HTTP is left out")
+    return mask
+
+
+@dataclass(frozen=True)
 class Change:
     """The refresh decision for one saved service (:meth:`Context.srv_change_check`).
 
@@ -2114,6 +2420,8 @@ ConnectCallback = Callable[[int, Union[TlsStream, MailsrvError]], Any]
 AuthenticityCallback = Callable[[int, Union[Authenticity, MailsrvError]], Any]
 # srv_change_check_async: the request id and a Change or a MailsrvError.
 ChangeCallback = Callable[[int, Union[Change, MailsrvError]], Any]
+# discover_account_async: the request id and an Account or a MailsrvError.
+AccountCallback = Callable[[int, Union[Account, MailsrvError]], Any]
 
 
 @dataclass(frozen=True)
@@ -2134,6 +2442,7 @@ _STREAM = _Kind("connect_async", lambda r: TlsStream._wrap(r))
 _AUTHENTICITY = _Kind("verify_srv_authenticity_async", lambda r: _take_authenticity(r))
 _CHANGE = _Kind("srv_change_check_async", lambda r: _take_change(r))
 _AUTOCONFIG = _Kind("autoconfigure_async", lambda r: _take_autoconfig(r))
+_ACCOUNT = _Kind("discover_account_async", lambda r: _take_account(r))
 
 
 @dataclass
@@ -2257,6 +2566,11 @@ class Context:
     :param hosts_file: the hosts(5) file consulted for host addresses before DNS, like
         getaddrinfo (its entries replace DNS for the names it lists and are reported as
         :attr:`Dnssec.HOSTS_FILE`); None turns it off.
+    :param ispdb_url: the ISPDB base URL of :meth:`discover_account` (HTTPS; the mail
+        domain is appended); None: the library's ``https://v1.ispdb.net/``.
+    :param fetch_timeout_ms: the deadline of each autoconfig fetch of
+        :meth:`discover_account` (None or 0: 5 s).
+    :param ispdb_timeout_ms: the deadline of each ISPDB lookup (None or 0: 10 s).
     :raises MailsrvError: INVALID_ARG (bad nameserver or value), BAD_TRUST_ANCHOR, RUNTIME.
     """
 
@@ -2272,6 +2586,9 @@ class Context:
         fallback_nameservers: Sequence[str] = (),
         negative_trust_anchors: Sequence[str] = (),
         hosts_file: Optional[PathArg] = "/etc/hosts",
+        ispdb_url: Optional[StrOrBytes] = None,
+        fetch_timeout_ms: Optional[int] = None,
+        ispdb_timeout_ms: Optional[int] = None,
     ) -> None:
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -2331,6 +2648,18 @@ class Context:
                 _check(lib.mailsrv_config_set_flags(cfg, FLAG_REQUIRE_SECURE), "mailsrv_config_set_flags")
             if rng_seed is not None:
                 _check(lib.mailsrv_config_set_rng_seed(cfg, _c_uint(rng_seed, "rng_seed", _U64_MAX)), "rng_seed")
+            if ispdb_url is not None:
+                _check(
+                    lib.mailsrv_config_set_ispdb_url(cfg, _c_text(ispdb_url, "ispdb_url")),
+                    f"ispdb_url {_shown(ispdb_url)} is not an https:// URL",
+                )
+            if fetch_timeout_ms is not None or ispdb_timeout_ms is not None:
+                fetch = _c_uint(fetch_timeout_ms or 0, "fetch_timeout_ms", _U32_MAX)
+                ispdb = _c_uint(ispdb_timeout_ms or 0, "ispdb_timeout_ms", _U32_MAX)
+                _check(
+                    lib.mailsrv_config_set_fetch_timeouts_ms(cfg, fetch, ispdb),
+                    f"fetch_timeout_ms {fetch} or ispdb_timeout_ms {ispdb} out of range",
+                )
             handle = c_void_p()
             buf = _ffi.errbuf()
             _check(lib.mailsrv_ctx_new(cfg, byref(handle), buf, len(buf)), buf.value)
@@ -2928,6 +3257,81 @@ class Context:
             f"address {_shown(address)} is not an e-mail address or mail domain",
         )
 
+    @staticmethod
+    def _account_args(
+        address: StrOrBytes,
+        sources: Optional[Iterable[Union[Source, int, str]]],
+        plain_http: bool,
+        probe: bool,
+        require_secure: bool,
+    ) -> Tuple[bytes, int, int]:
+        addr = _c_text(address, "address")
+        mask = _source_mask(sources, plain_http)
+        flags = (0 if probe else FLAG_NO_PROBE) | (FLAG_REQUIRE_SECURE if require_secure else 0)
+        return addr, mask, flags
+
+    def discover_account(
+        self,
+        address: StrOrBytes,
+        *,
+        sources: Optional[Iterable[Union[Source, int, str]]] = None,
+        plain_http: bool = True,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> Account:
+        """Finds the servers of ``address`` ("joe@example.com": the local part is needed for
+        the documents) from every source mail clients use -- provider autoconfig, SRV, the
+        ISPDB, the MX's provider, plain HTTP -- and judges every server found like an SRV
+        target (docs/account-discovery.md). Blocks (the GIL is released meanwhile).
+
+        A source's failure does not raise: see :attr:`Account.sources`; when no source
+        found anything the :class:`Account` has no candidates.
+
+        :param sources: the sources to ask (:class:`Source` values or names); None: all.
+        :param plain_http: ask the legacy plain-HTTP URL; a refresh of a saved account must
+            pass False.
+        :param probe: judge servers that no tamper-proof evidence covers with the TLS probe;
+            False: they are UNVERIFIED.
+        :param require_secure: only DNSSEC and DANE count as evidence.
+        :raises InvalidArgument: a malformed address, an unknown source.
+        :raises Timeout: the deadline passed. :raises ContextClosed: the context is closed.
+        """
+        addr, mask, flags = self._account_args(address, sources, plain_http, probe, require_secure)
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with self._use() as h:
+            status = lib.mailsrv_account_discover(h, addr, mask, flags, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_account_free(out)
+            _check(status, buf.value)
+        return _take_account(out.value)
+
+    def discover_account_async(
+        self,
+        address: StrOrBytes,
+        callback: AccountCallback,
+        *,
+        sources: Optional[Iterable[Union[Source, int, str]]] = None,
+        plain_http: bool = True,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> int:
+        """:meth:`discover_account` without blocking; returns the request id (for
+        :meth:`cancel`). ``callback(request_id, outcome)`` gets an :class:`Account` or a
+        :class:`MailsrvError` (CANCELLED, SHUTDOWN, ...), exactly once, never inside this
+        call."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        addr, mask, flags = self._account_args(address, sources, plain_http, probe, require_secure)
+        return self._start_async(
+            _ACCOUNT,
+            callback,
+            lambda h, token, rid: lib.mailsrv_account_discover_async(
+                h, addr, mask, flags, _trampoline, token, rid
+            ),
+            f"address {_shown(address)} is not an e-mail address (user@domain)",
+        )
+
     # ---- refresh decision
 
     @staticmethod
@@ -2988,16 +3392,42 @@ class Context:
         leading, trailing = self._change_args(
             domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
         )
+        return self._change_blocking(lib.mailsrv_srv_change_check, leading, history, trailing)
+
+    def _change_blocking(
+        self, fn: Callable[..., int], leading: Tuple[Any, ...], history: Optional[History], trailing: Tuple[Any, ...]
+    ) -> Change:
+        """Runs a blocking change check ``fn`` (srv or account) with the history in use."""
         out = c_void_p()
         buf = _ffi.errbuf()
         with contextlib.ExitStack() as stack:
             hh = stack.enter_context(history._use()) if history is not None else None
             h = stack.enter_context(self._use())
-            status = lib.mailsrv_srv_change_check(h, *leading, hh, *trailing, byref(out), buf, len(buf))
+            status = fn(h, *leading, hh, *trailing, byref(out), buf, len(buf))
         if status != Status.OK:
             lib.mailsrv_change_free(out)
             _check(status, buf.value)
         return _take_change(out.value)
+
+    def _change_async(
+        self,
+        fn: Callable[..., int],
+        leading: Tuple[Any, ...],
+        history: Optional[History],
+        trailing: Tuple[Any, ...],
+        callback: ChangeCallback,
+        refused: str = "",
+    ) -> int:
+        """Starts an async change check ``fn`` (srv or account) with the history in use."""
+        with contextlib.ExitStack() as stack:
+            hh = stack.enter_context(history._use()) if history is not None else None
+            rid = self._start_async(
+                _CHANGE,
+                callback,
+                lambda h, token, rid: fn(h, *leading, hh, *trailing, _trampoline, token, rid),
+                refused,
+            )
+        return rid
 
     def srv_change_check_async(
         self,
@@ -3023,16 +3453,72 @@ class Context:
         leading, trailing = self._change_args(
             domain, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
         )
-        with contextlib.ExitStack() as stack:
-            hh = stack.enter_context(history._use()) if history is not None else None
-            rid = self._start_async(
-                _CHANGE,
-                callback,
-                lambda h, token, rid: lib.mailsrv_srv_change_check_async(
-                    h, *leading, hh, *trailing, _trampoline, token, rid
-                ),
-            )
-        return rid
+        return self._change_async(lib.mailsrv_srv_change_check_async, leading, history, trailing, callback)
+
+    def account_change_check(
+        self,
+        address: StrOrBytes,
+        service: ServiceArg,
+        saved_host: StrOrBytes,
+        saved_port: int,
+        *,
+        origin: Union[Origin, int],
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> Change:
+        """The refresh check of an account set up by :meth:`discover_account` (the
+        multi-source successor of :meth:`srv_change_check`; mailsrv_account_change_check),
+        blocking: re-discovers ``address`` from every source but plain HTTP, looks only at
+        the candidates of the saved ``service`` (IMAP never turns into POP3), records the
+        server they name in ``history``, then decides under the SRV check's rules.
+        ``origin`` (required: :meth:`Origin.of_source` of the setup's source, or
+        ``Origin.USER``): a user-typed configuration never changes. UPDATE only for an
+        AUTHENTIC candidate with tamper-proof evidence, always with ``binding``; a server
+        only the ISPDB or plain HTTP names gives WAIT, then ASK_USER, never UPDATE.
+
+        :raises InvalidArgument: not ``user@domain``, not one service, an unknown origin.
+        :raises MailsrvError: TIMEOUT, NO_TRUST_ANCHORS; SHUTDOWN for a closed context or
+            history.
+        """
+        leading, trailing = self._change_args(
+            address, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
+        )
+        return self._change_blocking(lib.mailsrv_account_change_check, leading, history, trailing)
+
+    def account_change_check_async(
+        self,
+        address: StrOrBytes,
+        service: ServiceArg,
+        saved_host: StrOrBytes,
+        saved_port: int,
+        callback: ChangeCallback,
+        *,
+        origin: Union[Origin, int],
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> int:
+        """:meth:`account_change_check` without blocking; returns the request id.
+        ``callback(request_id, outcome)`` gets a :class:`Change` or a MailsrvError, exactly
+        once."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        leading, trailing = self._change_args(
+            address, service, saved_host, saved_port, origin, history, now, min_age_s, probe, require_secure
+        )
+        return self._change_async(
+            lib.mailsrv_account_change_check_async,
+            leading,
+            history,
+            trailing,
+            callback,
+            f"address {_shown(address)} is not user@domain, or service or origin is unknown",
+        )
 
     # ---- loop mode
 
@@ -3359,6 +3845,9 @@ class AsyncContext:
     :param dispatch: ``Dispatch.LOOP`` (default) or ``Dispatch.THREAD``.
     :param require_secure: as :class:`Context`.
     :param rng_seed: as :class:`Context`.
+    :param ispdb_url: as :class:`Context`.
+    :param fetch_timeout_ms: as :class:`Context`.
+    :param ispdb_timeout_ms: as :class:`Context`.
 
     :attr:`context` is the underlying :class:`Context` (e.g. for blocking calls from
     other threads).
@@ -3374,6 +3863,9 @@ class AsyncContext:
         dispatch: Union[Dispatch, int] = Dispatch.LOOP,
         require_secure: bool = False,
         rng_seed: Optional[int] = None,
+        ispdb_url: Optional[StrOrBytes] = None,
+        fetch_timeout_ms: Optional[int] = None,
+        ispdb_timeout_ms: Optional[int] = None,
     ) -> None:
         self.context = Context(
             nameservers,
@@ -3383,6 +3875,9 @@ class AsyncContext:
             dispatch=dispatch,
             require_secure=require_secure,
             rng_seed=rng_seed,
+            ispdb_url=ispdb_url,
+            fetch_timeout_ms=fetch_timeout_ms,
+            ispdb_timeout_ms=ispdb_timeout_ms,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd: Optional[int] = None
@@ -3565,6 +4060,29 @@ class AsyncContext:
         result: AccountSetup = await self._run(lambda done: self.context.autoconfigure_async(address, done, probe))
         return result
 
+    async def discover_account(
+        self,
+        address: StrOrBytes,
+        *,
+        sources: Optional[Iterable[Union[Source, int, str]]] = None,
+        plain_http: bool = True,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> Account:
+        """:meth:`Context.discover_account` as a coroutine. Cancelling the awaiting task
+        cancels the request."""
+        result: Account = await self._run(
+            lambda done: self.context.discover_account_async(
+                address,
+                done,
+                sources=sources,
+                plain_http=plain_http,
+                probe=probe,
+                require_secure=require_secure,
+            )
+        )
+        return result
+
     async def srv_change_check(
         self,
         domain: StrOrBytes,
@@ -3592,6 +4110,38 @@ class AsyncContext:
                 now,
                 min_age_s,
                 probe,
+                require_secure=require_secure,
+            )
+        )
+        return result
+
+    async def account_change_check(
+        self,
+        address: StrOrBytes,
+        service: ServiceArg,
+        saved_host: StrOrBytes,
+        saved_port: int,
+        *,
+        origin: Union[Origin, int],
+        history: Optional[History] = None,
+        now: int = 0,
+        min_age_s: int = 0,
+        probe: bool = True,
+        require_secure: bool = False,
+    ) -> Change:
+        """:meth:`Context.account_change_check` as a coroutine."""
+        result: Change = await self._run(
+            lambda done: self.context.account_change_check_async(
+                address,
+                service,
+                saved_host,
+                saved_port,
+                done,
+                origin=origin,
+                history=history,
+                now=now,
+                min_age_s=min_age_s,
+                probe=probe,
                 require_secure=require_secure,
             )
         )

@@ -305,6 +305,16 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
         [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, c_uint64, c_uint64, c_uint32,
          CHANGE_CB, c_void_p, POINTER(mailsrv_request_id)],
     ),
+    "mailsrv_account_change_check": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, c_uint64, c_uint64, c_uint32,
+         POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_account_change_check_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, c_uint64, c_uint64, c_uint32,
+         CHANGE_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
     "mailsrv_change_free": (None, [_P]),
     "mailsrv_change_decision": (c_uint32, [_P]),
     "mailsrv_change_target": (c_char_p, [_P]),
