@@ -314,11 +314,7 @@ fn verify(args: &[String]) -> Result<u8, String> {
             .verify_srv_authenticity(req)
             .map_err(|e| e.to_string())?;
         any_usable |= a.verdict != Verdict::Rejected;
-        let verdict = match a.verdict {
-            Verdict::Authentic => "authentic",
-            Verdict::Unverified => "unverified",
-            Verdict::Rejected => "rejected",
-        };
+        let verdict = a.verdict.name();
         let evidence = a.evidence.map(Evidence::name);
         text.push_str(&format!(
             "  {:<12} {}:{}  {verdict}{}\n      {}\n{}",
@@ -401,11 +397,6 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
     let d = ctx
         .discover_account(address, &sources, flags)
         .map_err(|e| e.to_string())?;
-    let verdict_name = |v: Verdict| match v {
-        Verdict::Authentic => "authentic",
-        Verdict::Unverified => "unverified",
-        Verdict::Rejected => "rejected",
-    };
     let mut candidates = Vec::new();
     let mut text = format!(
         "{} (mail domain {}): {}\n",
@@ -419,7 +410,7 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
     for c in &d.candidates {
         let (verdict, evidence, detail, binding, status) = match &c.verdict {
             Ok(a) => (
-                Some(verdict_name(a.verdict)),
+                Some(Verdict::name(a.verdict)),
                 a.evidence.map(Evidence::name),
                 a.detail.clone(),
                 a.binding.as_ref(),

@@ -56,6 +56,17 @@ pub enum Verdict {
     Rejected,
 }
 
+impl Verdict {
+    /// The lower-case name used in JSON and the CLI: `authentic`, `unverified`, `rejected`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Authentic => "authentic",
+            Verdict::Unverified => "unverified",
+            Verdict::Rejected => "rejected",
+        }
+    }
+}
+
 /// The decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
