@@ -3,5 +3,8 @@
 //!
 //! `core` is safe Rust and makes every decision; `ffi` is the thin C layer over it.
 
+/// cbindgen:ignore
+pub mod audit;
 pub mod core;
 pub mod ffi;
+pub mod sys;

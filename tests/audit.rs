@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{env, port};
-use mailsrv::core::audit::{cert_facts, find_key_reuse};
+use mailsrv::audit::{cert_facts, find_key_reuse};
 use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {

@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use common::{env, port};
 use mailsrv::core::Error;
+use mailsrv::core::cert::identity::{MatchOptions, ReferenceIdentity};
 use mailsrv::core::config::Config;
-use mailsrv::core::connect::{ConnectRequest, MailConnection, plan};
 use mailsrv::core::context::Context;
-use mailsrv::core::identity::{MatchOptions, ReferenceIdentity};
-use mailsrv::core::starttls::Security;
+use mailsrv::core::tls::connect::{ConnectRequest, MailConnection, plan};
+use mailsrv::core::tls::starttls::Security;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;

@@ -11,11 +11,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mailsrv::core::Error;
-use mailsrv::core::identity::{
+use mailsrv::core::cert::ca_store::TrustStore;
+use mailsrv::core::cert::identity::{
     MatchKind, MatchOptions, PresentedId, PresentedIds, ReferenceIdentity,
 };
-use mailsrv::core::trust::TrustStore;
-use mailsrv::core::verifier::{
+use mailsrv::core::cert::verifier::{
     CertVerdict, MailVerifier, check_chain, client_config, from_rustls_error, verify_cert,
 };
 use rustls_pki_types::pem::PemObject;

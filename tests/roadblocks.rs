@@ -22,13 +22,13 @@ use std::time::{Duration, Instant};
 use common::dns_proxy::*;
 use common::*;
 use mailsrv::core::Error;
-use mailsrv::core::authenticity::{AuthRequest, Evidence};
 use mailsrv::core::config::Config;
 use mailsrv::core::context::Context;
-use mailsrv::core::discover::SrvState;
-use mailsrv::core::policy::Verdict;
-use mailsrv::core::resolver::DnssecState;
+use mailsrv::core::dns::discover::SrvState;
+use mailsrv::core::dns::resolver::DnssecState;
 use mailsrv::core::service::Service;
+use mailsrv::core::verdict::authenticity::{AuthRequest, Evidence};
+use mailsrv::core::verdict::change::Verdict;
 
 const T_SRV: u16 = 33;
 const T_A: u16 = 1;

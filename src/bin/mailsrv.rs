@@ -3,12 +3,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use mailsrv::core::binding::Binding;
 use mailsrv::core::config::Config;
-use mailsrv::core::connect::MailConnection;
 use mailsrv::core::context::Context;
-use mailsrv::core::discover::{Discovery, SrvState};
+use mailsrv::core::dns::discover::{Discovery, SrvState};
 use mailsrv::core::service::{Purpose, Service};
+use mailsrv::core::tls::connect::MailConnection;
+use mailsrv::core::verdict::binding::Binding;
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage:
@@ -183,7 +183,7 @@ fn usable(any: bool) -> u8 {
 
 /// `check-cert`: mailsrv's chain and name check on a PEM file (leaf first, then its chain).
 fn check_cert(args: &[String]) -> Result<(), String> {
-    use mailsrv::core::identity::{MatchOptions, ReferenceId, ReferenceIdentity};
+    use mailsrv::core::cert::identity::{MatchOptions, ReferenceId, ReferenceIdentity};
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
 
@@ -265,8 +265,8 @@ fn check_cert(args: &[String]) -> Result<(), String> {
 
 /// `verify`: discovery, then the authenticity verdict for each found service's first endpoint.
 fn verify(args: &[String]) -> Result<u8, String> {
-    use mailsrv::core::authenticity::{AuthRequest, Evidence};
-    use mailsrv::core::policy::Verdict;
+    use mailsrv::core::verdict::authenticity::{AuthRequest, Evidence};
+    use mailsrv::core::verdict::change::Verdict;
 
     let Args {
         positional,
@@ -346,10 +346,10 @@ fn verify(args: &[String]) -> Result<u8, String> {
 /// `autoconfig`: account discovery from every source (provider autoconfig, ISPDB, MX, SRV),
 /// each candidate server with its verdict, evidence and binding.
 fn autoconfig(args: &[String]) -> Result<u8, String> {
-    use mailsrv::core::authenticity::Evidence;
-    use mailsrv::core::autoconfig::Source;
+    use mailsrv::core::account::Source;
     use mailsrv::core::context::AutoconfigFlags;
-    use mailsrv::core::policy::Verdict;
+    use mailsrv::core::verdict::authenticity::Evidence;
+    use mailsrv::core::verdict::change::Verdict;
 
     let Args {
         positional,
@@ -450,7 +450,7 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
         })
         .collect();
     for r in &d.sources {
-        if r.state != mailsrv::core::autoconfig::SourceState::Skipped {
+        if r.state != mailsrv::core::account::SourceState::Skipped {
             text.push_str(&format!(
                 "  source {:<22} {}{}\n",
                 r.source.name(),
@@ -485,8 +485,8 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
 
 /// `refresh`: srv_change_check for one saved service, with an optional history file.
 fn refresh(args: &[String]) -> Result<(), String> {
-    use mailsrv::core::history::History;
-    use mailsrv::core::policy::{ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved};
+    use mailsrv::core::verdict::change::{ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved};
+    use mailsrv::core::verdict::history::History;
     use std::sync::{Arc, Mutex};
 
     let Args {
@@ -527,7 +527,7 @@ fn refresh(args: &[String]) -> Result<(), String> {
     };
     let now = match get("--now") {
         Some(n) => n.parse().map_err(|_| "--now takes Unix seconds")?,
-        None => mailsrv::core::history::unix_now(),
+        None => mailsrv::core::verdict::history::unix_now(),
     };
     let history = match get("--history") {
         Some(p) => Some(Arc::new(Mutex::new(
@@ -587,9 +587,9 @@ fn refresh(args: &[String]) -> Result<(), String> {
 
 /// `connect`: connect_with_sni and print what the connection proved.
 fn connect(args: &[String]) -> Result<(), String> {
-    use mailsrv::core::connect::ConnectRequest;
-    use mailsrv::core::identity::ReferenceIdentity;
-    use mailsrv::core::starttls::Security;
+    use mailsrv::core::cert::identity::ReferenceIdentity;
+    use mailsrv::core::tls::connect::ConnectRequest;
+    use mailsrv::core::tls::starttls::Security;
 
     let Args {
         positional,
@@ -814,7 +814,7 @@ fn discovery_text(d: &Discovery) -> String {
 /// terminal, the summary table (or a `{"summary": ...}` line) at the end. Exit status 1 when
 /// any domain is flagged.
 fn audit(args: &[String]) -> Result<(), String> {
-    use mailsrv::core::audit::{self, Auditor, Summary};
+    use mailsrv::audit::{self, Auditor, Summary};
     use std::io::{BufRead, BufReader, IsTerminal, Write};
     use std::time::Instant;
     use tokio::sync::mpsc;
@@ -938,7 +938,7 @@ fn audit_read_lines(
     mut input: Box<dyn std::io::BufRead + Send>,
     tx: tokio::sync::mpsc::Sender<(usize, String)>,
 ) -> std::io::Result<()> {
-    use mailsrv::core::audit::MAX_LINE;
+    use mailsrv::audit::MAX_LINE;
     use std::io::{BufRead, Read};
     let mut n = 0usize;
     let mut buf = Vec::new();

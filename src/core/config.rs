@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use hickory_resolver::proto::rr::Name;
 
-use super::anchors::AnchorSource;
-use super::identity::MatchOptions;
+use super::cert::identity::MatchOptions;
+use super::dns::anchors::AnchorSource;
+use super::dns::resolver::ResolverConfig;
 use super::requests::DispatchMode;
-use super::resolver::ResolverConfig;
 use super::{Error, Result};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,9 +70,9 @@ impl Default for Config {
             match_options: MatchOptions::default(),
             probe: true,
             hosts_file: Some(PathBuf::from(DEFAULT_HOSTS_FILE)),
-            ispdb_url: Some(crate::core::autoconfig::DEFAULT_ISPDB_URL.into()),
-            fetch_timeout: crate::core::autoconfig::DEFAULT_FETCH_TIMEOUT,
-            ispdb_timeout: crate::core::autoconfig::DEFAULT_ISPDB_TIMEOUT,
+            ispdb_url: Some(crate::core::account::DEFAULT_ISPDB_URL.into()),
+            fetch_timeout: crate::core::account::DEFAULT_FETCH_TIMEOUT,
+            ispdb_timeout: crate::core::account::DEFAULT_ISPDB_TIMEOUT,
         }
     }
 }
@@ -182,12 +182,12 @@ impl Config {
             )));
         }
         self.fetch_timeout = if fetch.is_zero() {
-            crate::core::autoconfig::DEFAULT_FETCH_TIMEOUT
+            crate::core::account::DEFAULT_FETCH_TIMEOUT
         } else {
             fetch
         };
         self.ispdb_timeout = if ispdb.is_zero() {
-            crate::core::autoconfig::DEFAULT_ISPDB_TIMEOUT
+            crate::core::account::DEFAULT_ISPDB_TIMEOUT
         } else {
             ispdb
         };

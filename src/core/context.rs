@@ -6,27 +6,27 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::account::{AccountDiscovery, AccountOptions, Source, discover_account};
 use super::address::mail_domain;
-use super::anchors::AnchorSource;
-use super::authenticity::Evidence;
-use super::authenticity::{self, AuthRequest, Authenticity};
-use super::autoconfig::{AccountDiscovery, AccountOptions, Source, discover_account};
-use super::binding::Binding;
+use super::cert::ca_store::TrustStore;
+use super::cert::dane::{self, TlsaState};
+use super::cert::identity::{MatchOptions, ReferenceIdentity};
+use super::cert::verifier::{CertVerdict, verify_cert};
 use super::config::Config;
-use super::connect::{self, ConnectRequest, MailConnection};
-use super::dane::{self, TlsaState};
-use super::discover::{DiscoverOptions, Discovery, discover};
-use super::history::{History, ObservationKey};
-use super::identity::{MatchOptions, ReferenceIdentity};
-use super::policy::{
-    AccountChangeOutcome, ChangeOutcome, ChangeRequest, FreshCandidate, decide, decide_account,
-};
+use super::dns::anchors::AnchorSource;
+use super::dns::discover::{DiscoverOptions, Discovery, discover};
+use super::dns::resolver::Resolver;
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
-use super::resolver::Resolver;
 use super::runtime::{block_on, runtime};
 use super::service::Service;
-use super::trust::TrustStore;
-use super::verifier::{CertVerdict, verify_cert};
+use super::tls::connect::{self, ConnectRequest, MailConnection};
+use super::verdict::authenticity::Evidence;
+use super::verdict::authenticity::{self, AuthRequest, Authenticity};
+use super::verdict::binding::Binding;
+use super::verdict::change::{
+    AccountChangeOutcome, ChangeOutcome, ChangeRequest, FreshCandidate, decide, decide_account,
+};
+use super::verdict::history::{History, ObservationKey};
 use super::{Error, Result};
 use once_cell::sync::OnceCell;
 use rustls_pki_types::{CertificateDer, UnixTime};
@@ -306,7 +306,7 @@ impl Context {
         flags: AutoconfigFlags,
     ) -> Result<impl Future<Output = Result<AccountDiscovery>> + Send + 'static + use<>> {
         let domain = mail_domain(address)?;
-        crate::core::autoconfig::sources::address_parts(address, &domain)?;
+        crate::core::account::sources::address_parts(address, &domain)?;
         let trust = self.trust_store()?;
         let opts = AccountOptions {
             sources: if sources.is_empty() {

@@ -3,8 +3,8 @@
 //! normally for every input: an error is fine, a panic or a hang is a bug.
 
 use super::address::mail_domain;
-use super::anchors::AnchorSource;
-use super::identity::{MatchOptions, PresentedIds, ReferenceIdentity, match_identity};
+use super::cert::identity::{MatchOptions, PresentedIds, ReferenceIdentity, match_identity};
+use super::dns::anchors::AnchorSource;
 
 /// SAN / SRVName extraction, then matching against fixed references.
 pub fn san(data: &[u8]) {
@@ -46,7 +46,7 @@ pub fn anchor(data: &[u8]) {
 /// The history file reader: any bytes give records or a reason, never a panic; what it
 /// accepts is normalised and survives a write/read round trip.
 pub fn history(data: &[u8]) {
-    if let Ok(records) = super::history::parse(data) {
+    if let Ok(records) = super::verdict::history::parse(data) {
         for (k, s) in &records {
             assert!(s.first <= s.last);
             assert!(!k.domain.ends_with('.') && k.domain.is_ascii());
@@ -57,7 +57,7 @@ pub fn history(data: &[u8]) {
 /// RFC 2782 ordering of arbitrary (priority, weight) lists: a permutation with
 /// non-decreasing priorities, whatever the seed.
 pub fn srv_order(data: &[u8]) {
-    use super::order::{SplitMix, rfc2782_order};
+    use super::dns::srv_order::{SplitMix, rfc2782_order};
     if data.len() < 8 {
         return;
     }
@@ -92,7 +92,7 @@ pub fn srv_order(data: &[u8]) {
 /// The pre-TLS dialogues (IMAP, POP3, SMTP) against arbitrary server bytes: an error or a
 /// go-ahead, never a panic or a hang (the in-memory stream ends where the data ends).
 pub fn starttls(data: &[u8]) {
-    use super::starttls::{Security, upgrade};
+    use super::tls::starttls::{Security, upgrade};
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

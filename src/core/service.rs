@@ -24,8 +24,8 @@ pub enum Purpose {
 }
 
 /// The application protocol behind a service (one enum for services and STARTTLS).
-pub use super::starttls::MailProtocol as Protocol;
-use super::starttls::Security;
+pub use super::tls::starttls::MailProtocol as Protocol;
+use super::tls::starttls::Security;
 
 impl Service {
     /// Every service, implicit TLS before STARTTLS within each protocol.

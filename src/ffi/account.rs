@@ -13,7 +13,7 @@ use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
-use crate::core::autoconfig::{AccountDiscovery, Candidate, Source, SourceReport, SourceState};
+use crate::core::account::{AccountDiscovery, Candidate, Source, SourceReport, SourceState};
 use crate::core::service::Purpose;
 
 /// A source of account configurations; the values are bits for masks.

@@ -11,7 +11,7 @@ use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::stream::{mailsrv_connect_cb, mailsrv_tls_stream, security_out};
 use super::strings::cstring;
-use crate::core::binding::Binding;
+use crate::core::verdict::binding::Binding;
 
 /// The connection parameters under which a verdict's evidence holds (opaque, immutable).
 /// Borrowed from a verdict or a change decision, or owned (from_text, clone).

@@ -11,8 +11,8 @@ use super::identity::mailsrv_identity;
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::Error;
-use crate::core::identity::{MatchKind, ReferenceId};
-use crate::core::verifier::CertVerdict;
+use crate::core::cert::identity::{MatchKind, ReferenceId};
+use crate::core::cert::verifier::CertVerdict;
 
 /// A successful certificate check (opaque, immutable, owned by the caller).
 pub struct mailsrv_cert_result {

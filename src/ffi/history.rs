@@ -15,13 +15,13 @@ use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
 use crate::core::context::Context;
-use crate::core::history::{History, ObservationKey, unix_now};
-use crate::core::policy::{
+use crate::core::requests::{Deliver, RequestId};
+use crate::core::service::Service;
+use crate::core::verdict::change::{
     AccountChangeOutcome, Advice, ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin,
     Saved, Verdict,
 };
-use crate::core::requests::{Deliver, RequestId};
-use crate::core::service::Service;
+use crate::core::verdict::history::{History, ObservationKey, unix_now};
 
 /// An observation history (opaque). Shared with running checks, so it may be freed while an
 /// async change check still runs; its own calls may come from any thread.

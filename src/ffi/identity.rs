@@ -5,7 +5,7 @@ use std::os::raw::c_char;
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::status::mailsrv_status;
-use crate::core::identity::{ReferenceId, ReferenceIdentity};
+use crate::core::cert::identity::{ReferenceId, ReferenceIdentity};
 
 /// A list of reference identifiers (opaque). Single-threaded while being built; read-only
 /// (and shareable) once handed to a call, which copies what it needs.

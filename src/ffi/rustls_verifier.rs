@@ -57,8 +57,8 @@ use super::identity::mailsrv_identity;
 use super::status::mailsrv_status;
 use super::strings::write_errbuf;
 use crate::core::Error;
-use crate::core::identity::MatchOptions;
-use crate::core::verifier::{MailVerifier, from_rustls_error};
+use crate::core::cert::identity::MatchOptions;
+use crate::core::cert::verifier::{MailVerifier, from_rustls_error};
 
 /// The rustls-ffi release whose `rustls.h` mailsrv_rustls_verify_server_cert() matches
 /// (`rustls_verify_server_cert_callback`, `struct rustls_verify_server_cert_params`).

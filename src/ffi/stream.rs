@@ -15,8 +15,8 @@ use super::identity::mailsrv_identity;
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
-use crate::core::connect::{ConnectRequest, MailConnection};
-use crate::core::starttls::{MailProtocol, Security};
+use crate::core::tls::connect::{ConnectRequest, MailConnection};
+use crate::core::tls::starttls::{MailProtocol, Security};
 
 /// How TLS starts.
 #[repr(C)]
@@ -323,7 +323,7 @@ pub unsafe extern "C" fn mailsrv_connect_with_sni_async(
 }
 
 /// Addresses one mailsrv_connect_opts may carry: the per-family cap of discovery, twice.
-const MAX_CALLER_ADDRESSES: usize = 2 * crate::core::discover::MAX_ADDRESSES_PER_FAMILY;
+const MAX_CALLER_ADDRESSES: usize = 2 * crate::core::dns::discover::MAX_ADDRESSES_PER_FAMILY;
 
 /// What mailsrv_connect() connects to and checks (opaque, owned by the caller): the host,
 /// port and security of mailsrv_connect_with_sni(), plus optional SNI, identity, flags and
@@ -333,7 +333,7 @@ pub struct mailsrv_connect_opts {
     port: u16,
     security: u32,
     sni: Option<String>,
-    identity: Option<crate::core::identity::ReferenceIdentity>,
+    identity: Option<crate::core::cert::identity::ReferenceIdentity>,
     flags: u32,
     addresses: Vec<std::net::IpAddr>,
 }

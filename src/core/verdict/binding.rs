@@ -25,11 +25,11 @@
 
 use std::fmt;
 
-use super::connect::ConnectRequest;
-use super::identity::{DnsName, MatchKind, MatchedId, ReferenceId, ReferenceIdentity};
-use super::service::Service;
-use super::starttls::Security;
-use super::{Error, Result};
+use crate::core::cert::identity::{DnsName, MatchKind, MatchedId, ReferenceId, ReferenceIdentity};
+use crate::core::service::Service;
+use crate::core::tls::connect::ConnectRequest;
+use crate::core::tls::starttls::Security;
+use crate::core::{Error, Result};
 
 /// The first word of a binding text; a later format gets a new one.
 const TEXT_VERSION: &str = "mailsrv-binding-1";
@@ -74,7 +74,7 @@ impl Binding {
         port: u16,
         probe_matched: &MatchedId,
     ) -> Result<Self> {
-        if super::address::is_in_domain(target, domain) {
+        if crate::core::address::is_in_domain(target, domain) {
             return Self::own_name(service, target, port);
         }
         let mut identity = ReferenceIdentity::new();
@@ -268,7 +268,7 @@ fn parse_identity(value: &str) -> std::result::Result<ReferenceIdentity, String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::identity::PresentedId;
+    use crate::core::cert::identity::PresentedId;
 
     fn srv_match(domain: &str) -> MatchedId {
         MatchedId {

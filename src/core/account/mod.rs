@@ -24,15 +24,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::address::{is_in_domain, mail_domain};
-use super::authenticity::{self, AuthRequest, Authenticity, Evidence};
-use super::binding::Binding;
-use super::discover::Discovery;
-use super::policy::Verdict;
-use super::resolver::{DnssecState, Resolver};
-use super::service::{Protocol, Purpose, Service};
-use super::trust::TrustStore;
-use super::{Error, Result};
+use crate::core::address::{is_in_domain, mail_domain};
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::dns::discover::Discovery;
+use crate::core::dns::resolver::{DnssecState, Resolver};
+use crate::core::service::{Protocol, Purpose, Service};
+use crate::core::verdict::authenticity::{self, AuthRequest, Authenticity, Evidence};
+use crate::core::verdict::binding::Binding;
+use crate::core::verdict::change::Verdict;
+use crate::core::{Error, Result};
 
 pub use fetch::Hop;
 pub use xml::{OAuth2, ServerProtocol, SocketType};
@@ -512,7 +512,7 @@ impl Judge {
 
     async fn srv_candidates(&self, d: &Discovery, deadline: Instant) -> Vec<Candidate> {
         // The preferred service of each purpose first, then the others in discovery order.
-        let mut order: Vec<&super::discover::ServiceAnswer> = Vec::new();
+        let mut order: Vec<&crate::core::dns::discover::ServiceAnswer> = Vec::new();
         for p in [Purpose::Access, Purpose::Submission] {
             if let Some(s) = d.preferred(p) {
                 order.push(s);

@@ -14,8 +14,8 @@ use super::sources::{self, SourceRun};
 use super::xml::AddressParts;
 use super::{AccountOptions, Found, Source, SourceReport, SourceState};
 use crate::core::Error;
-use crate::core::resolver::Resolver;
-use crate::core::trust::TrustStore;
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::dns::resolver::Resolver;
 
 /// A source running: its index in the run list and its outcome.
 type Running<'a> = Pin<Box<dyn Future<Output = (usize, SourceRun)> + Send + 'a>>;

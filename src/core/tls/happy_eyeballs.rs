@@ -23,7 +23,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, sleep_until};
 
-use crate::core::resolver::{Outcome, Resolver};
+use crate::core::dns::resolver::{Outcome, Resolver};
 use crate::core::{Error, Result};
 
 /// RFC 8305 §3: how long to wait for AAAA once A has answered.
@@ -228,7 +228,7 @@ pub async fn lookup(resolver: &Resolver, name: &Name, rtype: RecordType) -> Look
                 _ => None,
             })
             // Thousands of records must not mean thousands of attempts (issue 7).
-            .take(crate::core::discover::MAX_ADDRESSES_PER_FAMILY)
+            .take(crate::core::dns::discover::MAX_ADDRESSES_PER_FAMILY)
             .collect()),
         Outcome::NoData { .. } => Ok(Vec::new()),
         Outcome::NxDomain { .. } => Err(Error::NxDomain(format!(

@@ -30,16 +30,18 @@ use serde_json::{Value, json};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use super::address::mail_domain;
-use super::authenticity::{probe_request, reconnect_request};
-use super::connect::{ConnectRequest, connect};
-use super::context::Context;
-use super::discover::{DiscoverOptions, ServiceAnswer, SrvState, discover};
-use super::identity::{MatchOptions, PresentedId, PresentedIds, ReferenceIdentity, match_identity};
-use super::resolver::{DnssecState, Resolver};
-use super::service::Service;
-use super::trust::TrustStore;
-use super::{Error, Result};
+use crate::core::address::mail_domain;
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::identity::{
+    MatchOptions, PresentedId, PresentedIds, ReferenceIdentity, match_identity,
+};
+use crate::core::context::Context;
+use crate::core::dns::discover::{DiscoverOptions, ServiceAnswer, SrvState, discover};
+use crate::core::dns::resolver::{DnssecState, Resolver};
+use crate::core::service::Service;
+use crate::core::tls::connect::{ConnectRequest, connect};
+use crate::core::verdict::authenticity::{probe_request, reconnect_request};
+use crate::core::{Error, Result};
 
 /// Domains in flight when the caller does not say.
 pub const DEFAULT_CONCURRENCY: usize = 16;

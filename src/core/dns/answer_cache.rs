@@ -1,5 +1,5 @@
 //! The answer cache of one context (issue 18): positive and negative outcomes of
-//! [`Resolver::query`](super::resolver::Resolver::query) kept with their DNSSEC state for their
+//! [`Resolver::query`](crate::core::dns::resolver::Resolver::query) kept with their DNSSEC state for their
 //! TTL, so that a client refreshing an account within the TTL sends no query.
 //!
 //! What is kept, and for how long:
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::rr::{Name, RecordType};
 
-use super::resolver::{DnssecState, Outcome};
+use crate::core::dns::resolver::{DnssecState, Outcome};
 
 /// Questions kept per context.
 const MAX_ENTRIES: usize = 4096;
@@ -141,7 +141,7 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::resolver::Answer;
+    use crate::core::dns::resolver::Answer;
     use hickory_resolver::proto::rr::{RData, Record, rdata::A};
 
     fn name(s: &str) -> Name {

@@ -2,10 +2,10 @@
 //! discovery, the authenticity verdict on the fresh answer and how long that answer has been
 //! observed, what may the client do? Pure logic: no I/O, no clock.
 
-use super::binding::Binding;
-use super::discover::{ServiceAnswer, SrvState};
-use super::history::Seen;
-use super::service::Service;
+use crate::core::dns::discover::{ServiceAnswer, SrvState};
+use crate::core::service::Service;
+use crate::core::verdict::binding::Binding;
+use crate::core::verdict::history::Seen;
 
 /// Default time an unverified answer must persist before the user is asked: 7 days.
 pub const DEFAULT_MIN_AGE: u64 = 7 * 24 * 3600;
@@ -119,10 +119,10 @@ pub struct ChangeRequest {
 pub struct ChangeOutcome {
     pub advice: Advice,
     /// The fresh answer for the saved service.
-    pub fresh: super::discover::ServiceAnswer,
+    pub fresh: crate::core::dns::discover::ServiceAnswer,
     /// The authenticity of the fresh first endpoint, when it differs from the saved one
     /// and the configuration came from SRV.
-    pub authenticity: Option<super::authenticity::Authenticity>,
+    pub authenticity: Option<crate::core::verdict::authenticity::Authenticity>,
 }
 
 /// The multi-source refresh decision and what it was based on.
@@ -135,7 +135,7 @@ pub struct AccountChangeOutcome {
     /// The index of that candidate in `account.candidates`.
     pub candidate: Option<usize>,
     /// The fresh account discovery.
-    pub account: super::autoconfig::AccountDiscovery,
+    pub account: crate::core::account::AccountDiscovery,
 }
 
 fn advice(decision: Decision, target: Option<(String, u16)>, detail: impl Into<String>) -> Advice {
@@ -221,7 +221,7 @@ fn decide_unbound(
         }
         SrvState::Found => {}
     }
-    let same = |e: &super::discover::Endpoint| {
+    let same = |e: &crate::core::dns::discover::Endpoint| {
         e.target
             .eq_ignore_ascii_case(saved.host.trim_end_matches('.'))
             && e.port == saved.port
@@ -408,8 +408,8 @@ pub fn decide_account(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::discover::Endpoint;
-    use crate::core::resolver::DnssecState;
+    use crate::core::dns::discover::Endpoint;
+    use crate::core::dns::resolver::DnssecState;
 
     fn answer(service: Service, state: SrvState, targets: &[(&str, u16)]) -> ServiceAnswer {
         ServiceAnswer {

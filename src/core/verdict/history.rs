@@ -21,9 +21,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::address::normalize_domain;
-use super::service::Service;
-use super::{Error, Result};
+use crate::core::address::normalize_domain;
+use crate::core::service::Service;
+use crate::core::{Error, Result};
 
 const MAGIC: &str = "mailsrv-history 1";
 /// More records than any client has accounts for; a bigger file is treated as damaged.

@@ -8,11 +8,11 @@ use futures_util::future::join_all;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, timeout_at};
 
-use super::address::mail_domain;
-use super::order::{Draw, SplitMix, rfc2782_order};
-use super::resolver::{Answer, DnssecState, Outcome, Resolver};
-use super::service::{Purpose, Service};
-use super::{Error, Result};
+use crate::core::address::mail_domain;
+use crate::core::dns::resolver::{Answer, DnssecState, Outcome, Resolver};
+use crate::core::dns::srv_order::{Draw, SplitMix, rfc2782_order};
+use crate::core::service::{Purpose, Service};
+use crate::core::{Error, Result};
 
 /// Addresses kept per target and family: a hostile answer with thousands of records must not
 /// become thousands of connection attempts (issue 7). Happy Eyeballs uses the same cap.

@@ -1,5 +1,5 @@
 //! Certificate verification for mail: webpki path validation with no name check, then the
-//! RFC 7817 / RFC 9525 name check of [`crate::core::identity`] (so an SRV-ID-only
+//! RFC 7817 / RFC 9525 name check of [`crate::core::cert::identity`] (so an SRV-ID-only
 //! certificate can pass), plus the SRV-ID name-constraint fix, as a standalone check and as
 //! a rustls [`ServerCertVerifier`].
 //!
@@ -30,10 +30,10 @@ use x509_parser::extensions::{GeneralName, NameConstraints};
 use x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS;
 use x509_parser::x509::X509Name;
 
-use crate::core::identity::{
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::identity::{
     MatchOptions, MatchedId, PresentedIds, ReferenceIdentity, match_identity,
 };
-use crate::core::trust::TrustStore;
 use crate::core::{Error, Result};
 
 // ------------------------------------------------------------------ name constraints
@@ -197,7 +197,7 @@ fn parse_base(n: &str) -> Base {
     if valid {
         Base::Name(lower)
     } else {
-        Base::Malformed(crate::core::identity::show(n))
+        Base::Malformed(crate::core::cert::identity::show(n))
     }
 }
 

@@ -21,12 +21,12 @@ use std::net::IpAddr;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, timeout_at};
 
-use super::discover::lookup_target_dns;
-use super::identity::{MatchOptions, ReferenceIdentity};
-use super::resolver::{DnssecState, Outcome, Resolver};
-use super::trust::TrustStore;
-use super::verifier::{CertProof, verify_cert};
-use super::{Error, Result};
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
+use crate::core::cert::verifier::{CertProof, verify_cert};
+use crate::core::dns::discover::lookup_target_dns;
+use crate::core::dns::resolver::{DnssecState, Outcome, Resolver};
+use crate::core::{Error, Result};
 
 /// One usable TLSA record.
 #[derive(Debug, Clone, PartialEq, Eq)]

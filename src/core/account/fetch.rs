@@ -19,11 +19,11 @@ use rustls_pki_types::ServerName;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use crate::core::happy_eyeballs::{self, Timing};
-use crate::core::identity::{DnsName, MatchOptions, ReferenceIdentity};
-use crate::core::resolver::Resolver;
-use crate::core::trust::TrustStore;
-use crate::core::verifier::{MailVerifier, client_config, from_rustls_error};
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::identity::{DnsName, MatchOptions, ReferenceIdentity};
+use crate::core::cert::verifier::{MailVerifier, client_config, from_rustls_error};
+use crate::core::dns::resolver::Resolver;
+use crate::core::tls::happy_eyeballs::{self, Timing};
 use crate::core::{Error, Result};
 
 /// Most redirects followed for one document.

@@ -7,10 +7,10 @@ use super::fetch::{self, Fetched, Hop};
 use super::xml::{self, AddressParts};
 use super::{AccountOptions, Coverage, Found, Source};
 use crate::core::address::{is_in_domain, normalize_domain};
-use crate::core::discover::{DiscoverOptions, SrvState, discover};
-use crate::core::resolver::{DnssecState, Outcome, Resolver};
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::dns::discover::{DiscoverOptions, SrvState, discover};
+use crate::core::dns::resolver::{DnssecState, Outcome, Resolver};
 use crate::core::service::Service;
-use crate::core::trust::TrustStore;
 use crate::core::{Error, Result};
 
 /// What one source run produced, found or not.

@@ -17,16 +17,16 @@
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
-use super::address::{is_in_domain, mail_domain, normalize_domain};
-use super::binding::Binding;
-use super::connect::{ConnectRequest, MailConnection, connect};
-use super::dane::{self, TlsaState};
-use super::identity::{MatchOptions, ReferenceIdentity};
-use super::policy::Verdict;
-use super::resolver::{DnssecState, Outcome, Resolver};
-use super::service::Service;
-use super::trust::TrustStore;
-use super::{Error, Result};
+use crate::core::address::{is_in_domain, mail_domain, normalize_domain};
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::dane::{self, TlsaState};
+use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
+use crate::core::dns::resolver::{DnssecState, Outcome, Resolver};
+use crate::core::service::Service;
+use crate::core::tls::connect::{ConnectRequest, MailConnection, connect};
+use crate::core::verdict::binding::Binding;
+use crate::core::verdict::change::Verdict;
+use crate::core::{Error, Result};
 
 /// What proved the answer authentic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,14 +25,17 @@ use rustls_pki_types::ServerName;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use crate::core::dane::{DaneVerifier, Tlsa};
-use crate::core::happy_eyeballs::{self, Timing};
-use crate::core::identity::{DnsName, MatchOptions, ReferenceId, ReferenceIdentity, sni_for_host};
-use crate::core::resolver::Resolver;
-use crate::core::starttls::{self, MailProtocol, Security};
-use crate::core::trust::TrustStore;
-use crate::core::verifier::{CertProof, MailVerifier, client_config, from_rustls_error};
+use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::dane::{DaneVerifier, Tlsa};
+use crate::core::cert::identity::{
+    DnsName, MatchOptions, ReferenceId, ReferenceIdentity, sni_for_host,
+};
+use crate::core::cert::verifier::{CertProof, MailVerifier, client_config, from_rustls_error};
+use crate::core::dns::resolver::Resolver;
+use crate::core::tls::happy_eyeballs::{self, Timing};
+use crate::core::tls::starttls::{self, MailProtocol, Security};
 use crate::core::{Error, Result};
+use crate::sys::NoWait;
 
 /// How long [`MailConnection::close`] waits for the close_notify to leave.
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -651,44 +654,6 @@ impl MailConnection {
     pub fn has_buffered_plaintext(&mut self) -> bool {
         !self.pending.is_empty()
             || matches!(self.tls.reader().into_first_chunk(), Ok(c) if !c.is_empty())
-    }
-}
-
-/// The socket, read and written without waiting whatever its mode (`MSG_DONTWAIT`): the
-/// `try_*` methods use it, so a blocking-mode socket never blocks a caller that holds a lock.
-struct NoWait<'a>(&'a std::net::TcpStream);
-
-impl Read for NoWait<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` writable bytes; the descriptor is open.
-        let n = unsafe {
-            libc::recv(
-                self.0.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    }
-}
-
-impl Write for NoWait<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for `buf.len()` readable bytes; the descriptor is open.
-        let n = unsafe {
-            libc::send(
-                self.0.as_raw_fd(),
-                buf.as_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -38,10 +38,10 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
 use tokio::sync::OnceCell;
 
-use super::anchors::{AnchorSource, keys_matching_ds};
-use super::answer_cache::AnswerCache;
-use super::hosts::HostsFile;
-use super::{Error, Result};
+use crate::core::dns::anchors::{AnchorSource, keys_matching_ds};
+use crate::core::dns::answer_cache::AnswerCache;
+use crate::core::dns::hosts::HostsFile;
+use crate::core::{Error, Result};
 
 /// Longest CNAME chain followed before giving up.
 const MAX_CNAME_HOPS: usize = 8;

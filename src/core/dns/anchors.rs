@@ -13,7 +13,7 @@ use hickory_resolver::proto::dnssec::{Algorithm, TrustAnchors};
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::proto::serialize::txt::Parser;
 
-use super::{Error, Result};
+use crate::core::{Error, Result};
 
 /// Where validation starts.
 #[derive(Clone)]
