@@ -36,8 +36,9 @@ use crate::core::cert::identity::{
     MatchOptions, PresentedId, PresentedIds, ReferenceIdentity, match_identity,
 };
 use crate::core::context::Context;
+use crate::core::dns::answer::DnssecState;
 use crate::core::dns::discover::{DiscoverOptions, ServiceAnswer, SrvState, discover};
-use crate::core::dns::resolver::{DnssecState, Resolver};
+use crate::core::dns::resolver::Resolver;
 use crate::core::service::Service;
 use crate::core::tls::connect::{ConnectRequest, connect};
 use crate::core::verdict::authenticity::{probe_request, reconnect_request};

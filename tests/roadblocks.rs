@@ -24,11 +24,11 @@ use common::*;
 use mailsrv::core::Error;
 use mailsrv::core::config::Config;
 use mailsrv::core::context::Context;
+use mailsrv::core::dns::answer::DnssecState;
 use mailsrv::core::dns::discover::SrvState;
-use mailsrv::core::dns::resolver::DnssecState;
 use mailsrv::core::service::Service;
+use mailsrv::core::verdict::Verdict;
 use mailsrv::core::verdict::authenticity::{AuthRequest, Evidence};
-use mailsrv::core::verdict::change::Verdict;
 
 const T_SRV: u16 = 33;
 const T_A: u16 = 1;

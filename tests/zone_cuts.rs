@@ -14,8 +14,8 @@ use common::dns_proxy::*;
 use common::*;
 use mailsrv::core::config::Config;
 use mailsrv::core::context::Context;
+use mailsrv::core::dns::answer::DnssecState;
 use mailsrv::core::dns::discover::SrvState;
-use mailsrv::core::dns::resolver::DnssecState;
 use mailsrv::core::service::Service;
 
 const NS: u16 = 2;

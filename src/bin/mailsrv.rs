@@ -265,8 +265,8 @@ fn check_cert(args: &[String]) -> Result<(), String> {
 
 /// `verify`: discovery, then the authenticity verdict for each found service's first endpoint.
 fn verify(args: &[String]) -> Result<u8, String> {
+    use mailsrv::core::verdict::Verdict;
     use mailsrv::core::verdict::authenticity::{AuthRequest, Evidence};
-    use mailsrv::core::verdict::change::Verdict;
 
     let Args {
         positional,
@@ -348,8 +348,8 @@ fn verify(args: &[String]) -> Result<u8, String> {
 fn autoconfig(args: &[String]) -> Result<u8, String> {
     use mailsrv::core::account::Source;
     use mailsrv::core::context::AutoconfigFlags;
+    use mailsrv::core::verdict::Verdict;
     use mailsrv::core::verdict::authenticity::Evidence;
-    use mailsrv::core::verdict::change::Verdict;
 
     let Args {
         positional,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::account::change::{AccountChangeOutcome, FreshCandidate, decide_account};
 use super::account::{AccountDiscovery, AccountOptions, Source, discover_account};
 use super::address::mail_domain;
 use super::cert::ca_store::TrustStore;
@@ -23,9 +24,7 @@ use super::tls::connect::{self, ConnectRequest, MailConnection};
 use super::verdict::authenticity::Evidence;
 use super::verdict::authenticity::{self, AuthRequest, Authenticity};
 use super::verdict::binding::Binding;
-use super::verdict::change::{
-    AccountChangeOutcome, ChangeOutcome, ChangeRequest, FreshCandidate, decide, decide_account,
-};
+use super::verdict::change::{ChangeOutcome, ChangeRequest, decide};
 use super::verdict::history::{History, ObservationKey};
 use super::{Error, Result};
 use once_cell::sync::OnceCell;

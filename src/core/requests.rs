@@ -7,7 +7,6 @@
 //! (thread mode) or by the caller's loop (loop mode, with a descriptor that is readable
 //! while anything is queued), so callbacks of one context never run concurrently.
 
-use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::{Read, Write};
@@ -21,7 +20,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 use futures_util::FutureExt;
 use tokio::task::AbortHandle;
 
-use super::runtime::runtime;
+use super::runtime::{as_callback, in_callback, runtime};
 use super::{Error, Result};
 
 /// Request ids are never reused within a dispatcher.
@@ -40,15 +39,6 @@ pub enum DispatchMode {
     Thread,
     /// On the caller's thread, inside [`Dispatcher::dispatch`].
     Loop,
-}
-
-thread_local! {
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
-}
-
-/// True while this thread runs a mailsrv callback.
-pub fn in_callback() -> bool {
-    IN_CALLBACK.with(Cell::get)
 }
 
 /// Takes the outcome of one request, once.
@@ -356,12 +346,12 @@ impl Shared {
 }
 
 fn run_jobs(jobs: VecDeque<Job>) {
-    IN_CALLBACK.with(|c| c.set(true));
-    for job in jobs {
-        // A Rust-side panic in a completion must not take the thread down with it.
-        let _ = catch_unwind(AssertUnwindSafe(job));
-    }
-    IN_CALLBACK.with(|c| c.set(false));
+    as_callback(|| {
+        for job in jobs {
+            // A Rust-side panic in a completion must not take the thread down with it.
+            let _ = catch_unwind(AssertUnwindSafe(job));
+        }
+    });
 }
 
 /// The message of a caught panic, for the PANIC detail text.

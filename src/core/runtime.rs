@@ -1,12 +1,31 @@
 //! The process-wide tokio runtime: built on first use, never dropped (dropping it from a
 //! library destructor could block the host). Two named workers are plenty for DNS and TLS.
 
+use std::cell::Cell;
+
 use once_cell::sync::OnceCell;
 use tokio::runtime::{Builder, Runtime};
 
 use super::{Error, Result};
 
 static RUNTIME: OnceCell<Runtime> = OnceCell::new();
+
+thread_local! {
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True while this thread runs a mailsrv callback.
+pub fn in_callback() -> bool {
+    IN_CALLBACK.with(Cell::get)
+}
+
+/// Runs `f` marked as a mailsrv callback, so that [`block_on`] refuses inside it.
+pub fn as_callback<R>(f: impl FnOnce() -> R) -> R {
+    IN_CALLBACK.with(|c| c.set(true));
+    let r = f();
+    IN_CALLBACK.with(|c| c.set(false));
+    r
+}
 
 /// The shared runtime; a failure to build it is an error, never a panic.
 pub fn runtime() -> Result<&'static Runtime> {
@@ -23,7 +42,7 @@ pub fn runtime() -> Result<&'static Runtime> {
 /// Runs `fut` to completion on the calling thread. Refused inside a mailsrv callback (it would
 /// stall every other callback of the context) and on a tokio thread (tokio would panic).
 pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output> {
-    if super::requests::in_callback() {
+    if in_callback() {
         return Err(Error::InCallback);
     }
     if tokio::runtime::Handle::try_current().is_ok() {

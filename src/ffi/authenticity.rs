@@ -14,11 +14,11 @@ use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::stream::mailsrv_tls_stream;
 use super::strings::cstring;
-use crate::core::dns::resolver::DnssecState;
+use crate::core::dns::answer::DnssecState;
 use crate::core::service::Service;
 use crate::core::tls::connect::MailConnection;
+use crate::core::verdict::Verdict;
 use crate::core::verdict::authenticity::{AuthRequest, Authenticity, Evidence};
-use crate::core::verdict::change::Verdict;
 
 /// Whether an SRV answer may be used without asking the user.
 #[repr(C)]

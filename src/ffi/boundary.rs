@@ -5,8 +5,6 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::sync::Once;
 
-use super::status::mailsrv_status;
-
 /// The value an export returns when its body panicked.
 pub trait PanicDefault {
     fn panic_default() -> Self;
@@ -15,18 +13,6 @@ pub trait PanicDefault {
 /// The value an export returns when a required pointer argument was NULL.
 pub trait NullDefault {
     fn null_default() -> Self;
-}
-
-impl PanicDefault for mailsrv_status {
-    fn panic_default() -> Self {
-        mailsrv_status::Panic
-    }
-}
-
-impl NullDefault for mailsrv_status {
-    fn null_default() -> Self {
-        mailsrv_status::NullArg
-    }
 }
 
 /// Types whose panic and NULL defaults are the same "nothing" value.

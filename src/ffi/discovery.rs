@@ -11,8 +11,8 @@ use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
+use crate::core::dns::answer::DnssecState;
 use crate::core::dns::discover::{Discovery, Endpoint, ServiceAnswer, SrvState};
-use crate::core::dns::resolver::DnssecState;
 use crate::core::service::{Purpose, Service};
 
 /// The six mail services. The values are bits, so they also form masks:

@@ -14,12 +14,13 @@ use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
+use crate::core::account::change::AccountChangeOutcome;
 use crate::core::context::Context;
 use crate::core::requests::{Deliver, RequestId};
 use crate::core::service::Service;
+use crate::core::verdict::Verdict;
 use crate::core::verdict::change::{
-    AccountChangeOutcome, Advice, ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin,
-    Saved, Verdict,
+    Advice, ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved,
 };
 use crate::core::verdict::history::{History, ObservationKey, unix_now};
 

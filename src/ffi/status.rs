@@ -2,7 +2,7 @@
 
 use std::os::raw::{c_char, c_int};
 
-use super::boundary::ffi_boundary;
+use super::boundary::{NullDefault, PanicDefault, ffi_boundary};
 use crate::core::Error;
 
 /// The result of every fallible call. 0 is success; the ranges are 1-99 usage and internal,
@@ -89,6 +89,18 @@ pub enum mailsrv_status {
     /// Account discovery: a configuration document is malformed or hostile (not UTF-8, a
     /// DOCTYPE or entity, too deep, too many servers) or names no usable server.
     BadConfig = 405,
+}
+
+impl PanicDefault for mailsrv_status {
+    fn panic_default() -> Self {
+        mailsrv_status::Panic
+    }
+}
+
+impl NullDefault for mailsrv_status {
+    fn null_default() -> Self {
+        mailsrv_status::NullArg
+    }
 }
 
 impl mailsrv_status {

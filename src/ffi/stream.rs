@@ -323,7 +323,7 @@ pub unsafe extern "C" fn mailsrv_connect_with_sni_async(
 }
 
 /// Addresses one mailsrv_connect_opts may carry: the per-family cap of discovery, twice.
-const MAX_CALLER_ADDRESSES: usize = 2 * crate::core::dns::discover::MAX_ADDRESSES_PER_FAMILY;
+const MAX_CALLER_ADDRESSES: usize = 2 * crate::core::dns::answer::MAX_ADDRESSES_PER_FAMILY;
 
 /// What mailsrv_connect() connects to and checks (opaque, owned by the caller): the host,
 /// port and security of mailsrv_connect_with_sni(), plus optional SNI, identity, flags and

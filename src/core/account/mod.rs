@@ -15,6 +15,7 @@
 //!
 //! A DNSSEC-secure, usable TLSA set on a covered host is enforced (a mismatch REJECTS).
 
+pub mod change;
 pub mod fetch;
 pub mod runner;
 pub mod sources;
@@ -26,12 +27,13 @@ use tokio::time::Instant;
 
 use crate::core::address::{is_in_domain, mail_domain};
 use crate::core::cert::ca_store::TrustStore;
+use crate::core::dns::answer::DnssecState;
 use crate::core::dns::discover::Discovery;
-use crate::core::dns::resolver::{DnssecState, Resolver};
+use crate::core::dns::resolver::Resolver;
 use crate::core::service::{Protocol, Purpose, Service};
+use crate::core::verdict::Verdict;
 use crate::core::verdict::authenticity::{self, AuthRequest, Authenticity, Evidence};
 use crate::core::verdict::binding::Binding;
-use crate::core::verdict::change::Verdict;
 use crate::core::{Error, Result};
 
 pub use fetch::Hop;

@@ -8,8 +8,9 @@ use super::xml::{self, AddressParts};
 use super::{AccountOptions, Coverage, Found, Source};
 use crate::core::address::{is_in_domain, normalize_domain};
 use crate::core::cert::ca_store::TrustStore;
+use crate::core::dns::answer::{DnssecState, Outcome};
 use crate::core::dns::discover::{DiscoverOptions, SrvState, discover};
-use crate::core::dns::resolver::{DnssecState, Outcome, Resolver};
+use crate::core::dns::resolver::Resolver;
 use crate::core::service::Service;
 use crate::core::{Error, Result};
 

@@ -24,8 +24,9 @@ use tokio::time::{Instant, timeout_at};
 use crate::core::cert::ca_store::TrustStore;
 use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
 use crate::core::cert::verifier::{CertProof, verify_cert};
+use crate::core::dns::answer::{DnssecState, Outcome};
 use crate::core::dns::discover::lookup_target_dns;
-use crate::core::dns::resolver::{DnssecState, Outcome, Resolver};
+use crate::core::dns::resolver::Resolver;
 use crate::core::{Error, Result};
 
 /// One usable TLSA record.

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::proto::rr::{Name, RecordType};
 
-use crate::core::dns::resolver::{DnssecState, Outcome};
+use crate::core::dns::answer::{DnssecState, Outcome};
 
 /// Questions kept per context.
 const MAX_ENTRIES: usize = 4096;
@@ -141,7 +141,7 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::dns::resolver::Answer;
+    use crate::core::dns::answer::Answer;
     use hickory_resolver::proto::rr::{RData, Record, rdata::A};
 
     fn name(s: &str) -> Name {

@@ -9,14 +9,11 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, timeout_at};
 
 use crate::core::address::mail_domain;
-use crate::core::dns::resolver::{Answer, DnssecState, Outcome, Resolver};
+use crate::core::dns::answer::{Answer, DnssecState, MAX_ADDRESSES_PER_FAMILY, Outcome};
+use crate::core::dns::resolver::Resolver;
 use crate::core::dns::srv_order::{Draw, SplitMix, rfc2782_order};
 use crate::core::service::{Purpose, Service};
 use crate::core::{Error, Result};
-
-/// Addresses kept per target and family: a hostile answer with thousands of records must not
-/// become thousands of connection attempts (issue 7). Happy Eyeballs uses the same cap.
-pub(crate) const MAX_ADDRESSES_PER_FAMILY: usize = 16;
 
 /// Endpoints kept per service (in RFC 2782 order): bounds the address lookups of one answer.
 const MAX_ENDPOINTS: usize = 64;
@@ -405,20 +402,11 @@ pub(crate) async fn lookup_target_dns(
                 if let Some(c) = a.cnames.last() {
                     out.cname = Some(host_text(c));
                 }
-                let all: Vec<IpAddr> = a
-                    .records
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::A(ip) => Some(IpAddr::V4(ip.0)),
-                        RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
-                        _ => None,
-                    })
-                    .collect();
-                if all.len() > MAX_ADDRESSES_PER_FAMILY {
-                    out.capped = Some(all.len());
+                let (addresses, total) = a.addresses();
+                if total > MAX_ADDRESSES_PER_FAMILY {
+                    out.capped = Some(total);
                 }
-                out.addresses
-                    .extend(all.into_iter().take(MAX_ADDRESSES_PER_FAMILY));
+                out.addresses.extend(addresses);
             }
             Ok(Outcome::NoData { dnssec, .. } | Outcome::NxDomain { dnssec, .. }) => {
                 out.dnssec = Some(out.dnssec.map_or(dnssec, |d| d.and(dnssec)));

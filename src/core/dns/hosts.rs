@@ -3,7 +3,7 @@
 //! the host, its entries are the answer (both families) and DNS is not asked for it.
 //!
 //! Addresses from the file carry no DNSSEC state of their own: they are reported as
-//! [`crate::core::dns::resolver::DnssecState::HostsFile`], never as secure, and DANE never applies to
+//! [`crate::core::dns::answer::DnssecState::HostsFile`], never as secure, and DANE never applies to
 //! them (docs/SECURITY.md, "Hosts file"). The file is re-read when its modification time,
 //! size or inode changes (one `stat` per lookup); a missing or unreadable file is empty.
 
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::core::dns::discover::MAX_ADDRESSES_PER_FAMILY;
+use crate::core::dns::answer::MAX_ADDRESSES_PER_FAMILY;
 
 /// The file's identity when it was read: mtime, size, inode.
 type Stamp = (Option<SystemTime>, u64, u64);

@@ -2,6 +2,7 @@
 //! file, and SRV discovery with RFC 2782 ordering.
 
 pub mod anchors;
+pub mod answer;
 pub mod answer_cache;
 pub mod discover;
 pub mod hosts;

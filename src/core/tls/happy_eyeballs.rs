@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::rr::{Name, RecordType};
 use tokio::time::{Instant, sleep_until};
 
-use crate::core::dns::resolver::{Outcome, Resolver};
+use crate::core::dns::answer::Outcome;
+use crate::core::dns::resolver::Resolver;
 use crate::core::{Error, Result};
 
 /// RFC 8305 §3: how long to wait for AAAA once A has answered.
@@ -219,17 +220,7 @@ fn give_up(host: &str, port: u16, failures: Vec<String>, dns_errors: Vec<Error>)
 /// empty list, NXDOMAIN and failures are errors.
 pub async fn lookup(resolver: &Resolver, name: &Name, rtype: RecordType) -> Lookup {
     match resolver.query(name, rtype).await? {
-        Outcome::Records(answer) => Ok(answer
-            .records
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::A(ip) => Some(IpAddr::V4(ip.0)),
-                RData::AAAA(ip) => Some(IpAddr::V6(ip.0)),
-                _ => None,
-            })
-            // Thousands of records must not mean thousands of attempts (issue 7).
-            .take(crate::core::dns::discover::MAX_ADDRESSES_PER_FAMILY)
-            .collect()),
+        Outcome::Records(answer) => Ok(answer.addresses().0),
         Outcome::NoData { .. } => Ok(Vec::new()),
         Outcome::NxDomain { .. } => Err(Error::NxDomain(format!(
             "{} does not exist",

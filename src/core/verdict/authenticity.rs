@@ -21,11 +21,12 @@ use crate::core::address::{is_in_domain, mail_domain, normalize_domain};
 use crate::core::cert::ca_store::TrustStore;
 use crate::core::cert::dane::{self, TlsaState};
 use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
-use crate::core::dns::resolver::{DnssecState, Outcome, Resolver};
+use crate::core::dns::answer::{DnssecState, Outcome};
+use crate::core::dns::resolver::Resolver;
 use crate::core::service::Service;
 use crate::core::tls::connect::{ConnectRequest, MailConnection, connect};
+use crate::core::verdict::Verdict;
 use crate::core::verdict::binding::Binding;
-use crate::core::verdict::change::Verdict;
 use crate::core::{Error, Result};
 
 /// What proved the answer authentic.
