@@ -4,13 +4,11 @@
 //! T-SRV-03). IDNs become A-labels (T-SRV-02); case is folded (T-SRV-01); one trailing dot
 //! is dropped. Lengths follow RFC 5321 (local part) and RFC 1035 (labels, names).
 
+use super::name::{NameForm, check_ldh_name, show};
 use super::{Error, Result};
 
 /// RFC 5321 §4.5.3.1.1: at most 64 octets of local part.
 const MAX_LOCAL_PART: usize = 64;
-/// RFC 1035 §2.3.4 (without the trailing root label).
-const MAX_NAME: usize = 253;
-const MAX_LABEL: usize = 63;
 /// Longest input accepted at all, before IDNA work: local part, `@`, and a U-label domain.
 const MAX_INPUT: usize = 1024;
 
@@ -74,38 +72,9 @@ pub fn normalize_domain(name: &str) -> Result<String> {
         idna::domain_to_ascii(name)
             .map_err(|_| Error::InvalidArg(format!("{name:?} is not a valid IDN domain")))?
     };
-    check_ldh_name(&ascii)?;
+    check_ldh_name(&ascii, NameForm::Owner)
+        .map_err(|why| Error::InvalidArg(format!("{} is not a valid domain: {why}", show(name))))?;
     Ok(ascii)
-}
-
-/// Checks an ASCII name: label and name lengths, letters/digits/hyphen, no edge hyphens.
-pub fn check_ldh_name(name: &str) -> Result<()> {
-    if name.len() > MAX_NAME {
-        return Err(Error::InvalidArg(format!(
-            "domain longer than {MAX_NAME} bytes"
-        )));
-    }
-    for label in name.split('.') {
-        if label.is_empty() {
-            return Err(Error::InvalidArg(format!("{name:?} has an empty label")));
-        }
-        if label.len() > MAX_LABEL {
-            return Err(Error::InvalidArg(format!(
-                "a label of {name:?} is longer than {MAX_LABEL} bytes"
-            )));
-        }
-        let body = label.strip_prefix('_').unwrap_or(label);
-        let ldh = !body.is_empty()
-            && body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !body.starts_with('-')
-            && !body.ends_with('-');
-        if !ldh {
-            return Err(Error::InvalidArg(format!(
-                "{label:?} is not a valid DNS label"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// True when `name` equals `domain` or lies below it, on a label boundary (T-AUTH-04..06).
@@ -173,7 +142,7 @@ mod tests {
         let long_label = format!("u@{}.com", "a".repeat(64));
         assert!(mail_domain(&long_label).is_err());
         let long_name = format!("u@{}com", "abcdefghi.".repeat(26));
-        assert!(long_name.len() - 2 > MAX_NAME);
+        assert!(long_name.len() - 2 > crate::core::name::MAX_NAME_LEN);
         assert!(mail_domain(&long_name).is_err());
         let long_local = format!("{}@example.com", "a".repeat(65));
         assert!(mail_domain(&long_local).is_err());

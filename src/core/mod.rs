@@ -18,6 +18,7 @@ pub mod config;
 pub mod context;
 pub mod dns;
 pub mod fuzzing;
+pub mod name;
 pub mod requests;
 pub mod runtime;
 pub mod service;

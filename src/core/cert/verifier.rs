@@ -197,7 +197,7 @@ fn parse_base(n: &str) -> Base {
     if valid {
         Base::Name(lower)
     } else {
-        Base::Malformed(crate::core::cert::identity::show(n))
+        Base::Malformed(crate::core::name::show(n))
     }
 }
 
