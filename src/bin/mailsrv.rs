@@ -588,8 +588,8 @@ fn refresh(args: &[String]) -> Result<(), String> {
 /// `connect`: connect_with_sni and print what the connection proved.
 fn connect(args: &[String]) -> Result<(), String> {
     use mailsrv::core::cert::identity::ReferenceIdentity;
+    use mailsrv::core::service::Security;
     use mailsrv::core::tls::connect::ConnectRequest;
-    use mailsrv::core::tls::starttls::Security;
 
     let Args {
         positional,

@@ -92,7 +92,8 @@ pub fn srv_order(data: &[u8]) {
 /// The pre-TLS dialogues (IMAP, POP3, SMTP) against arbitrary server bytes: an error or a
 /// go-ahead, never a panic or a hang (the in-memory stream ends where the data ends).
 pub fn starttls(data: &[u8]) {
-    use super::tls::starttls::{Security, upgrade};
+    use super::service::Security;
+    use super::tls::starttls::upgrade;
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()

@@ -23,10 +23,6 @@ pub enum Purpose {
     Submission,
 }
 
-/// The application protocol behind a service (one enum for services and STARTTLS).
-pub use super::tls::starttls::MailProtocol as Protocol;
-use super::tls::starttls::Security;
-
 impl Service {
     /// Every service, implicit TLS before STARTTLS within each protocol.
     pub const ALL: [Service; 6] = [
@@ -178,5 +174,81 @@ mod tests {
             assert_eq!(s.sibling().sibling(), s);
             assert_ne!(s.implicit_tls(), s.sibling().implicit_tls());
         }
+    }
+}
+
+/// How TLS is reached on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Security {
+    /// TLS from the first byte (993, 995, 465; RFC 8314 §3). The protocol (IMAP, POP3,
+    /// SMTP) is recognised from the greeting read over TLS.
+    ImplicitTls,
+    /// IMAP `STARTTLS` (RFC 9051 §6.2.1).
+    StartTlsImap,
+    /// POP3 `STLS` (RFC 2595 §4).
+    StartTlsPop3,
+    /// SMTP `STARTTLS` (RFC 3207).
+    StartTlsSmtp,
+}
+
+impl Security {
+    /// The protocol a STARTTLS mode speaks; `None` for implicit TLS.
+    pub fn protocol(self) -> Option<Protocol> {
+        match self {
+            Security::ImplicitTls => None,
+            Security::StartTlsImap => Some(Protocol::Imap),
+            Security::StartTlsPop3 => Some(Protocol::Pop3),
+            Security::StartTlsSmtp => Some(Protocol::Smtp),
+        }
+    }
+
+    /// True for the three STARTTLS modes.
+    pub fn is_starttls(self) -> bool {
+        self != Security::ImplicitTls
+    }
+
+    /// The stable text name used in JSON and binding texts: `implicit-tls`,
+    /// `starttls-imap`, `starttls-pop3`, `starttls-smtp`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::ImplicitTls => "implicit-tls",
+            Security::StartTlsImap => "starttls-imap",
+            Security::StartTlsPop3 => "starttls-pop3",
+            Security::StartTlsSmtp => "starttls-smtp",
+        }
+    }
+}
+
+/// The application protocol on a mail connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Imap,
+    Pop3,
+    Smtp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "IMAP",
+            Protocol::Pop3 => "POP3",
+            Protocol::Smtp => "SMTP",
+        }
+    }
+
+    /// The IANA-registered TLS ALPN protocol id (RFC 7301), where one exists: `imap` and
+    /// `pop3` are registered, SMTP has none.
+    pub fn alpn_id(self) -> Option<&'static [u8]> {
+        match self {
+            Protocol::Imap => Some(b"imap"),
+            Protocol::Pop3 => Some(b"pop3"),
+            Protocol::Smtp => None,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }

@@ -15,8 +15,8 @@ use super::identity::mailsrv_identity;
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
+use crate::core::service::{Protocol, Security};
 use crate::core::tls::connect::{ConnectRequest, MailConnection};
-use crate::core::tls::starttls::{MailProtocol, Security};
 
 /// How TLS starts.
 #[repr(C)]
@@ -145,26 +145,26 @@ impl mailsrv_tls_stream {
 }
 
 /// A mailsrv_security value as the core's security mode and expected protocol.
-fn security_in(v: u32) -> Option<(Security, Option<MailProtocol>)> {
+fn security_in(v: u32) -> Option<(Security, Option<Protocol>)> {
     Some(match v {
         1 => (Security::ImplicitTls, None),
         2 => (Security::StartTlsImap, None),
         3 => (Security::StartTlsPop3, None),
         4 => (Security::StartTlsSmtp, None),
-        5 => (Security::ImplicitTls, Some(MailProtocol::Imap)),
-        6 => (Security::ImplicitTls, Some(MailProtocol::Pop3)),
-        7 => (Security::ImplicitTls, Some(MailProtocol::Smtp)),
+        5 => (Security::ImplicitTls, Some(Protocol::Imap)),
+        6 => (Security::ImplicitTls, Some(Protocol::Pop3)),
+        7 => (Security::ImplicitTls, Some(Protocol::Smtp)),
         _ => return None,
     })
 }
 
 /// The mailsrv_security value of a security mode and expected protocol.
-pub(crate) fn security_out(s: Security, protocol: Option<MailProtocol>) -> mailsrv_security {
+pub(crate) fn security_out(s: Security, protocol: Option<Protocol>) -> mailsrv_security {
     match (s, protocol) {
         (Security::ImplicitTls, None) => mailsrv_security::ImplicitTls,
-        (Security::ImplicitTls, Some(MailProtocol::Imap)) => mailsrv_security::ImplicitTlsImap,
-        (Security::ImplicitTls, Some(MailProtocol::Pop3)) => mailsrv_security::ImplicitTlsPop3,
-        (Security::ImplicitTls, Some(MailProtocol::Smtp)) => mailsrv_security::ImplicitTlsSmtp,
+        (Security::ImplicitTls, Some(Protocol::Imap)) => mailsrv_security::ImplicitTlsImap,
+        (Security::ImplicitTls, Some(Protocol::Pop3)) => mailsrv_security::ImplicitTlsPop3,
+        (Security::ImplicitTls, Some(Protocol::Smtp)) => mailsrv_security::ImplicitTlsSmtp,
         (Security::StartTlsImap, _) => mailsrv_security::StarttlsImap,
         (Security::StartTlsPop3, _) => mailsrv_security::StarttlsPop3,
         (Security::StartTlsSmtp, _) => mailsrv_security::StarttlsSmtp,

@@ -32,8 +32,9 @@ use crate::core::cert::identity::{
 };
 use crate::core::cert::verifier::{CertProof, MailVerifier, client_config, from_rustls_error};
 use crate::core::dns::resolver::Resolver;
+use crate::core::service::{Protocol, Security};
 use crate::core::tls::happy_eyeballs::{self, Timing};
-use crate::core::tls::starttls::{self, MailProtocol, Security};
+use crate::core::tls::starttls;
 use crate::core::{Error, Result};
 use crate::sys::NoWait;
 
@@ -64,7 +65,7 @@ pub struct ConnectRequest {
     /// The protocol the server must speak. Implicit TLS: the greeting must be in it (`None`
     /// accepts any of the three); STARTTLS modes imply it. Where IANA registered an ALPN id
     /// for it (`imap`, `pop3`), the ClientHello offers it and any other answer fails.
-    pub protocol: Option<MailProtocol>,
+    pub protocol: Option<Protocol>,
     /// DNSSEC-secure, usable TLSA records: when given, they replace PKIX (RFC 7671) and a
     /// certificate they do not match is refused ([`Error::DaneMismatch`]).
     pub tlsa: Option<Vec<Tlsa>>,
@@ -89,7 +90,7 @@ impl ConnectRequest {
     }
 
     /// The protocol the server must speak: the STARTTLS mode's, else `protocol`.
-    pub fn expected_protocol(&self) -> Option<MailProtocol> {
+    pub fn expected_protocol(&self) -> Option<Protocol> {
         self.security.protocol().or(self.protocol)
     }
 }
@@ -164,7 +165,7 @@ pub fn plan(req: &ConnectRequest) -> Result<Plan> {
         identity,
         server_name,
         enable_sni,
-        alpn: req.expected_protocol().and_then(MailProtocol::alpn_id),
+        alpn: req.expected_protocol().and_then(Protocol::alpn_id),
     })
 }
 

@@ -26,9 +26,9 @@
 use std::fmt;
 
 use crate::core::cert::identity::{DnsName, MatchKind, MatchedId, ReferenceId, ReferenceIdentity};
+use crate::core::service::Security;
 use crate::core::service::Service;
 use crate::core::tls::connect::ConnectRequest;
-use crate::core::tls::starttls::Security;
 use crate::core::{Error, Result};
 
 /// The first word of a binding text; a later format gets a new one.
