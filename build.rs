@@ -52,7 +52,8 @@ fn locked_version(lock: &str, name: &str) -> String {
 
 fn write_header(dir: &std::path::Path, major: &str, minor: &str, patch: &str) {
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    println!("cargo:rerun-if-changed=src/ffi");
+    // cbindgen reads the whole crate (core items must be excluded in cbindgen.toml).
+    println!("cargo:rerun-if-changed=src");
     let mut config = match cbindgen::Config::from_file(dir.join("cbindgen.toml")) {
         Ok(c) => c,
         Err(e) => {

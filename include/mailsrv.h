@@ -87,13 +87,6 @@ struct rustls_verify_server_cert_params;
 
 
 /**
- * RFC 1035 §2.3.4, without the trailing root label.
- */
-#define MAX_NAME_LEN 253
-
-#define MAX_LABEL_LEN 63
-
-/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */

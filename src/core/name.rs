@@ -2,8 +2,8 @@
 //! and quoting of hostile text for messages.
 
 /// RFC 1035 §2.3.4, without the trailing root label.
-pub const MAX_NAME_LEN: usize = 253;
-pub const MAX_LABEL_LEN: usize = 63;
+pub(crate) const MAX_NAME_LEN: usize = 253;
+const MAX_LABEL_LEN: usize = 63;
 
 /// Checks one LDH label (letters, digits, hyphen; no edge hyphen; 1..=63 octets).
 pub fn check_ldh_label(label: &str) -> std::result::Result<(), &'static str> {
