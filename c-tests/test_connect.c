@@ -32,13 +32,14 @@ static void test_every_security_mode(void) {
         const char *port_var;
         uint32_t security;
         const char *greeting_prefix;
+        uint32_t service;
     } modes[] = {
-        {"MAILSRV_TEST_IMAPS_PORT", MAILSRV_SECURITY_IMPLICIT_TLS, "* OK"},        /* T-STL-07 */
-        {"MAILSRV_TEST_IMAP_PORT", MAILSRV_SECURITY_STARTTLS_IMAP, "* OK"},        /* T-STL-01 */
-        {"MAILSRV_TEST_POP3S_PORT", MAILSRV_SECURITY_IMPLICIT_TLS, "+OK"},
-        {"MAILSRV_TEST_POP3_PORT", MAILSRV_SECURITY_STARTTLS_POP3, "+OK"},         /* T-STL-09 */
-        {"MAILSRV_TEST_SUBMISSIONS_PORT", MAILSRV_SECURITY_IMPLICIT_TLS, "220"},   /* T-STL-15 */
-        {"MAILSRV_TEST_SUBMISSION_PORT", MAILSRV_SECURITY_STARTTLS_SMTP, "220"},   /* T-STL-11 */
+        {"MAILSRV_TEST_IMAPS_PORT", MAILSRV_SECURITY_IMPLICIT_TLS, "* OK", MAILSRV_SERVICE_IMAPS},  /* T-STL-07 */
+        {"MAILSRV_TEST_IMAP_PORT", MAILSRV_SECURITY_STARTTLS_IMAP, "* OK", MAILSRV_SERVICE_IMAP},   /* T-STL-01 */
+        {"MAILSRV_TEST_POP3S_PORT", MAILSRV_SECURITY_IMPLICIT_TLS, "+OK", MAILSRV_SERVICE_POP3S},
+        {"MAILSRV_TEST_POP3_PORT", MAILSRV_SECURITY_STARTTLS_POP3, "+OK", MAILSRV_SERVICE_POP3},    /* T-STL-09 */
+        {"MAILSRV_TEST_SUBMISSIONS_PORT", MAILSRV_SECURITY_IMPLICIT_TLS, "220", MAILSRV_SERVICE_SUBMISSIONS}, /* T-STL-15 */
+        {"MAILSRV_TEST_SUBMISSION_PORT", MAILSRV_SECURITY_STARTTLS_SMTP, "220", MAILSRV_SERVICE_SUBMISSION},  /* T-STL-11 */
     };
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         mailsrv_tls_stream *s = NULL;
@@ -48,6 +49,16 @@ static void test_every_security_mode(void) {
         if (st != MAILSRV_STATUS_OK) fprintf(stderr, "  %s: %s\n", modes[i].port_var, err);
         CHECK_EQ_INT(st, MAILSRV_STATUS_OK);
         if (!s) continue;
+        /* the library's default for the service reaches the same server, checking its protocol */
+        mailsrv_security dflt = MAILSRV_SECURITY_IMPLICIT_TLS;
+        CHECK_EQ_INT(mailsrv_service_default_security(modes[i].service, &dflt), MAILSRV_STATUS_OK);
+        CHECK(dflt == modes[i].security || (modes[i].security == MAILSRV_SECURITY_IMPLICIT_TLS &&
+                                            dflt >= MAILSRV_SECURITY_IMPLICIT_TLS_IMAP));
+        mailsrv_tls_stream *again = NULL;
+        CHECK_EQ_INT(mailsrv_connect_with_sni(ctx, "mail.example.net", port(modes[i].port_var), dflt, NULL, NULL, 0,
+                                              &again, err, sizeof err),
+                     MAILSRV_STATUS_OK);
+        mailsrv_tls_stream_free(again);
         CHECK_EQ_STR(mailsrv_tls_stream_tls_version(s), "TLSv1.3"); /* T-TLS-02 */
         CHECK_EQ_STR(mailsrv_tls_stream_sni(s), "mail.example.net");  /* T-SNI-01 */
         CHECK_EQ_STR(mailsrv_tls_stream_matched_identity(s), "DNS-ID mail.example.net");

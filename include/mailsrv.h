@@ -279,6 +279,43 @@ typedef enum {
 } mailsrv_status;
 
 /**
+ * How TLS starts.
+ */
+typedef enum {
+  /**
+   * TLS from the first byte (ports 993, 995, 465).
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS = 1,
+  /**
+   * IMAP STARTTLS (port 143).
+   */
+  MAILSRV_SECURITY_STARTTLS_IMAP = 2,
+  /**
+   * POP3 STLS (port 110).
+   */
+  MAILSRV_SECURITY_STARTTLS_POP3 = 3,
+  /**
+   * SMTP STARTTLS (port 587).
+   */
+  MAILSRV_SECURITY_STARTTLS_SMTP = 4,
+  /**
+   * Implicit TLS to an IMAP server (993): ALPN `imap` is offered and the greeting over
+   * TLS must be IMAP's, else PROTOCOL.
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS_IMAP = 5,
+  /**
+   * Implicit TLS to a POP3 server (995): ALPN `pop3` is offered and the greeting must be
+   * POP3's.
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS_POP3 = 6,
+  /**
+   * Implicit TLS to an SMTP submission server (465): the greeting must be SMTP's (SMTP
+   * has no registered ALPN id).
+   */
+  MAILSRV_SECURITY_IMPLICIT_TLS_SMTP = 7,
+} mailsrv_security;
+
+/**
  * Where a saved configuration came from.
  */
 typedef enum {
@@ -390,43 +427,6 @@ typedef enum {
    */
   MAILSRV_EVIDENCE_ISPDB = 6,
 } mailsrv_evidence;
-
-/**
- * How TLS starts.
- */
-typedef enum {
-  /**
-   * TLS from the first byte (ports 993, 995, 465).
-   */
-  MAILSRV_SECURITY_IMPLICIT_TLS = 1,
-  /**
-   * IMAP STARTTLS (port 143).
-   */
-  MAILSRV_SECURITY_STARTTLS_IMAP = 2,
-  /**
-   * POP3 STLS (port 110).
-   */
-  MAILSRV_SECURITY_STARTTLS_POP3 = 3,
-  /**
-   * SMTP STARTTLS (port 587).
-   */
-  MAILSRV_SECURITY_STARTTLS_SMTP = 4,
-  /**
-   * Implicit TLS to an IMAP server (993): ALPN `imap` is offered and the greeting over
-   * TLS must be IMAP's, else PROTOCOL.
-   */
-  MAILSRV_SECURITY_IMPLICIT_TLS_IMAP = 5,
-  /**
-   * Implicit TLS to a POP3 server (995): ALPN `pop3` is offered and the greeting must be
-   * POP3's.
-   */
-  MAILSRV_SECURITY_IMPLICIT_TLS_POP3 = 6,
-  /**
-   * Implicit TLS to an SMTP submission server (465): the greeting must be SMTP's (SMTP
-   * has no registered ALPN id).
-   */
-  MAILSRV_SECURITY_IMPLICIT_TLS_SMTP = 7,
-} mailsrv_security;
 
 /**
  * Which kind of reference identifier a certificate matched.
@@ -2159,6 +2159,18 @@ const char *mailsrv_endpoint_address_detail(const mailsrv_endpoint *e);
  * Since 0.1.
  */
 const char *mailsrv_service_name(uint32_t service);
+
+/**
+ * The way TLS starts for one mail service by default (RFC 6186, RFC 8314): imaps →
+ * MAILSRV_SECURITY_IMPLICIT_TLS_IMAP, imap → MAILSRV_SECURITY_STARTTLS_IMAP, and so on
+ * (the implicit-TLS values that also check the greeting's protocol). Writes `*out`.
+ * Returns MAILSRV_STATUS_INVALID_ARG when `service` is not exactly one mailsrv_service bit.
+ * Since 0.1.
+ *
+ * # Safety
+ * `out` NULL or valid for writing.
+ */
+mailsrv_status mailsrv_service_default_security(uint32_t service, mailsrv_security *out);
 
 /**
  * The name of a mailsrv_srv_state value ("found", "not_offered", "no_record",

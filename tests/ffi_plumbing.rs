@@ -119,6 +119,41 @@ fn null_arguments_never_crash() {
     }
 }
 
+/// One table of default security modes, in the library (Python and C ask it).
+#[test]
+fn service_default_security_is_the_library_table() {
+    use mailsrv::ffi::stream::mailsrv_security as S;
+    let cases = [
+        (1, S::ImplicitTlsImap),
+        (2, S::StarttlsImap),
+        (4, S::ImplicitTlsPop3),
+        (8, S::StarttlsPop3),
+        (16, S::ImplicitTlsSmtp),
+        (32, S::StarttlsSmtp),
+    ];
+    unsafe {
+        for (bit, want) in cases {
+            let mut out = S::ImplicitTls;
+            assert_eq!(
+                mailsrv_service_default_security(bit, &mut out),
+                mailsrv_status::Ok
+            );
+            assert_eq!(out as u32, want as u32, "service bit {bit}");
+        }
+        let mut out = S::ImplicitTls;
+        for bad in [0, 3, 64, u32::MAX] {
+            assert_eq!(
+                mailsrv_service_default_security(bad, &mut out),
+                mailsrv_status::InvalidArg
+            );
+        }
+        assert_eq!(
+            mailsrv_service_default_security(1, ptr::null_mut()),
+            mailsrv_status::NullArg
+        );
+    }
+}
+
 #[test]
 fn unknown_enum_values_and_bad_text_are_invalid() {
     unsafe {

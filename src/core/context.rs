@@ -95,11 +95,7 @@ impl Context {
             .iter()
             .map(|c| CertificateDer::from(c.as_slice()))
             .collect();
-        let base = self.config.match_options;
-        let options = MatchOptions {
-            legacy_cn: options.legacy_cn || base.legacy_cn,
-            accept_sibling_service: options.accept_sibling_service || base.accept_sibling_service,
-        };
+        let options = self.config.match_options.union(options);
         verify_cert(&store, &chain, identity, &options, UnixTime::now())
     }
 
@@ -544,9 +540,7 @@ impl Context {
         &self,
         mut req: ConnectRequest,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
-        let base = self.config.match_options;
-        req.options.legacy_cn |= base.legacy_cn;
-        req.options.accept_sibling_service |= base.accept_sibling_service;
+        req.options = self.config.match_options.union(req.options);
         self.connect_task(req, false)
     }
 

@@ -10,6 +10,7 @@ use super::config::call_flags;
 use super::ctx::{finish, mailsrv_ctx, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
+use super::stream::{mailsrv_security, security_out};
 use super::strings::cstring;
 use crate::core::dns::answer::DnssecState;
 use crate::core::dns::discover::{Discovery, Endpoint, ServiceAnswer, SrvState};
@@ -606,6 +607,31 @@ pub extern "C" fn mailsrv_service_name(service: u32) -> *const c_char {
             Some(Service::Submission) => c"submission",
             None => c"",
         }.as_ptr()
+    }
+}
+
+/// The way TLS starts for one mail service by default (RFC 6186, RFC 8314): imaps →
+/// MAILSRV_SECURITY_IMPLICIT_TLS_IMAP, imap → MAILSRV_SECURITY_STARTTLS_IMAP, and so on
+/// (the implicit-TLS values that also check the greeting's protocol). Writes `*out`.
+/// Returns MAILSRV_STATUS_INVALID_ARG when `service` is not exactly one mailsrv_service bit.
+/// Since 0.1.
+///
+/// # Safety
+/// `out` NULL or valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_service_default_security(
+    service: u32,
+    out: *mut mailsrv_security,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let out = try_mut!(out);
+        match Service::from_bit(service) {
+            Some(s) => {
+                *out = security_out(s.security(), Some(s.protocol()));
+                mailsrv_status::Ok
+            }
+            None => mailsrv_status::InvalidArg,
+        }
     }
 }
 

@@ -57,7 +57,6 @@ use super::identity::mailsrv_identity;
 use super::status::mailsrv_status;
 use super::strings::write_errbuf;
 use crate::core::Error;
-use crate::core::cert::identity::MatchOptions;
 use crate::core::cert::verifier::{MailVerifier, from_rustls_error};
 
 /// The rustls-ffi release whose `rustls.h` mailsrv_rustls_verify_server_cert() matches
@@ -119,12 +118,7 @@ pub unsafe extern "C" fn mailsrv_rustls_verifier_new(
         let identity = try_ref!(identity);
         let Some(flags) = call_flags(flags) else { return mailsrv_status::InvalidArg };
         // The context's policy OR'ed with the call's, as in mailsrv_cert_check.
-        let base = ctx.inner.config().match_options;
-        let options = MatchOptions {
-            legacy_cn: flags.match_options.legacy_cn || base.legacy_cn,
-            accept_sibling_service: flags.match_options.accept_sibling_service
-                || base.accept_sibling_service,
-        };
+        let options = ctx.inner.config().match_options.union(flags.match_options);
         let verifier = ctx
             .inner
             .trust_store()

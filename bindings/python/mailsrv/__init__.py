@@ -420,9 +420,12 @@ class Security(_OpenIntEnum):
 
     @classmethod
     def for_service(cls, service: "ServiceArg") -> "Security":
-        """The way TLS starts for one mail service (IMAPS -> IMPLICIT_TLS, "imap" ->
-        STARTTLS_IMAP, ...)."""
-        return _SECURITY_OF[Service(_one_service(service))]
+        """The way TLS starts for one mail service by default, as the library says
+        (mailsrv_service_default_security): IMAPS -> IMPLICIT_TLS_IMAP, "imap" ->
+        STARTTLS_IMAP, ..."""
+        out = ctypes.c_int()
+        _check(lib.mailsrv_service_default_security(_one_service(service), byref(out)))
+        return cls(out.value)
 
 
 class Source(_OpenIntEnum):
@@ -605,14 +608,6 @@ class Decision(_OpenIntEnum):
     REJECT = 5
 
 
-_SECURITY_OF = {
-    Service.IMAPS: Security.IMPLICIT_TLS,
-    Service.IMAP: Security.STARTTLS_IMAP,
-    Service.POP3S: Security.IMPLICIT_TLS,
-    Service.POP3: Security.STARTTLS_POP3,
-    Service.SUBMISSIONS: Security.IMPLICIT_TLS,
-    Service.SUBMISSION: Security.STARTTLS_SMTP,
-}
 
 
 # --------------------------------------------------------------------------- errors, helpers

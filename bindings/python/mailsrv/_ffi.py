@@ -324,6 +324,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_change_detail": (c_char_p, [_P]),
     "mailsrv_change_binding": (c_void_p, [_P]),
     # names, statuses, version
+    "mailsrv_service_default_security": (mailsrv_status, [c_uint32, POINTER(c_int)]),
     "mailsrv_service_name": (c_char_p, [c_uint32]),
     "mailsrv_srv_state_name": (c_char_p, [c_uint32]),
     "mailsrv_dnssec_name": (c_char_p, [c_uint32]),

@@ -33,11 +33,11 @@ HOST = "mail.example.net"  # A 127.0.0.1, AAAA ::1 in the signed example.net zon
 
 MODES = [
     # (service label, security, greeting prefix, a capability announced over TLS)
-    ("imaps", Security.IMPLICIT_TLS, "* OK", "IMAP4rev1"),
+    ("imaps", Security.IMPLICIT_TLS_IMAP, "* OK", "IMAP4rev1"),
     ("imap", Security.STARTTLS_IMAP, "* OK", "IMAP4rev1"),
-    ("pop3s", Security.IMPLICIT_TLS, "+OK", "UIDL"),
+    ("pop3s", Security.IMPLICIT_TLS_POP3, "+OK", "UIDL"),
     ("pop3", Security.STARTTLS_POP3, "+OK", "UIDL"),
-    ("submissions", Security.IMPLICIT_TLS, "220 ", "PIPELINING"),
+    ("submissions", Security.IMPLICIT_TLS_SMTP, "220 ", "PIPELINING"),
     ("submission", Security.STARTTLS_SMTP, "220 ", "PIPELINING"),
 ]
 

@@ -78,6 +78,7 @@ _INT_TYPES = {
     "int": ctypes.c_int,
     "bool": ctypes.c_bool,
     "mailsrv_status": ctypes.c_int,  # a C enum
+    "mailsrv_security": ctypes.c_int,  # a C enum
 }
 
 

@@ -24,6 +24,15 @@ impl MatchOptions {
         Self::default()
     }
 
+    /// Both policies together: a switch is on when either has it on (the context's
+    /// policy combined with a call's).
+    pub fn union(self, other: MatchOptions) -> MatchOptions {
+        MatchOptions {
+            accept_sibling_service: self.accept_sibling_service || other.accept_sibling_service,
+            legacy_cn: self.legacy_cn || other.legacy_cn,
+        }
+    }
+
     /// The policy for the SRV authenticity probe: strict, and CN never (T-CN-05). The
     /// sibling flag is kept from `self`, CN is forced off.
     pub fn for_probe(self) -> Self {
