@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::time::Instant;
 
-use crate::core::address::mail_domain;
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::address::MailDomain;
+use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::identity::{
     MatchOptions, PresentedId, PresentedIds, ReferenceIdentity, match_identity,
 };
@@ -459,7 +459,7 @@ type ReconnectCache = HashMap<(Service, String, u16), Arc<OnceCell<Outcome>>>;
 /// cache) and CA store, and the reconnect results of this run. Share it behind an `Arc`.
 pub struct Auditor {
     resolver: Arc<Resolver>,
-    trust: TrustStore,
+    trust: CaStore,
     /// Budget of each domain: discovery and every connection of that domain.
     timeout: Duration,
     accept_sibling: bool,
@@ -478,7 +478,7 @@ impl Auditor {
         let config = ctx.config();
         Ok(Auditor {
             resolver: ctx.resolver().clone(),
-            trust: ctx.trust_store()?,
+            trust: ctx.ca_store()?,
             timeout: config.timeout,
             accept_sibling: config.match_options.accept_sibling_service,
             seed: config.rng_seed,
@@ -489,7 +489,7 @@ impl Auditor {
     /// Audits one domain (or address): never fails, a problem is part of the report.
     pub async fn audit(&self, line: usize, input: &str) -> DomainReport {
         let deadline = Instant::now() + self.timeout;
-        let domain = match mail_domain(input) {
+        let domain = match MailDomain::parse(input) {
             Ok(d) => d,
             Err(e) => return DomainReport::failed(line, input, None, &e),
         };
@@ -502,7 +502,7 @@ impl Auditor {
         let dns_deadline = deadline - self.timeout / 4;
         let d = match discover(&self.resolver, &domain, &opts, dns_deadline).await {
             Ok(d) => d,
-            Err(e) => return DomainReport::failed(line, input, Some(domain), &e),
+            Err(e) => return DomainReport::failed(line, input, Some(domain.into()), &e),
         };
         let states = d
             .services

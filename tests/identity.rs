@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mailsrv::core::Error;
-use mailsrv::core::cert::ca_store::TrustStore;
+use mailsrv::core::cert::ca_store::CaStore;
 use mailsrv::core::cert::identity::{
     MatchKind, MatchOptions, PresentedId, PresentedIds, ReferenceIdentity,
 };
@@ -223,8 +223,8 @@ fn chain(name: &str) -> Vec<CertificateDer<'static>> {
     c
 }
 
-fn test_ca() -> TrustStore {
-    TrustStore::from_pem_file(&certs().join("ca.crt")).expect("test CA")
+fn test_ca() -> CaStore {
+    CaStore::from_pem_file(&certs().join("ca.crt")).expect("test CA")
 }
 
 fn extra_chain(names: &[&str]) -> Vec<CertificateDer<'static>> {
@@ -234,8 +234,8 @@ fn extra_chain(names: &[&str]) -> Vec<CertificateDer<'static>> {
         .collect()
 }
 
-fn extra_ca(name: &str) -> TrustStore {
-    TrustStore::from_pem_file(&extra().join(format!("{name}.crt"))).expect("extra CA")
+fn extra_ca(name: &str) -> CaStore {
+    CaStore::from_pem_file(&extra().join(format!("{name}.crt"))).expect("extra CA")
 }
 
 fn dns(name: &str) -> ReferenceIdentity {
@@ -626,7 +626,7 @@ fn untrusted_and_unknown_issuer() {
         "untrusted",
     );
     // ... and it is otherwise fine: trusting other-ca makes it pass
-    let other = TrustStore::from_pem_file(&certs().join("other-ca.crt")).unwrap();
+    let other = CaStore::from_pem_file(&certs().join("other-ca.crt")).unwrap();
     verify_cert(
         &other,
         &chain("untrusted"),
@@ -789,12 +789,12 @@ fn trust_store_files() {
     let s = test_ca();
     assert_eq!(s.len(), 1);
     assert!(s.source().ends_with("ca.crt"));
-    let bundle = TrustStore::from_pem_file(&certs().join("ca-bundle.pem")).unwrap();
+    let bundle = CaStore::from_pem_file(&certs().join("ca-bundle.pem")).unwrap();
     assert_eq!(bundle.len(), 1);
     // a key file holds no certificate
-    let e = TrustStore::from_pem_file(&certs().join("cn-only.key")).unwrap_err();
+    let e = CaStore::from_pem_file(&certs().join("cn-only.key")).unwrap_err();
     assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");
-    let e = TrustStore::from_pem_file(&certs().join("no-such-file.crt")).unwrap_err();
+    let e = CaStore::from_pem_file(&certs().join("no-such-file.crt")).unwrap_err();
     assert!(matches!(e, Error::Io(_)), "{e:?}");
 }
 

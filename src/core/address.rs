@@ -12,8 +12,44 @@ const MAX_LOCAL_PART: usize = 64;
 /// Longest input accepted at all, before IDNA work: local part, `@`, and a U-label domain.
 const MAX_INPUT: usize = 1024;
 
-/// The mail domain of `input`, which is either `user@domain` or a bare domain.
-pub fn mail_domain(input: &str) -> Result<String> {
+/// A mail domain as DNS is asked about it: A-labels, lower case, no trailing dot, at least
+/// two labels, every limit checked. Made once, where user input enters
+/// ([`MailDomain::parse`]); code that takes one never normalises it again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MailDomain(String);
+
+impl MailDomain {
+    /// The mail domain of `input`, which is either `user@domain` or a bare domain.
+    pub fn parse(input: &str) -> Result<MailDomain> {
+        mail_domain(input).map(MailDomain)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for MailDomain {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MailDomain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<MailDomain> for String {
+    fn from(d: MailDomain) -> String {
+        d.0
+    }
+}
+
+/// The mail domain of `input` as text (see [`MailDomain::parse`]).
+fn mail_domain(input: &str) -> Result<String> {
     if input.is_empty() {
         return Err(Error::InvalidArg("empty address".into()));
     }

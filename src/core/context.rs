@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::account::change::{AccountChangeOutcome, FreshCandidate, decide_account};
 use super::account::{AccountDiscovery, AccountOptions, Source, discover_account};
-use super::address::mail_domain;
-use super::cert::ca_store::TrustStore;
+use super::address::MailDomain;
+use super::cert::ca_store::CaStore;
 use super::cert::dane::{self, TlsaState};
 use super::cert::identity::{MatchOptions, ReferenceIdentity};
 use super::cert::verifier::{CertVerdict, verify_cert};
@@ -52,7 +52,7 @@ pub struct Context {
     resolver: Arc<Resolver>,
     dispatcher: Dispatcher,
     /// Loaded on first use: a DNS-only client never pays for (or fails on) the CA store.
-    trust: OnceCell<TrustStore>,
+    trust: OnceCell<CaStore>,
 }
 
 impl Context {
@@ -90,7 +90,7 @@ impl Context {
         identity: &ReferenceIdentity,
         options: MatchOptions,
     ) -> Result<CertVerdict> {
-        let store = self.trust_store()?;
+        let store = self.ca_store()?;
         let chain: Vec<CertificateDer<'_>> = chain
             .iter()
             .map(|c| CertificateDer::from(c.as_slice()))
@@ -108,7 +108,7 @@ impl Context {
         req.probe &= self.config.probe;
         req.require_secure |= self.config.require_secure;
         let trust = if req.probe {
-            Some(self.trust_store()?)
+            Some(self.ca_store()?)
         } else {
             None
         };
@@ -141,7 +141,7 @@ impl Context {
         req: ChangeRequest,
         history: Option<Arc<Mutex<History>>>,
     ) -> Result<impl Future<Output = Result<ChangeOutcome>> + Send + 'static + use<>> {
-        let domain = mail_domain(&req.domain)?;
+        let domain = MailDomain::parse(&req.domain)?;
         // Not `require_secure` here: an insecure answer must still reach the decision (and
         // the history); the verdict below is what refuses it.
         let discovery = self.discover_future(&domain, &[req.saved.service], false)?;
@@ -150,7 +150,7 @@ impl Context {
         auth.require_secure = req.require_secure || self.config.require_secure;
         auth.accept_sibling = self.config.match_options.accept_sibling_service;
         let trust = if auth.probe {
-            Some(self.trust_store()?)
+            Some(self.ca_store()?)
         } else {
             None
         };
@@ -181,7 +181,7 @@ impl Context {
             let seen = match (&first, &history) {
                 (Some((target, port)), Some(h)) => {
                     let key = ObservationKey {
-                        domain: domain.clone(),
+                        domain: domain.to_string(),
                         service: req.saved.service,
                         target: target.clone(),
                         port: *port,
@@ -239,13 +239,10 @@ impl Context {
         flags: AutoconfigFlags,
     ) -> Result<impl Future<Output = Result<AutoConfig>> + Send + 'static + use<>> {
         let require_secure = flags.require_secure || self.config.require_secure;
-        let discovery = self.discover_future(address, &Service::ALL, require_secure)?;
+        let discovery =
+            self.discover_future(&MailDomain::parse(address)?, &Service::ALL, require_secure)?;
         let probe = flags.probe && self.config.probe;
-        let trust = if probe {
-            Some(self.trust_store()?)
-        } else {
-            None
-        };
+        let trust = if probe { Some(self.ca_store()?) } else { None };
         let accept_sibling = self.config.match_options.accept_sibling_service;
         let resolver = self.resolver.clone();
         let deadline = self.deadline() - self.config.timeout / 20;
@@ -300,9 +297,9 @@ impl Context {
         sources: &[Source],
         flags: AutoconfigFlags,
     ) -> Result<impl Future<Output = Result<AccountDiscovery>> + Send + 'static + use<>> {
-        let domain = mail_domain(address)?;
+        let domain = MailDomain::parse(address)?;
         crate::core::account::sources::address_parts(address, &domain)?;
-        let trust = self.trust_store()?;
+        let trust = self.ca_store()?;
         let opts = AccountOptions {
             sources: if sources.is_empty() {
                 Source::ALL.to_vec()
@@ -353,7 +350,7 @@ impl Context {
         req: ChangeRequest,
         history: Option<Arc<Mutex<History>>>,
     ) -> Result<impl Future<Output = Result<AccountChangeOutcome>> + Send + 'static + use<>> {
-        let domain = mail_domain(&req.domain)?;
+        let domain = MailDomain::parse(&req.domain)?;
         let sources: Vec<Source> = Source::ALL
             .iter()
             .copied()
@@ -397,7 +394,7 @@ impl Context {
             let seen = match (still.or(chosen), &history) {
                 (Some(i), Some(h)) if found.is_some() => {
                     let key = ObservationKey {
-                        domain: domain.clone(),
+                        domain: domain.to_string(),
                         service,
                         target: fresh[i].host.clone(),
                         port: fresh[i].port,
@@ -440,11 +437,11 @@ impl Context {
     }
 
     /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
-    pub fn trust_store(&self) -> Result<TrustStore> {
+    pub fn ca_store(&self) -> Result<CaStore> {
         self.trust
             .get_or_try_init(|| match &self.config.ca_file {
-                Some(p) => TrustStore::from_pem_file(p),
-                None => TrustStore::system(),
+                Some(p) => CaStore::from_pem_file(p),
+                None => CaStore::system(),
             })
             .cloned()
     }
@@ -494,12 +491,11 @@ impl Context {
 
     fn discover_future(
         &self,
-        address: &str,
+        domain: &MailDomain,
         services: &[Service],
         require_secure: bool,
     ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static + use<>> {
-        // Bad input fails the call itself, before any request exists.
-        let address = mail_domain(address)?;
+        let domain = domain.clone();
         let resolver = self.resolver.clone();
         let opts = DiscoverOptions {
             services: services.to_vec(),
@@ -508,7 +504,7 @@ impl Context {
         };
         // Stop the DNS phases a little early so partial answers beat the hard deadline.
         let deadline = self.deadline() - self.config.timeout / 20;
-        Ok(async move { discover(&resolver, &address, &opts, deadline).await })
+        Ok(async move { discover(&resolver, &domain, &opts, deadline).await })
     }
 
     pub fn discover(
@@ -517,7 +513,9 @@ impl Context {
         services: &[Service],
         require_secure: bool,
     ) -> Result<Discovery> {
-        self.run(self.discover_future(address, services, require_secure)?)
+        // Bad input fails the call itself, before any request exists.
+        let domain = MailDomain::parse(address)?;
+        self.run(self.discover_future(&domain, services, require_secure)?)
     }
 
     pub fn discover_async(
@@ -527,8 +525,9 @@ impl Context {
         require_secure: bool,
         deliver: Deliver<Discovery>,
     ) -> Result<RequestId> {
+        let domain = MailDomain::parse(address)?;
         self.spawn(
-            self.discover_future(address, services, require_secure)?,
+            self.discover_future(&domain, services, require_secure)?,
             deliver,
         )
     }
@@ -561,7 +560,7 @@ impl Context {
         dane: bool,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         connect::plan(&req)?;
-        let trust = self.trust_store()?;
+        let trust = self.ca_store()?;
         let resolver = self.resolver.clone();
         // End a little before `run`/`spawn` do, so the step that ran out is named.
         let deadline = self.deadline() - self.config.timeout / 20;

@@ -121,7 +121,7 @@ pub unsafe extern "C" fn mailsrv_rustls_verifier_new(
         let options = ctx.inner.config().match_options.union(flags.match_options);
         let verifier = ctx
             .inner
-            .trust_store()
+            .ca_store()
             .and_then(|store| MailVerifier::new(store, identity.inner.clone(), options));
         finish(verifier, errbuf, errlen, |inner| {
             *out = Box::into_raw(Box::new(mailsrv_rustls_verifier { inner }));

@@ -19,7 +19,7 @@ use rustls_pki_types::ServerName;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::identity::{DnsName, MatchOptions, ReferenceIdentity};
 use crate::core::cert::verifier::{MailVerifier, client_config, from_rustls_error};
 use crate::core::dns::resolver::Resolver;
@@ -132,7 +132,7 @@ fn resolve_location(base: &Url, location: &str) -> String {
 /// GETs `url` (see the module comment). `trust` checks every HTTPS hop.
 pub async fn get(
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     url: &str,
     deadline: Instant,
 ) -> std::result::Result<Fetched, FetchError> {
@@ -203,7 +203,7 @@ pub async fn get(
 /// One request: (status, Location, body).
 async fn request(
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     u: &Url,
     deadline: Instant,
 ) -> Result<(u16, Option<String>, Vec<u8>)> {

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::core::address::{is_in_domain, mail_domain};
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::address::{MailDomain, is_in_domain};
+use crate::core::cert::ca_store::CaStore;
 use crate::core::dns::answer::DnssecState;
 use crate::core::dns::discover::Discovery;
 use crate::core::dns::resolver::Resolver;
@@ -352,7 +352,7 @@ pub struct Found {
 #[derive(Clone)]
 pub struct Judge {
     pub resolver: std::sync::Arc<Resolver>,
-    pub trust: TrustStore,
+    pub trust: CaStore,
     pub domain: String,
     pub probe: bool,
     pub require_secure: bool,
@@ -557,12 +557,12 @@ impl Judge {
 /// configuration, every candidate judged. `deadline` bounds everything.
 pub async fn discover_account(
     resolver: std::sync::Arc<Resolver>,
-    trust: TrustStore,
+    trust: CaStore,
     address: &str,
     opts: AccountOptions,
     deadline: Instant,
 ) -> Result<AccountDiscovery> {
-    let domain = mail_domain(address)?;
+    let domain = MailDomain::parse(address)?;
     let parts = sources::address_parts(address, &domain)?;
     // The verdicts need time after the sources: the sources get 70% of what is left.
     let now = Instant::now();
@@ -572,14 +572,14 @@ pub async fn discover_account(
     let judge = Judge {
         resolver: resolver.clone(),
         trust,
-        domain: domain.clone(),
+        domain: domain.to_string(),
         probe: opts.probe,
         require_secure: opts.require_secure,
         accept_sibling: opts.accept_sibling,
     };
     let mut out = AccountDiscovery {
         address: parts.address.clone(),
-        domain,
+        domain: domain.to_string(),
         source: found.as_ref().map(|f| f.source),
         candidates: Vec::new(),
         sources: reports,

@@ -14,7 +14,7 @@ use super::sources::{self, SourceRun};
 use super::xml::AddressParts;
 use super::{AccountOptions, Found, Source, SourceReport, SourceState};
 use crate::core::Error;
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::ca_store::CaStore;
 use crate::core::dns::resolver::Resolver;
 
 /// A source running: its index in the run list and its outcome.
@@ -24,7 +24,7 @@ type Running<'a> = Pin<Box<dyn Future<Output = (usize, SourceRun)> + Send + 'a>>
 /// for every source in rank order.
 pub async fn run(
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     parts: &AddressParts,
     opts: &AccountOptions,
     deadline: Instant,

@@ -6,8 +6,8 @@ use tokio::time::Instant;
 use super::fetch::{self, Fetched, Hop};
 use super::xml::{self, AddressParts};
 use super::{AccountOptions, Coverage, Found, Source};
-use crate::core::address::{is_in_domain, normalize_domain};
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::address::{MailDomain, is_in_domain, normalize_domain};
+use crate::core::cert::ca_store::CaStore;
 use crate::core::dns::answer::{DnssecState, Outcome};
 use crate::core::dns::discover::{DiscoverOptions, SrvState, discover};
 use crate::core::dns::resolver::Resolver;
@@ -58,7 +58,7 @@ impl SourceRun {
 
 /// The parts of `address` for the `username` placeholders; the address must have a local
 /// part (the documents are per user).
-pub fn address_parts(address: &str, domain: &str) -> Result<AddressParts> {
+pub fn address_parts(address: &str, domain: &MailDomain) -> Result<AddressParts> {
     let Some(at) = address.rfind('@') else {
         return Err(Error::InvalidArg(format!(
             "{address:?} is not an email address (account discovery needs the local part)"
@@ -68,7 +68,7 @@ pub fn address_parts(address: &str, domain: &str) -> Result<AddressParts> {
     Ok(AddressParts {
         address: format!("{local}@{domain}"),
         local: local.to_string(),
-        domain: domain.to_string(),
+        domain: domain.clone(),
     })
 }
 
@@ -105,7 +105,7 @@ pub fn url(source: Source, domain: &str, address: &str, ispdb: Option<&str>) -> 
 /// Fetches and parses one document.
 async fn document(
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     url: &str,
     parts: &AddressParts,
     deadline: Instant,
@@ -138,7 +138,7 @@ async fn document(
 pub async fn provider(
     source: Source,
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     parts: &AddressParts,
     deadline: Instant,
 ) -> SourceRun {
@@ -167,7 +167,7 @@ pub async fn provider(
 /// The ISPDB entry of the mail domain.
 pub async fn ispdb(
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     parts: &AddressParts,
     base: &str,
     deadline: Instant,
@@ -232,7 +232,7 @@ pub fn mx_domains(host: &str, mail_domain: &str) -> Vec<String> {
 pub async fn mx_derived(
     source: Source,
     resolver: &Resolver,
-    trust: &TrustStore,
+    trust: &CaStore,
     parts: &AddressParts,
     mx: Result<(String, DnssecState)>,
     ispdb: Option<&str>,
@@ -407,8 +407,12 @@ mod tests {
             mx_domains("mx.example.com", "example.com"),
             Vec::<String>::new()
         );
-        assert!(address_parts("example.com", "example.com").is_err());
-        let p = address_parts("Joe@Example.COM", "example.com").unwrap();
+        assert!(address_parts("example.com", &MailDomain::parse("example.com").unwrap()).is_err());
+        let p = address_parts(
+            "Joe@Example.COM",
+            &MailDomain::parse("example.com").unwrap(),
+        )
+        .unwrap();
         assert_eq!(p.address, "Joe@example.com");
     }
 }

@@ -12,7 +12,7 @@
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-use crate::core::address::normalize_domain;
+use crate::core::address::{MailDomain, normalize_domain};
 use crate::core::{Error, Result};
 
 /// Deepest element nesting accepted (a real config nests 4 deep).
@@ -105,7 +105,7 @@ pub struct ClientConfig {
 pub struct AddressParts {
     pub address: String,
     pub local: String,
-    pub domain: String,
+    pub domain: MailDomain,
 }
 
 impl AddressParts {
@@ -429,7 +429,7 @@ mod tests {
         AddressParts {
             address: "joe@example.com".into(),
             local: "joe".into(),
-            domain: "example.com".into(),
+            domain: MailDomain::parse("example.com").unwrap(),
         }
     }
 

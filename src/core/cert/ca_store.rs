@@ -15,15 +15,15 @@ use crate::core::{Error, Result};
 /// A set of trusted CA certificates. Cheap to clone (the roots sit behind an `Arc`).
 /// Load it once per context: the system store takes milliseconds to read.
 #[derive(Clone)]
-pub struct TrustStore {
+pub struct CaStore {
     roots: Arc<RootCertStore>,
     source: String,
     warnings: Arc<Vec<String>>,
 }
 
-impl fmt::Debug for TrustStore {
+impl fmt::Debug for CaStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TrustStore")
+        f.debug_struct("CaStore")
             .field("source", &self.source)
             .field("anchors", &self.roots.len())
             .field("warnings", &self.warnings.len())
@@ -31,9 +31,9 @@ impl fmt::Debug for TrustStore {
     }
 }
 
-impl TrustStore {
+impl CaStore {
     /// The system store: `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the platform's
-    /// bundle and directories. Unreadable parts become [`TrustStore::warnings`] as long as
+    /// bundle and directories. Unreadable parts become [`CaStore::warnings`] as long as
     /// at least one anchor loads; with none it is [`Error::NoTrustAnchors`].
     pub fn system() -> Result<Self> {
         let loaded = rustls_native_certs::load_native_certs();
@@ -57,7 +57,7 @@ impl TrustStore {
             };
             return Err(Error::NoTrustAnchors(why));
         }
-        Ok(TrustStore {
+        Ok(CaStore {
             roots: Arc::new(roots),
             source: "system CA store".into(),
             warnings: Arc::new(warnings),
@@ -76,7 +76,7 @@ impl TrustStore {
         Self::from_pem_bytes(&bytes, &path.display().to_string())
     }
 
-    /// Like [`TrustStore::from_pem_file`] for bytes already in memory; `source` names them
+    /// Like [`CaStore::from_pem_file`] for bytes already in memory; `source` names them
     /// in messages.
     pub fn from_pem_bytes(bytes: &[u8], source: &str) -> Result<Self> {
         let certs = parse_cert_file(bytes)
@@ -102,7 +102,7 @@ impl TrustStore {
         if roots.is_empty() {
             return Err(Error::NoTrustAnchors(format!("{source}: no certificate")));
         }
-        Ok(TrustStore {
+        Ok(CaStore {
             roots: Arc::new(roots),
             source: source.to_string(),
             warnings: Arc::new(Vec::new()),
@@ -159,17 +159,17 @@ mod tests {
     use super::*;
 
     /// Loads `contents` through a temporary file, removed afterwards.
-    fn load_tmp(name: &str, contents: &[u8]) -> Result<TrustStore> {
+    fn load_tmp(name: &str, contents: &[u8]) -> Result<CaStore> {
         let p = std::env::temp_dir().join(format!("mailsrv-trust-{}-{name}", std::process::id()));
         std::fs::write(&p, contents).unwrap();
-        let r = TrustStore::from_pem_file(&p);
+        let r = CaStore::from_pem_file(&p);
         let _ = std::fs::remove_file(&p);
         r
     }
 
     #[test]
     fn missing_file_is_io() {
-        let e = TrustStore::from_pem_file(Path::new("/nonexistent/mailsrv/ca.pem")).unwrap_err();
+        let e = CaStore::from_pem_file(Path::new("/nonexistent/mailsrv/ca.pem")).unwrap_err();
         assert!(matches!(e, Error::Io(_)), "{e:?}");
     }
 
@@ -195,15 +195,15 @@ mod tests {
         assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");
         let e = load_tmp("garbage.der", b"\x30\x03\x02\x01\x00").unwrap_err();
         assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");
-        let e = TrustStore::from_der_certs(Vec::new(), "nothing").unwrap_err();
+        let e = CaStore::from_der_certs(Vec::new(), "nothing").unwrap_err();
         assert!(matches!(e, Error::NoTrustAnchors(_)), "{e:?}");
     }
 
     #[test]
     fn system_store_loads_when_present() {
         // The CI image sets SSL_CERT_FILE to the Debian bundle; elsewhere an empty store
-        // must be the NoTrustAnchors error, never an empty TrustStore.
-        match TrustStore::system() {
+        // must be the NoTrustAnchors error, never an empty CaStore.
+        match CaStore::system() {
             Ok(s) => {
                 assert!(!s.is_empty());
                 let c = s.clone();

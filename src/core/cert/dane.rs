@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, timeout_at};
 
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
 use crate::core::cert::verifier::{CertProof, verify_cert};
 use crate::core::dns::answer::{DnssecState, Outcome};
@@ -96,7 +96,7 @@ fn matches(t: &Tlsa, cert: &[u8]) -> bool {
 
 /// Checks a presented chain (leaf first) against the usable records: `Ok(what matched)` or
 /// `Err(why not)`.
-pub fn check_chain(
+pub fn match_tlsa(
     records: &[Tlsa],
     chain: &[CertificateDer<'_>],
     identity: &ReferenceIdentity,
@@ -114,7 +114,7 @@ pub fn check_chain(
     let mut last_err = String::from("no TLSA record matches the server's certificates");
     for t in records.iter().filter(|t| t.usage == 2) {
         for ta in chain.iter().skip(1).filter(|c| matches(t, c.as_ref())) {
-            let store = match TrustStore::from_der_certs(
+            let store = match CaStore::from_der_certs(
                 std::iter::once(ta.clone().into_owned()),
                 "DANE-TA",
             ) {
@@ -174,7 +174,7 @@ impl ServerCertVerifier for DaneVerifier {
         let chain: Vec<CertificateDer<'_>> = std::iter::once(end_entity.clone())
             .chain(intermediates.iter().cloned())
             .collect();
-        let result = check_chain(&self.records, &chain, &self.identity, now).map_err(|why| {
+        let result = match_tlsa(&self.records, &chain, &self.identity, now).map_err(|why| {
             Error::DaneMismatch(format!("{why} (its TLSA records are DNSSEC-signed)"))
         });
         let ok = result.is_ok();

@@ -30,7 +30,7 @@ use x509_parser::extensions::{GeneralName, NameConstraints};
 use x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS;
 use x509_parser::x509::X509Name;
 
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::identity::{
     MatchOptions, MatchedId, PresentedIds, ReferenceIdentity, match_identity,
 };
@@ -316,7 +316,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn webpki_chain(
-    store: &TrustStore,
+    store: &CaStore,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
@@ -361,7 +361,7 @@ fn webpki_chain(
 /// [`Error::CertPurpose`] (EKU), [`Error::NameConstraint`] (a CA's constraints exclude a
 /// dNSName or IP SAN), [`Error::BadCertificate`] (encoding, signature, other defects).
 pub fn check_chain(
-    store: &TrustStore,
+    store: &CaStore,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
@@ -419,7 +419,7 @@ impl Failure {
 }
 
 fn verify_detailed(
-    store: &TrustStore,
+    store: &CaStore,
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     reference: &ReferenceIdentity,
@@ -520,7 +520,7 @@ fn unsigned_bits(bytes: &[u8]) -> usize {
 /// [`Error::NameMismatch`] / [`Error::NameConstraint`] from matching;
 /// [`Error::InvalidArg`] for an empty chain or reference list.
 pub fn verify_cert(
-    store: &TrustStore,
+    store: &CaStore,
     chain: &[CertificateDer<'_>],
     reference: &ReferenceIdentity,
     options: &MatchOptions,
@@ -791,7 +791,7 @@ fn from_certificate_error(ce: &CertificateError) -> Error {
 /// each connection (or at least each identity) its own verifier if the outcome is read
 /// back, since "last" is per verifier.
 pub struct MailVerifier {
-    store: TrustStore,
+    store: CaStore,
     reference: ReferenceIdentity,
     options: MatchOptions,
     provider: Arc<CryptoProvider>,
@@ -811,7 +811,7 @@ impl fmt::Debug for MailVerifier {
 impl MailVerifier {
     /// A verifier for `reference` (must not be empty: [`Error::InvalidArg`]).
     pub fn new(
-        store: TrustStore,
+        store: CaStore,
         reference: ReferenceIdentity,
         options: MatchOptions,
     ) -> Result<Self> {
@@ -1128,7 +1128,7 @@ mod tests {
 
     #[test]
     fn verifier_needs_references() {
-        let Ok(store) = TrustStore::system() else {
+        let Ok(store) = CaStore::system() else {
             return;
         };
         let e = MailVerifier::new(store, ReferenceIdentity::new(), MatchOptions::default());

@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::{Instant, timeout_at};
 
-use crate::core::address::mail_domain;
+use crate::core::address::MailDomain;
 use crate::core::dns::answer::{Answer, DnssecState, MAX_ADDRESSES_PER_FAMILY, Outcome};
 use crate::core::dns::resolver::Resolver;
 use crate::core::dns::srv_order::{Draw, SplitMix, rfc2782_order};
@@ -133,18 +133,17 @@ impl Discovery {
 /// `deadline`: what is not answered by then is reported as a timeout for that service.
 pub async fn discover(
     resolver: &Resolver,
-    address: &str,
+    domain: &MailDomain,
     opts: &DiscoverOptions,
     deadline: Instant,
 ) -> Result<Discovery> {
-    let domain = mail_domain(address)?;
     let mut rng = match opts.seed {
         Some(seed) => SplitMix::from_seed(seed),
         None => SplitMix::from_entropy(),
     };
     // The chain of trust of the domain is fetched alongside the SRV queries (one round trip
     // for all, instead of one per level while validating).
-    resolver.prefetch_keys(&domain);
+    resolver.prefetch_keys(domain);
     let queries = opts.services.iter().map(|&svc| {
         let owner = format!("{}.{domain}.", svc.srv_prefix());
         async move {
@@ -173,7 +172,10 @@ pub async fn discover(
             ));
         }
     }
-    Ok(Discovery { domain, services })
+    Ok(Discovery {
+        domain: domain.to_string(),
+        services,
+    })
 }
 
 fn service_answer(

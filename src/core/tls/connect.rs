@@ -25,7 +25,7 @@ use rustls_pki_types::ServerName;
 use tokio::time::{Instant, timeout_at};
 use tokio_rustls::TlsConnector;
 
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::dane::{DaneVerifier, Tlsa};
 use crate::core::cert::identity::{
     DnsName, MatchOptions, ReferenceId, ReferenceIdentity, sni_for_host,
@@ -220,7 +220,7 @@ pub struct ConnectionInfo {
 /// `trust` is needed unless `req.tlsa` replaces PKIX.
 pub async fn connect(
     resolver: &Resolver,
-    trust: Option<TrustStore>,
+    trust: Option<CaStore>,
     req: ConnectRequest,
     deadline: Instant,
 ) -> Result<MailConnection> {
@@ -354,7 +354,7 @@ enum Checker {
 }
 
 impl Checker {
-    fn new(trust: Option<TrustStore>, plan: &Plan, req: &ConnectRequest) -> Result<Self> {
+    fn new(trust: Option<CaStore>, plan: &Plan, req: &ConnectRequest) -> Result<Self> {
         Ok(match (&req.tlsa, trust) {
             (Some(records), _) => Checker::Dane(Arc::new(DaneVerifier::new(
                 records.clone(),

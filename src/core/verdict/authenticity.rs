@@ -17,8 +17,8 @@
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
-use crate::core::address::{is_in_domain, mail_domain, normalize_domain};
-use crate::core::cert::ca_store::TrustStore;
+use crate::core::address::{MailDomain, is_in_domain, normalize_domain};
+use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::dane::{self, TlsaState};
 use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
 use crate::core::dns::answer::{DnssecState, Outcome};
@@ -176,7 +176,7 @@ impl Authenticity {
 
 /// Checks the request's names before anything goes on the wire.
 pub fn check(req: &AuthRequest) -> Result<(String, String)> {
-    let domain = mail_domain(&req.domain)?;
+    let domain = MailDomain::parse(&req.domain)?.into();
     let target = normalize_domain(&req.target)?;
     if req.port == 0 {
         return Err(Error::InvalidArg("port 0".into()));
@@ -188,7 +188,7 @@ pub fn check(req: &AuthRequest) -> Result<(String, String)> {
 /// `trust` may be `None` only when `req.probe` is off.
 pub async fn verify(
     resolver: &Resolver,
-    trust: Option<TrustStore>,
+    trust: Option<CaStore>,
     req: AuthRequest,
     deadline: Instant,
 ) -> Result<Authenticity> {
@@ -298,7 +298,7 @@ pub async fn verify(
 /// counts as "no TLSA": the binding then requires the TLSA check on every connection.
 pub(crate) async fn dane(
     resolver: &Resolver,
-    trust: Option<TrustStore>,
+    trust: Option<CaStore>,
     req: &AuthRequest,
     target: &str,
     deadline: Instant,
@@ -400,7 +400,7 @@ pub fn reconnect_request(service: Service, target: &str, port: u16) -> ConnectRe
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn probe(
     resolver: &Resolver,
-    trust: TrustStore,
+    trust: CaStore,
     req: &AuthRequest,
     domain: &str,
     target: &str,
