@@ -31,19 +31,7 @@ CMD=${1:-}; DIR=${2:-}
 [[ ($CMD == start || $CMD == stop || $CMD == set-srv) && -n $DIR ]] \
     || die "usage: dns.sh start DIR [CERTDIR] | stop DIR | set-srv DIR ZONE OWNER [RDATA...]"
 
-DNS_ADDR=${DNS_ADDR:-127.0.10.1}
-RELAY_ADDR=${RELAY_ADDR:-127.0.30.1}   # sni-relay.py (mail.sh): relay.example.net, danepkix.example.net
-DNS_PORT=${DNS_PORT:-5353}
-DNS_ADDR6=${DNS_ADDR6-::1}
-IMAP_PORT=${IMAP_PORT:-10143}
-IMAPS_PORT=${IMAPS_PORT:-10993}
-POP3_PORT=${POP3_PORT:-10110}
-POP3S_PORT=${POP3S_PORT:-10995}
-SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
-SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 READY_TIMEOUT=${DNS_READY_TIMEOUT:-20}
-WEB_ADDR=${WEB_ADDR:-127.0.40.1}            # nginx (web.sh): autoconfig documents and the ISPDB
-WEB_SLOW_ADDR=${WEB_SLOW_ADDR:-127.0.40.9}  # nothing answers there unless a test listens (timeouts)
 
 # zone -> parent; "-" for the root
 declare -A PARENT=(
@@ -118,8 +106,6 @@ if [[ $CMD == set-srv ]]; then
     F=$DIR/zones/$(fname "$ZONE")
     [[ -f $F ]] || die "set-srv: no zone file $F"
     READY_TIMEOUT=${DNS_READY_TIMEOUT:-20}
-WEB_ADDR=${WEB_ADDR:-127.0.40.1}            # nginx (web.sh): autoconfig documents and the ISPDB
-WEB_SLOW_ADDR=${WEB_SLOW_ADDR:-127.0.40.9}  # nothing answers there unless a test listens (timeouts)
     T0=$(now_ms); DEADLINE=$(( T0 + READY_TIMEOUT * 1000 ))
     # one change at a time: read, rewrite and reload the zone file under a lock
     exec 9>"$DIR/zones/.set-srv.lock"

@@ -2,6 +2,19 @@
 
 die() { echo "testbed: $*" >&2; exit 1; }
 
+# The one table of the testbed's addresses and ports. Each may be set in the environment
+# (a private testbed beside another: other addresses and ports); an empty *_ADDR6 means no
+# IPv6. Every script sources this file, so they all agree.
+: "${DNS_ADDR:=127.0.10.1}" "${DNS_PORT:=5353}" "${DNS_ADDR6=::1}" "${DEAD_NS:=127.0.10.9:5353}"
+: "${MAIL_ADDR:=127.0.0.1}" "${MAIL_ADDR6=::1}"
+: "${RELAY_ADDR:=127.0.30.1}"              # sni-relay.py: relay.example.net, danepkix.example.net
+: "${WEB_ADDR:=127.0.40.1}"                # nginx: autoconfig documents and the ISPDB
+: "${WEB_SLOW_ADDR:=127.0.40.9}"           # nothing answers there unless a test listens (timeouts)
+: "${IMAP_PORT:=10143}" "${IMAPS_PORT:=10993}" "${POP3_PORT:=10110}" "${POP3S_PORT:=10995}"
+: "${SUBMISSION_PORT:=10587}" "${SUBMISSIONS_PORT:=10465}"
+export DNS_ADDR DNS_PORT DNS_ADDR6 DEAD_NS MAIL_ADDR MAIL_ADDR6 RELAY_ADDR WEB_ADDR WEB_SLOW_ADDR \
+    IMAP_PORT IMAPS_PORT POP3_PORT POP3S_PORT SUBMISSION_PORT SUBMISSIONS_PORT
+
 # now_ms -> milliseconds since the epoch
 now_ms() { date +%s%3N; }
 

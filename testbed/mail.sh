@@ -31,20 +31,11 @@ CMD=${1:-}; DIR=${2:-}; CERTDIR=${3:-}
 [[ ($CMD == start && -n $DIR && -n $CERTDIR) || ($CMD == stop && -n $DIR) ]] \
     || die "usage: mail.sh start DIR CERTDIR | mail.sh stop DIR"
 
-MAIL_ADDR=${MAIL_ADDR:-127.0.0.1}
-MAIL_ADDR6=${MAIL_ADDR6-::1}
-IMAP_PORT=${IMAP_PORT:-10143}
-IMAPS_PORT=${IMAPS_PORT:-10993}
-POP3_PORT=${POP3_PORT:-10110}
-POP3S_PORT=${POP3S_PORT:-10995}
-SUBMISSION_PORT=${SUBMISSION_PORT:-10587}
-SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 DEFAULT_CERT=${DEFAULT_CERT:-dnsid-mail-example-net}
 SNI_CERTS=${SNI_CERTS-example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test}
 DOVECOT_SNI_CERTS=${DOVECOT_SNI_CERTS-half.test=srvid-imaps-half-test relayed.hosted.test=srvid-imaps-relayed-hosted-test}
 # the SNI relay (sni-relay.py): on RELAY_ADDR:IMAPS_PORT it pipes SNI = RELAY_VICTIM to
 # MAIL_ADDR and answers any other SNI itself with RELAY_CERT (*.example.net), logging commands
-RELAY_ADDR=${RELAY_ADDR:-127.0.30.1}
 RELAY_VICTIM=${RELAY_VICTIM:-relayed.hosted.test}
 RELAY_CERT=${RELAY_CERT:-wildcard-example-net}
 LOCAL_CERTS=${LOCAL_CERTS-127.0.20.1=expired 127.0.20.2=wrong-name 127.0.20.3=untrusted 127.0.20.4=srvid-imaps-example-com 127.0.20.5=cn-only 127.0.20.6=srvid-pop3s-hosted-test-only 127.0.20.7=dane-ee-selfsigned 127.0.20.8=dane-ee-expired-selfsigned}

@@ -25,13 +25,6 @@ PARTS=${PARTS//,/ }
 want() { [[ " $PARTS " == *" $1 "* ]]; }
 want dns || die "TESTBED_PARTS must include dns (got '$PARTS')"
 
-export DNS_ADDR=${DNS_ADDR:-127.0.10.1} DNS_PORT=${DNS_PORT:-5353} DNS_ADDR6=${DNS_ADDR6-::1}
-export MAIL_ADDR=${MAIL_ADDR:-127.0.0.1} MAIL_ADDR6=${MAIL_ADDR6-::1} RELAY_ADDR=${RELAY_ADDR:-127.0.30.1}
-export IMAP_PORT=${IMAP_PORT:-10143} IMAPS_PORT=${IMAPS_PORT:-10993}
-export POP3_PORT=${POP3_PORT:-10110} POP3S_PORT=${POP3S_PORT:-10995}
-export SUBMISSION_PORT=${SUBMISSION_PORT:-10587} SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
-DEAD_NS=${DEAD_NS:-127.0.10.9:5353}
-export WEB_ADDR=${WEB_ADDR:-127.0.40.1} WEB_SLOW_ADDR=${WEB_SLOW_ADDR:-127.0.40.9}
 
 # refuse to start twice on the same DIR
 for f in "$DIR/web/nginx.pid" "$DIR/dns/knotd.pid" "$DIR/dns/run/knot.pid" "$DIR/mail/dovecot.pid" "$DIR/mail/postfix.pid" \

@@ -29,10 +29,6 @@ if [[ $CMD == stop ]]; then stop_web; exit 0; fi
 CERTDIR=${3:-}
 [[ -n $CERTDIR && -s $CERTDIR/web-autoconfig.crt ]] || die "web.sh start needs CERTDIR with web-autoconfig (certs.sh)"
 CERTDIR=$(cd "$CERTDIR" && pwd)
-WEB_ADDR=${WEB_ADDR:-127.0.40.1}
-IMAP_PORT=${IMAP_PORT:-10143}; IMAPS_PORT=${IMAPS_PORT:-10993}
-POP3_PORT=${POP3_PORT:-10110}; POP3S_PORT=${POP3S_PORT:-10995}
-SUBMISSION_PORT=${SUBMISSION_PORT:-10587}; SUBMISSIONS_PORT=${SUBMISSIONS_PORT:-10465}
 READY_TIMEOUT=${WEB_READY_TIMEOUT:-20}
 command -v nginx >/dev/null || die "nginx is not installed (testbed/install.sh)"
 if pidfile_alive "$DIR/nginx.pid"; then die "nginx already runs in $DIR"; fi
