@@ -809,7 +809,7 @@ fn discovery_text(d: &Discovery) -> String {
     o
 }
 
-/// `audit`: the provider's view of many domains (src/core/audit.rs). One report per domain
+/// `audit`: the provider's view of many domains (src/audit.rs). One report per domain
 /// on stdout as it completes (input order), a progress line on stderr only when stderr is a
 /// terminal, the summary table (or a `{"summary": ...}` line) at the end. Exit status 1 when
 /// any domain is flagged.

@@ -42,7 +42,7 @@ pub struct Config {
     /// Default certificate matching policy (legacy CN, sibling SRV-IDs); strict by default.
     pub match_options: MatchOptions,
     /// Consulted for host addresses before DNS, like getaddrinfo with `hosts: files dns`
-    /// (src/core/hosts.rs); `None` turns it off. Default [`DEFAULT_HOSTS_FILE`].
+    /// (src/core/dns/hosts.rs); `None` turns it off. Default [`DEFAULT_HOSTS_FILE`].
     pub hosts_file: Option<PathBuf>,
     /// ISPDB base URL for account discovery (ends with `/`); `None` turns the ISPDB off.
     pub ispdb_url: Option<String>,

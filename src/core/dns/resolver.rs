@@ -495,7 +495,7 @@ impl Resolver {
         })
     }
 
-    /// The hosts file's addresses for `host`, when it names the host (src/core/hosts.rs).
+    /// The hosts file's addresses for `host`, when it names the host (src/core/dns/hosts.rs).
     pub fn hosts_lookup(&self, host: &str) -> Option<Vec<IpAddr>> {
         self.hosts.as_ref()?.lookup(host)
     }

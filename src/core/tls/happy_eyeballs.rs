@@ -241,7 +241,7 @@ pub async fn connect_tcp(
     deadline: Instant,
 ) -> Result<(tokio::net::TcpStream, SocketAddr)> {
     let tcp = |addr: SocketAddr| tokio::net::TcpStream::connect(addr);
-    // The hosts file first, like getaddrinfo with `hosts: files dns` (src/core/hosts.rs).
+    // The hosts file first, like getaddrinfo with `hosts: files dns` (src/core/dns/hosts.rs).
     let from_hosts;
     let addresses = if addresses.is_empty() {
         from_hosts = resolver.hosts_lookup(host).unwrap_or_default();
