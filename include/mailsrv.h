@@ -1816,6 +1816,9 @@ mailsrv_status mailsrv_ctx_new(const mailsrv_config *cfg,
  * each one's callback (loop mode: on this thread, now) and returns after all have run.
  * Called from inside one of its own callbacks, it only starts the shutdown; the rest
  * happens when that callback returns. Must be the last call on `ctx`. NULL does nothing.
+ * Results, streams and histories obtained through `ctx` stay valid until their own
+ * `_free` (docs/threads.md, "What outlives a context"). Every thread the library starts
+ * blocks all signals, so the caller's signals stay the caller's (docs/threads.md).
  * Since 0.1.
  *
  * # Safety

@@ -41,3 +41,31 @@ impl Write for NoWait<'_> {
         Ok(())
     }
 }
+
+/// Runs `f` with every signal blocked on the calling thread, then restores its mask. Threads
+/// that `f` starts inherit the full mask, so a terminal client's SIGINT or SIGWINCH is never
+/// delivered to a library thread (docs/threads.md).
+pub fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    let old = block_all_signals();
+    let r = f();
+    // SAFETY: `old` is the mask pthread_sigmask returned for this thread.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    r
+}
+
+/// Blocks every signal on the calling thread (for threads the library owns); returns the
+/// previous mask. SIGKILL and SIGSTOP cannot be blocked, and a fault (SIGSEGV, SIGBUS) still
+/// ends the process.
+pub fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: both sets are plain values owned here; pthread_sigmask only reads `all` and
+    // writes `old`.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}

@@ -111,7 +111,12 @@ fn read_line(s: &mut TcpStream) -> Option<String> {
 
 /// A one-connection server on 127.0.0.1 running `steps`.
 fn script(steps: Vec<Step>) -> (u16, JoinHandle<Transcript>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    script_on("127.0.0.1", steps)
+}
+
+/// A one-connection server on `addr` (a loopback address) running `steps`.
+fn script_on(addr: &str, steps: Vec<Step>) -> (u16, JoinHandle<Transcript>) {
+    let listener = TcpListener::bind((addr, 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
     let handle = thread::spawn(move || {
         let mut t = Transcript::default();
@@ -240,6 +245,31 @@ fn t_stl_05_injection_after_go_ahead_smtp() {
     );
     assert_protocol(&res, "injection");
     assert!(t.after.is_empty(), "client sent {:?}", t.after);
+}
+
+/// Without a client name, EHLO carries a fixed literal, never the local end's address (the
+/// LAN address would end up in the server's logs and `Received:` headers). On loopback the
+/// local end of a connection to 127.0.0.77 is 127.0.0.77 itself.
+#[test]
+fn ehlo_default_does_not_reveal_the_local_address() {
+    let (port, server) = script_on(
+        "127.0.0.77",
+        vec![
+            Send("220 mx ESMTP\r\n"),
+            Expect("EHLO [127.0.0.1]"),
+            Send("250-mx\r\n250 AUTH PLAIN\r\n"),
+        ],
+    );
+    let ctx = scripted_ctx(Duration::from_secs(5));
+    let res = ctx.connect(ConnectRequest::new(
+        "127.0.0.77",
+        port,
+        Security::StartTlsSmtp,
+    ));
+    let t = server.join().unwrap();
+    assert!(t.failed.is_none(), "{t:?}");
+    assert_eq!(t.lines, vec!["EHLO [127.0.0.1]"]);
+    assert_protocol(&res, "STARTTLS");
 }
 
 #[test]

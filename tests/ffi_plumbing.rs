@@ -626,3 +626,74 @@ fn ctx_free_inside_a_callback_finishes_after_it() {
         "the callback freed the context"
     );
 }
+
+/// Signal bits (`SigBlk:` in /proc/<tid>/status) of every thread of this process whose name
+/// starts with `prefix`.
+fn blocked_signals_of_threads(prefix: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim().to_string();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .map(|m| u64::from_str_radix(m.trim(), 16).unwrap())
+            .unwrap();
+        out.push((comm, mask));
+    }
+    out
+}
+
+/// A terminal client's SIGINT and SIGWINCH must reach its own threads: every thread the
+/// library starts (runtime workers, the callback thread) blocks all signals, and the
+/// caller's own mask is left as it was (issue 15, process hygiene).
+#[test]
+fn library_threads_block_every_signal() {
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    let ctx = testbed_ctx(THREAD, 10_000);
+    let seen = Arc::new(Seen::default());
+    start(ctx, "example.com", &seen);
+    assert_eq!(seen.wait_for(1, Duration::from_secs(10)).len(), 1);
+    let threads = blocked_signals_of_threads("mailsrv-");
+    assert!(
+        threads.iter().any(|(n, _)| n == "mailsrv-worker"),
+        "{threads:?}"
+    );
+    assert!(
+        threads
+            .iter()
+            .any(|(n, _)| n.starts_with("mailsrv-callbac")),
+        "{threads:?}"
+    );
+    for (name, mask) in &threads {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGWINCH,
+            libc::SIGTERM,
+            libc::SIGCHLD,
+            libc::SIGPIPE,
+        ] {
+            assert_ne!(
+                mask & bit(sig),
+                0,
+                "{name} does not block signal {sig}: {mask:x}"
+            );
+        }
+    }
+    // The calling thread's mask is untouched.
+    let mine = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let mine = mine
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .unwrap()
+        .trim();
+    assert_eq!(
+        u64::from_str_radix(mine, 16).unwrap() & bit(libc::SIGINT),
+        0
+    );
+    unsafe { mailsrv_ctx_free(ctx) };
+}

@@ -136,12 +136,13 @@ impl Dispatcher {
             DispatchMode::Loop => (None, None),
             DispatchMode::Thread => {
                 let s = shared.clone();
-                let handle = thread::Builder::new()
-                    .name("mailsrv-callbacks".into())
-                    .spawn(move || s.worker())
-                    .map_err(|e| {
-                        Error::Runtime(format!("cannot start the callback thread: {e}"))
-                    })?;
+                // Started with every signal blocked (the caller's signals stay the caller's).
+                let handle = crate::sys::with_signals_blocked(|| {
+                    thread::Builder::new()
+                        .name("mailsrv-callbacks".into())
+                        .spawn(move || s.worker())
+                })
+                .map_err(|e| Error::Runtime(format!("cannot start the callback thread: {e}")))?;
                 let id = handle.thread().id();
                 (Some(handle), Some(id))
             }

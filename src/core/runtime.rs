@@ -30,12 +30,19 @@ pub fn as_callback<R>(f: impl FnOnce() -> R) -> R {
 /// The shared runtime; a failure to build it is an error, never a panic.
 pub fn runtime() -> Result<&'static Runtime> {
     RUNTIME.get_or_try_init(|| {
-        Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("mailsrv-worker")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
+        // Every runtime thread blocks all signals: those started now inherit the blocked
+        // mask, those started later (the blocking pool) block them first thing.
+        crate::sys::with_signals_blocked(|| {
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("mailsrv-worker")
+                .on_thread_start(|| {
+                    crate::sys::block_all_signals();
+                })
+                .enable_all()
+                .build()
+        })
+        .map_err(|e| Error::Runtime(format!("cannot start the async runtime: {e}")))
     })
 }
 

@@ -60,7 +60,7 @@ pub struct ConnectRequest {
     pub attempt_delay: Option<Duration>,
     /// Addresses to use instead of resolving `host` (e.g. from discovery); empty = DNS.
     pub addresses: Vec<IpAddr>,
-    /// SMTP EHLO argument; `None` = the address literal of the local end.
+    /// SMTP EHLO argument; `None` = [`starttls::DEFAULT_CLIENT_NAME`].
     pub client_name: Option<String>,
     /// The protocol the server must speak. Implicit TLS: the greeting must be in it (`None`
     /// accepts any of the three); STARTTLS modes imply it. Where IANA registered an ALPN id
@@ -247,14 +247,10 @@ pub async fn connect(
             .await?;
     let _ = tcp.set_nodelay(true);
 
-    let client_name = match &req.client_name {
-        Some(n) => n.clone(),
-        None => starttls::address_literal(
-            tcp.local_addr()
-                .map(|a| a.ip())
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-        ),
-    };
+    let client_name = req
+        .client_name
+        .clone()
+        .unwrap_or_else(|| starttls::DEFAULT_CLIENT_NAME.to_string());
     let plain_greeting = starttls::upgrade(&mut tcp, req.security, &client_name, deadline).await?;
 
     let handshake = TlsConnector::from(config).connect(plan.server_name.clone(), tcp);

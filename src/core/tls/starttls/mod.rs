@@ -68,16 +68,10 @@ pub fn check_client_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The default EHLO argument: the address literal of the local end (RFC 5321 §4.1.4).
-pub fn address_literal(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V4(v4) => format!("[{v4}]"),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("[{v4}]"),
-            None => format!("[IPv6:{v6}]"),
-        },
-    }
-}
+/// The EHLO argument when the caller names none: a fixed address literal, as Thunderbird
+/// sends. The local end's own address would tell every submission server (and anyone who
+/// reads its logs or `Received:` headers) the client's LAN address.
+pub const DEFAULT_CLIENT_NAME: &str = "[127.0.0.1]";
 
 /// Runs the pre-TLS dialogue of a STARTTLS mode on a fresh plaintext connection, up to and
 /// including the server's go-ahead (IMAP tagged OK, POP3 `+OK`, SMTP `220`). On success

@@ -572,8 +572,7 @@ fn parsing_helpers() {
     assert_eq!(detect("+OK").unwrap(), Protocol::Pop3);
     assert_eq!(detect("220-x").unwrap(), Protocol::Smtp);
     assert!(detect("SSH-2.0-OpenSSH").is_err());
-    assert_eq!(address_literal("::1".parse().unwrap()), "[IPv6:::1]");
-    assert_eq!(address_literal("127.0.0.1".parse().unwrap()), "[127.0.0.1]");
+    assert!(check_client_name(DEFAULT_CLIENT_NAME).is_ok());
     assert!(check_client_name("a b").is_err());
     assert!(check_client_name("").is_err());
     assert!(check_client_name("client.example").is_ok());
