@@ -18,9 +18,12 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// DNS servers, in order; empty means those of /etc/resolv.conf (with its `options
-    /// timeout/attempts/rotate`).
+    /// DNS servers, in order; empty means those of [`Config::resolv_conf`] (with its
+    /// `options timeout/attempts/rotate`), followed while the context runs.
     pub nameservers: Vec<SocketAddr>,
+    /// The system resolver configuration read when `nameservers` is empty (resolv.conf(5),
+    /// default [`DEFAULT_RESOLV_CONF`]). A context re-reads it when it changes.
+    pub resolv_conf: PathBuf,
     /// Resolvers asked only when every nameserver above is a DNSSEC roadblock; none by
     /// default, and mailsrv never adds one of its own.
     pub fallback_nameservers: Vec<SocketAddr>,
@@ -54,11 +57,14 @@ pub struct Config {
 
 /// The hosts file used unless the caller sets another or none.
 pub const DEFAULT_HOSTS_FILE: &str = "/etc/hosts";
+/// The system resolver configuration used unless the caller sets another.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             nameservers: Vec::new(),
+            resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             fallback_nameservers: Vec::new(),
             negative_trust_anchors: Vec::new(),
             trust_anchor_file: None,
@@ -110,23 +116,40 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the nameservers come from the system configuration ([`Config::resolv_conf`]),
+    /// which may change while a context runs.
+    pub fn follows_system(&self) -> bool {
+        self.nameservers.is_empty()
+    }
+
     /// What the resolver is built from: the configured nameservers or resolv.conf's, the
     /// built-in and added negative trust anchors, and the per-exchange budget.
     pub fn resolver_config(&self, anchors: AnchorSource) -> Result<ResolverConfig> {
-        let sys = if self.nameservers.is_empty() {
-            ResolvConf::read(Path::new("/etc/resolv.conf"))
+        let sys = if self.follows_system() {
+            ResolvConf::read(&self.resolv_conf)
         } else {
             ResolvConf::default()
         };
-        let nameservers = if self.nameservers.is_empty() {
+        self.resolver_config_with(anchors, &sys)
+    }
+
+    /// [`Config::resolver_config`] with `sys` as the system configuration (what
+    /// [`Config::resolv_conf`] says; its nameservers count only when none is configured).
+    pub fn resolver_config_with(
+        &self,
+        anchors: AnchorSource,
+        sys: &ResolvConf,
+    ) -> Result<ResolverConfig> {
+        let nameservers = if self.follows_system() {
             sys.nameservers.clone()
         } else {
             self.nameservers.clone()
         };
         if nameservers.is_empty() {
-            return Err(Error::InvalidArg(
-                "no nameserver configured and none found in /etc/resolv.conf".into(),
-            ));
+            return Err(Error::InvalidArg(format!(
+                "no nameserver configured and none found in {}",
+                self.resolv_conf.display()
+            )));
         }
         // One exchange may use a third of the budget, so a retry still fits; resolv.conf's
         // `timeout` lowers it further when smaller.
@@ -223,7 +246,33 @@ pub fn parse_nameserver(text: &str) -> Result<SocketAddr> {
 
 /// The `nameserver` lines of /etc/resolv.conf (the default when none is configured).
 pub fn system_nameservers() -> Vec<SocketAddr> {
-    ResolvConf::read(Path::new("/etc/resolv.conf")).nameservers
+    ResolvConf::read(Path::new(DEFAULT_RESOLV_CONF)).nameservers
+}
+
+/// What tells a file's versions apart without reading it (as glibc does for resolv.conf):
+/// inode, size, modification and change times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    ino: u64,
+    dev: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` now; `None` when it cannot be read (missing).
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            ino: m.ino(),
+            dev: m.dev(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 /// What mailsrv takes from resolv.conf(5): the nameservers and `options timeout:N
