@@ -238,7 +238,7 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe(key, req.now)?)
+                    Some(h.observe_by(key, req.now, Some(Source::Srv))?)
                 }
                 _ => None,
             };
@@ -454,7 +454,8 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe(key, req.now)?)
+                    let source = account.candidates[index[i]].source;
+                    Some(h.observe_by(key, req.now, Some(source))?)
                 }
                 _ => None,
             };

@@ -2,6 +2,7 @@
 //! discovery, the authenticity verdict on the fresh answer and how long that answer has been
 //! observed, what may the client do? Pure logic: no I/O, no clock.
 
+use super::autoconfig::Source;
 use super::binding::Binding;
 use super::discover::{ServiceAnswer, SrvState};
 use super::history::Seen;
@@ -29,10 +30,53 @@ pub enum Origin {
 }
 
 impl Origin {
+    pub const ALL: [Origin; 6] = [
+        Origin::Srv,
+        Origin::User,
+        Origin::Autoconfig,
+        Origin::Ispdb,
+        Origin::Mx,
+        Origin::AutoconfigHttp,
+    ];
+
     /// Set up by discovery (anything but typed by the user): a later discovery may change
     /// it under the rules of [`decide`] / [`decide_account`].
     pub fn automatic(self) -> bool {
         self != Origin::User
+    }
+
+    /// The origin to save with a configuration `source` named.
+    pub fn of_source(source: Source) -> Origin {
+        match source {
+            Source::Srv => Origin::Srv,
+            Source::Autoconfig | Source::AutoconfigWellKnown => Origin::Autoconfig,
+            Source::Ispdb => Origin::Ispdb,
+            Source::MxAutoconfig | Source::MxIspdb => Origin::Mx,
+            Source::AutoconfigHttp => Origin::AutoconfigHttp,
+        }
+    }
+
+    /// The lower-case name used in JSON and the CLI: `srv`, `user`, `autoconfig`, `ispdb`,
+    /// `mx`, `autoconfig-http`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Srv => "srv",
+            Origin::User => "user",
+            Origin::Autoconfig => "autoconfig",
+            Origin::Ispdb => "ispdb",
+            Origin::Mx => "mx",
+            Origin::AutoconfigHttp => "autoconfig-http",
+        }
+    }
+
+    /// An origin by its [`Origin::name`] or by the name of a source that gives it (the
+    /// `source` names of account discovery: `autoconfig-wellknown`, `mx-autoconfig`, ...),
+    /// any case.
+    pub fn from_name(name: &str) -> Option<Origin> {
+        Origin::ALL
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(name))
+            .or_else(|| Source::from_name(name).map(Origin::of_source))
     }
 }
 
@@ -125,6 +169,13 @@ pub struct ChangeOutcome {
     pub authenticity: Option<super::authenticity::Authenticity>,
 }
 
+impl ChangeOutcome {
+    /// The origin to save with the endpoint the decision is about (SRV named it).
+    pub fn origin(&self) -> Option<Origin> {
+        self.advice.target.as_ref().map(|_| Origin::Srv)
+    }
+}
+
 /// The multi-source refresh decision and what it was based on.
 #[derive(Debug)]
 pub struct AccountChangeOutcome {
@@ -136,6 +187,19 @@ pub struct AccountChangeOutcome {
     pub candidate: Option<usize>,
     /// The fresh account discovery.
     pub account: super::autoconfig::AccountDiscovery,
+}
+
+impl AccountChangeOutcome {
+    /// The source that named the candidate the decision is about (also recorded in the
+    /// history with it).
+    pub fn source(&self) -> Option<Source> {
+        Some(self.account.candidates.get(self.candidate?)?.source)
+    }
+
+    /// The origin to save with that candidate when the change is taken.
+    pub fn origin(&self) -> Option<Origin> {
+        self.source().map(Origin::of_source)
+    }
 }
 
 fn advice(decision: Decision, target: Option<(String, u16)>, detail: impl Into<String>) -> Advice {
@@ -673,5 +737,23 @@ mod tests {
             1,
         );
         assert_eq!(d.decision, Decision::NoChange);
+    }
+
+    #[test]
+    fn origin_names_and_sources() {
+        for o in Origin::ALL {
+            assert_eq!(Origin::from_name(o.name()), Some(o));
+        }
+        for src in Source::ALL {
+            let o = Origin::of_source(src);
+            assert_eq!(Origin::from_name(src.name()), Some(o), "{}", src.name());
+            assert!(o.automatic());
+        }
+        assert_eq!(Origin::from_name("MX-ISPDB"), Some(Origin::Mx));
+        assert_eq!(
+            Origin::from_name("autoconfig-wellknown"),
+            Some(Origin::Autoconfig)
+        );
+        assert_eq!(Origin::from_name("dns"), None);
     }
 }
