@@ -3,11 +3,13 @@
 (+ docs/bench.png when matplotlib is there) and bench/results.json. Standard library plus
 dnspython (the comparison clients) and optionally matplotlib.
 
-Env: MAILSRV_TEST_* (testbed), MAILSRV_LIBRARY, BENCH_BIN (dir of the C bench programs),
-MAILSRV_CLI, BENCH_RUNS (default 5), BENCH_RTTS (default "0 20 80"),
+Env: MAILSRV_TEST_* (testbed; MAILSRV_TEST_ISPDB for the account rows), MAILSRV_LIBRARY,
+BENCH_BIN (dir of the C bench programs), MAILSRV_CLI, BENCH_RUNS (default 5), BENCH_RTTS
+(default "0 20 80"),
 BENCH_PROXY_ADDR / BENCH_PROXY_PORT (default 127.0.17.1 / 5370: one port per RTT from there),
-BENCH_SCALE (default "1000 10000"), BENCH_ONLY=discovery (only the discovery rows, written
-to bench/results-discovery.json; results.json and the report are left alone).
+BENCH_SCALE (default "1000 10000"), BENCH_ONLY=discovery or account (only the discovery
+rows, or only the whole-account rows of issue 16, written to bench/results-discovery.json or
+bench/results-account.json; results.json and the report are left alone).
 """
 import json
 import os
@@ -49,9 +51,14 @@ KINDS = [("signed", "example.com", ANCHOR), ("signed-ds", "example.com", ANCHOR_
          ("unsigned", "insecure.test", ANCHOR)]
 DOMAINS = {kind: domain for kind, domain, _ in KINDS}
 SERVICES = ["imaps", "imap", "pop3s", "pop3", "submissions", "submission"]
+# Account discovery (issue 16), against the testbed's nginx and knotd: (address, what it
+# has). The source taken and the sources it needs are found by the first discovery.
+ISPDB = ENV.get("MAILSRV_TEST_ISPDB", "https://ispdb.ac.test/v1.1/")
+ACCOUNTS = [("joe@ac.test", "provider autoconfig"), ("joe@ispdbonly.ac.test", "an ISPDB entry only"),
+            ("joe@mxs.example.com", "a signed MX to a provider")]
 TARGET_RATIO, TARGET_CERT = 1.1, 1.0
 WORK = tempfile.mkdtemp(prefix="mailsrv-bench-")
-R = {"meta": {}, "discovery": {}, "auth": {}, "cert": [], "scale": {}, "footprint": {}}
+R = {"meta": {}, "discovery": {}, "account": {}, "auth": {}, "cert": [], "scale": {}, "footprint": {}}
 
 
 def log(*a):
@@ -139,27 +146,40 @@ def plain_dnspython(domain, port):
 
 
 # ---------------------------------------------------------------- measurements
+def start_proxies(first_port, procs):
+    """One delay proxy in front of knotd per RTT, on ports first_port, first_port + 1, ...
+    (appended to procs, which the caller stops); returns once each answers."""
+    for i, rtt in enumerate(RTTS):
+        logf = os.path.join(WORK, f"proxy{first_port + i}.log")
+        procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "delay_proxy.py"), PADDR,
+                                       str(first_port + i), NS_HOST, NS_PORT, str(rtt), "--log", logf]))
+    for i in range(len(RTTS)):  # each proxy answers before anything is timed
+        deadline = time.time() + 20
+        while True:
+            try:
+                q = dns.message.make_query(".", "SOA")
+                dns.query.udp(q, PADDR, port=first_port + i, timeout=1)
+                break
+            except (dns.exception.Timeout, OSError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+def stop_proxies(procs):
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait()
+
+
 def discovery():
     procs = []
     try:
+        start_proxies(PPORT, procs)
         for i, rtt in enumerate(RTTS):
             port = PPORT + i
-            logf = os.path.join(WORK, f"proxy{rtt}.log")
-            procs.append(subprocess.Popen([sys.executable, os.path.join(HERE, "delay_proxy.py"), PADDR,
-                                           str(port), NS_HOST, NS_PORT, str(rtt), "--log", logf]))
-        for i in range(len(RTTS)):  # each proxy answers before anything is timed
-            deadline = time.time() + 20
-            while True:
-                try:
-                    q = dns.message.make_query(".", "SOA")
-                    dns.query.udp(q, PADDR, port=PPORT + i, timeout=1)
-                    break
-                except (dns.exception.Timeout, OSError):
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.2)
-        for i, rtt in enumerate(RTTS):
-            port, logf = PPORT + i, os.path.join(WORK, f"proxy{rtt}.log")
+            logf = os.path.join(WORK, f"proxy{port}.log")
             # One exchange through the proxy, as dnspython sees it: the injected RTT plus the
             # proxy's and knotd's own cost (the floor of any client here).
             ex = []
@@ -218,10 +238,37 @@ def discovery():
                     f"warm {fmt_ms(stats(row['warm']))} ms, seq {fmt_ms(stats(row['seq']))} ms, "
                     f"queries {qc['cold']}")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            p.wait()
+        stop_proxies(procs)
+
+
+def account():
+    """Issue 16: whole-account discovery (every source at once) against each source it needs
+    alone, cold, through the DNS delay proxy at each RTT; the documents and the ISPDB come
+    from the testbed's nginx on loopback (no injected delay: the HTTPS fetches cost their
+    DNS lookups' round trips plus local TLS)."""
+    procs = []
+    first = PPORT + len(RTTS)
+    try:
+        start_proxies(first, procs)
+        for i, rtt in enumerate(RTTS):
+            for address, what in ACCOUNTS:
+                p = subprocess.run([sys.executable, os.path.join(HERE, "mailsrv_account.py"), f"{PADDR}:{first + i}",
+                                    ANCHOR, CA, ISPDB, str(RUNS), address], capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise SystemExit(f"bench: account discovery of {address} failed: {p.stderr.strip()}")
+                r = json.loads(p.stdout)
+                single = {src: stats(v) for src, v in r["single"].items()}
+                slowest = max(single, key=lambda src: single[src]["median"])
+                whole = stats(r["all"])
+                R["account"][f"{address}/{rtt}"] = {
+                    "address": address, "what": what, "rtt_ms": rtt, "winner": r["winner"], "needed": r["needed"],
+                    "all": whole, "single": single, "single_found": r["single_found"], "slowest": slowest,
+                    "ratio": whole["median"] / single[slowest]["median"],
+                }
+                log(f"account {address} rtt={rtt}: all {fmt_ms(whole)} ms, slowest needed {slowest} "
+                    f"{fmt_ms(single[slowest])} ms, ratio {whole['median'] / single[slowest]['median']:.2f}")
+    finally:
+        stop_proxies(procs)
 
 
 def authenticity():
@@ -394,6 +441,13 @@ def report():
         w(f"| roadblock detection on a capable path, {key.split('/')[0]}, cold, RTT {d['rtt_ms']} ms: "
           f"0 extra rounds | {extra} extra rounds; {max(d['duplicate_queries'])} repeated queries, "
           f"root DNSKEY asked {max(d['root_dnskey_queries'])}× (proxy log) | {met(extra <= 0)} |")
+    for key, d in R.get("account", {}).items():
+        if not d["rtt_ms"]:
+            continue
+        w(f"| whole-account discovery, {d['address']} ({d['what']}; {d['winner']} taken, needs "
+          f"{', '.join(d['needed'])}), cold, RTT {d['rtt_ms']} ms ≤ 1.1 × the slowest source needed (issue 16) "
+          f"| {d['ratio']:.2f}× ({d['all']['median'] * 1000:.0f} ms vs {d['slowest']} alone "
+          f"{d['single'][d['slowest']]['median'] * 1000:.0f} ms) | {met(d['ratio'] <= TARGET_RATIO)} |")
     a = R["auth"]
     ar = a["concurrent"]["median"] / a["sequential"]["median"]
     w(f"| authenticity (probe + reconnect), loopback without delay (CPU-bound, information) "
@@ -461,6 +515,9 @@ def report():
         if key in D:
             w(f"<details><summary>{D[key]['domain']} ({kind})</summary>\n\n```\n" + "\n".join(D[key]["cold_query_list"]) +
               "\n```\n</details>\n")
+    if R.get("account"):
+        w("## 2b. Whole-account discovery against the slowest source it needs (issue 16)\n")
+        w(account_section())
     w("## 3. Authenticity (probe + reconnect)\n")
     w(f"`mailsrv_verify_srv_authenticity(hosted.test, imaps, mail.example.net:{IMAPS_PORT})` (unsigned "
       f"zone, so the TLS probe decides; verdict {a['verdict']}, evidence {a['evidence']}, target verified "
@@ -509,6 +566,25 @@ def report():
         fh.write("\n".join(L) + "\n")
 
 
+def account_section():
+    """The account rows as a table (the report's section, and what BENCH_ONLY=account logs)."""
+    L = ["`mailsrv_account_discover` (Python `Context.discover_account`, every source) against the same "
+         "call with one source, for each source the answer needs: the one taken and every source ranked "
+         "above it (a lower-ranked answer waits until every higher-ranked source failed). Each call on a "
+         "fresh context (cold: no cached answer or key), verdicts included, median (min–max) ms over "
+         f"{R['meta'].get('runs', RUNS)} runs. DNS through the delay proxy at the RTT; the documents and "
+         "the ISPDB from nginx on loopback. Target (RTT > 0): whole ≤ 1.1 × the slowest needed source "
+         "alone, because the sources run in parallel.\n",
+         "| address | RTT | taken | whole-account | each needed source alone | slowest | ratio |",
+         "|---|---|---|---|---|---|---|"]
+    for key, d in R["account"].items():
+        alone = "; ".join(f"{src} {fmt_ms(v)}{'' if d['single_found'].get(src) else ' (fails)'}"
+                          for src, v in d["single"].items())
+        L.append(f"| {d['address']} | {d['rtt_ms']} | {d['winner']} | {fmt_ms(d['all'])} | {alone} | "
+                 f"{d['slowest']} | {d['ratio']:.2f}× |")
+    return "\n".join(L) + "\n"
+
+
 def plot():
     try:
         import matplotlib
@@ -551,17 +627,22 @@ def main():
                  "load": " ".join(open("/proc/loadavg").read().split()[:3]),
                  "runs": RUNS, "version": subprocess.run([CLI, "version"], capture_output=True, text=True).stdout.strip()}
     os.makedirs(os.path.join(ROOT, "docs"), exist_ok=True)
-    if ENV.get("BENCH_ONLY") == "discovery":
+    only = {"discovery": discovery, "account": account}.get(ENV.get("BENCH_ONLY", ""))
+    if only:
         try:
-            discovery()
-            with open(os.path.join(HERE, "results-discovery.json"), "w") as f:
+            only()
+            out = f"results-{ENV['BENCH_ONLY']}.json"
+            with open(os.path.join(HERE, out), "w") as f:
                 json.dump(R, f, indent=1)
-            log("wrote bench/results-discovery.json")
+            if R["account"]:
+                print(account_section())
+            log(f"wrote bench/{out}")
         finally:
             shutil.rmtree(WORK, ignore_errors=True)
         return
     try:
         discovery()
+        account()
         authenticity()
         certcheck()
         scale()

@@ -252,6 +252,16 @@ static void test_change_check_and_history(void) {
                                           MAILSRV_ORIGIN_SRV, h, now + 8 * day, 0, 0, &c, NULL, 0),
                  MAILSRV_STATUS_OK);
     CHECK_EQ_INT(mailsrv_change_decision(c), MAILSRV_DECISION_ASK_USER);
+    /* The origin to save once the user accepts, and the history's record of who named it. */
+    CHECK_EQ_INT(mailsrv_change_origin(c), MAILSRV_ORIGIN_SRV);
+    uint32_t source = 0;
+    CHECK_EQ_INT(mailsrv_history_source(h, "insecure.test", MAILSRV_SERVICE_IMAPS, mailsrv_change_target(c),
+                                        mailsrv_change_port(c), &source),
+                 MAILSRV_STATUS_OK);
+    CHECK_EQ_INT(source, MAILSRV_SOURCE_SRV);
+    CHECK_EQ_INT(mailsrv_history_source(h, "insecure.test", MAILSRV_SERVICE_IMAPS, "old.example.net", 993, &source),
+                 MAILSRV_STATUS_NOT_FOUND);
+    CHECK_EQ_INT(source, 0);
     mailsrv_change_free(c);
     /* T-SEED-07: the signed domain's change is authenticated. */
     CHECK_EQ_INT(mailsrv_srv_change_check(ctx, "example.com", MAILSRV_SERVICE_IMAPS, "old.example.net", 993,

@@ -811,6 +811,10 @@ typedef void (*mailsrv_change_cb)(void *userdata,
 
 
 
+
+
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1628,7 +1632,10 @@ void mailsrv_config_free(mailsrv_config *cfg);
 /**
  * Adds a DNS server to ask, as "IP", "IP:PORT", "[IPv6]" or "[IPv6]:PORT" (port 53 when
  * absent). Repeatable; servers are asked in the order added. Once any is set, the system's
- * are not used. No host names: a resolver cannot be found by name.
+ * are not used. Without any, a context uses /etc/resolv.conf's `nameserver` lines and
+ * follows the file: when it changes, the next operation uses the new nameservers and
+ * drops what was learnt about the old ones (DNSSEC capability, cached keys and answers).
+ * No host names: a resolver cannot be found by name.
  *
  * `cfg` borrowed, not NULL. `addr` borrowed UTF-8, not NULL.
  * Returns OK, NULL_ARG or INVALID_ARG.
@@ -2192,7 +2199,8 @@ const char *mailsrv_dnssec_name(uint32_t state);
 /**
  * Opens the history kept in the file `path` (it need not exist yet). A damaged file is
  * moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
- * again then starts an empty history. `out` (out, not NULL): owned, freed with
+ * again then starts an empty history. Files of format version 1 (before sources were
+ * recorded) are read; saving writes version 2. `out` (out, not NULL): owned, freed with
  * mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
  * Since 0.1.
  *
@@ -2236,7 +2244,8 @@ size_t mailsrv_history_len(const mailsrv_history *h);
 
 /**
  * Records that `target`:`port` is the answer for (`domain`, `service`) at `now` (Unix
- * seconds; 0 = the current time). Returns OK, NULL_ARG or INVALID_ARG.
+ * seconds; 0 = the current time), its source not known (a source recorded before stays:
+ * mailsrv_history_source()). Returns OK, NULL_ARG or INVALID_ARG.
  * Since 0.1.
  *
  * # Safety
@@ -2265,6 +2274,26 @@ mailsrv_status mailsrv_history_seen(const mailsrv_history *h,
                                     uint16_t port,
                                     uint64_t *first_out,
                                     uint64_t *last_out);
+
+/**
+ * Which source named `target`:`port` for (`domain`, `service`) when it was last seen: a
+ * MAILSRV_SOURCE_* bit (MAILSRV_SOURCE_SRV for mailsrv_srv_change_check(), the chosen
+ * candidate's source for mailsrv_account_change_check()), or 0 when not recorded
+ * (mailsrv_history_observe(), a version-1 history file). Saved with the history and read
+ * back by mailsrv_history_open(). `source_out` (out, not NULL).
+ * Returns OK, NULL_ARG, INVALID_ARG or NOT_FOUND (no such observation; `*source_out` is
+ * then 0).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid.
+ */
+mailsrv_status mailsrv_history_source(const mailsrv_history *h,
+                                      const char *domain,
+                                      uint32_t service,
+                                      const char *target,
+                                      uint16_t port,
+                                      uint32_t *source_out);
 
 /**
  * The refresh check for one saved service, blocking: re-discovers `service` for
@@ -2435,6 +2464,20 @@ uint64_t mailsrv_change_wait_until(const mailsrv_change *c);
  * `c` NULL or valid.
  */
 uint32_t mailsrv_change_verdict(const mailsrv_change *c);
+
+/**
+ * The origin (a mailsrv_origin value) to save with the endpoint the decision is about
+ * when the client takes it (UPDATE, or ASK_USER once the user accepted): MAILSRV_ORIGIN_SRV
+ * from mailsrv_srv_change_check(); from mailsrv_account_change_check() the origin of the
+ * source that named the candidate (MAILSRV_ORIGIN_AUTOCONFIG, _ISPDB, _MX, _SRV), which is
+ * also recorded in the history (mailsrv_history_source()). Pass it as `saved_origin` to
+ * the next check. 0 when the decision is about no endpoint.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_change_origin(const mailsrv_change *c);
 
 /**
  * How the account must connect to the new endpoint: always set for UPDATE (store its

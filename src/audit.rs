@@ -477,7 +477,7 @@ impl Auditor {
     pub fn from_context(ctx: &Context) -> Result<Self> {
         let config = ctx.config();
         Ok(Auditor {
-            resolver: ctx.resolver().clone(),
+            resolver: ctx.resolver(),
             trust: ctx.ca_store()?,
             timeout: config.timeout,
             accept_sibling: config.match_options.accept_sibling_service,

@@ -213,6 +213,15 @@ fn verify_and_refresh_json_carry_the_binding() {
     let (ok, j, err) = run(&argv.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{err}");
     assert_eq!(j["decision"], "update", "{}", j["detail"]);
+    assert_eq!(
+        (&j["check"], &j["saved_origin"], &j["source"], &j["origin"]),
+        (
+            &Value::from("srv"),
+            &Value::from("srv"),
+            &Value::from("srv"),
+            &Value::from("srv")
+        )
+    );
     assert_eq!(j["connect"]["sni"], "relayed.hosted.test");
     assert_eq!(j["connect"]["binding"], binding.as_str());
 
@@ -260,4 +269,132 @@ fn nothing_usable_is_never_silent_and_exits_2() {
     assert!(out.contains("no_record"), "{out}");
     let (code, out) = run_status(&[&["discover", "example.com"][..], &common].concat());
     assert_eq!(code, Some(0), "{out}");
+}
+
+/// `refresh --origin` takes every origin, by its own name or by the `source` names of
+/// `autoconfig`; a configuration from any source but SRV is re-discovered from every
+/// source (the multi-source account check), and the JSON says which source named the new
+/// server and which origin to save with it (issue 16).
+#[test]
+fn refresh_handles_every_origin() {
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let ca = env("MAILSRV_TEST_CA");
+    let ispdb = env("MAILSRV_TEST_ISPDB");
+    let refresh = |address: &str, origin: &str, extra: &[&str]| {
+        let mut argv = vec![
+            "refresh",
+            address,
+            "--service",
+            "imaps",
+            "--saved",
+            "old.example.net:993",
+            "--origin",
+            origin,
+            "--json",
+            "--nameserver",
+            &ns,
+            "--trust-anchor",
+            &anchor,
+            "--ca-file",
+            &ca,
+            "--ispdb",
+            &ispdb,
+        ];
+        argv.extend_from_slice(extra);
+        run(&argv)
+    };
+    let imaps = format!("mail.example.net:{}", port("IMAPS"));
+
+    // The mail domain's own HTTPS document (provider URL or .well-known): UPDATE.
+    for origin in ["autoconfig", "autoconfig-wellknown"] {
+        let (ok, j, err) = refresh("joe@ac.test", origin, &[]);
+        assert!(ok, "{origin}: {err}");
+        assert_eq!(j["check"], "account", "{j}");
+        assert_eq!(j["saved_origin"], "autoconfig");
+        assert_eq!(j["decision"], "update", "{}", j["detail"]);
+        assert_eq!(j["target"], imaps.as_str());
+        assert_eq!(
+            (&j["source"], &j["origin"]),
+            (&"autoconfig".into(), &"autoconfig".into())
+        );
+        assert_eq!(j["verdict"], "authentic");
+        assert!(j["connect"]["binding"].is_string());
+    }
+    // A signed MX into the provider.
+    for origin in ["mx", "mx-autoconfig", "mx-ispdb"] {
+        let (ok, j, err) = refresh("joe@mxs.example.com", origin, &[]);
+        assert!(ok, "{origin}: {err}");
+        assert_eq!(
+            (&j["check"], &j["saved_origin"]),
+            (&"account".into(), &"mx".into())
+        );
+        assert_eq!(j["decision"], "update", "{}", j["detail"]);
+        assert_eq!(
+            (&j["source"], &j["origin"]),
+            (&"mx-autoconfig".into(), &"mx".into())
+        );
+    }
+    // The ISPDB's word never updates: WAIT, then ASK_USER once it persisted; the history
+    // file records that the ISPDB named the server.
+    let hist = std::env::temp_dir().join(format!("mailsrv-cli-refresh-{}", std::process::id()));
+    let _ = std::fs::remove_file(&hist);
+    let hist_arg = hist.to_str().unwrap();
+    let now = 1_900_000_000u64;
+    for (at, want) in [(now, "wait"), (now + 8 * 86_400, "ask_user")] {
+        let at = at.to_string();
+        let (ok, j, err) = refresh(
+            "joe@ispdbonly.ac.test",
+            "ispdb",
+            &["--history", hist_arg, "--now", &at],
+        );
+        assert!(ok, "{err}");
+        assert_eq!(j["decision"], want, "{}", j["detail"]);
+        assert_eq!(
+            (&j["source"], &j["origin"]),
+            (&"ispdb".into(), &"ispdb".into())
+        );
+    }
+    let text = std::fs::read_to_string(&hist).unwrap();
+    assert!(
+        text.contains(&format!(
+            "obs ispdbonly.ac.test imaps mail.example.net {} ",
+            port("IMAPS")
+        )) && text.contains(" ispdb\n"),
+        "{text}"
+    );
+    let _ = std::fs::remove_file(&hist);
+    // Plain HTTP is never asked by a refresh; user-typed never changes (the SRV check).
+    let (ok, j, err) = refresh("joe@plain.ac.test", "autoconfig-http", &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (&j["check"], &j["decision"]),
+        (&"account".into(), &"no_change".into())
+    );
+    let (ok, j, err) = refresh("joe@ac.test", "user", &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (&j["check"], &j["decision"]),
+        (&"srv".into(), &"no_change".into())
+    );
+    assert!(j["origin"].is_null());
+
+    // Bad input: an unknown origin, and a domain where the documents need the address.
+    let (ok, _, err) = refresh("joe@ac.test", "dns", &[]);
+    assert!(!ok && err.contains("--origin takes one of"), "{err}");
+    for name in [
+        "srv",
+        "user",
+        "autoconfig",
+        "autoconfig-wellknown",
+        "autoconfig-http",
+        "ispdb",
+        "mx-autoconfig",
+        "mx-ispdb",
+        "mx",
+    ] {
+        assert!(err.contains(name), "{name} missing from {err}");
+    }
+    let (ok, _, err) = refresh("ac.test", "autoconfig", &[]);
+    assert!(!ok && err.contains("ADDRESS (user@domain)"), "{err}");
 }

@@ -53,6 +53,7 @@ struct Got {
     verdict: u32,
     binding: Option<String>,
     detail: String,
+    origin: u32,
 }
 
 unsafe fn read(ch: *mut mailsrv_change) -> Got {
@@ -67,6 +68,7 @@ unsafe fn read(ch: *mut mailsrv_change) -> Got {
             verdict: mailsrv_change_verdict(ch),
             binding: (!b.is_null()).then(|| text(mailsrv_binding_text(b))),
             detail: text(mailsrv_change_detail(ch)),
+            origin: mailsrv_change_origin(ch),
         };
         mailsrv_change_free(ch);
         g
@@ -144,6 +146,7 @@ fn the_domains_own_https_document_updates_with_its_binding() {
         b.contains("host=mail.example.net") && b.contains("sni=mail.example.net"),
         "{b}"
     );
+    assert_eq!(g.origin, mailsrv_origin::Autoconfig as u32);
 }
 
 #[test]
@@ -157,6 +160,7 @@ fn a_signed_mx_into_the_provider_updates() {
     assert_eq!(g.decision, UPDATE, "{g:?}");
     assert_eq!(g.target.as_deref(), Some("mail.example.net"));
     assert!(g.binding.is_some());
+    assert_eq!(g.origin, mailsrv_origin::Mx as u32);
 }
 
 #[test]
@@ -205,21 +209,79 @@ fn the_ispdb_never_updates_it_waits_then_asks_with_the_binding() {
     );
     assert_eq!(later.decision, ASK_USER, "{later:?}");
     assert!(later.binding.unwrap().contains("host=mail.example.net"));
+    // what the client saves once the user accepts: the ISPDB named it
+    assert_eq!(later.origin, mailsrv_origin::Ispdb as u32);
     unsafe {
         assert_eq!(
             mailsrv_history_save(h, ptr::null_mut(), 0),
             mailsrv_status::Ok
         );
         mailsrv_history_free(h);
+    }
+    // The history file records who named the server (format version 2) ...
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("mailsrv-history 2\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "obs ispdbonly.ac.test imaps mail.example.net {} {now} {} ispdb\n",
+            port("IMAPS"),
+            now + 8 * DAY
+        )),
+        "{text}"
+    );
+    // ... and gives it back after a restart, with the times the next check relies on.
+    let mut h = ptr::null_mut();
+    let mut source = 99;
+    unsafe {
+        assert_eq!(
+            mailsrv_history_open(
+                c(path.to_str().unwrap()).as_ptr(),
+                &mut h,
+                ptr::null_mut(),
+                0
+            ),
+            mailsrv_status::Ok
+        );
+        assert_eq!(
+            mailsrv_history_source(
+                h,
+                c("ispdbonly.ac.test").as_ptr(),
+                IMAPS,
+                c("mail.example.net").as_ptr(),
+                port("IMAPS"),
+                &mut source
+            ),
+            mailsrv_status::Ok
+        );
+    }
+    assert_eq!(source, mailsrv::ffi::account::mailsrv_source::Ispdb as u32);
+    let again = check_with(
+        ctx,
+        "joe@ispdbonly.ac.test",
+        IMAPS,
+        saved,
+        mailsrv_origin::Ispdb,
+        h,
+        now + 9 * DAY,
+    );
+    assert_eq!(again.decision, ASK_USER, "{again:?}");
+    assert_eq!(again.origin, mailsrv_origin::Ispdb as u32);
+    // The user accepted: the account is saved with the new server and that origin, and
+    // the next check is NO_CHANGE.
+    let taken = check_with(
+        ctx,
+        "joe@ispdbonly.ac.test",
+        IMAPS,
+        ("mail.example.net", port("IMAPS")),
+        mailsrv_origin::Ispdb,
+        h,
+        now + 10 * DAY,
+    );
+    assert_eq!(taken.decision, NO_CHANGE, "{taken:?}");
+    unsafe {
+        mailsrv_history_free(h);
         mailsrv_ctx_free(ctx);
     }
-    // the file stays in the version-1 format that older readers open
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("mailsrv-history 1\n"), "{text}");
-    assert!(text.contains(&format!(
-        "obs ispdbonly.ac.test imaps mail.example.net {} ",
-        port("IMAPS")
-    )));
     let _ = std::fs::remove_file(&path);
 }
 

@@ -14,8 +14,8 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,9 @@ const T_DNSKEY: u16 = 48;
 // ------------------------------------------------------------------ helpers
 
 struct Setup<'a> {
+    /// Empty: the nameservers of `resolv_conf` (the system configuration), followed.
     nameservers: Vec<String>,
+    resolv_conf: Option<PathBuf>,
     fallback: Vec<String>,
     negative_anchors: &'a [&'a str],
     require_secure: bool,
@@ -50,6 +52,7 @@ impl Setup<'_> {
     fn ns(addr: SocketAddr) -> Self {
         Setup {
             nameservers: vec![addr.to_string()],
+            resolv_conf: None,
             fallback: vec![],
             negative_anchors: &[],
             require_secure: false,
@@ -62,6 +65,9 @@ impl Setup<'_> {
         let mut cfg = Config::default();
         for ns in &self.nameservers {
             cfg.add_nameserver(ns).unwrap();
+        }
+        if let Some(p) = &self.resolv_conf {
+            cfg.resolv_conf = p.clone();
         }
         for ns in &self.fallback {
             cfg.add_fallback_nameserver(ns).unwrap();
@@ -95,10 +101,14 @@ struct Found {
 }
 
 fn imaps(setup: &Setup, domain: &str) -> Found {
-    let ctx = setup.context();
+    imaps_on(&setup.context(), domain, setup.require_secure)
+}
+
+/// [`imaps`] on a given context (several discoveries on one context).
+fn imaps_on(ctx: &Context, domain: &str, require_secure: bool) -> Found {
     let t0 = Instant::now();
     let d = ctx
-        .discover(domain, &[Service::Imaps], setup.require_secure)
+        .discover(domain, &[Service::Imaps], require_secure)
         .expect("discover");
     let took = t0.elapsed();
     let s = d.get(Service::Imaps).expect("imaps asked").clone();
@@ -208,10 +218,14 @@ fn rfc8027_servfail_on_dnskey_and_ds_is_unavailable() {
     roadblock_is_unavailable_not_bogus(&p, "answers root DNSKEY queries with");
 }
 
+/// The words every TC=1-without-TCP reason carries (docs/SECURITY.md).
+const NO_TCP: &str = "does not fit in a UDP datagram (TC=1) and TCP to the nameserver";
+
 #[test]
 fn tc_without_tcp_is_unavailable_not_failed() {
     // A path that loses large datagrams and has no TCP: every signed answer the chain needs
-    // is truncated, the plain ones fit.
+    // is truncated, the plain ones fit. RFC 8027 §3's TCP test, made when TC=1 needs it,
+    // names the reason: UNAVAILABLE because TCP is not available, not a silent failure.
     let p = Proxy::start_opts(
         vec![rule("*", None, Action::TruncateOver(200))],
         knot(),
@@ -219,6 +233,45 @@ fn tc_without_tcp_is_unavailable_not_failed() {
     );
     let f = imaps(&Setup::ns(p.addr), "example.com");
     assert_found(&f, DnssecState::Unavailable);
+    let why = format!("{NO_TCP} {} is not available", p.addr);
+    assert!(
+        f.diagnostics
+            .iter()
+            .any(|d| d.contains("DNSSEC is unavailable") && d.contains(&why)),
+        "{:?}",
+        f.diagnostics
+    );
+}
+
+#[test]
+fn tc_without_tcp_for_a_plain_answer_is_a_clear_error() {
+    // Even the unsigned SRV answer does not fit: nothing can be found through this path,
+    // and the error says why (LOOKUP_FAILED, never "no record").
+    let p = Proxy::start_opts(
+        vec![rule("*", None, Action::TruncateOver(60))],
+        knot(),
+        false,
+    );
+    let f = imaps(&Setup::ns(p.addr), "example.com");
+    assert_eq!(f.state, SrvState::LookupFailed, "{:?}", f.diagnostics);
+    let e = f.error.expect("the reason").to_string();
+    assert!(e.contains(NO_TCP) && e.contains("is not available"), "{e}");
+    assert!(f.took < Duration::from_secs(2), "{:?}", f.took);
+}
+
+#[test]
+fn tc_with_tcp_costs_no_round_of_its_own_and_stays_secure() {
+    // The capable path: TC=1 is followed over TCP (the TCP test passes by being used), so
+    // the answers validate and no roadblock is reported.
+    let p = Proxy::start(vec![rule("*", None, Action::TruncateOver(200))]);
+    let f = imaps(&Setup::ns(p.addr), "example.com");
+    assert_found(&f, DnssecState::Secure);
+    assert!(
+        !f.diagnostics.iter().any(|d| d.contains("unavailable")),
+        "{:?}",
+        f.diagnostics
+    );
+    assert!(p.stats.tcp.load(std::sync::atomic::Ordering::SeqCst) > 0);
 }
 
 #[test]
@@ -324,6 +377,92 @@ fn rfc7646_added_negative_trust_anchor_for_a_split_horizon_domain() {
     };
     let f = imaps(&setup, "intra.example.com");
     assert_found(&f, DnssecState::Insecure);
+}
+
+// ------------------------------------------------------------------ the system configuration changes
+
+/// An address of this testbed's own loopback range (the /24 of MAILSRV_TEST_NS) with the
+/// last octet `last`. resolv.conf names nameservers without a port, so the forwarders of
+/// these tests listen on port 53 there (the tests run as root, like the testbed).
+fn testbed_ip(last: u8) -> IpAddr {
+    match knot().ip() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], last))
+        }
+        other => panic!("MAILSRV_TEST_NS is not IPv4: {other}"),
+    }
+}
+
+/// A context that follows the resolv.conf at `path` (no nameserver configured).
+fn system_context(path: &Path) -> Context {
+    Setup {
+        nameservers: vec![],
+        resolv_conf: Some(path.to_path_buf()),
+        ..Setup::ns(knot())
+    }
+    .context()
+}
+
+#[test]
+fn a_running_context_follows_resolv_conf_to_new_nameservers() {
+    // Issue 14: "refreshed ... when the configured nameservers change". The laptop moves:
+    // its DHCP client rewrites resolv.conf while the mail client's context runs.
+    let dir = scratch("resolvconf-move");
+    let path = dir.join("resolv.conf");
+    let dead: SocketAddr = env("MAILSRV_TEST_DEAD_NS").parse().unwrap();
+    std::fs::write(
+        &path,
+        format!("nameserver {}\noptions timeout:1 attempts:1\n", dead.ip()),
+    )
+    .unwrap();
+    let live = Proxy::start_at(vec![], knot(), true, SocketAddr::new(testbed_ip(53), 53));
+    let ctx = system_context(&path);
+    let f = imaps_on(&ctx, "example.com", false);
+    assert_eq!(f.state, SrvState::LookupFailed, "{:?}", f.dnssec);
+    assert!(f.error.is_some());
+    assert!(live.queries().is_empty(), "the new server is not known yet");
+
+    std::fs::write(&path, format!("nameserver {}\n", testbed_ip(53))).unwrap();
+    let f = imaps_on(&ctx, "example.com", false);
+    assert_found(&f, DnssecState::Secure);
+    assert!(
+        live.queries()
+            .iter()
+            .any(|(n, t)| n == "_imaps._tcp.example.com" && *t == T_SRV),
+        "the second discovery asked the nameserver resolv.conf names now"
+    );
+
+    // An unchanged file keeps the resolver and its caches: a repeat sends nothing.
+    let asked = live.queries().len();
+    let f = imaps_on(&ctx, "example.com", false);
+    assert_found(&f, DnssecState::Secure);
+    assert_eq!(live.queries().len(), asked);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rewritten_resolv_conf_drops_the_capability_verdicts() {
+    // The same router address on a new network (192.168.1.1 at home and in the hotel):
+    // the file is rewritten with the same line, and what was learnt about the old path
+    // (a roadblock, answers fetched without DNSSEC) must not outlive the move.
+    let dir = scratch("resolvconf-same");
+    let path = dir.join("resolv.conf");
+    let at = SocketAddr::new(testbed_ip(54), 53);
+    let line = format!("nameserver {}\n", at.ip());
+    std::fs::write(&path, &line).unwrap();
+    let strip = Proxy::start_at(vec![rule("*", None, Action::StripDnssec)], knot(), true, at);
+    let ctx = system_context(&path);
+    let f = imaps_on(&ctx, "example.com", false);
+    assert_found(&f, DnssecState::Unavailable);
+    drop(strip);
+
+    let clean = Proxy::start_at(vec![], knot(), true, at);
+    std::fs::write(&path, &line).unwrap();
+    let f = imaps_on(&ctx, "example.com", false);
+    assert_found(&f, DnssecState::Secure);
+    assert!(!clean.queries().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ------------------------------------------------------------------ real daemons

@@ -17,8 +17,9 @@ const USAGE: &str = "usage:
   mailsrv connect HOST:PORT [--starttls imap|pop3|smtp] [--sni NAME]
                   [--expect-srv-id SERVICE:DOMAIN]... [--expect-dns-id NAME]... [COMMON]
   mailsrv connect --binding TEXT [COMMON]
-  mailsrv refresh DOMAIN --service NAME --saved HOST:PORT [--origin srv|user]
-                  [--history FILE] [--now UNIX] [--no-probe] [--require-secure] [COMMON]
+  mailsrv refresh DOMAIN|ADDRESS --service NAME --saved HOST:PORT [--origin NAME]
+                  [--history FILE] [--now UNIX] [--ispdb URL] [--no-probe]
+                  [--require-secure] [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
   mailsrv autoconfig ADDRESS [--ispdb URL] [--source NAME]... [--no-http] [--no-probe]
@@ -483,7 +484,10 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
     ))
 }
 
-/// `refresh`: srv_change_check for one saved service, with an optional history file.
+/// `refresh`: the refresh check for one saved service, with an optional history file:
+/// srv_change_check for a configuration from SRV (or typed by the user), the multi-source
+/// account_change_check for one from any other source (`--origin` takes the origin names
+/// and the `source` names of `autoconfig`).
 fn refresh(args: &[String]) -> Result<(), String> {
     use mailsrv::core::verdict::change::{ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved};
     use mailsrv::core::verdict::history::History;
@@ -492,7 +496,7 @@ fn refresh(args: &[String]) -> Result<(), String> {
     let Args {
         positional,
         options,
-        common,
+        mut common,
     } = parse(
         args,
         &[
@@ -501,12 +505,13 @@ fn refresh(args: &[String]) -> Result<(), String> {
             "--origin",
             "--history",
             "--now",
+            "--ispdb",
             "--no-probe",
             "--require-secure",
         ],
     )?;
     let [domain] = positional.as_slice() else {
-        return Err(format!("refresh takes one DOMAIN\n{USAGE}"));
+        return Err(format!("refresh takes one DOMAIN or ADDRESS\n{USAGE}"));
     };
     let get = |k: &str| {
         options
@@ -520,11 +525,34 @@ fn refresh(args: &[String]) -> Result<(), String> {
     let saved = get("--saved").ok_or("--saved HOST:PORT is required")?;
     let (host, port) = saved.rsplit_once(':').ok_or("--saved takes HOST:PORT")?;
     let port: u16 = port.parse().map_err(|_| format!("bad port in {saved:?}"))?;
-    let origin = match get("--origin").unwrap_or("srv") {
-        "srv" => Origin::Srv,
-        "user" => Origin::User,
-        o => return Err(format!("--origin takes srv or user, not {o:?}")),
-    };
+    let origin_name = get("--origin").unwrap_or("srv");
+    let origin = Origin::from_name(origin_name).ok_or_else(|| {
+        let mut names: Vec<&str> = Origin::ALL.iter().map(|o| o.name()).collect();
+        for s in mailsrv::core::source::Source::ALL {
+            if !names.contains(&s.name()) {
+                names.push(s.name());
+            }
+        }
+        format!(
+            "--origin takes one of {}, not {origin_name:?}",
+            names.join(", ")
+        )
+    })?;
+    // SRV's own check for SRV (and user-typed: never changed either way); every other
+    // source's configuration is re-discovered from all sources, which needs the address.
+    let account = !matches!(origin, Origin::Srv | Origin::User);
+    if account && !domain.contains('@') {
+        return Err(format!(
+            "--origin {origin_name} re-discovers the account from every source: give the \
+             ADDRESS (user@domain), not {domain:?}"
+        ));
+    }
+    if let Some(url) = get("--ispdb") {
+        common
+            .config
+            .set_ispdb_url(url)
+            .map_err(|e| e.to_string())?;
+    }
     let now = match get("--now") {
         Some(n) => n.parse().map_err(|_| "--now takes Unix seconds")?,
         None => mailsrv::core::verdict::history::unix_now(),
@@ -549,16 +577,27 @@ fn refresh(args: &[String]) -> Result<(), String> {
         require_secure: get("--require-secure").is_some(),
     };
     let ctx = Context::new(common.config).map_err(|e| e.to_string())?;
-    let out = ctx
-        .srv_change_check(req, history.clone())
-        .map_err(|e| e.to_string())?;
+    // (advice, verdict, the source that named the target, the origin to save with it)
+    let (a, verdict, source, new_origin) = if account {
+        let out = ctx
+            .account_change_check(req, history.clone())
+            .map_err(|e| e.to_string())?;
+        let (source, new_origin) = (out.source().map(|s| s.name()), out.origin());
+        (out.advice, out.verdict, source, new_origin)
+    } else {
+        let out = ctx
+            .srv_change_check(req, history.clone())
+            .map_err(|e| e.to_string())?;
+        let new_origin = out.origin();
+        let verdict = out.authenticity.as_ref().map(|x| x.verdict);
+        (out.advice, verdict, new_origin.map(|_| "srv"), new_origin)
+    };
     if let Some(h) = history {
         h.lock()
             .map_err(|_| "history lock")?
             .save()
             .map_err(|e| e.to_string())?;
     }
-    let a = &out.advice;
     let decision = match a.decision {
         Decision::NoChange => "no_change",
         Decision::Update => "update",
@@ -567,16 +606,24 @@ fn refresh(args: &[String]) -> Result<(), String> {
         Decision::Reject => "reject",
     };
     let target = a.target.as_ref().map(|(t, p)| format!("{t}:{p}"));
+    let check = if account { "account" } else { "srv" };
     if common.json {
-        let j = json!({"domain": domain, "service": service.name(), "decision": decision,
-                       "target": target, "wait_until": a.wait_until, "detail": a.detail,
-                       "connect": binding_json(a.binding.as_ref())});
+        let j = json!({"domain": domain, "service": service.name(), "saved_origin": origin.name(),
+                       "check": check, "decision": decision, "target": target,
+                       "verdict": verdict.map(|v| v.name()), "source": source,
+                       "origin": new_origin.map(|o| o.name()), "wait_until": a.wait_until,
+                       "detail": a.detail, "connect": binding_json(a.binding.as_ref())});
         emit(&format!("{j}\n"));
     } else {
+        let named = match (source, new_origin) {
+            (Some(s), Some(o)) => format!("  named by {s}; save it with --origin {}\n", o.name()),
+            _ => String::new(),
+        };
         emit(&format!(
-            "{} {}: {decision}{}\n  {}\n{}",
+            "{} {} ({check} check, saved from {}): {decision}{}\n  {}\n{named}{}",
             domain,
             service.name(),
+            origin.name(),
             target.map(|t| format!(" ({t})")).unwrap_or_default(),
             a.detail,
             binding_text(a.binding.as_ref()),

@@ -9,6 +9,7 @@ use hickory_resolver::proto::rr::Name;
 use super::cert::identity::MatchOptions;
 use super::dns::anchors::AnchorSource;
 use super::dns::resolver::ResolverConfig;
+use super::dns::system::ResolvConf;
 use super::requests::DispatchMode;
 use super::{Error, Result};
 
@@ -18,9 +19,12 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// DNS servers, in order; empty means those of /etc/resolv.conf (with its `options
-    /// timeout/attempts/rotate`).
+    /// DNS servers, in order; empty means those of [`Config::resolv_conf`] (with its
+    /// `options timeout/attempts/rotate`), followed while the context runs.
     pub nameservers: Vec<SocketAddr>,
+    /// The system resolver configuration read when `nameservers` is empty (resolv.conf(5),
+    /// default [`DEFAULT_RESOLV_CONF`]). A context re-reads it when it changes.
+    pub resolv_conf: PathBuf,
     /// Resolvers asked only when every nameserver above is a DNSSEC roadblock; none by
     /// default, and mailsrv never adds one of its own.
     pub fallback_nameservers: Vec<SocketAddr>,
@@ -54,11 +58,14 @@ pub struct Config {
 
 /// The hosts file used unless the caller sets another or none.
 pub const DEFAULT_HOSTS_FILE: &str = "/etc/hosts";
+/// The system resolver configuration used unless the caller sets another.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             nameservers: Vec::new(),
+            resolv_conf: PathBuf::from(DEFAULT_RESOLV_CONF),
             fallback_nameservers: Vec::new(),
             negative_trust_anchors: Vec::new(),
             trust_anchor_file: None,
@@ -110,23 +117,40 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the nameservers come from the system configuration ([`Config::resolv_conf`]),
+    /// which may change while a context runs.
+    pub fn follows_system(&self) -> bool {
+        self.nameservers.is_empty()
+    }
+
     /// What the resolver is built from: the configured nameservers or resolv.conf's, the
     /// built-in and added negative trust anchors, and the per-exchange budget.
     pub fn resolver_config(&self, anchors: AnchorSource) -> Result<ResolverConfig> {
-        let sys = if self.nameservers.is_empty() {
-            ResolvConf::read(Path::new("/etc/resolv.conf"))
+        let sys = if self.follows_system() {
+            ResolvConf::read(&self.resolv_conf)
         } else {
             ResolvConf::default()
         };
-        let nameservers = if self.nameservers.is_empty() {
+        self.resolver_config_with(anchors, &sys)
+    }
+
+    /// [`Config::resolver_config`] with `sys` as the system configuration (what
+    /// [`Config::resolv_conf`] says; its nameservers count only when none is configured).
+    pub fn resolver_config_with(
+        &self,
+        anchors: AnchorSource,
+        sys: &ResolvConf,
+    ) -> Result<ResolverConfig> {
+        let nameservers = if self.follows_system() {
             sys.nameservers.clone()
         } else {
             self.nameservers.clone()
         };
         if nameservers.is_empty() {
-            return Err(Error::InvalidArg(
-                "no nameserver configured and none found in /etc/resolv.conf".into(),
-            ));
+            return Err(Error::InvalidArg(format!(
+                "no nameserver configured and none found in {}",
+                self.resolv_conf.display()
+            )));
         }
         // One exchange may use a third of the budget, so a retry still fits; resolv.conf's
         // `timeout` lowers it further when smaller.
@@ -223,57 +247,7 @@ pub fn parse_nameserver(text: &str) -> Result<SocketAddr> {
 
 /// The `nameserver` lines of /etc/resolv.conf (the default when none is configured).
 pub fn system_nameservers() -> Vec<SocketAddr> {
-    ResolvConf::read(Path::new("/etc/resolv.conf")).nameservers
-}
-
-/// What mailsrv takes from resolv.conf(5): the nameservers and `options timeout:N
-/// attempts:N rotate` (the glibc defaults, 5 s and 2 attempts, apply when absent).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResolvConf {
-    pub nameservers: Vec<SocketAddr>,
-    pub timeout: Option<Duration>,
-    /// Tries per nameserver (glibc's `attempts`, capped at 5 like glibc).
-    pub attempts: Option<usize>,
-    pub rotate: bool,
-}
-
-impl ResolvConf {
-    pub fn read(path: &Path) -> Self {
-        Self::parse(&std::fs::read_to_string(path).unwrap_or_default())
-    }
-
-    pub fn parse(text: &str) -> Self {
-        let mut out = ResolvConf::default();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            match words.next() {
-                Some("nameserver") => {
-                    if let Some(ip) = words
-                        .next()
-                        .and_then(|w| w.split('%').next())
-                        .and_then(|w| w.parse::<IpAddr>().ok())
-                    {
-                        out.nameservers.push(SocketAddr::new(ip, 53));
-                    }
-                }
-                Some("options") => {
-                    for opt in words {
-                        if let Some(n) = opt.strip_prefix("timeout:").and_then(|n| n.parse().ok()) {
-                            out.timeout = Some(Duration::from_secs(u64::min(n, 30)));
-                        } else if let Some(n) =
-                            opt.strip_prefix("attempts:").and_then(|n| n.parse().ok())
-                        {
-                            out.attempts = Some(usize::clamp(n, 1, 5));
-                        } else if opt == "rotate" {
-                            out.rotate = true;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
+    ResolvConf::read(Path::new(DEFAULT_RESOLV_CONF)).nameservers
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::config::Config;
 use super::dns::anchors::AnchorSource;
 use super::dns::discover::{DiscoverOptions, Discovery, discover};
 use super::dns::resolver::Resolver;
+use super::dns::system::{FileStamp, ResolvConf};
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
 use super::runtime::{block_on, runtime};
 use super::service::Service;
@@ -30,6 +31,15 @@ use super::{Error, Result};
 use once_cell::sync::OnceCell;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use std::sync::Mutex;
+
+/// The stamp of the system resolver configuration, when the context follows it.
+fn system_stamp(config: &Config) -> Option<FileStamp> {
+    if config.follows_system() {
+        FileStamp::of(&config.resolv_conf)
+    } else {
+        None
+    }
+}
 
 /// What `autoconfigure` found: the discovery, and for each of its services (same order) the
 /// verdict on each endpoint (same order); a verdict that could not be reached is an error.
@@ -49,7 +59,10 @@ pub struct AutoconfigFlags {
 
 pub struct Context {
     config: Config,
-    resolver: Arc<Resolver>,
+    anchors: AnchorSource,
+    /// The resolver in use, and the stamp of the resolv.conf it was built from (when the
+    /// nameservers come from there): see [`Context::resolver`].
+    resolver: Mutex<(Arc<Resolver>, Option<FileStamp>)>,
     dispatcher: Dispatcher,
     /// Loaded on first use: a DNS-only client never pays for (or fails on) the CA store.
     trust: OnceCell<CaStore>,
@@ -62,7 +75,9 @@ impl Context {
             Some(p) => AnchorSource::from_file(p)?,
             None => AnchorSource::BuiltIn,
         };
-        let rcfg = config.resolver_config(anchors)?;
+        // Stamped before it is read: a change made meanwhile is seen by the next operation.
+        let stamp = system_stamp(&config);
+        let rcfg = config.resolver_config(anchors.clone())?;
         let resolver = {
             let _in_runtime = rt.enter();
             Arc::new(Resolver::new(&rcfg)?)
@@ -70,15 +85,45 @@ impl Context {
         let dispatcher = Dispatcher::new(config.dispatch)?;
         Ok(Context {
             config,
-            resolver,
+            anchors,
+            resolver: Mutex::new((resolver, stamp)),
             dispatcher,
             trust: OnceCell::new(),
         })
     }
 
-    /// The resolver every operation of this context uses (with its DNSKEY/DS cache).
-    pub fn resolver(&self) -> &Arc<Resolver> {
-        &self.resolver
+    /// The resolver an operation starting now uses (with its capability verdicts and its
+    /// key and answer caches). When the nameservers come from the system configuration
+    /// (none configured), that file is checked first, one `stat` per operation as glibc
+    /// does: when its inode, size or times changed, the resolver is rebuilt from it, so the
+    /// new nameservers and options apply at once and nothing learnt on the old network
+    /// (RFC 8027 capability verdicts, cached keys and answers) is kept. A file that names
+    /// no nameserver any more leaves the previous ones in use. Operations already running
+    /// keep the resolver they started with.
+    pub fn resolver(&self) -> Arc<Resolver> {
+        let mut current = self.resolver.lock().unwrap_or_else(|p| p.into_inner());
+        if self.config.follows_system() {
+            let stamp = system_stamp(&self.config);
+            if stamp != current.1 {
+                current.1 = stamp;
+                if let Some(r) = self.rebuilt_resolver() {
+                    current.0 = r;
+                }
+            }
+        }
+        current.0.clone()
+    }
+
+    /// A resolver built from the system configuration as it is now, if it names a
+    /// nameserver.
+    fn rebuilt_resolver(&self) -> Option<Arc<Resolver>> {
+        let sys = ResolvConf::read(&self.config.resolv_conf);
+        let rcfg = self
+            .config
+            .resolver_config_with(self.anchors.clone(), &sys)
+            .ok()?;
+        let _in_runtime = runtime().ok()?.enter();
+        Resolver::new(&rcfg).ok().map(Arc::new)
     }
 
     /// Checks a certificate chain (leaf first, DER) against the trusted CAs and `identity`
@@ -113,7 +158,7 @@ impl Context {
             None
         };
         req.accept_sibling |= self.config.match_options.accept_sibling_service;
-        let resolver = self.resolver.clone();
+        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move { authenticity::verify(&resolver, trust, req, deadline).await })
     }
@@ -154,7 +199,7 @@ impl Context {
         } else {
             None
         };
-        let resolver = self.resolver.clone();
+        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
             let d = discovery.await?;
@@ -189,7 +234,7 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe(key, req.now)?)
+                    Some(h.observe_by(key, req.now, Some(Source::Srv))?)
                 }
                 _ => None,
             };
@@ -244,7 +289,7 @@ impl Context {
         let probe = flags.probe && self.config.probe;
         let trust = if probe { Some(self.ca_store()?) } else { None };
         let accept_sibling = self.config.match_options.accept_sibling_service;
-        let resolver = self.resolver.clone();
+        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
             let discovery = discovery.await?;
@@ -314,7 +359,7 @@ impl Context {
             ispdb_timeout: self.config.ispdb_timeout,
             seed: self.config.rng_seed,
         };
-        let resolver = self.resolver.clone();
+        let resolver = self.resolver();
         let address = address.to_string();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move { discover_account(resolver, trust, &address, opts, deadline).await })
@@ -402,7 +447,8 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe(key, req.now)?)
+                    let source = account.candidates[index[i]].source;
+                    Some(h.observe_by(key, req.now, Some(source))?)
                 }
                 _ => None,
             };
@@ -496,7 +542,7 @@ impl Context {
         require_secure: bool,
     ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static + use<>> {
         let domain = domain.clone();
-        let resolver = self.resolver.clone();
+        let resolver = self.resolver();
         let opts = DiscoverOptions {
             services: services.to_vec(),
             require_secure: require_secure || self.config.require_secure,
@@ -561,7 +607,7 @@ impl Context {
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         connect::plan(&req)?;
         let trust = self.ca_store()?;
-        let resolver = self.resolver.clone();
+        let resolver = self.resolver();
         // End a little before `run`/`spawn` do, so the step that ran out is named.
         let deadline = self.deadline() - self.config.timeout / 20;
         // The stream's reads and writes get the context's timeout too (the caller may lift

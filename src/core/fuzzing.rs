@@ -46,11 +46,14 @@ pub fn anchor(data: &[u8]) {
 /// The history file reader: any bytes give records or a reason, never a panic; what it
 /// accepts is normalised and survives a write/read round trip.
 pub fn history(data: &[u8]) {
-    if let Ok(records) = super::verdict::history::parse(data) {
-        for (k, s) in &records {
-            assert!(s.first <= s.last);
+    use super::verdict::history::{parse, render};
+    if let Ok(records) = parse(data) {
+        for (k, e) in &records {
+            assert!(e.seen.first <= e.seen.last);
             assert!(!k.domain.ends_with('.') && k.domain.is_ascii());
         }
+        let again = parse(render(&records).as_bytes()).expect("a rendered history parses");
+        assert_eq!(again, records, "write/read round trip");
     }
 }
 

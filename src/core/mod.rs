@@ -22,5 +22,6 @@ pub mod name;
 pub mod requests;
 pub mod runtime;
 pub mod service;
+pub mod source;
 pub mod tls;
 pub mod verdict;

@@ -97,7 +97,10 @@ pub unsafe extern "C" fn mailsrv_config_free(cfg: *mut mailsrv_config) {
 
 /// Adds a DNS server to ask, as "IP", "IP:PORT", "[IPv6]" or "[IPv6]:PORT" (port 53 when
 /// absent). Repeatable; servers are asked in the order added. Once any is set, the system's
-/// are not used. No host names: a resolver cannot be found by name.
+/// are not used. Without any, a context uses /etc/resolv.conf's `nameserver` lines and
+/// follows the file: when it changes, the next operation uses the new nameservers and
+/// drops what was learnt about the old ones (DNSSEC capability, cached keys and answers).
+/// No host names: a resolver cannot be found by name.
 ///
 /// `cfg` borrowed, not NULL. `addr` borrowed UTF-8, not NULL.
 /// Returns OK, NULL_ARG or INVALID_ARG.

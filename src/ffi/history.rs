@@ -1,5 +1,6 @@
-//! `mailsrv_history` (first/last-seen times of SRV answers, in a file the client chooses)
-//! and `mailsrv_srv_change_check` (the refresh decision for one saved service).
+//! `mailsrv_history` (first/last-seen times of answers and the source that named them, in
+//! a file the client chooses) and `mailsrv_srv_change_check` /
+//! `mailsrv_account_change_check` (the refresh decision for one saved service).
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
@@ -75,19 +76,39 @@ pub struct mailsrv_change {
     detail: CString,
     verdict: u32,
     binding: Option<mailsrv_binding>,
+    origin: u32,
+}
+
+/// The mailsrv_origin value of `o`.
+fn origin_value(o: Origin) -> u32 {
+    (match o {
+        Origin::Srv => mailsrv_origin::Srv,
+        Origin::User => mailsrv_origin::User,
+        Origin::Autoconfig => mailsrv_origin::Autoconfig,
+        Origin::Ispdb => mailsrv_origin::Ispdb,
+        Origin::Mx => mailsrv_origin::Mx,
+        Origin::AutoconfigHttp => mailsrv_origin::AutoconfigHttp,
+    }) as u32
+}
+
+/// The origin of a mailsrv_origin value.
+fn origin_of(value: u32) -> Option<Origin> {
+    Origin::ALL.into_iter().find(|o| origin_value(*o) == value)
 }
 
 impl mailsrv_change {
     fn new(o: ChangeOutcome) -> Self {
+        let origin = o.origin();
         let verdict = o.authenticity.map(|a| a.verdict);
-        Self::of(o.advice, verdict)
+        Self::of(o.advice, verdict, origin)
     }
 
     fn of_account(o: AccountChangeOutcome) -> Self {
-        Self::of(o.advice, o.verdict)
+        let origin = o.origin();
+        Self::of(o.advice, o.verdict, origin)
     }
 
-    fn of(advice: Advice, verdict: Option<Verdict>) -> Self {
+    fn of(advice: Advice, verdict: Option<Verdict>, origin: Option<Origin>) -> Self {
         let (target, port) = match &advice.target {
             Some((t, p)) => (Some(cstring(t)), *p),
             None => (None, 0),
@@ -105,6 +126,7 @@ impl mailsrv_change {
             wait_until: advice.wait_until.unwrap_or(0),
             detail: cstring(&advice.detail),
             binding: advice.binding.map(mailsrv_binding::new),
+            origin: origin.map_or(0, origin_value),
             verdict: match verdict {
                 None => 0,
                 Some(Verdict::Authentic) => mailsrv_verdict::Authentic as u32,
@@ -121,7 +143,8 @@ fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
 
 /// Opens the history kept in the file `path` (it need not exist yet). A damaged file is
 /// moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
-/// again then starts an empty history. `out` (out, not NULL): owned, freed with
+/// again then starts an empty history. Files of format version 1 (before sources were
+/// recorded) are read; saving writes version 2. `out` (out, not NULL): owned, freed with
 /// mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
 /// Since 0.1.
 ///
@@ -207,7 +230,8 @@ unsafe fn key(
 }
 
 /// Records that `target`:`port` is the answer for (`domain`, `service`) at `now` (Unix
-/// seconds; 0 = the current time). Returns OK, NULL_ARG or INVALID_ARG.
+/// seconds; 0 = the current time), its source not known (a source recorded before stays:
+/// mailsrv_history_source()). Returns OK, NULL_ARG or INVALID_ARG.
 /// Since 0.1.
 ///
 /// # Safety
@@ -255,17 +279,13 @@ pub unsafe extern "C" fn mailsrv_history_seen(
 ) -> mailsrv_status {
     ffi_boundary! {
         let h = try_ref!(h);
-        let mut key = match unsafe { key(domain, service, target, port) } {
+        let key = match unsafe { key(domain, service, target, port) } {
             Ok(k) => k,
             Err(s) => return s,
         };
-        match (crate::core::address::normalize_domain(&key.domain), crate::core::address::normalize_domain(&key.target)) {
-            (Ok(d), Ok(t)) => {
-                key.domain = d;
-                key.target = t;
-            }
-            _ => return mailsrv_status::InvalidArg,
-        }
+        let Some(key) = normalized_key(key) else {
+            return mailsrv_status::InvalidArg;
+        };
         let g = h.inner.lock().unwrap_or_else(|p| p.into_inner());
         match g.get(&key) {
             Some(s) => {
@@ -280,6 +300,56 @@ pub unsafe extern "C" fn mailsrv_history_seen(
             None => mailsrv_status::NotFound,
         }
     }
+}
+
+/// Which source named `target`:`port` for (`domain`, `service`) when it was last seen: a
+/// MAILSRV_SOURCE_* bit (MAILSRV_SOURCE_SRV for mailsrv_srv_change_check(), the chosen
+/// candidate's source for mailsrv_account_change_check()), or 0 when not recorded
+/// (mailsrv_history_observe(), a version-1 history file). Saved with the history and read
+/// back by mailsrv_history_open(). `source_out` (out, not NULL).
+/// Returns OK, NULL_ARG, INVALID_ARG or NOT_FOUND (no such observation; `*source_out` is
+/// then 0).
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_source(
+    h: *const mailsrv_history,
+    domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    source_out: *mut u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let source_out = try_mut!(source_out);
+        *source_out = 0;
+        let h = try_ref!(h);
+        let key = match unsafe { key(domain, service, target, port) } {
+            Ok(k) => k,
+            Err(s) => return s,
+        };
+        let key = match normalized_key(key) {
+            Some(k) => k,
+            None => return mailsrv_status::InvalidArg,
+        };
+        let g = h.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.get(&key).is_none() {
+            return mailsrv_status::NotFound;
+        }
+        *source_out = g.source(&key).map_or(0, |s| s.bit());
+        mailsrv_status::Ok
+    }
+}
+
+/// `key` with its names normalised as the history keeps them; `None` when one is not a
+/// valid name.
+fn normalized_key(mut key: ObservationKey) -> Option<ObservationKey> {
+    use crate::core::address::normalize_domain;
+    key.domain = normalize_domain(&key.domain).ok()?;
+    key.target = normalize_domain(&key.target).ok()?;
+    Some(key)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -308,15 +378,7 @@ unsafe fn change_request(
             service: Service::from_bit(service).ok_or(mailsrv_status::InvalidArg)?,
             host: text(saved_host)?,
             port: saved_port,
-            origin: match saved_origin {
-                1 => Origin::Srv,
-                2 => Origin::User,
-                3 => Origin::Autoconfig,
-                4 => Origin::Ispdb,
-                5 => Origin::Mx,
-                6 => Origin::AutoconfigHttp,
-                _ => return Err(mailsrv_status::InvalidArg),
-            },
+            origin: origin_of(saved_origin).ok_or(mailsrv_status::InvalidArg)?,
         },
         now: if now == 0 { unix_now() } else { now },
         min_age: if min_age == 0 {
@@ -668,6 +730,21 @@ pub unsafe extern "C" fn mailsrv_change_wait_until(c: *const mailsrv_change) -> 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_change_verdict(c: *const mailsrv_change) -> u32 {
     ffi_boundary! { try_ref!(c).verdict }
+}
+
+/// The origin (a mailsrv_origin value) to save with the endpoint the decision is about
+/// when the client takes it (UPDATE, or ASK_USER once the user accepted): MAILSRV_ORIGIN_SRV
+/// from mailsrv_srv_change_check(); from mailsrv_account_change_check() the origin of the
+/// source that named the candidate (MAILSRV_ORIGIN_AUTOCONFIG, _ISPDB, _MX, _SRV), which is
+/// also recorded in the history (mailsrv_history_source()). Pass it as `saved_origin` to
+/// the next check. 0 when the decision is about no endpoint.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_origin(c: *const mailsrv_change) -> u32 {
+    ffi_boundary! { try_ref!(c).origin }
 }
 
 /// How the account must connect to the new endpoint: always set for UPDATE (store its

@@ -120,6 +120,12 @@ impl Proxy {
     /// A proxy in front of `upstream`; without `tcp`, nothing listens on its TCP port
     /// (a path where TC=1 cannot be followed up).
     pub fn start_opts(rules: Vec<Rule>, upstream: SocketAddr, tcp: bool) -> Proxy {
+        Self::start_at(rules, upstream, tcp, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// A proxy listening on `bind` (UDP and TCP; port 0: any free port of that address).
+    /// A fixed port 53 is what a resolv.conf `nameserver` line names (root only).
+    pub fn start_at(rules: Vec<Rule>, upstream: SocketAddr, tcp: bool, bind: SocketAddr) -> Proxy {
         let rules = Arc::new(rules);
         let stats = Arc::new(Stats::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -133,11 +139,25 @@ impl Proxy {
                 .unwrap();
             rt.block_on(async move {
                 // UDP and TCP on the same port, as a nameserver address names both.
+                // A fixed address may still be held for a moment by a proxy just dropped.
+                let t0 = Instant::now();
                 let (udp, listener) = loop {
-                    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-                    let port = udp.local_addr().unwrap().port();
-                    if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
-                        break (Arc::new(udp), tcp);
+                    let pair = match UdpSocket::bind(bind).await {
+                        Ok(udp) => {
+                            let at = udp.local_addr().unwrap();
+                            TcpListener::bind(at).await.map(|tcp| (Arc::new(udp), tcp))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match pair {
+                        Ok(p) => break p,
+                        Err(e) if bind.port() != 0 && t0.elapsed() > Duration::from_secs(3) => {
+                            panic!("DNS proxy on {bind}: {e}")
+                        }
+                        Err(_) if bind.port() != 0 => {
+                            tokio::time::sleep(Duration::from_millis(20)).await
+                        }
+                        Err(_) => {}
                     }
                 };
                 addr_tx.send(udp.local_addr().unwrap()).unwrap();

@@ -56,7 +56,7 @@ import sys
 import threading
 import weakref
 from contextlib import contextmanager
-from ctypes import byref, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import (
@@ -2164,6 +2164,10 @@ class Change:
         binding: How the account must connect to the new endpoint: always set for
             UPDATE; for ASK_USER and WAIT the plain binding to use once the user
             accepted; else None.
+        origin: The origin to save with the new endpoint when the change is taken (pass
+            it as ``origin`` to the next check): SRV from :meth:`Context.srv_change_check`,
+            the naming source's (:meth:`Origin.of_source`) from
+            :meth:`Context.account_change_check`; None when there is no endpoint.
     """
 
     decision: Decision
@@ -2173,6 +2177,7 @@ class Change:
     verdict: Optional[Verdict]
     detail: str
     binding: Optional["Binding"] = None
+    origin: Optional["Origin"] = None
 
 
 def _take_change(c: Optional[int]) -> Change:
@@ -2181,6 +2186,7 @@ def _take_change(c: Optional[int]) -> Change:
         raise MailsrvError(Status.PANIC, "the library reported OK without a result")
     try:
         verdict = lib.mailsrv_change_verdict(c)
+        origin = lib.mailsrv_change_origin(c)
         return Change(
             decision=Decision(lib.mailsrv_change_decision(c)),
             target=_optional_text(lib.mailsrv_change_target(c)),
@@ -2189,6 +2195,7 @@ def _take_change(c: Optional[int]) -> Change:
             verdict=Verdict(verdict) if verdict else None,
             detail=_text(lib.mailsrv_change_detail(c)),
             binding=_copy_binding(lib.mailsrv_change_binding(c)),
+            origin=Origin(origin) if origin else None,
         )
     finally:
         lib.mailsrv_change_free(c)
@@ -2220,9 +2227,10 @@ def _history_check(status: int, detail: bytes) -> None:
 
 
 class History:
-    """The observation history: when each SRV answer (domain, service, target, port) was
-    first and last seen, kept in a file the client chooses. :meth:`Context.srv_change_check`
-    uses it so that an unverified change is offered to the user only once it has persisted.
+    """The observation history: when each answer (domain, service, target, port) was first
+    and last seen, and which source named it, kept in a file the client chooses.
+    :meth:`Context.srv_change_check` and :meth:`Context.account_change_check` use it so
+    that an unverified change is offered to the user only once it has persisted.
 
     ``History.open(path)`` (or ``History(path)``) reads the file, which need not exist. A
     damaged file is moved aside and :class:`HistoryCorrupt` (a MailsrvError with status
@@ -2309,6 +2317,30 @@ class History:
             raise _invalid(f"bad observation key ({domain!r}, {service!r}, {target!r}, {port!r})")
         _check(status)
         return int(first.value), int(last.value)
+
+    def source(
+        self,
+        domain: StrOrBytes,
+        service: ServiceArg,
+        target: StrOrBytes,
+        port: int,
+    ) -> Optional["Source"]:
+        """The :class:`Source` that named ``target``:``port`` for (``domain``, ``service``)
+        when it was last seen (SRV for :meth:`Context.srv_change_check`, the candidate's for
+        :meth:`Context.account_change_check`); None if not recorded or never seen."""
+        d = _c_text(domain, "domain")
+        svc = _one_service(service)
+        t = _c_text(target, "target")
+        p = _c_uint(port, "port", 0xFFFF)
+        src = c_uint32()
+        with self._use() as h:
+            status = lib.mailsrv_history_source(h, d, svc, t, p, byref(src))
+        if status == Status.NOT_FOUND:
+            return None
+        if status == Status.INVALID_ARG:
+            raise _invalid(f"bad observation key ({domain!r}, {service!r}, {target!r}, {port!r})")
+        _check(status)
+        return Source(src.value) if src.value else None
 
     def save(self) -> None:
         """Writes the history: under an exclusive lock, merged with what another process

@@ -295,6 +295,10 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
         mailsrv_status,
         [_P, c_char_p, c_uint32, c_char_p, c_uint16, POINTER(c_uint64), POINTER(c_uint64)],
     ),
+    "mailsrv_history_source": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, POINTER(c_uint32)],
+    ),
     "mailsrv_srv_change_check": (
         mailsrv_status,
         [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, c_uint64, c_uint64, c_uint32,
@@ -321,6 +325,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_change_port": (c_uint16, [_P]),
     "mailsrv_change_wait_until": (c_uint64, [_P]),
     "mailsrv_change_verdict": (c_uint32, [_P]),
+    "mailsrv_change_origin": (c_uint32, [_P]),
     "mailsrv_change_detail": (c_char_p, [_P]),
     "mailsrv_change_binding": (c_void_p, [_P]),
     # names, statuses, version

@@ -235,6 +235,7 @@ def test_refresh_updates_on_the_domains_own_document_with_a_binding(actx):
     assert moved.decision == Decision.UPDATE, moved.detail
     assert (moved.target, moved.port) == ("mail.example.net", a.access.port)
     assert moved.binding is not None and moved.binding.host == "mail.example.net"
+    assert moved.origin == Origin.AUTOCONFIG
     user = actx.account_change_check("joe@ac.test", "imaps", "old.example.net", 993, origin=Origin.USER)
     assert user.decision == Decision.NO_CHANGE and user.binding is None
 
@@ -249,8 +250,15 @@ def test_refresh_never_updates_on_the_ispdbs_word(actx, tmp_path):
             "joe@ispdbonly.ac.test", "imaps", "old.example.net", 993, now=10**9 + 8 * 86400, **kw
         )
         assert later.decision == Decision.ASK_USER
+        assert later.origin == Origin.ISPDB
         h.save()
-    assert (tmp_path / "history").read_text().startswith("mailsrv-history 1\n")
+    text = (tmp_path / "history").read_text()
+    assert text.startswith("mailsrv-history 2\n") and " ispdb\n" in text, text
+    # The source round-trips through the file: the origin to save once the user accepts.
+    with History.open(tmp_path / "history") as h:
+        src = h.source("ispdbonly.ac.test", "imaps", later.target, later.port)
+        assert src == Source.ISPDB and Origin.of_source(src) == later.origin
+        assert h.source("ispdbonly.ac.test", "imaps", "old.example.net", 993) is None
 
 
 def test_refresh_no_protocol_switch_and_bad_input(actx):

@@ -63,8 +63,10 @@ def test_round_trip(hpath):
         assert h.seen("EXAMPLE.com", Service.IMAPS, "a.example.net.", 993) == (100, 200)
         assert h.seen("example.com", Service.IMAPS, "a.example.net", 994) is None
         assert h.seen("example.com", Service.IMAP, "a.example.net", 993) is None
+        # observe() does not know who named the answer (the change checks record it)
+        assert h.source("example.com", Service.IMAPS, "a.example.net", 993) is None
         h.save()
-    assert hpath.read_text().startswith("mailsrv-history 1\n")
+    assert hpath.read_text().startswith("mailsrv-history 2\n")
     with History(hpath) as h2:
         assert len(h2) == 3
         assert h2.seen("example.com", Service.IMAPS, "a.example.net", 993) == (100, 200)

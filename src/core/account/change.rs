@@ -3,9 +3,10 @@
 //! (crate::core::verdict::change).
 
 use crate::core::account::AccountDiscovery;
+use crate::core::source::Source;
 use crate::core::verdict::Verdict;
 use crate::core::verdict::binding::Binding;
-use crate::core::verdict::change::{Advice, Decision, Saved, advice, decide_moved};
+use crate::core::verdict::change::{Advice, Decision, Origin, Saved, advice, decide_moved};
 use crate::core::verdict::history::Seen;
 
 /// The multi-source refresh decision and what it was based on.
@@ -19,6 +20,19 @@ pub struct AccountChangeOutcome {
     pub candidate: Option<usize>,
     /// The fresh account discovery.
     pub account: AccountDiscovery,
+}
+
+impl AccountChangeOutcome {
+    /// The source that named the candidate the decision is about (also recorded in the
+    /// history with it).
+    pub fn source(&self) -> Option<Source> {
+        Some(self.account.candidates.get(self.candidate?)?.source)
+    }
+
+    /// The origin to save with that candidate when the change is taken.
+    pub fn origin(&self) -> Option<Origin> {
+        self.source().map(Origin::of_source)
+    }
 }
 
 /// What the multi-source refresh ([`decide_account`]) knows about one fresh candidate of

@@ -5,19 +5,17 @@
 //! Addresses from the file carry no DNSSEC state of their own: they are reported as
 //! [`crate::core::dns::answer::DnssecState::HostsFile`], never as secure, and DANE never applies to
 //! them (docs/SECURITY.md, "Hosts file"). The file is re-read when its modification time,
-//! size or inode changes (one `stat` per lookup); a missing or unreadable file is empty.
+//! size or inode changes (one `stat` per lookup, [`FileStamp`]); a missing or unreadable
+//! file is empty.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use crate::core::dns::answer::MAX_ADDRESSES_PER_FAMILY;
+use crate::core::dns::system::FileStamp;
 
-/// The file's identity when it was read: mtime, size, inode.
-type Stamp = (Option<SystemTime>, u64, u64);
 /// Host name (lower case, no trailing dot) to its addresses.
 type Table = HashMap<String, Vec<IpAddr>>;
 
@@ -25,7 +23,7 @@ type Table = HashMap<String, Vec<IpAddr>>;
 #[derive(Debug)]
 pub struct HostsFile {
     path: PathBuf,
-    cache: Mutex<Option<(Stamp, Table)>>,
+    cache: Mutex<Option<(FileStamp, Table)>>,
 }
 
 impl HostsFile {
@@ -48,9 +46,7 @@ impl HostsFile {
         if key.is_empty() {
             return None;
         }
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len(), m.ino()));
+        let stamp = FileStamp::of(&self.path);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let fresh = match (&*cache, stamp) {
             (Some((old, _)), Some(now)) => *old == now,

@@ -8,3 +8,4 @@ pub mod discover;
 pub mod hosts;
 pub mod resolver;
 pub mod srv_order;
+pub mod system;

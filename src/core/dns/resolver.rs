@@ -1,12 +1,13 @@
 //! DNS with DNSSEC validated inside the library (hickory's validating handle), talking only
 //! to the configured nameservers. An AD bit from a server is never trusted (T-AUTH-02).
 //!
-//! The stack, bottom up, per nameserver: hickory's `NameServerPool` with that one server
-//! (UDP with TCP fallback on TC, T-SRV-15) → [`KeyCache`] (DNSKEY/DS answers kept for their
-//! TTL: hickory's validator otherwise re-fetches them for every RRset) → [`Watch`] (notes
-//! sub-query network failures, so a validation that failed for want of keys is reported
-//! INDETERMINATE, not BOGUS) → hickory's `DnssecDnsHandle` (one per query, so the watch
-//! belongs to that query).
+//! The stack, bottom up, per nameserver: [`Transport`] (hickory's `NameServerPool` with that
+//! one server over UDP, and over TCP when an answer does not fit, T-SRV-15; whether TCP
+//! works is remembered: RFC 8027's TCP test, made only when an answer needs it) →
+//! [`KeyCache`] (DNSKEY/DS answers kept for their TTL: hickory's validator otherwise
+//! re-fetches them for every RRset) → [`Watch`] (notes sub-query network failures, so a
+//! validation that failed for want of keys is reported INDETERMINATE, not BOGUS) →
+//! hickory's `DnssecDnsHandle` (one per query, so the watch belongs to that query).
 //!
 //! Around it, the roadblock handling of RFC 8027 (docs/SECURITY.md, "DNSSEC downgrade"):
 //! each nameserver's capability is tested alongside the first queries and cached; the next
@@ -131,6 +132,90 @@ pub fn builtin_negative_anchors(public_root: bool) -> Vec<Name> {
 type Pool = NameServerPool<TokioRuntimeProvider>;
 type BoxedResponse = Pin<Box<dyn Stream<Item = std::result::Result<DnsResponse, NetError>> + Send>>;
 
+/// How long a failed TCP connection to a nameserver is believed before TCP is tried again.
+const TCP_FAILURE_LIFE: Duration = Duration::from_secs(60);
+
+/// The way to one nameserver: UDP, and TCP for an answer that does not fit in a datagram
+/// (TC=1, RFC 7766). This is RFC 8027 §3's TCP test, made lazily: TCP is tried only when an
+/// answer needs it, so a path whose answers fit costs nothing extra, and its failure is
+/// remembered for [`TCP_FAILURE_LIFE`] with the reason, which the errors and the roadblock
+/// verdict then name (a truncated answer is never a silent failure). While TCP is known to
+/// fail, truncated answers fail at once instead of waiting for another connection.
+#[derive(Clone)]
+struct Transport {
+    addr: SocketAddr,
+    udp: Pool,
+    tcp: Pool,
+    /// Why TCP failed when last needed, and when; cleared when it works.
+    tcp_failure: Arc<Mutex<Option<(String, Instant)>>>,
+}
+
+impl Transport {
+    /// Why TCP to the nameserver is not available, when it failed within the last minute.
+    fn tcp_unavailable(&self) -> Option<String> {
+        let f = self.tcp_failure.lock().ok()?;
+        match &*f {
+            Some((why, at)) if at.elapsed() < TCP_FAILURE_LIFE => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// The words for an answer lost to TC=1 without TCP.
+    fn truncated_text(&self) -> String {
+        let why = self
+            .tcp_unavailable()
+            .map_or(String::new(), |w| format!(" ({w})"));
+        format!(
+            "the answer does not fit in a UDP datagram (TC=1) and TCP to the nameserver {} is \
+             not available{why}",
+            self.addr
+        )
+    }
+
+    /// `request` over TCP after a truncated UDP answer. A connection that fails, or times
+    /// out, is remembered and reported as [`NetError::Truncated`].
+    async fn over_tcp(&self, request: DnsRequest) -> Cached {
+        if self.tcp_unavailable().is_some() {
+            return Err(NetError::Truncated);
+        }
+        let r = self.tcp.send(request).first_answer().await;
+        let failed = match &r {
+            Err(NetError::Timeout) => Some("no answer over TCP".to_string()),
+            // hickory's pool reports a refused or failed connect this way.
+            Err(NetError::NoConnections) => Some("the TCP connection failed".to_string()),
+            Err(e) if is_network_failure(e) => Some(e.to_string()),
+            _ => None,
+        };
+        if let Ok(mut f) = self.tcp_failure.lock() {
+            *f = failed.clone().map(|why| (why, Instant::now()));
+        }
+        match failed {
+            Some(_) => Err(NetError::Truncated),
+            None => r,
+        }
+    }
+}
+
+impl DnsHandle for Transport {
+    type Response = BoxedResponse;
+    type Runtime = TokioRuntimeProvider;
+
+    fn is_verifying_dnssec(&self) -> bool {
+        false
+    }
+
+    fn send(&self, request: DnsRequest) -> Self::Response {
+        let me = self.clone();
+        Box::pin(stream::once(async move {
+            // The UDP-only pool answers a truncated datagram with `Truncated` at once.
+            match me.udp.send(request.clone()).first_answer().await {
+                Err(NetError::Truncated) => me.over_tcp(request).await,
+                other => other,
+            }
+        }))
+    }
+}
+
 /// What a nameserver has shown it can do for a validating stub (RFC 8027 §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathCapability {
@@ -183,19 +268,23 @@ impl Upstream {
         opts.use_hosts_file = ResolveHosts::Never;
         opts.cache_size = 0;
         opts.edns_payload_len = 1232;
-        let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
-        for c in &mut ns.connections {
-            c.port = addr.port();
-        }
-        let pool = NameServerPool::from_config(
-            [ns],
-            Arc::new(PoolContext::new(opts, tls)),
-            TokioRuntimeProvider::default(),
-        );
+        let cx = Arc::new(PoolContext::new(opts, tls));
+        let pool = |mut ns: NameServerConfig| {
+            for c in &mut ns.connections {
+                c.port = addr.port();
+            }
+            NameServerPool::from_config([ns], cx.clone(), TokioRuntimeProvider::default())
+        };
+        let transport = Transport {
+            addr,
+            udp: pool(NameServerConfig::udp(addr.ip())),
+            tcp: pool(NameServerConfig::tcp(addr.ip())),
+            tcp_failure: Arc::default(),
+        };
         Ok(Upstream {
             addr,
             keys: KeyCache {
-                inner: pool,
+                inner: transport,
                 entries: Arc::default(),
                 primed: Arc::default(),
                 pending_max: cfg.query_timeout * 3 + Duration::from_secs(1),
@@ -336,7 +425,7 @@ async fn detect(up: &Upstream, tld: Option<Name>, bypass_cache: bool) -> PathCap
     let mut unanswered = false;
     for (what, r) in std::iter::once(("root DNSKEY", &dnskey)).chain(ds.as_ref().map(|d| ("DS", d)))
     {
-        match judge_signed(what, r) {
+        match judge_signed(what, r, &up.keys.inner) {
             Judged::Fine => {}
             Judged::Roadblock(why) => return PathCapability::Roadblock(why),
             Judged::Unanswered => unanswered = true,
@@ -360,7 +449,7 @@ enum Judged {
     Unanswered,
 }
 
-fn judge_signed(what: &str, r: &Cached) -> Judged {
+fn judge_signed(what: &str, r: &Cached, transport: &Transport) -> Judged {
     match r {
         Ok(resp) => {
             let data = resp
@@ -403,6 +492,11 @@ fn judge_signed(what: &str, r: &Cached) -> Judged {
             };
             Judged::Roadblock(why)
         }
+        // RFC 8027 §3 "TCP": the signed answer needs TCP and the path has none.
+        Err(NetError::Truncated) => Judged::Roadblock(format!(
+            "{what} with its signatures: {}",
+            transport.truncated_text()
+        )),
         Err(NetError::Timeout) => Judged::Unanswered,
         Err(e) if is_network_failure(e) => Judged::Unanswered,
         Err(e) => Judged::Roadblock(format!("{what} queries fail through the nameserver: {e}")),
@@ -970,14 +1064,12 @@ impl Resolver {
                     .chain(&resp.authorities)
                     .any(|r| r.proof == Proof::Bogus && r.record_type() != RecordType::RRSIG);
                 if bogus && key_trouble {
-                    return Err(Error::Indeterminate(format!(
-                        "{what}: DNSSEC keys could not be fetched"
-                    )));
+                    return Err(Error::Indeterminate(keys_not_fetched(&what, up)));
                 }
                 self.learn_cuts(&resp);
                 Ok(resp.into())
             }
-            Err(e) => Err(classify(&what, e, key_trouble)),
+            Err(e) => Err(classify(up, &what, e, key_trouble)),
         }
     }
 }
@@ -1008,7 +1100,7 @@ async fn plain_reply(up: &Upstream, name: &Name, rtype: RecordType) -> Result<Re
                 .unwrap_or_default(),
             additionals: Vec::new(),
         }),
-        Err(e) => Err(classify(&what, e, false)),
+        Err(e) => Err(classify(up, &what, e, false)),
     }
 }
 
@@ -1080,15 +1172,30 @@ fn ensure_valid(name: &Name, outcome: Outcome, state: DnssecState) -> Result<Out
     }
 }
 
-fn classify(what: &str, e: NetError, key_trouble: bool) -> Error {
+/// Why a validation failed for want of keys, naming TCP when a key answer needed it and
+/// the path has none.
+fn keys_not_fetched(what: &str, up: &Upstream) -> String {
+    match up.keys.inner.tcp_unavailable() {
+        Some(_) => format!(
+            "{what}: DNSSEC keys could not be fetched: {}",
+            up.keys.inner.truncated_text()
+        ),
+        None => format!("{what}: DNSSEC keys could not be fetched"),
+    }
+}
+
+fn classify(up: &Upstream, what: &str, e: NetError, key_trouble: bool) -> Error {
     match e {
         NetError::Timeout => Error::Timeout(format!("{what}: no answer from the nameserver")),
+        NetError::Truncated => {
+            Error::LookupFailed(format!("{what}: {}", up.keys.inner.truncated_text()))
+        }
         NetError::Dns(DnsError::ResponseCode(code)) => {
             Error::ServFail(format!("{what}: server answered {code}"))
         }
         NetError::Dns(DnsError::DnssecBogus) | NetError::Dns(DnsError::Nsec { .. }) => {
             if key_trouble {
-                Error::Indeterminate(format!("{what}: DNSSEC keys could not be fetched"))
+                Error::Indeterminate(keys_not_fetched(what, up))
             } else {
                 Error::Bogus(format!("{what}: DNSSEC validation failed"))
             }
@@ -1101,10 +1208,16 @@ fn classify(what: &str, e: NetError, key_trouble: bool) -> Error {
     }
 }
 
+/// The exchange failed on the way, not in the answer: no answer, no connection, or an
+/// answer that needed TCP where TCP is not available ([`Transport`]).
 fn is_network_failure(e: &NetError) -> bool {
     matches!(
         e,
-        NetError::Timeout | NetError::Io(_) | NetError::NoConnections | NetError::Busy
+        NetError::Timeout
+            | NetError::Io(_)
+            | NetError::NoConnections
+            | NetError::Busy
+            | NetError::Truncated
     )
 }
 
@@ -1148,7 +1261,7 @@ fn cache_for(r: &Cached) -> Option<Duration> {
 /// the validator above checks them on every use, exactly as if they had just been fetched.
 #[derive(Clone)]
 struct KeyCache {
-    inner: Pool,
+    inner: Transport,
     entries: KeyEntries,
     /// Other queries sent ahead of the validator ([`KeyCache::prime`]): their answer is
     /// served once, to the validator's identical query, then forgotten.

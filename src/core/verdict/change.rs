@@ -4,6 +4,7 @@
 
 use crate::core::dns::discover::{ServiceAnswer, SrvState};
 use crate::core::service::Service;
+use crate::core::source::Source;
 use crate::core::verdict::Verdict;
 use crate::core::verdict::binding::Binding;
 use crate::core::verdict::history::Seen;
@@ -30,10 +31,53 @@ pub enum Origin {
 }
 
 impl Origin {
+    pub const ALL: [Origin; 6] = [
+        Origin::Srv,
+        Origin::User,
+        Origin::Autoconfig,
+        Origin::Ispdb,
+        Origin::Mx,
+        Origin::AutoconfigHttp,
+    ];
+
     /// Set up by discovery (anything but typed by the user): a later discovery may change
     /// it under the rules of [`decide`] / [`decide_account`].
     pub fn automatic(self) -> bool {
         self != Origin::User
+    }
+
+    /// The origin to save with a configuration `source` named.
+    pub fn of_source(source: Source) -> Origin {
+        match source {
+            Source::Srv => Origin::Srv,
+            Source::Autoconfig | Source::AutoconfigWellKnown => Origin::Autoconfig,
+            Source::Ispdb => Origin::Ispdb,
+            Source::MxAutoconfig | Source::MxIspdb => Origin::Mx,
+            Source::AutoconfigHttp => Origin::AutoconfigHttp,
+        }
+    }
+
+    /// The lower-case name used in JSON and the CLI: `srv`, `user`, `autoconfig`, `ispdb`,
+    /// `mx`, `autoconfig-http`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Srv => "srv",
+            Origin::User => "user",
+            Origin::Autoconfig => "autoconfig",
+            Origin::Ispdb => "ispdb",
+            Origin::Mx => "mx",
+            Origin::AutoconfigHttp => "autoconfig-http",
+        }
+    }
+
+    /// An origin by its [`Origin::name`] or by the name of a source that gives it (the
+    /// `source` names of account discovery: `autoconfig-wellknown`, `mx-autoconfig`, ...),
+    /// any case.
+    pub fn from_name(name: &str) -> Option<Origin> {
+        Origin::ALL
+            .into_iter()
+            .find(|o| o.name().eq_ignore_ascii_case(name))
+            .or_else(|| Source::from_name(name).map(Origin::of_source))
     }
 }
 
@@ -102,6 +146,13 @@ pub struct ChangeOutcome {
     /// The authenticity of the fresh first endpoint, when it differs from the saved one
     /// and the configuration came from SRV.
     pub authenticity: Option<crate::core::verdict::authenticity::Authenticity>,
+}
+
+impl ChangeOutcome {
+    /// The origin to save with the endpoint the decision is about (SRV named it).
+    pub fn origin(&self) -> Option<Origin> {
+        self.advice.target.as_ref().map(|_| Origin::Srv)
+    }
 }
 
 pub(crate) fn advice(
@@ -475,5 +526,23 @@ mod tests {
             1,
         );
         assert_eq!(d.decision, Decision::NoChange);
+    }
+
+    #[test]
+    fn origin_names_and_sources() {
+        for o in Origin::ALL {
+            assert_eq!(Origin::from_name(o.name()), Some(o));
+        }
+        for src in Source::ALL {
+            let o = Origin::of_source(src);
+            assert_eq!(Origin::from_name(src.name()), Some(o), "{}", src.name());
+            assert!(o.automatic());
+        }
+        assert_eq!(Origin::from_name("MX-ISPDB"), Some(Origin::Mx));
+        assert_eq!(
+            Origin::from_name("autoconfig-wellknown"),
+            Some(Origin::Autoconfig)
+        );
+        assert_eq!(Origin::from_name("dns"), None);
     }
 }

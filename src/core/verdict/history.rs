@@ -1,14 +1,24 @@
-//! The observation history: when each SRV answer (domain, service, target, port) was first
-//! and last seen, so an unverified change is offered to the user only once it has persisted.
+//! The observation history: when each answer (domain, service, target, port) was first and
+//! last seen, so an unverified change is offered to the user only once it has persisted, and
+//! which source named it at its latest sighting (SRV, provider autoconfig, the ISPDB, the
+//! MX's provider, ...).
 //!
 //! The file is the client's; mailsrv writes it atomically (temp file, fsync, rename, fsync of
 //! the folder) under an exclusive lock, merging with what another process saved meanwhile, so
 //! a crash never loses or damages it and two writers lose no observation. A damaged file is
 //! reported and moved aside (`<file>.corrupt-<unix time>`), never silently replaced.
 //!
-//! Format, version 1 (text, one record per line, fields separated by single spaces):
-//! `mailsrv-history 1` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN` ... /
-//! `end COUNT`. The trailer makes truncation detectable.
+//! Format, version 2 (text, one record per line, fields separated by single spaces):
+//! `mailsrv-history 2` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN SOURCE` ... /
+//! `end COUNT`, where SOURCE is a source name as the CLI prints it (`srv`, `autoconfig`,
+//! `autoconfig-wellknown`, `ispdb`, `mx-autoconfig`, `mx-ispdb`, `autoconfig-http`) or `-`
+//! when unknown. The trailer makes truncation detectable. Version 1 (the same without
+//! SOURCE) is still read, its records with no source; saving writes version 2.
+//!
+//! An observation is keyed by what was named, not by who named it: an answer persists
+//! across sources (a server the ISPDB named yesterday and the provider's document names
+//! today has been seen since yesterday). The source is what the client saves as the
+//! account's origin when it takes the answer ([`crate::core::policy::Origin::of_source`]).
 //!
 //! The interruption rule (an answer's first-seen time starts again once another answer was
 //! seen for the same domain and service) is kept across merges: a record's first-seen time
@@ -23,9 +33,12 @@ use std::path::{Path, PathBuf};
 
 use crate::core::address::normalize_domain;
 use crate::core::service::Service;
+use crate::core::source::Source;
 use crate::core::{Error, Result};
 
-const MAGIC: &str = "mailsrv-history 1";
+const MAGIC: &str = "mailsrv-history 2";
+/// The format before sources were recorded; read, never written.
+const MAGIC_V1: &str = "mailsrv-history 1";
 /// More records than any client has accounts for; a bigger file is treated as damaged.
 const MAX_RECORDS: usize = 100_000;
 
@@ -45,11 +58,20 @@ pub struct Seen {
     pub last: u64,
 }
 
+/// One record: when the answer was seen, and the source that named it at its latest
+/// sighting whose source is known (`None`: never recorded, as in version-1 files and for
+/// observations the client made itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub seen: Seen,
+    pub source: Option<Source>,
+}
+
 /// The observations of one history file.
 #[derive(Debug, Clone)]
 pub struct History {
     path: PathBuf,
-    records: BTreeMap<ObservationKey, Seen>,
+    records: BTreeMap<ObservationKey, Entry>,
 }
 
 impl History {
@@ -76,33 +98,52 @@ impl History {
     }
 
     pub fn get(&self, key: &ObservationKey) -> Option<Seen> {
-        self.records.get(key).copied()
+        self.records.get(key).map(|e| e.seen)
     }
 
-    /// Records that `key` is the answer for its (domain, service) at `now`. When another
-    /// answer was seen for the same (domain, service) since `key` was last seen, the answer
-    /// did not persist: its first-seen time starts again.
+    /// The source that named `key` when it was last seen, when recorded.
+    pub fn source(&self, key: &ObservationKey) -> Option<Source> {
+        self.records.get(key)?.source
+    }
+
+    /// Records that `key` is the answer for its (domain, service) at `now`, its source not
+    /// known (see [`History::observe_by`]).
     pub fn observe(&mut self, key: ObservationKey, now: u64) -> Result<Seen> {
+        self.observe_by(key, now, None)
+    }
+
+    /// Records that `source` named `key` as the answer for its (domain, service) at `now`
+    /// (`None`: unknown, which keeps the source recorded before). When another answer was
+    /// seen for the same (domain, service) since `key` was last seen, the answer did not
+    /// persist: its first-seen time starts again.
+    pub fn observe_by(
+        &mut self,
+        key: ObservationKey,
+        now: u64,
+        source: Option<Source>,
+    ) -> Result<Seen> {
         let key = normalized(key)?;
         let interrupted = |seen: &Seen| {
-            self.records.iter().any(|(k, s)| {
+            self.records.iter().any(|(k, e)| {
                 k.domain == key.domain
                     && k.service == key.service
                     && k != &key
-                    && s.last > seen.last
+                    && e.seen.last > seen.last
             })
         };
-        let seen = match self.records.get(&key) {
-            Some(s) if !interrupted(s) => Seen {
-                first: s.first.min(now),
-                last: s.last.max(now),
+        let before = self.records.get(&key);
+        let seen = match before {
+            Some(e) if !interrupted(&e.seen) => Seen {
+                first: e.seen.first.min(now),
+                last: e.seen.last.max(now),
             },
             _ => Seen {
                 first: now,
                 last: now,
             },
         };
-        self.records.insert(key, seen);
+        let source = source.or(before.and_then(|e| e.source));
+        self.records.insert(key, Entry { seen, source });
         Ok(seen)
     }
 
@@ -119,8 +160,11 @@ impl History {
     }
 }
 
-fn sightings((key, seen): (ObservationKey, Seen)) -> (ObservationKey, [u64; 2]) {
-    (key, [seen.first, seen.last])
+/// One record as a sighting for [`settle`]: (key, [first, last], source).
+type Sighting = (ObservationKey, [u64; 2], Option<Source>);
+
+fn sightings((key, e): (ObservationKey, Entry)) -> Sighting {
+    (key, [e.seen.first, e.seen.last], e.source)
 }
 
 /// Merges sightings (records of this history and of the file, possibly several per answer)
@@ -130,29 +174,35 @@ fn sightings((key, seen): (ObservationKey, Seen)) -> (ObservationKey, [u64; 2]) 
 /// known sighting after `cutoff` (never earlier: a later first-seen only means waiting
 /// longer). Without this a merge by the earliest first-seen would undo a reset
 /// (docs/SECURITY.md: an answer seen on day 0, another on day 3, the first again on day 6
-/// has persisted since day 6, not day 0).
-fn settle(
-    sightings: impl IntoIterator<Item = (ObservationKey, [u64; 2])>,
-) -> BTreeMap<ObservationKey, Seen> {
-    let mut times: BTreeMap<ObservationKey, Vec<u64>> = BTreeMap::new();
-    for (key, seen) in sightings {
-        times.entry(key).or_default().extend(seen);
+/// has persisted since day 6, not day 0). The source kept is that of the latest sighting
+/// with a known source (the first given, so this history's, on a tie).
+fn settle(sightings: impl IntoIterator<Item = Sighting>) -> BTreeMap<ObservationKey, Entry> {
+    type Times = (Vec<u64>, Option<(u64, Source)>);
+    let mut times: BTreeMap<ObservationKey, Times> = BTreeMap::new();
+    for (key, seen, source) in sightings {
+        let (t, named) = times.entry(key).or_default();
+        t.extend(seen);
+        if let Some(s) = source
+            && named.is_none_or(|(at, _)| seen[1] > at)
+        {
+            *named = Some((seen[1], s));
+        }
     }
-    let entries: Vec<(ObservationKey, Vec<u64>, u64)> = times
+    let entries: Vec<(ObservationKey, Vec<u64>, u64, Option<Source>)> = times
         .into_iter()
-        .map(|(k, t)| {
+        .map(|(k, (t, named))| {
             let last = t.iter().copied().max().unwrap_or(0);
-            (k, t, last)
+            (k, t, last, named.map(|(_, s)| s))
         })
         .collect();
     let mut out = BTreeMap::new();
     // Sorted by domain, then service: one group per (domain, service).
     for group in entries.chunk_by(|a, b| a.0.domain == b.0.domain && a.0.service == b.0.service) {
-        for (key, times, last) in group {
+        for (key, times, last, source) in group {
             let cutoff = group
                 .iter()
-                .filter(|(other, _, other_last)| other != key && other_last < last)
-                .map(|(_, _, other_last)| *other_last)
+                .filter(|(other, _, other_last, _)| other != key && other_last < last)
+                .map(|(_, _, other_last, _)| *other_last)
                 .max();
             let first = times
                 .iter()
@@ -160,7 +210,14 @@ fn settle(
                 .filter(|&t| cutoff.is_none_or(|c| t > c))
                 .min()
                 .unwrap_or(*last);
-            out.insert(key.clone(), Seen { first, last: *last });
+            let seen = Seen { first, last: *last };
+            out.insert(
+                key.clone(),
+                Entry {
+                    seen,
+                    source: *source,
+                },
+            );
         }
     }
     out
@@ -195,7 +252,7 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn read_records(path: &Path) -> Result<BTreeMap<ObservationKey, Seen>> {
+fn read_records(path: &Path) -> Result<BTreeMap<ObservationKey, Entry>> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -225,20 +282,26 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Seen>, String> {
+pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Entry>, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines = text.split_terminator('\n');
-    if lines.next() != Some(MAGIC) {
-        return Err("unknown format or version".into());
-    }
+    let v1 = match lines.next() {
+        Some(MAGIC) => false,
+        Some(MAGIC_V1) => true,
+        _ => return Err("unknown format or version".into()),
+    };
+    let fields = if v1 { 6 } else { 7 };
     let mut records = BTreeMap::new();
     for line in lines {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
-            ["obs", domain, service, target, port, first, last] => {
+            ["obs", rest @ ..] if rest.len() == fields => {
                 if records.len() >= MAX_RECORDS {
                     return Err("too many records".into());
                 }
+                let [domain, service, target, port, first, last] = rest[..6] else {
+                    unreachable!("six fields checked above")
+                };
                 let key = ObservationKey {
                     domain: check_name(domain)?,
                     service: Service::from_name(service).ok_or("unknown service")?,
@@ -252,7 +315,11 @@ pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey
                 if seen.first > seen.last {
                     return Err("first seen after last seen".into());
                 }
-                records.insert(key, seen);
+                let source = match rest.get(6) {
+                    None | Some(&"-") => None,
+                    Some(name) => Some(Source::from_name(name).ok_or("unknown source")?),
+                };
+                records.insert(key, Entry { seen, source });
             }
             ["end", count] if count.parse() == Ok(records.len()) && text.ends_with('\n') => {
                 return Ok(records);
@@ -280,17 +347,18 @@ fn check_name(s: &str) -> std::result::Result<String, String> {
         })
 }
 
-fn render(records: &BTreeMap<ObservationKey, Seen>) -> String {
+pub(crate) fn render(records: &BTreeMap<ObservationKey, Entry>) -> String {
     let mut out = format!("{MAGIC}\n");
-    for (k, s) in records {
+    for (k, e) in records {
         out.push_str(&format!(
-            "obs {} {} {} {} {} {}\n",
+            "obs {} {} {} {} {} {} {}\n",
             k.domain,
             k.service.name(),
             k.target,
             k.port,
-            s.first,
-            s.last
+            e.seen.first,
+            e.seen.last,
+            e.source.map_or("-", Source::name)
         ));
     }
     out.push_str(&format!("end {}\n", records.len()));
@@ -382,12 +450,25 @@ mod tests {
         for (name, junk) in [
             (
                 "trunc",
-                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2\n"),
+                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2 srv\n"),
             ),
             ("magic", "something else\n".to_string()),
+            ("v3", "mailsrv-history 3\nend 0\n".to_string()),
             (
                 "field",
-                format!("{MAGIC}\nobs example.com imaps a.example.net 99999 1 2\nend 1\n"),
+                format!("{MAGIC}\nobs example.com imaps a.example.net 99999 1 2 -\nend 1\n"),
+            ),
+            (
+                "source",
+                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2 dns\nend 1\n"),
+            ),
+            (
+                "v1 line in v2",
+                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2\nend 1\n"),
+            ),
+            (
+                "v2 line in v1",
+                format!("{MAGIC_V1}\nobs example.com imaps a.example.net 993 1 2 srv\nend 1\n"),
             ),
             ("count", format!("{MAGIC}\nend 3\n")),
         ] {
@@ -507,7 +588,7 @@ mod tests {
         fs::write(
             &path,
             format!(
-                "{MAGIC}\nobs example.com imaps a.example.net 993 0 {}\n\
+                "{MAGIC_V1}\nobs example.com imaps a.example.net 993 0 {}\n\
                  obs example.com imaps b.example.net 993 {} {}\nend 2\n",
                 6 * DAY,
                 3 * DAY,
@@ -531,5 +612,77 @@ mod tests {
         let h = History::open(&path).unwrap();
         assert_eq!(h.get(&key("a.example.net")).unwrap().first, 0);
         assert_eq!(h.get(&key("b.example.net")).unwrap().first, 9 * DAY);
+    }
+
+    #[test]
+    fn the_source_that_named_an_answer_round_trips() {
+        let path = temp("source");
+        let mut h = History::open(&path).unwrap();
+        h.observe_by(key("a.example.net"), 100, Some(Source::Ispdb))
+            .unwrap();
+        h.observe_by(key("b.example.net"), 110, Some(Source::MxAutoconfig))
+            .unwrap();
+        // Seen again without a known source: the recorded one stays.
+        h.observe(key("b.example.net"), 120).unwrap();
+        h.save().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("mailsrv-history 2\n"), "{text}");
+        assert!(
+            text.contains("obs example.com imaps a.example.net 993 100 100 ispdb\n"),
+            "{text}"
+        );
+        let mut h = History::open(&path).unwrap();
+        assert_eq!(h.source(&key("a.example.net")), Some(Source::Ispdb));
+        assert_eq!(h.source(&key("b.example.net")), Some(Source::MxAutoconfig));
+        // The same server named by another source: still one record (it persists across
+        // sources), now with the new source.
+        let seen = h
+            .observe_by(key("b.example.net"), 130, Some(Source::Autoconfig))
+            .unwrap();
+        assert_eq!(seen.first, 110);
+        assert_eq!(h.source(&key("b.example.net")), Some(Source::Autoconfig));
+    }
+
+    #[test]
+    fn version_1_files_are_read_without_sources_and_saved_as_version_2() {
+        let path = temp("v1-read");
+        fs::write(
+            &path,
+            format!("{MAGIC_V1}\nobs example.com imaps a.example.net 993 5 9\nend 1\n"),
+        )
+        .unwrap();
+        let mut h = History::open(&path).unwrap();
+        assert_eq!(
+            h.get(&key("a.example.net")),
+            Some(Seen { first: 5, last: 9 })
+        );
+        assert_eq!(h.source(&key("a.example.net")), None);
+        h.save().unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            format!("{MAGIC}\nobs example.com imaps a.example.net 993 5 9 -\nend 1\n")
+        );
+    }
+
+    #[test]
+    fn a_merge_keeps_the_source_of_the_latest_sighting() {
+        let path = temp("source-merge");
+        let mut w1 = History::open(&path).unwrap();
+        let mut w2 = History::open(&path).unwrap();
+        w1.observe_by(key("a.example.net"), 200, Some(Source::Srv))
+            .unwrap();
+        w2.observe_by(key("a.example.net"), 100, Some(Source::Ispdb))
+            .unwrap();
+        w1.save().unwrap();
+        w2.save().unwrap(); // the older sighting is saved last
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.source(&key("a.example.net")), Some(Source::Srv));
+        assert_eq!(
+            h.get(&key("a.example.net")),
+            Some(Seen {
+                first: 100,
+                last: 200
+            })
+        );
     }
 }
