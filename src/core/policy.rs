@@ -26,6 +26,12 @@ pub enum Origin {
     Mx,
     /// Set up from the legacy plain-HTTP autoconfig document.
     AutoconfigHttp,
+    /// Set up from the mail domain's PACC document (draft-ietf-mailmaint-pacc).
+    Pacc,
+    /// Set up from Exchange Autodiscover.
+    Autodiscover,
+    /// Set up by guessing host names (a refresh guesses again).
+    Guess,
 }
 
 impl Origin {

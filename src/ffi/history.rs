@@ -46,6 +46,12 @@ pub enum mailsrv_origin {
     Mx = 5,
     /// Set up from the legacy plain-HTTP document (MAILSRV_SOURCE_AUTOCONFIG_HTTP).
     AutoconfigHttp = 6,
+    /// Set up from the mail domain's PACC document (MAILSRV_SOURCE_PACC). Since 0.1.
+    Pacc = 7,
+    /// Set up from Exchange Autodiscover (MAILSRV_SOURCE_AUTODISCOVER). Since 0.1.
+    Autodiscover = 8,
+    /// Set up by guessing (MAILSRV_SOURCE_GUESS): a refresh guesses again. Since 0.1.
+    Guess = 9,
 }
 
 /// What the client may do about a saved service configuration.
@@ -314,6 +320,9 @@ unsafe fn change_request(
                 4 => Origin::Ispdb,
                 5 => Origin::Mx,
                 6 => Origin::AutoconfigHttp,
+                7 => Origin::Pacc,
+                8 => Origin::Autodiscover,
+                9 => Origin::Guess,
                 _ => return Err(mailsrv_status::InvalidArg),
             },
         },

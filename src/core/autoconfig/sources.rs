@@ -20,6 +20,10 @@ pub struct SourceRun {
     pub hops: Vec<Hop>,
     pub notes: Vec<String>,
     pub mx: Option<(String, DnssecState)>,
+    /// See [`super::SourceReport::record`].
+    pub record: Option<(String, DnssecState)>,
+    /// See [`super::SourceReport::unfollowed`].
+    pub unfollowed: Vec<String>,
 }
 
 impl SourceRun {
@@ -42,15 +46,19 @@ impl SourceRun {
             }),
             hops: fetched.hops.clone(),
             mx: None,
+            record: None,
+            unfollowed: Vec::new(),
         }
     }
 
-    fn failed(error: Error, hops: Vec<Hop>) -> Self {
+    pub(crate) fn failed(error: Error, hops: Vec<Hop>) -> Self {
         SourceRun {
             found: Err(error),
             hops,
             notes: Vec::new(),
             mx: None,
+            record: None,
+            unfollowed: Vec::new(),
         }
     }
 }
@@ -97,7 +105,9 @@ pub fn url(source: Source, domain: &str, address: &str, ispdb: Option<&str>) -> 
         // Plain HTTP: the address is not sent where anyone on the path can read it.
         Source::AutoconfigHttp => format!("http://autoconfig.{domain}/mail/config-v1.1.xml"),
         Source::Ispdb | Source::MxIspdb => format!("{}{domain}", ispdb?),
-        Source::Srv => return None,
+        Source::Pacc => super::pacc::url(domain),
+        Source::Autodiscover => super::autodiscover::urls(domain)[0].clone(),
+        Source::Srv | Source::Guess => return None,
     })
 }
 
@@ -252,6 +262,8 @@ pub async fn mx_derived(
             hops,
             notes,
             mx: Some((host, dnssec)),
+            record: None,
+            unfollowed: Vec::new(),
         };
     }
     for d in mx_domains(&host, &parts.domain) {
@@ -302,6 +314,8 @@ pub async fn mx_derived(
             hops,
             notes,
             mx: Some((host, dnssec)),
+            record: None,
+            unfollowed: Vec::new(),
         };
     }
     SourceRun {
@@ -309,6 +323,8 @@ pub async fn mx_derived(
         hops,
         notes,
         mx: Some((host, dnssec)),
+        record: None,
+        unfollowed: Vec::new(),
     }
 }
 
@@ -358,6 +374,8 @@ pub async fn srv(
                 hops: Vec::new(),
                 notes: Vec::new(),
                 mx: None,
+                record: None,
+                unfollowed: Vec::new(),
             }
         }
     }
