@@ -87,6 +87,12 @@ struct rustls_verify_server_cert_params;
 
 
 /**
+ * The sources a discovery asks when its mask is 0: every source but MAILSRV_SOURCE_GUESS.
+ * Add guessing with `MAILSRV_SOURCES_DEFAULT | MAILSRV_SOURCE_GUESS`. Since 0.1.
+ */
+#define MAILSRV_SOURCES_DEFAULT 511
+
+/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */
@@ -276,6 +282,12 @@ typedef enum {
    * DOCTYPE or entity, too deep, too many servers) or names no usable server.
    */
   MAILSRV_STATUS_BAD_CONFIG = 405,
+  /**
+   * Account discovery (PACC): the document's SHA-256 digest matches none of the
+   * `_ua-auto-config` TXT records of its domain, so it is rejected; DNSSEC-signed records
+   * make this proof of tampering (mailsrv_account_source_detail() says which). Since 0.1.
+   */
+  MAILSRV_STATUS_DIGEST_MISMATCH = 406,
 } mailsrv_status;
 
 /**
@@ -344,6 +356,18 @@ typedef enum {
    * Set up from the legacy plain-HTTP document (MAILSRV_SOURCE_AUTOCONFIG_HTTP).
    */
   MAILSRV_ORIGIN_AUTOCONFIG_HTTP = 6,
+  /**
+   * Set up from the mail domain's PACC document (MAILSRV_SOURCE_PACC). Since 0.1.
+   */
+  MAILSRV_ORIGIN_PACC = 7,
+  /**
+   * Set up from Exchange Autodiscover (MAILSRV_SOURCE_AUTODISCOVER). Since 0.1.
+   */
+  MAILSRV_ORIGIN_AUTODISCOVER = 8,
+  /**
+   * Set up by guessing (MAILSRV_SOURCE_GUESS): a refresh guesses again. Since 0.1.
+   */
+  MAILSRV_ORIGIN_GUESS = 9,
 } mailsrv_origin;
 
 /**
@@ -426,6 +450,12 @@ typedef enum {
    * Since 0.1.
    */
   MAILSRV_EVIDENCE_ISPDB = 6,
+  /**
+   * Account discovery: the mail domain's PACC document names the server, and the
+   * document's SHA-256 digest is in the domain's DNSSEC-secure `_ua-auto-config` TXT
+   * record. Since 0.1.
+   */
+  MAILSRV_EVIDENCE_PACC_DNSSEC = 7,
 } mailsrv_evidence;
 
 /**
@@ -615,6 +645,23 @@ typedef enum {
    * RFC 6186 / RFC 8314 SRV records (mailsrv_srv_discover()).
    */
   MAILSRV_SOURCE_SRV = 64,
+  /**
+   * PACC (draft-ietf-mailmaint-pacc):
+   * `https://ua-auto-config.<domain>/.well-known/user-agent-configuration.json`, checked
+   * against the SHA-256 digests of the `_ua-auto-config.<domain>` TXT records. Since 0.1.
+   */
+  MAILSRV_SOURCE_PACC = 128,
+  /**
+   * Exchange Autodiscover (POX): `autodiscover.<domain>`, `<domain>`, the plain-HTTP
+   * redirect to HTTPS and the `_autodiscover._tcp` SRV record
+   * (mailsrv_config_set_autodiscover_cb()). Since 0.1.
+   */
+  MAILSRV_SOURCE_AUTODISCOVER = 256,
+  /**
+   * Guessing `imap.`, `mail.`, the bare domain and `smtp.`, `mail.`, each checked by
+   * connecting (greeting and TLS); never in the default set. Since 0.1.
+   */
+  MAILSRV_SOURCE_GUESS = 512,
 } mailsrv_source;
 
 /**
@@ -648,6 +695,46 @@ typedef enum {
   MAILSRV_OAUTH2_FIELD_AUTH_URL = 3,
   MAILSRV_OAUTH2_FIELD_TOKEN_URL = 4,
 } mailsrv_oauth2_field;
+
+/**
+ * What an account's configuration passes through beyond mail servers (PACC).
+ */
+typedef enum {
+  /**
+   * The JMAP session URL.
+   */
+  MAILSRV_WEB_SERVICE_JMAP = 1,
+  /**
+   * The CalDAV URL.
+   */
+  MAILSRV_WEB_SERVICE_CALDAV = 2,
+  /**
+   * The CardDAV URL.
+   */
+  MAILSRV_WEB_SERVICE_CARDDAV = 3,
+  /**
+   * The `oauth-public` issuer (draft-ietf-mailmaint-oauth-public).
+   */
+  MAILSRV_WEB_SERVICE_OAUTH_PUBLIC_ISSUER = 4,
+} mailsrv_web_service;
+
+/**
+ * What Exchange Autodiscover asks the mailsrv_autodiscover_cb.
+ */
+typedef enum {
+  /**
+   * May the request (it carries the address) go to `url`, outside the registrable domain
+   * of the address's domain? `why` says how the URL was found (a plain-HTTP redirect, an
+   * SRV record that is not DNSSEC-signed, a RedirectAddr answer, ...). Return true to
+   * follow it. `credentials` is NULL.
+   */
+  MAILSRV_AUTODISCOVER_ASK_FOLLOW = 1,
+  /**
+   * `url` (HTTPS, a host already allowed) answered 401. To send credentials there (HTTP
+   * Basic over TLS), call mailsrv_credentials_set() and return true; false sends none.
+   */
+  MAILSRV_AUTODISCOVER_ASK_CREDENTIALS = 2,
+} mailsrv_autodiscover_ask;
 
 /**
  * An account-discovery result (opaque, immutable except for taking probe streams, owned by
@@ -698,6 +785,11 @@ typedef struct mailsrv_config mailsrv_config;
  * caller-resolved addresses. Single-threaded; copied by each call that takes it.
  */
 typedef struct mailsrv_connect_opts mailsrv_connect_opts;
+
+/**
+ * Credentials the callback hands over (opaque; borrowed for the callback only).
+ */
+typedef struct mailsrv_credentials mailsrv_credentials;
 
 /**
  * A mailsrv context (opaque). Safe to use from several threads at once.
@@ -790,6 +882,21 @@ typedef void (*mailsrv_connect_cb)(void *userdata,
                                    const char *detail);
 
 /**
+ * The Autodiscover callback. `url`, `address` and `why` are borrowed for the call and never
+ * NULL; `credentials` is non-NULL only for MAILSRV_AUTODISCOVER_ASK_CREDENTIALS. It runs on
+ * a library thread (never the dispatch queue), possibly on several threads at once for
+ * concurrent discoveries, and may block (a prompt): the discovery's deadline keeps
+ * running. It must not call mailsrv functions other than mailsrv_credentials_set()
+ * (blocking ones return IN_CALLBACK). mailsrv_ctx_free() waits for a call in flight.
+ */
+typedef bool (*mailsrv_autodiscover_cb)(void *userdata,
+                                        uint32_t ask,
+                                        const char *url,
+                                        const char *address,
+                                        const char *why,
+                                        mailsrv_credentials *credentials);
+
+/**
  * Completion of mailsrv_srv_discover_async(). `result` is owned by the callback (free it
  * with mailsrv_discovery_free()) and NULL unless `status` is OK; `detail` is borrowed for
  * the call and never NULL.
@@ -822,12 +929,13 @@ extern "C" {
 /**
  * Discovers the account of `address` (`user@domain`: the local part is needed for the
  * documents), blocking: every source in `sources` (a mask of mailsrv_source values; 0 =
- * all) at once; the configuration of a source is taken only when every higher-ranked one
- * failed or timed out (rank: AUTOCONFIG, AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG,
- * MX_ISPDB, AUTOCONFIG_HTTP), and lower-ranked ones still running are cancelled. Then every
- * server of that configuration gets a verdict, evidence and binding
- * (mailsrv_candidate_verdict()): DNSSEC (SRV, or a signed MX for hosts in the provider's
- * domain), HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
+ * MAILSRV_SOURCES_DEFAULT, every source but GUESS) at once; the configuration of a source
+ * is taken only when every higher-ranked one failed or timed out (rank: PACC, AUTOCONFIG,
+ * AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG, MX_ISPDB, AUTODISCOVER, AUTOCONFIG_HTTP,
+ * GUESS), and lower-ranked ones still running are cancelled. Then every server of that
+ * configuration gets a verdict, evidence and binding (mailsrv_candidate_verdict()):
+ * DNSSEC (SRV, a signed MX for hosts in the provider's domain, a signed Autodiscover SRV),
+ * PACC_DNSSEC, HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
  * A refresh (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
  *
  * `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE (only DNSSEC and DANE count).
@@ -982,6 +1090,30 @@ const char *mailsrv_account_display_name(const mailsrv_account *a);
 const char *mailsrv_account_oauth2(const mailsrv_account *a, uint32_t field);
 
 /**
+ * A URL (or the issuer) of `service` (a mailsrv_web_service value) the configuration passes
+ * through (PACC: JMAP, CalDAV, CardDAV, the `oauth-public` issuer), as written; HTTPS URLs
+ * only. They carry the configuration's evidence (see the candidates' verdicts); mailsrv
+ * connects to none of them. Borrowed; NULL when absent or unknown.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_web_url(const mailsrv_account *a, uint32_t service);
+
+/**
+ * URL `i` that `source` did not follow because it lies outside the registrable domain of
+ * the address's domain and nothing confirmed it (Autodiscover: a plain-HTTP redirect, an
+ * unsigned SRV record, a RedirectAddr answer; see mailsrv_config_set_autodiscover_cb()).
+ * Borrowed; NULL when out of range or for an unknown source.
+ * Since 0.1.
+ *
+ * # Safety
+ * `a` NULL or valid.
+ */
+const char *mailsrv_account_source_unfollowed(const mailsrv_account *a, uint32_t source, size_t i);
+
+/**
  * The mailsrv_source that named this candidate.
  * Since 0.1.
  *
@@ -1095,8 +1227,9 @@ const mailsrv_authenticity *mailsrv_candidate_verdict(const mailsrv_candidate *c
 mailsrv_status mailsrv_candidate_verdict_status(const mailsrv_candidate *c);
 
 /**
- * The name of a mailsrv_source ("autoconfig", "autoconfig-wellknown", "autoconfig-http",
- * "ispdb", "mx-autoconfig", "mx-ispdb", "srv"); static, never NULL ("" if unknown).
+ * The name of a mailsrv_source ("pacc", "autoconfig", "autoconfig-wellknown",
+ * "autoconfig-http", "ispdb", "mx-autoconfig", "mx-ispdb", "srv", "autodiscover",
+ * "guess"); static, never NULL ("" if unknown).
  * Since 0.1.
  */
 const char *mailsrv_source_name(uint32_t source);
@@ -1378,6 +1511,20 @@ const mailsrv_authenticity *mailsrv_autoconfig_verdict(const mailsrv_autoconfig 
 mailsrv_status mailsrv_autoconfig_verdict_status(const mailsrv_autoconfig *a,
                                                  size_t service,
                                                  size_t endpoint);
+
+/**
+ * Sets the user name and password the Autodiscover callback hands over (copied). Only
+ * valid inside the callback, on the `credentials` it received.
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (not UTF-8, or a user name with ':').
+ * Since 0.1.
+ *
+ * # Safety
+ * `credentials` from the callback; `user` and `password` NUL-terminated strings.
+ */
+mailsrv_status mailsrv_credentials_set(mailsrv_credentials *credentials,
+                                       const char *user,
+                                       const char *password);
 
 /**
  * Reads a binding back from its text (mailsrv_binding_text()), as stored with an account.
@@ -1752,8 +1899,8 @@ mailsrv_status mailsrv_config_set_ispdb_url(mailsrv_config *cfg, const char *url
 
 /**
  * Sets the per-fetch deadlines of account discovery, in milliseconds: `fetch_ms` for each
- * provider and MX-derived autoconfig fetch (default 5000), `ispdb_ms` for each ISPDB
- * lookup (default 10000); 0 keeps a default. Both stay inside the operation's deadline
+ * PACC, provider, MX-derived and Autodiscover fetch (default 5000), `ispdb_ms` for each
+ * ISPDB lookup and each guess (default 10000); 0 keeps a default. Both stay inside the operation's deadline
  * (mailsrv_config_set_timeout_ms()).
  *
  * Returns OK, NULL_ARG or INVALID_ARG.
@@ -1765,6 +1912,42 @@ mailsrv_status mailsrv_config_set_ispdb_url(mailsrv_config *cfg, const char *url
 mailsrv_status mailsrv_config_set_fetch_timeouts_ms(mailsrv_config *cfg,
                                                     uint32_t fetch_ms,
                                                     uint32_t ispdb_ms);
+
+/**
+ * Sets the port account discovery assumes for `service` (one mailsrv_service value) where a
+ * source names a host without a port: PACC (IMAP, POP3 and submission on implicit TLS)
+ * and guessing. Defaults: 993, 143, 995, 110, 465, 587; `port` 0 restores the default.
+ * For tests and private deployments.
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (not one service).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` must be NULL or valid.
+ */
+mailsrv_status mailsrv_config_set_service_port(mailsrv_config *cfg,
+                                               uint32_t service,
+                                               uint16_t port);
+
+/**
+ * Sets the function Exchange Autodiscover (MAILSRV_SOURCE_AUTODISCOVER) asks before it
+ * follows a URL outside the registrable domain of the address's domain, and when an HTTPS
+ * URL asks for credentials (see mailsrv_autodiscover_cb, mailsrv_autodiscover_ask). Without
+ * one (the default; `cb` NULL removes it) such URLs are reported
+ * (mailsrv_account_source_unfollowed()) and never followed, and no credentials are ever
+ * sent. A refresh (mailsrv_account_change_check()) never calls it. `userdata` is passed
+ * back as is; the context keeps both until mailsrv_ctx_free(), which waits for a call in
+ * flight.
+ *
+ * Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` valid; `cb` NULL or callable from any thread with `userdata`.
+ */
+mailsrv_status mailsrv_config_set_autodiscover_cb(mailsrv_config *cfg,
+                                                  mailsrv_autodiscover_cb cb,
+                                                  void *userdata);
 
 /**
  * Chooses how callbacks are delivered: a mailsrv_dispatch value.

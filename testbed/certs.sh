@@ -22,7 +22,8 @@ EXTRA=(srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test srvid-
        dane-ee-selfsigned dane-ee-expired-selfsigned eku-client nc-dns-outside
        srvid-imaps-relayed-hosted-test
        rsa-1024-mail-example-net rsa-2048-mail-example-net dsa-mail-example-net
-       wildcard-co-uk wildcard-s3-amazonaws-com web-autoconfig)
+       wildcard-co-uk wildcard-s3-amazonaws-com web-autoconfig
+       web-discovery guess-ac-test guessu-ac-test)
 TLSA=(dane-ee-selfsigned dane-ee-expired-selfsigned)   # these also get OUT/NAME.tlsa
 extras_done() {
     local n
@@ -265,6 +266,33 @@ subjectKeyIdentifier   = hash
 authorityKeyIdentifier = keyid
 subjectAltName         = DNS:autoconfig.ac.test,DNS:wk.ac.test,DNS:autoconfig.up.ac.test,DNS:autoconfig.down.ac.test,DNS:autoconfig.hop.ac.test,DNS:autoconfig.hopin.ac.test,DNS:hopin.ac.test,DNS:autoconfig.loop.ac.test,DNS:autoconfig.huge.ac.test,DNS:autoconfig.deep.ac.test,DNS:autoconfig.entity.ac.test,DNS:autoconfig.latin1.ac.test,DNS:autoconfig.broken.ac.test,DNS:autoconfig.dane.ac.test,DNS:autoconfig.danebad.ac.test,DNS:autoconfig.plainsock.ac.test,DNS:autoconfig.rank.ac.test,DNS:ispdb.ac.test,DNS:autoconfig.example.net
 
+# web.sh, issue 17: the PACC hosts and the Exchange Autodiscover hosts
+[ ext_web_discovery ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:ua-auto-config.pacc.example.com,DNS:ua-auto-config.paccbad.example.com,DNS:ua-auto-config.paccroll.example.com,DNS:ua-auto-config.pacc.ac.test,DNS:ua-auto-config.paccbad.ac.test,DNS:ua-auto-config.paccnotxt.ac.test,DNS:ua-auto-config.paccdeep.ac.test,DNS:ua-auto-config.paccbig.ac.test,DNS:autodiscover.adisc.ac.test,DNS:mailhost.adhttp.ac.test,DNS:autodiscover.adprov.example.net,DNS:autodiscover.adredir.ac.test,DNS:autodiscover.adloop.ac.test,DNS:autodiscover.adloop2.ac.test,DNS:autodiscover.adout.ac.test,DNS:autodiscover.adauth.ac.test,DNS:autodiscover.adhloop.ac.test,DNS:autodiscover.adhostile.ac.test
+
+# mail.sh, issue 17: the servers guessing finds. guess.ac.test: the host names and the mail
+# domain (so the probe proves it); guessu.ac.test: the host name only (the probe fails)
+[ ext_guess_ac_test ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:guess.ac.test,DNS:imap.guess.ac.test,DNS:mail.guess.ac.test,DNS:smtp.guess.ac.test
+
+[ ext_guessu_ac_test ]
+basicConstraints       = critical, CA:FALSE
+keyUsage               = critical, digitalSignature
+extendedKeyUsage       = serverAuth
+subjectKeyIdentifier   = hash
+authorityKeyIdentifier = keyid
+subjectAltName         = DNS:imap.guessu.ac.test
+
 [ ext_dns_dnshosted_test ]
 basicConstraints       = critical, CA:FALSE
 keyUsage               = critical, digitalSignature
@@ -403,6 +431,9 @@ declare -A SUBJ_EXTRA=(
     [wildcard-co-uk]="/CN=wildcard co.uk"
     [wildcard-s3-amazonaws-com]="/CN=wildcard s3.amazonaws.com"
     [web-autoconfig]="/CN=autoconfig web server"
+    [web-discovery]="/CN=PACC and Autodiscover web server"
+    [guess-ac-test]="/CN=guess.ac.test"
+    [guessu-ac-test]="/CN=imap.guessu.ac.test"
 )
 if (( FULL )); then for n in "${!SUBJ_BASE[@]}"; do SUBJ[$n]=${SUBJ_BASE[$n]}; done; fi
 for n in "${!SUBJ_EXTRA[@]}"; do SUBJ[$n]=${SUBJ_EXTRA[$n]}; done
@@ -434,6 +465,9 @@ make_extras() {
     sign srvid-imaps-relayed-hosted-test ca ext_srvid_imaps_relayed   "${V[@]}"
     sign eku-client                   ca ext_eku_client               "${V[@]}"
     sign web-autoconfig               ca ext_web_autoconfig           "${V[@]}"
+    sign web-discovery                ca ext_web_discovery            "${V[@]}"
+    sign guess-ac-test                ca ext_guess_ac_test            "${V[@]}"
+    sign guessu-ac-test               ca ext_guessu_ac_test           "${V[@]}"
     sign nc-dns-outside               nc-ca ext_dns_mail_example_com  "${V[@]}"
     sign rsa-1024-mail-example-net    ca ext_dns_mail_example_net     "${V[@]}"
     sign rsa-2048-mail-example-net    ca ext_dns_mail_example_net     "${V[@]}"
@@ -446,7 +480,8 @@ make_extras() {
     for n in srvid-multi-hosted-test dnsid-dnshosted-test srvid-imaps-half-test \
              srvid-pop3s-hosted-test-only eku-client srvid-imaps-relayed-hosted-test \
              rsa-1024-mail-example-net rsa-2048-mail-example-net dsa-mail-example-net \
-             wildcard-co-uk wildcard-s3-amazonaws-com web-autoconfig; do
+             wildcard-co-uk wildcard-s3-amazonaws-com web-autoconfig web-discovery \
+             guess-ac-test guessu-ac-test; do
         publish "$n" "$W/ca.crt"
     done
     publish nc-dns-outside "$W/nc-ca.crt" "$W/ca.crt"

@@ -256,9 +256,22 @@ _pop3._tcp         SRV 0  0 0 .
 Z
 }
 
+# the TXT text of a PACC document's digest (pacc.sh: the same bytes web.sh serves)
+pacc_txt() { echo "\"$("$HERE/pacc.sh" "$1" digest)\""; }
+
 { zone_head example.com.; six_services; cat <<Z
 @ A 127.0.0.1
 @ AAAA ::1
+; PACC (issue 17) in a signed zone: a matching digest, a mismatching one, two during a rollover
+ua-auto-config.pacc A $WEB_ADDR
+_ua-auto-config.pacc TXT $(pacc_txt good)
+ua-auto-config.paccbad A $WEB_ADDR
+_ua-auto-config.paccbad TXT $(pacc_txt other)
+ua-auto-config.paccroll A $WEB_ADDR
+_ua-auto-config.paccroll TXT $(pacc_txt other)
+_ua-auto-config.paccroll TXT $(pacc_txt good)
+; Exchange Autodiscover: a signed SRV record naming a host in another domain
+_autodiscover._tcp.adsrv SRV 0 0 443 autodiscover.adprov.example.net.
 ; account discovery: a signed MX into the provider example.net (autoconfig.example.net)
 mxs MX 10 mx1.example.net.
 _imaps._tcp.multi SRV 10 60 $IMAPS_PORT a.example.net.
@@ -311,6 +324,8 @@ _$IMAPS_PORT._tcp.danebad TLSA 3 1 1 0000000000000000000000000000000000000000000
 relay A $RELAY_ADDR
 mx1 A 127.0.0.1
 autoconfig A $WEB_ADDR
+autodiscover.adprov A $WEB_ADDR
+imap.guessdane A 127.0.20.7
 danepkix A $RELAY_ADDR
 _$IMAPS_PORT._tcp.danepkix TLSA 3 1 1 0000000000000000000000000000000000000000000000000000000000000000
 Z
@@ -318,6 +333,8 @@ Z
     if [[ ${1:-} == with-tlsa ]]; then
         echo "_$IMAPS_PORT._tcp.dane TLSA 3 1 1 ${TLSA[dane-ee-selfsigned]}"
         echo "_$IMAPS_PORT._tcp.daneexp TLSA 3 1 1 ${TLSA[dane-ee-expired-selfsigned]}"
+        # guessing (issue 17): the guessed imap.guessdane.example.net proves itself by DANE
+        echo "_$IMAPS_PORT._tcp.imap.guessdane TLSA 3 1 1 ${TLSA[dane-ee-selfsigned]}"
     fi
 }
 # the TLSA records go in at once when the certificates exist, else in step 2 (after knotd started)
@@ -345,7 +362,12 @@ Z
   for n in autoconfig autoconfig.plain wk autoconfig.up autoconfig.down autoconfig.hop autoconfig.hopin \
            hopin autoconfig.loop autoconfig.huge autoconfig.deep autoconfig.entity autoconfig.latin1 \
            autoconfig.broken autoconfig.dane autoconfig.danebad autoconfig.plainsock autoconfig.rank \
-           ispdb; do
+           ispdb \
+           ua-auto-config.pacc ua-auto-config.paccbad ua-auto-config.paccnotxt ua-auto-config.paccdeep \
+           ua-auto-config.paccbig \
+           autodiscover.adisc autodiscover.adhttp mailhost.adhttp autodiscover.adredir autodiscover.adloop \
+           autodiscover.adloop2 autodiscover.adout autodiscover.adauth autodiscover.adhloop \
+           autodiscover.adhostile; do
       echo "$n A $WEB_ADDR"
   done
   cat <<Z
@@ -354,6 +376,18 @@ autoconfig.slowprov A $WEB_SLOW_ADDR
 mxu MX 10 mx1.example.net.
 mxi MX 10 mx.ispdbprov.ac.test.
 rank MX 10 mx.slowprov.ac.test.
+; PACC (issue 17), unsigned: matching, mismatching, a hostile document (matching), too big
+_ua-auto-config.pacc TXT $(pacc_txt good)
+_ua-auto-config.paccbad TXT $(pacc_txt other)
+_ua-auto-config.paccdeep TXT $(pacc_txt deep)
+_ua-auto-config.paccbig TXT $(pacc_txt big)
+; Exchange Autodiscover: an unsigned SRV record naming a host outside ac.test
+_autodiscover._tcp.adsrvu SRV 0 0 443 autodiscover.adprov.example.net.
+; guessing: imap. and smtp. of guess.ac.test (their certificate names guess.ac.test too),
+; imap. of guessu.ac.test (its certificate names only itself)
+imap.guess A 127.0.0.1
+smtp.guess A 127.0.0.1
+imap.guessu A 127.0.0.1
 Z
 } | write_zone ac.test.
 

@@ -12,7 +12,9 @@
 #   SUBMISSION_PORT=10587 SUBMISSIONS_PORT=10465
 #   DEFAULT_CERT=dnsid-mail-example-net
 #   SNI_CERTS="example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net
-#              hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test"
+#              hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test
+#              guess.ac.test=guess-ac-test imap.guess.ac.test=guess-ac-test
+#              smtp.guess.ac.test=guess-ac-test imap.guessu.ac.test=guessu-ac-test"
 #                                  (SNI name=certificate, served by dovecot and postfix)
 #   DOVECOT_SNI_CERTS="half.test=srvid-imaps-half-test"   (SNI served by dovecot only: postfix
 #                                  answers half.test with DEFAULT_CERT)
@@ -32,7 +34,7 @@ CMD=${1:-}; DIR=${2:-}; CERTDIR=${3:-}
     || die "usage: mail.sh start DIR CERTDIR | mail.sh stop DIR"
 
 DEFAULT_CERT=${DEFAULT_CERT:-dnsid-mail-example-net}
-SNI_CERTS=${SNI_CERTS-example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test}
+SNI_CERTS=${SNI_CERTS-example.com=srvid-multi-example-com mail.example.net=dnsid-mail-example-net hosted.test=srvid-multi-hosted-test dnshosted.test=dnsid-dnshosted-test guess.ac.test=guess-ac-test imap.guess.ac.test=guess-ac-test smtp.guess.ac.test=guess-ac-test imap.guessu.ac.test=guessu-ac-test}
 DOVECOT_SNI_CERTS=${DOVECOT_SNI_CERTS-half.test=srvid-imaps-half-test relayed.hosted.test=srvid-imaps-relayed-hosted-test}
 # the SNI relay (sni-relay.py): on RELAY_ADDR:IMAPS_PORT it pipes SNI = RELAY_VICTIM to
 # MAIL_ADDR and answers any other SNI itself with RELAY_CERT (*.example.net), logging commands

@@ -5,8 +5,12 @@
 # HTTPS inside and outside the mail domain, HTTP to HTTPS, HTTPS to HTTP, a loop), broken and
 # hostile XML, and an ISPDB directory (https://ispdb.ac.test/v1.1/<domain>), for the mail
 # domains of the ac.test zone (dns.sh), hosted.test and the provider example.net.
-# HTTPS uses CERTDIR/web-autoconfig (the test CA); the URLs of the draft fix the ports, so
-# nginx listens on WEB_ADDR:443 and WEB_ADDR:80 (as root); WEB_ADDR is 127.0.40.1 by default.
+# Issue 17: PACC documents (pacc.sh; dns.sh publishes their digests) and Exchange
+# Autodiscover answers to POST only (settings, RedirectAddr chains and loops, Basic
+# credentials, a plain-HTTP redirect to HTTPS, an HTTPS redirect loop, hostile XML).
+# HTTPS uses CERTDIR/web-autoconfig and CERTDIR/web-discovery (the test CA); the URLs of the
+# drafts fix the ports, so nginx listens on WEB_ADDR:443 and WEB_ADDR:80 (as root); WEB_ADDR
+# is 127.0.40.1 by default. The Autodiscover credentials are joe / secret.
 #
 # Env: WEB_ADDR (127.0.40.1), IMAP_PORT IMAPS_PORT POP3_PORT POP3S_PORT SUBMISSION_PORT
 #      SUBMISSIONS_PORT (the ports the documents name), WEB_READY_TIMEOUT (20 s).
@@ -27,7 +31,8 @@ stop_web() {
 if [[ $CMD == stop ]]; then stop_web; exit 0; fi
 
 CERTDIR=${3:-}
-[[ -n $CERTDIR && -s $CERTDIR/web-autoconfig.crt ]] || die "web.sh start needs CERTDIR with web-autoconfig (certs.sh)"
+[[ -n $CERTDIR && -s $CERTDIR/web-autoconfig.crt && -s $CERTDIR/web-discovery.crt ]] \
+    || die "web.sh start needs CERTDIR with web-autoconfig and web-discovery (certs.sh)"
 CERTDIR=$(cd "$CERTDIR" && pwd)
 READY_TIMEOUT=${WEB_READY_TIMEOUT:-20}
 command -v nginx >/dev/null || die "nginx is not installed (testbed/install.sh)"
@@ -37,6 +42,9 @@ rm -rf "$DIR/https" "$DIR/http" "$DIR/tmp"
 mkdir -p "$DIR/https" "$DIR/http" "$DIR/tmp"
 cat "$CERTDIR/web-autoconfig.crt" "$CERTDIR/ca.crt" >"$DIR/web.crt"
 install -m 600 "$CERTDIR/web-autoconfig.key" "$DIR/web.key"
+cat "$CERTDIR/web-discovery.crt" "$CERTDIR/ca.crt" >"$DIR/web2.crt"
+install -m 600 "$CERTDIR/web-discovery.key" "$DIR/web2.key"
+printf 'joe:%s\n' "$(openssl passwd -apr1 secret)" >"$DIR/htpasswd"
 
 # doc FILE (content on stdin)
 doc() { mkdir -p "$(dirname "$1")"; cat >"$1"; }
@@ -110,6 +118,52 @@ printf '<?xml version="1.0" encoding="ISO-8859-1"?>\n<clientConfig version="1.1"
     | doc "$H/autoconfig.latin1.ac.test/$AC"
 printf '<clientConfig version="1.1"><emailProvider id="x"><incomingServer type="imap"><hostname>mail.example.net</clientConfig>\n' \
     | doc "$H/autoconfig.broken.ac.test/$AC"
+# PACC (issue 17): the documents whose digests dns.sh publishes
+WK=.well-known/user-agent-configuration.json
+for d in pacc.example.com paccbad.example.com paccroll.example.com pacc.ac.test paccbad.ac.test \
+         paccnotxt.ac.test; do
+    "$HERE/pacc.sh" good | doc "$H/ua-auto-config.$d/$WK"
+done
+"$HERE/pacc.sh" deep | doc "$H/ua-auto-config.paccdeep.ac.test/$WK"
+"$HERE/pacc.sh" big | doc "$H/ua-auto-config.paccbig.ac.test/$WK"
+# Exchange Autodiscover (issue 17): answers to POST /autodiscover/autodiscover.xml
+ad() {  # ACCOUNT-XML (stdin) -> a POX answer
+    echo '<?xml version="1.0" encoding="utf-8"?>'
+    echo '<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">'
+    echo '  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">'
+    echo '    <User><DisplayName>Test Autodiscover user</DisplayName></User>'
+    echo '    <Account><AccountType>email</AccountType>'
+    cat
+    echo '    </Account>'
+    echo '  </Response>'
+    echo '</Autodiscover>'
+}
+ad_settings() {  # every service at mail.example.net, an Exchange-only entry, a plaintext one
+    cat <<X
+      <Action>settings</Action>
+      <Protocol><Type>EXCH</Type><Server>exchange.example.net</Server></Protocol>
+      <Protocol><Type>IMAP</Type><Server>mail.example.net</Server><Port>$IMAPS_PORT</Port><SSL>on</SSL><Encryption>SSL</Encryption></Protocol>
+      <Protocol><Type>POP3</Type><Server>mail.example.net</Server><Port>$POP3S_PORT</Port><Encryption>SSL</Encryption></Protocol>
+      <Protocol><Type>SMTP</Type><Server>mail.example.net</Server><Port>$SUBMISSIONS_PORT</Port><Encryption>SSL</Encryption></Protocol>
+      <Protocol><Type>SMTP</Type><Server>mail.example.net</Server><Port>$SUBMISSION_PORT</Port><Encryption>TLS</Encryption></Protocol>
+      <Protocol><Type>IMAP</Type><Server>mail.example.net</Server><Port>$IMAP_PORT</Port><SSL>off</SSL></Protocol>
+X
+}
+redirect_addr() { printf '      <Action>redirectAddr</Action><RedirectAddr>%s</RedirectAddr>\n' "$1"; }
+AD=autodiscover/autodiscover.xml
+for h in autodiscover.adisc.ac.test mailhost.adhttp.ac.test autodiscover.adprov.example.net \
+         autodiscover.adauth.ac.test; do
+    ad_settings | ad | doc "$H/$h/$AD"
+done
+redirect_addr joe@adisc.ac.test | ad | doc "$H/autodiscover.adredir.ac.test/$AD"
+redirect_addr joe@adloop2.ac.test | ad | doc "$H/autodiscover.adloop.ac.test/$AD"
+redirect_addr joe@adloop.ac.test | ad | doc "$H/autodiscover.adloop2.ac.test/$AD"
+redirect_addr joe@hosted.test | ad | doc "$H/autodiscover.adout.ac.test/$AD"
+doc "$H/autodiscover.adhostile.ac.test/$AD" <<'X'
+<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<Autodiscover><Response><User><DisplayName>&lol2;</DisplayName></User></Response></Autodiscover>
+X
 chmod -R a+rX "$DIR/https" "$DIR/http"
 
 cat >"$DIR/nginx.conf" <<CONF
@@ -133,6 +187,52 @@ http {
         root $DIR/https;
         location / { try_files /\$host\$uri =404; }
     }
+    # issue 17: the PACC and Autodiscover hosts. Autodiscover answers POST only: nginx's
+    # static module refuses POST (405), which error_page turns into the file, read again as
+    # an internal GET under /_post/
+    server {
+        listen $WEB_ADDR:443 ssl;
+        server_name ua-auto-config.pacc.example.com ua-auto-config.paccbad.example.com
+                    ua-auto-config.paccroll.example.com ua-auto-config.pacc.ac.test
+                    ua-auto-config.paccbad.ac.test ua-auto-config.paccnotxt.ac.test
+                    ua-auto-config.paccdeep.ac.test ua-auto-config.paccbig.ac.test
+                    autodiscover.adisc.ac.test mailhost.adhttp.ac.test autodiscover.adprov.example.net
+                    autodiscover.adredir.ac.test autodiscover.adloop.ac.test autodiscover.adloop2.ac.test
+                    autodiscover.adout.ac.test autodiscover.adhostile.ac.test;
+        ssl_certificate $DIR/web2.crt;
+        ssl_certificate_key $DIR/web2.key;
+        root $DIR/https;
+        location = /$AD {
+            limit_except POST { deny all; }
+            error_page 405 =200 /_post\$uri;
+            try_files /\$host\$uri =404;
+        }
+        location /_post/ { internal; alias $DIR/https/; }
+        location / { try_files /\$host\$uri =404; }
+    }
+    # Basic credentials (joe / secret) before the answer
+    server {
+        listen $WEB_ADDR:443 ssl;
+        server_name autodiscover.adauth.ac.test;
+        ssl_certificate $DIR/web2.crt;
+        ssl_certificate_key $DIR/web2.key;
+        root $DIR/https;
+        location = /$AD {
+            auth_basic "autodiscover";
+            auth_basic_user_file $DIR/htpasswd;
+            limit_except POST { deny all; }
+            error_page 405 =200 /_post\$uri;
+            try_files /\$host\$uri =404;
+        }
+        location /_post/ { internal; alias $DIR/https/; }
+    }
+    # an HTTPS redirect loop (POST too)
+    server { listen $WEB_ADDR:443 ssl; server_name autodiscover.adhloop.ac.test;
+             ssl_certificate $DIR/web2.crt; ssl_certificate_key $DIR/web2.key;
+             return 302 https://autodiscover.adhloop.ac.test/$AD; }
+    # plain HTTP to HTTPS: the only use of Autodiscover's http:// URL
+    server { listen $WEB_ADDR:80; server_name autodiscover.adhttp.ac.test;
+             return 302 https://mailhost.adhttp.ac.test/$AD; }
     server {
         listen $WEB_ADDR:80 default_server;
         server_name _;

@@ -398,3 +398,118 @@ fn refresh_handles_every_origin() {
     let (ok, _, err) = refresh("ac.test", "autoconfig", &[]);
     assert!(!ok && err.contains("ADDRESS (user@domain)"), "{err}");
 }
+
+/// `mailsrv autoconfig` on the testbed, with PACC and guessing on the testbed's ports.
+fn autoconfig(extra: &[&str]) -> (Option<i32>, Value) {
+    let ns = env("MAILSRV_TEST_NS");
+    let anchor = env("MAILSRV_TEST_ANCHOR");
+    let ca = env("MAILSRV_TEST_CA");
+    let ispdb = env("MAILSRV_TEST_ISPDB");
+    let ports: Vec<String> = [
+        ("imaps", "IMAPS"),
+        ("imap", "IMAP"),
+        ("pop3s", "POP3S"),
+        ("pop3", "POP3"),
+        ("submissions", "SUBMISSIONS"),
+        ("submission", "SUBMISSION"),
+    ]
+    .iter()
+    .map(|(s, p)| format!("{s}:{}", port(p)))
+    .collect();
+    let mut args = vec![
+        "autoconfig",
+        "--json",
+        "--nameserver",
+        &ns,
+        "--trust-anchor",
+        &anchor,
+        "--ca-file",
+        &ca,
+        "--ispdb",
+        &ispdb,
+        "--timeout-ms",
+        "15000",
+    ];
+    for p in &ports {
+        args.extend(["--service-port", p.as_str()]);
+    }
+    args.extend(extra);
+    let (code, out) = run_status(&args);
+    (
+        code,
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}")),
+    )
+}
+
+fn source<'a>(j: &'a Value, name: &str) -> &'a Value {
+    j["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == name)
+        .unwrap()
+}
+
+#[test]
+fn autoconfig_sets_up_a_domain_reachable_only_through_pacc_autodiscover_or_guessing() {
+    // PACC only, its digest in a DNSSEC-signed TXT record
+    let (code, j) = autoconfig(&["joe@pacc.example.com"]);
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(j["source"], "pacc");
+    let c = j["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 3, "{j}");
+    assert!(
+        c.iter()
+            .all(|c| c["verdict"] == "authentic" && c["evidence"] == "pacc_dnssec")
+    );
+    assert_eq!(j["web"]["jmap"], "https://jmap.example.net/session");
+    assert_eq!(j["web"]["oauth_public_issuer"], "https://auth.example.net");
+    assert_eq!(source(&j, "pacc")["dns"]["dnssec"], "secure");
+    // Autodiscover only
+    let (code, j) = autoconfig(&["joe@adisc.ac.test"]);
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(j["source"], "autodiscover");
+    let access = &j["candidates"][j["preferred"]["access"].as_u64().unwrap() as usize];
+    assert_eq!(
+        (&access["verdict"], &access["evidence"]),
+        (&Value::from("authentic"), &Value::from("https_domain"))
+    );
+    // guessing only: opt-in
+    let (code, j) = autoconfig(&["joe@guess.ac.test"]);
+    assert_eq!(code, Some(2), "{j}");
+    assert_eq!(source(&j, "guess")["state"], "skipped");
+    let (code, j) = autoconfig(&["joe@guess.ac.test", "--source", "guess"]);
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(j["source"], "guess");
+    assert_eq!(j["candidates"][0]["host"], "imap.guess.ac.test");
+    assert_eq!(j["candidates"][0]["evidence"], "probe_dns_id");
+}
+
+#[test]
+fn autoconfig_rejects_pacc_that_its_signed_digest_does_not_match() {
+    let (code, j) = autoconfig(&["joe@paccbad.example.com", "--source", "pacc"]);
+    assert_eq!(code, Some(2), "{j}");
+    assert!(j["source"].is_null());
+    let p = source(&j, "pacc");
+    assert_eq!(p["state"], "failed");
+    let e = p["error"].as_str().unwrap();
+    assert!(e.contains("DNSSEC-signed") && e.contains("rejected"), "{e}");
+}
+
+#[test]
+fn autoconfig_reports_what_autodiscover_did_not_follow() {
+    let (code, j) = autoconfig(&["joe@adsrvu.ac.test", "--source", "autodiscover"]);
+    assert_eq!(code, Some(2), "{j}");
+    assert_eq!(
+        source(&j, "autodiscover")["unfollowed"][0],
+        "https://autodiscover.adprov.example.net/autodiscover/autodiscover.xml"
+    );
+    let (code, j) = autoconfig(&[
+        "joe@adsrvu.ac.test",
+        "--source",
+        "autodiscover",
+        "--autodiscover-follow",
+    ]);
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(j["candidates"][0]["verdict"], "unverified");
+}

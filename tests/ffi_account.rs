@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use mailsrv::ffi::account::*;
 use mailsrv::ffi::authenticity::*;
+use mailsrv::ffi::autodiscover::*;
 use mailsrv::ffi::binding::*;
 use mailsrv::ffi::config::*;
 use mailsrv::ffi::ctx::*;
@@ -604,7 +605,7 @@ fn bad_input_fails_the_call() {
         for (addr, sources, flags) in [
             ("ac.test", 0, 0),
             ("joe@", 0, 0),
-            ("joe@ac.test", 128, 0),
+            ("joe@ac.test", 1024, 0),
             ("joe@ac.test", 0, 1 << 30),
         ] {
             let st = mailsrv_account_discover(
@@ -634,6 +635,11 @@ fn bad_input_fails_the_call() {
         assert_eq!(mailsrv_account_candidates_len(ptr::null()), 0);
         assert!(mailsrv_account_candidate_get(ptr::null(), 0).is_null());
         assert_eq!(text(mailsrv_source_name(64)), "srv");
+        assert_eq!(text(mailsrv_source_name(128)), "pacc");
+        assert_eq!(text(mailsrv_source_name(256)), "autodiscover");
+        assert_eq!(text(mailsrv_source_name(512)), "guess");
+        assert!(mailsrv_account_web_url(ptr::null(), 1).is_null());
+        assert!(mailsrv_account_source_unfollowed(ptr::null(), 256, 0).is_null());
         assert_eq!(text(mailsrv_source_name(3)), "");
         let cfg = testbed_config(0, 1000);
         assert_eq!(
@@ -648,7 +654,555 @@ fn bad_input_fails_the_call() {
             mailsrv_config_set_ispdb_url(cfg, ptr::null()),
             mailsrv_status::Ok
         );
+        assert_eq!(
+            mailsrv_config_set_service_port(cfg, 3, 993),
+            mailsrv_status::InvalidArg
+        );
+        assert_eq!(
+            mailsrv_config_set_service_port(ptr::null_mut(), 1, 993),
+            mailsrv_status::NullArg
+        );
+        assert_eq!(
+            mailsrv_config_set_service_port(cfg, 1, 0),
+            mailsrv_status::Ok
+        );
+        assert_eq!(
+            mailsrv_config_set_autodiscover_cb(cfg, None, ptr::null_mut()),
+            mailsrv_status::Ok
+        );
         mailsrv_config_free(cfg);
         mailsrv_ctx_free(ctx);
     }
+}
+
+// ---------------------------------------------------------------- issue 17: PACC, Exchange
+// Autodiscover, guessing
+
+const PACC: u32 = mailsrv_source::Pacc as u32;
+const AUTODISCOVER: u32 = mailsrv_source::Autodiscover as u32;
+const GUESS: u32 = mailsrv_source::Guess as u32;
+const EV_PACC_DNSSEC: u32 = mailsrv_evidence::PaccDnssec as u32;
+const EV_PROBE_DNS_ID: u32 = mailsrv_evidence::ProbeDnsId as u32;
+const FLAG_REQUIRE_SECURE: u32 = 1;
+
+/// The testbed's ports for the services PACC and guessing know by host only.
+fn set_ports(cfg: *mut mailsrv_config) {
+    for (bit, name) in [
+        (1, "IMAPS"),
+        (2, "IMAP"),
+        (4, "POP3S"),
+        (8, "POP3"),
+        (16, "SUBMISSIONS"),
+        (32, "SUBMISSION"),
+    ] {
+        assert_eq!(
+            unsafe { mailsrv_config_set_service_port(cfg, bit, port(name)) },
+            mailsrv_status::Ok
+        );
+    }
+}
+
+fn config17() -> *mut mailsrv_config {
+    let cfg = testbed_config(0, 15_000);
+    unsafe {
+        assert_eq!(
+            mailsrv_config_set_ca_file(cfg, c(&env("MAILSRV_TEST_CA")).as_ptr()),
+            mailsrv_status::Ok
+        );
+        assert_eq!(
+            mailsrv_config_set_ispdb_url(cfg, c(&env("MAILSRV_TEST_ISPDB")).as_ptr()),
+            mailsrv_status::Ok
+        );
+    }
+    set_ports(cfg);
+    cfg
+}
+
+fn discover17(address: &str, sources: u32, flags: u32) -> Account {
+    discover_on(ctx_from(config17()), address, sources, flags)
+}
+
+impl Account {
+    fn web(&self, which: mailsrv_web_service) -> Option<String> {
+        opt(unsafe { mailsrv_account_web_url(self.a, which as u32) })
+    }
+    fn unfollowed(&self, s: u32) -> Vec<String> {
+        (0..)
+            .map_while(|i| opt(unsafe { mailsrv_account_source_unfollowed(self.a, s, i) }))
+            .collect()
+    }
+    fn status17(&self, s: u32) -> mailsrv_status {
+        unsafe { mailsrv_account_source_status(self.a, s) }
+    }
+    fn detail17(&self, s: u32) -> String {
+        text(unsafe { mailsrv_account_source_detail(self.a, s) })
+    }
+    fn connect(&self, i: usize) {
+        let mut s = ptr::null_mut();
+        let mut err = [0 as c_char; 512];
+        let st = unsafe {
+            mailsrv_connect_with_binding(
+                self.ctx,
+                self.binding(i),
+                0,
+                &mut s,
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
+        unsafe { mailsrv_tls_stream_free(s) };
+    }
+}
+
+#[test]
+fn pacc_with_a_signed_digest_is_authentic_by_pacc_dnssec() {
+    let a = discover17("joe@pacc.example.com", PACC, 0);
+    assert_eq!(a.source(), PACC);
+    let cands = a.candidates();
+    let got: Vec<(&str, &str, u16, &str)> = cands
+        .iter()
+        .map(|c| {
+            (
+                c.protocol.as_str(),
+                c.host.as_str(),
+                c.port,
+                c.security.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("imap", "mail.example.net", port("IMAPS"), "ssl"),
+            ("pop3", "mail.example.net", port("POP3S"), "ssl"),
+            ("smtp", "mail.example.net", port("SUBMISSIONS"), "ssl"),
+        ]
+    );
+    for c in &cands {
+        assert_eq!(
+            (c.source, c.verdict, c.evidence),
+            (PACC, AUTHENTIC, EV_PACC_DNSSEC),
+            "{c:?}"
+        );
+        assert!(
+            c.detail.contains("DNSSEC-signed _ua-auto-config"),
+            "{}",
+            c.detail
+        );
+        assert_eq!(c.username.as_deref(), Some("joe@pacc.example.com"));
+    }
+    unsafe {
+        let c0 = mailsrv_account_candidate_get(a.a, 0);
+        assert_eq!(mailsrv_candidate_authentication_len(c0), 2);
+        assert_eq!(text(mailsrv_candidate_authentication_get(c0, 0)), "OAuth2");
+        assert_eq!(
+            text(mailsrv_account_display_name(a.a)),
+            "Test PACC provider"
+        );
+    }
+    // JMAP, CalDAV, CardDAV and the oauth-public issuer pass through
+    assert_eq!(
+        a.web(mailsrv_web_service::Jmap).as_deref(),
+        Some("https://jmap.example.net/session")
+    );
+    assert_eq!(
+        a.web(mailsrv_web_service::Caldav).as_deref(),
+        Some("https://dav.example.net/calendars/")
+    );
+    assert_eq!(
+        a.web(mailsrv_web_service::Carddav).as_deref(),
+        Some("https://dav.example.net/contacts/")
+    );
+    assert_eq!(
+        a.web(mailsrv_web_service::OauthPublicIssuer).as_deref(),
+        Some("https://auth.example.net")
+    );
+    assert!(unsafe { mailsrv_account_web_url(a.a, 9) }.is_null());
+    assert!(
+        a.detail17(PACC)
+            .contains("_ua-auto-config.pacc.example.com (secure)")
+    );
+    a.connect(0);
+    // a DNSSEC-signed digest is DNSSEC evidence: it counts under REQUIRE_SECURE
+    let s = discover17("joe@pacc.example.com", PACC, FLAG_REQUIRE_SECURE);
+    assert!(s.candidates().iter().all(|c| c.evidence == EV_PACC_DNSSEC));
+    // two records during a rollover: the matching one counts
+    let r = discover17("joe@paccroll.example.com", PACC, 0);
+    assert!(
+        r.candidates()
+            .iter()
+            .all(|c| (c.verdict, c.evidence) == (AUTHENTIC, EV_PACC_DNSSEC)),
+        "{:#?}",
+        r.candidates()
+    );
+}
+
+#[test]
+fn a_pacc_document_that_a_signed_digest_does_not_match_is_rejected() {
+    for mask in [PACC, 0] {
+        let a = discover17("joe@paccbad.example.com", mask, 0);
+        assert_eq!(a.source(), 0, "mask {mask}");
+        assert!(a.candidates().is_empty());
+        assert_eq!(a.state(mailsrv_source::Pacc), FAILED);
+        assert_eq!(a.status17(PACC), mailsrv_status::DigestMismatch);
+        let d = a.detail17(PACC);
+        assert!(d.contains("DNSSEC-signed") && d.contains("rejected"), "{d}");
+    }
+}
+
+#[test]
+fn pacc_with_an_unsigned_digest_is_weaker() {
+    // matching: the mail domain's HTTPS document, like autoconfig; not DNSSEC evidence
+    let a = discover17("joe@pacc.ac.test", PACC, 0);
+    assert!(
+        a.candidates()
+            .iter()
+            .all(|c| (c.verdict, c.evidence) == (AUTHENTIC, EV_HTTPS_DOMAIN)),
+        "{:#?}",
+        a.candidates()
+    );
+    assert!(
+        a.detail17(PACC).contains("(insecure)"),
+        "{}",
+        a.detail17(PACC)
+    );
+    let s = discover17("joe@pacc.ac.test", PACC, FLAG_REQUIRE_SECURE);
+    assert!(s.candidates().iter().all(|c| c.verdict == UNVERIFIED));
+    // mismatching, missing, hostile, too big: clear errors, nothing taken
+    for (domain, status, words) in [
+        (
+            "paccbad",
+            mailsrv_status::DigestMismatch,
+            "not DNSSEC-signed",
+        ),
+        (
+            "paccnotxt",
+            mailsrv_status::NoRecord,
+            "publishes no _ua-auto-config",
+        ),
+        ("paccdeep", mailsrv_status::BadConfig, "PACC JSON"),
+        ("paccbig", mailsrv_status::Http, "at most 65536"),
+    ] {
+        let a = discover17(&format!("joe@{domain}.ac.test"), PACC, 0);
+        assert_eq!(a.source(), 0, "{domain}");
+        assert_eq!(a.status17(PACC), status, "{domain}: {}", a.detail17(PACC));
+        assert!(
+            a.detail17(PACC).contains(words),
+            "{domain}: {}",
+            a.detail17(PACC)
+        );
+    }
+}
+
+#[test]
+fn autodiscover_over_https_in_the_domain_is_https_domain() {
+    let a = discover17("joe@adisc.ac.test", AUTODISCOVER, 0);
+    assert_eq!(a.source(), AUTODISCOVER);
+    let cands = a.candidates();
+    assert_eq!(cands.len(), 5, "{cands:#?}");
+    for c in &cands[..4] {
+        assert_eq!(
+            (c.verdict, c.evidence),
+            (AUTHENTIC, EV_HTTPS_DOMAIN),
+            "{c:?}"
+        );
+        assert_eq!(c.username.as_deref(), Some("joe@adisc.ac.test"));
+    }
+    assert_eq!(
+        (cands[3].port, cands[3].security.as_str()),
+        (port("SUBMISSION"), "starttls")
+    );
+    // SSL off: a plaintext server, rejected and never preferred
+    assert_eq!(
+        (cands[4].security.as_str(), cands[4].verdict),
+        ("plain", REJECTED)
+    );
+    assert_eq!((a.preferred(1), a.preferred(2)), (Some(0), Some(2)));
+    assert_eq!(
+        text(unsafe { mailsrv_account_display_name(a.a) }),
+        "Test Autodiscover user"
+    );
+    assert!(a.detail17(AUTODISCOVER).contains("EXCH"));
+    a.connect(0);
+}
+
+#[test]
+fn autodiscover_evidence_follows_how_the_url_was_found() {
+    // a plain-HTTP redirect to HTTPS: followed, but only the probe could prove it
+    let a = discover17("joe@adhttp.ac.test", AUTODISCOVER, 0);
+    assert_eq!(a.source(), AUTODISCOVER);
+    for c in a.candidates().iter().filter(|c| c.verdict != REJECTED) {
+        assert_eq!(c.verdict, UNVERIFIED, "{c:?}");
+        assert!(c.detail.contains("plain-HTTP redirect"), "{}", c.detail);
+    }
+    // a DNSSEC-signed _autodiscover._tcp SRV record naming a host in another domain
+    let s = discover17("joe@adsrv.example.com", AUTODISCOVER, 0);
+    assert_eq!(s.source(), AUTODISCOVER);
+    let c0 = &s.candidates()[0];
+    assert_eq!((c0.verdict, c0.evidence), (AUTHENTIC, EV_DNSSEC), "{c0:?}");
+    assert!(
+        c0.detail.contains("DNSSEC-signed _autodiscover._tcp"),
+        "{}",
+        c0.detail
+    );
+    // RedirectAddr inside the registrable domain: followed, another address's answer
+    let r = discover17("joe@adredir.ac.test", AUTODISCOVER, 0);
+    assert_eq!(r.source(), AUTODISCOVER);
+    assert!(r.candidates()[0].detail.contains("joe@adisc.ac.test"));
+    assert_eq!(r.candidates()[0].verdict, UNVERIFIED);
+    // a RedirectAddr loop: at most two
+    let l = discover17("joe@adloop.ac.test", AUTODISCOVER, 0);
+    assert_eq!(l.source(), 0);
+    assert_eq!(l.status17(AUTODISCOVER), mailsrv_status::Http);
+    assert!(l.detail17(AUTODISCOVER).contains("more than 2"));
+    // an HTTPS redirect loop; hostile XML
+    let h = discover17("joe@adhloop.ac.test", AUTODISCOVER, 0);
+    assert_eq!(h.status17(AUTODISCOVER), mailsrv_status::Http);
+    assert!(h.detail17(AUTODISCOVER).contains("redirects"));
+    let x = discover17("joe@adhostile.ac.test", AUTODISCOVER, 0);
+    assert_eq!(x.status17(AUTODISCOVER), mailsrv_status::BadConfig);
+    assert!(x.detail17(AUTODISCOVER).contains("DOCTYPE"));
+}
+
+/// What the test's Autodiscover callback was asked, and what it answers.
+struct Hook {
+    follow: bool,
+    credentials: Option<(&'static str, &'static str)>,
+    asked: Mutex<Vec<(u32, String, String)>>,
+    sleep: Duration,
+    returned: std::sync::atomic::AtomicBool,
+}
+
+impl Hook {
+    fn new(follow: bool, credentials: Option<(&'static str, &'static str)>) -> Hook {
+        Hook {
+            follow,
+            credentials,
+            asked: Mutex::new(Vec::new()),
+            sleep: Duration::ZERO,
+            returned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+unsafe extern "C" fn on_autodiscover(
+    ud: *mut c_void,
+    ask: u32,
+    url: *const c_char,
+    address: *const c_char,
+    why: *const c_char,
+    creds: *mut mailsrv_credentials,
+) -> bool {
+    let h = unsafe { &*(ud as *const Hook) };
+    h.asked
+        .lock()
+        .unwrap()
+        .push((ask, text(url), format!("{} / {}", text(address), text(why))));
+    std::thread::sleep(h.sleep);
+    h.returned.store(true, std::sync::atomic::Ordering::SeqCst);
+    if ask == mailsrv_autodiscover_ask::Follow as u32 {
+        assert!(creds.is_null());
+        return h.follow;
+    }
+    match h.credentials {
+        Some((u, p)) => unsafe {
+            assert_eq!(
+                mailsrv_credentials_set(creds, c("jo:e").as_ptr(), c(p).as_ptr()),
+                mailsrv_status::InvalidArg
+            );
+            mailsrv_credentials_set(creds, c(u).as_ptr(), c(p).as_ptr()) == mailsrv_status::Ok
+        },
+        None => false,
+    }
+}
+
+fn discover_with_hook(address: &str, hook: &Hook) -> Account {
+    let cfg = config17();
+    assert_eq!(
+        unsafe {
+            mailsrv_config_set_autodiscover_cb(
+                cfg,
+                Some(on_autodiscover),
+                hook as *const Hook as *mut c_void,
+            )
+        },
+        mailsrv_status::Ok
+    );
+    discover_on(ctx_from(cfg), address, AUTODISCOVER, 0)
+}
+
+#[test]
+fn autodiscover_never_follows_a_foreign_target_silently() {
+    // an unsigned SRV record naming a host outside ac.test: reported, not followed
+    let a = discover17("joe@adsrvu.ac.test", AUTODISCOVER, 0);
+    assert_eq!(a.source(), 0);
+    let target = "https://autodiscover.adprov.example.net/autodiscover/autodiscover.xml";
+    assert_eq!(a.unfollowed(AUTODISCOVER), [target]);
+    assert_eq!(a.status17(AUTODISCOVER), mailsrv_status::Http);
+    assert!(a.detail17(AUTODISCOVER).contains("not followed"));
+    // the same with a RedirectAddr into another domain
+    let o = discover17("joe@adout.ac.test", AUTODISCOVER, 0);
+    assert_eq!(
+        o.unfollowed(AUTODISCOVER),
+        ["https://autodiscover.hosted.test/autodiscover/autodiscover.xml"]
+    );
+    // the callback declines: still not followed, and it was asked once, about that URL
+    let no = Hook::new(false, None);
+    let d = discover_with_hook("joe@adsrvu.ac.test", &no);
+    assert_eq!(d.source(), 0);
+    let asked = no.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(
+        (asked[0].0, asked[0].1.as_str()),
+        (mailsrv_autodiscover_ask::Follow as u32, target)
+    );
+    assert!(asked[0].2.contains("joe@adsrvu.ac.test") && asked[0].2.contains("not DNSSEC-signed"));
+    // it confirms: followed, and the hosts it names are left to the probe
+    let yes = Hook::new(true, None);
+    let f = discover_with_hook("joe@adsrvu.ac.test", &yes);
+    assert_eq!(f.source(), AUTODISCOVER);
+    assert!(f.unfollowed(AUTODISCOVER).is_empty());
+    assert!(
+        f.candidates()
+            .iter()
+            .filter(|c| c.verdict != REJECTED)
+            .all(|c| c.verdict == UNVERIFIED && c.detail.contains("not DNSSEC-signed")),
+        "{:#?}",
+        f.candidates()
+    );
+}
+
+#[test]
+fn autodiscover_sends_credentials_only_from_the_callback() {
+    // none by default: the 401 is the report
+    let a = discover17("joe@adauth.ac.test", AUTODISCOVER, 0);
+    assert_eq!(a.source(), 0);
+    assert_eq!(a.status17(AUTODISCOVER), mailsrv_status::Http);
+    assert!(
+        a.detail17(AUTODISCOVER).contains("credentials"),
+        "{}",
+        a.detail17(AUTODISCOVER)
+    );
+    // wrong ones are refused; right ones open the answer
+    let wrong = Hook::new(false, Some(("joe", "wrong")));
+    let w = discover_with_hook("joe@adauth.ac.test", &wrong);
+    assert_eq!(w.source(), 0);
+    assert!(
+        w.detail17(AUTODISCOVER)
+            .contains("refused the caller's credentials")
+    );
+    let right = Hook::new(false, Some(("joe", "secret")));
+    let r = discover_with_hook("joe@adauth.ac.test", &right);
+    assert_eq!(r.source(), AUTODISCOVER);
+    assert_eq!(r.candidates()[0].evidence, EV_HTTPS_DOMAIN);
+    let asked = right.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(
+        (asked[0].0, asked[0].1.as_str()),
+        (
+            mailsrv_autodiscover_ask::Credentials as u32,
+            "https://autodiscover.adauth.ac.test/autodiscover/autodiscover.xml"
+        )
+    );
+}
+
+#[test]
+fn freeing_the_context_waits_for_the_autodiscover_callback() {
+    let mut hook = Hook::new(false, None);
+    hook.sleep = Duration::from_millis(500);
+    let cfg = config17();
+    unsafe {
+        mailsrv_config_set_autodiscover_cb(
+            cfg,
+            Some(on_autodiscover),
+            &hook as *const Hook as *mut c_void,
+        );
+    }
+    let ctx = ctx_from(cfg);
+    let slot = Slot {
+        done: Mutex::new(None),
+    };
+    let mut id = 0;
+    unsafe {
+        assert_eq!(
+            mailsrv_account_discover_async(
+                ctx,
+                c("joe@adsrvu.ac.test").as_ptr(),
+                AUTODISCOVER,
+                0,
+                Some(on_account),
+                &slot as *const Slot as *mut c_void,
+                &mut id,
+            ),
+            mailsrv_status::Ok
+        );
+    }
+    let t0 = Instant::now();
+    while hook.asked.lock().unwrap().is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the callback never ran"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    unsafe { mailsrv_ctx_free(ctx) };
+    assert!(hook.returned.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(slot.done.lock().unwrap().is_some());
+}
+
+#[test]
+fn guessing_is_opt_in_and_proven_only_by_the_probe_or_dane() {
+    // not in the default set
+    let d = discover17("joe@guess.ac.test", 0, 0);
+    assert_eq!(d.source(), 0);
+    assert_eq!(d.state(mailsrv_source::Guess), 0);
+    // asked: imap.guess.ac.test and smtp.guess.ac.test answer; their certificate also names
+    // guess.ac.test, so the probe (SNI guess.ac.test) proves them
+    let a = discover17("joe@guess.ac.test", MAILSRV_SOURCES_DEFAULT | GUESS, 0);
+    assert_eq!(a.source(), GUESS);
+    let cands = a.candidates();
+    let got: Vec<(&str, u16, u32)> = cands
+        .iter()
+        .map(|c| (c.host.as_str(), c.port, c.evidence))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("imap.guess.ac.test", port("IMAPS"), EV_PROBE_DNS_ID),
+            ("imap.guess.ac.test", port("IMAP"), EV_PROBE_DNS_ID),
+            ("imap.guess.ac.test", port("POP3S"), EV_PROBE_DNS_ID),
+            ("imap.guess.ac.test", port("POP3"), EV_PROBE_DNS_ID),
+            ("smtp.guess.ac.test", port("SUBMISSIONS"), EV_PROBE_DNS_ID),
+            ("smtp.guess.ac.test", port("SUBMISSION"), EV_PROBE_DNS_ID),
+        ]
+    );
+    assert!(a.detail17(GUESS).contains("mail.guess.ac.test"));
+    a.connect(0);
+    // a certificate for the host alone proves nothing about the mail domain
+    let u = discover17("joe@guessu.ac.test", GUESS, 0);
+    assert_eq!(u.source(), GUESS);
+    assert!(
+        u.candidates()
+            .iter()
+            .all(|c| c.verdict == UNVERIFIED && c.detail.contains("guess")),
+        "{:#?}",
+        u.candidates()
+    );
+    let n = discover_on(
+        ctx_from(config17()),
+        "joe@guess.ac.test",
+        GUESS,
+        FLAG_NO_PROBE,
+    );
+    assert!(n.candidates().iter().all(|c| c.verdict == UNVERIFIED));
+    // DNSSEC-signed TLSA records of the guessed host: DANE
+    let g = discover17("joe@guessdane.example.net", GUESS, 0);
+    let c = g.candidates();
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!((c[0].verdict, c[0].evidence), (AUTHENTIC, EV_DANE));
+    // nothing answers: a clear failure
+    let none = discover17("joe@ac.test", GUESS, 0);
+    assert_eq!(none.source(), 0);
+    assert_eq!(none.status17(GUESS), mailsrv_status::NotFound);
 }

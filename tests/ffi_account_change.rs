@@ -388,7 +388,7 @@ fn bad_input_fails_the_call() {
     for (addr, service, origin) in [
         ("ac.test", IMAPS, 3), // no local part: the documents need it
         ("joe@ac.test", 3, 3), // not one service
-        ("joe@ac.test", IMAPS, 7),
+        ("joe@ac.test", IMAPS, 10),
         ("joe@ac.test", IMAPS, 0),
     ] {
         let st = unsafe {
@@ -412,4 +412,129 @@ fn bad_input_fails_the_call() {
         assert!(out.is_null());
     }
     unsafe { mailsrv_ctx_free(ctx) };
+}
+
+// ---------------------------------------------------------------- issue 17: the new origins
+
+/// A context whose PACC and guessing use the testbed's ports, with an Autodiscover callback
+/// that counts its calls and would follow anything.
+fn ctx17(calls: &std::sync::atomic::AtomicUsize) -> *mut mailsrv_ctx {
+    let cfg = testbed_config(0, 15_000);
+    unsafe {
+        assert_eq!(
+            mailsrv_config_set_ca_file(cfg, c(&env("MAILSRV_TEST_CA")).as_ptr()),
+            mailsrv_status::Ok
+        );
+        for (bit, name) in [
+            (1, "IMAPS"),
+            (2, "IMAP"),
+            (4, "POP3S"),
+            (8, "POP3"),
+            (16, "SUBMISSIONS"),
+            (32, "SUBMISSION"),
+        ] {
+            assert_eq!(
+                mailsrv_config_set_service_port(cfg, bit, port(name)),
+                mailsrv_status::Ok
+            );
+        }
+        assert_eq!(
+            mailsrv_config_set_autodiscover_cb(
+                cfg,
+                Some(count_and_follow),
+                calls as *const std::sync::atomic::AtomicUsize as *mut c_void
+            ),
+            mailsrv_status::Ok
+        );
+    }
+    ctx_from(cfg)
+}
+
+unsafe extern "C" fn count_and_follow(
+    ud: *mut c_void,
+    _ask: u32,
+    _url: *const c_char,
+    _address: *const c_char,
+    _why: *const c_char,
+    _creds: *mut mailsrv::ffi::autodiscover::mailsrv_credentials,
+) -> bool {
+    let n = unsafe { &*(ud as *const std::sync::atomic::AtomicUsize) };
+    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    true
+}
+
+fn check17(address: &str, saved: (&str, u16), origin: mailsrv_origin) -> (Got, usize) {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let ctx = ctx17(&calls);
+    let g = check_with(ctx, address, IMAPS, saved, origin, ptr::null_mut(), 0);
+    unsafe { mailsrv_ctx_free(ctx) };
+    (g, calls.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[test]
+fn pacc_with_a_signed_digest_updates() {
+    let (g, _) = check17(
+        "joe@pacc.example.com",
+        ("old.example.net", 993),
+        mailsrv_origin::Pacc,
+    );
+    assert_eq!(g.decision, UPDATE, "{g:?}");
+    assert_eq!(
+        (g.target.as_deref(), g.port),
+        (Some("mail.example.net"), port("IMAPS"))
+    );
+    assert!(g.binding.unwrap().contains("sni=mail.example.net"));
+    // a document its signed digest does not match: no source, nothing changes
+    let (g, _) = check17(
+        "joe@paccbad.example.com",
+        ("old.example.net", 993),
+        mailsrv_origin::Pacc,
+    );
+    assert_eq!(g.decision, NO_CHANGE, "{g:?}");
+    assert!(g.target.is_none());
+}
+
+#[test]
+fn a_guessed_account_is_guessed_again_and_the_probe_may_update_it() {
+    let (g, _) = check17(
+        "joe@guess.ac.test",
+        ("old.example.net", 993),
+        mailsrv_origin::Guess,
+    );
+    assert_eq!(g.decision, UPDATE, "{g:?}");
+    assert_eq!(g.target.as_deref(), Some("imap.guess.ac.test"));
+    // an account from any other source is never refreshed by guessing
+    let (g, _) = check17(
+        "joe@guess.ac.test",
+        ("old.example.net", 993),
+        mailsrv_origin::Autoconfig,
+    );
+    assert_eq!(g.decision, NO_CHANGE, "{g:?}");
+    // a guess nothing proves: wait, never update
+    let (g, _) = check17(
+        "joe@guessu.ac.test",
+        ("old.example.net", 993),
+        mailsrv_origin::Guess,
+    );
+    assert_eq!(g.decision, WAIT, "{g:?}");
+}
+
+#[test]
+fn a_refresh_never_asks_the_autodiscover_callback() {
+    // adsrvu.ac.test is reachable only through a host outside its domain, which a
+    // discovery follows when the callback says so; a refresh never asks
+    let (g, calls) = check17(
+        "joe@adsrvu.ac.test",
+        ("old.example.net", 993),
+        mailsrv_origin::Autodiscover,
+    );
+    assert_eq!(calls, 0);
+    assert_eq!(g.decision, NO_CHANGE, "{g:?}");
+    // the domain's own Autodiscover answer over HTTPS updates
+    let (g, _) = check17(
+        "joe@adisc.ac.test",
+        ("old.example.net", 993),
+        mailsrv_origin::Autodiscover,
+    );
+    assert_eq!(g.decision, UPDATE, "{g:?}");
 }

@@ -241,7 +241,7 @@ fn bad_arguments() {
             IMAPS,
             c("h.example.net").as_ptr(),
             993,
-            9,
+            10,
             ptr::null_mut(),
             0,
             0,

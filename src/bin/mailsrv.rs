@@ -23,19 +23,21 @@ const USAGE: &str = "usage:
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
                      [--legacy-cn] [--accept-sibling] [COMMON]
   mailsrv autoconfig ADDRESS [--ispdb URL] [--source NAME]... [--no-http] [--no-probe]
-                     [--require-secure] [COMMON]
+                     [--require-secure] [--service-port SERVICE:PORT]...
+                     [--autodiscover-follow] [--autodiscover-user USER] [COMMON]
   mailsrv audit FILE|- [--concurrency N] [COMMON]
   mailsrv version
 COMMON: [--json] [--nameserver IP:PORT]... [--trust-anchor FILE] [--ca-file FILE]
         [--timeout-ms N] [--seed N]";
 
 /// Subcommand options that take no value.
-const FLAG_OPTIONS: [&str; 5] = [
+const FLAG_OPTIONS: [&str; 6] = [
     "--no-http",
     "--require-secure",
     "--legacy-cn",
     "--accept-sibling",
     "--no-probe",
+    "--autodiscover-follow",
 ];
 
 /// Options every subcommand takes.
@@ -344,10 +346,13 @@ fn verify(args: &[String]) -> Result<u8, String> {
     Ok(usable(any_usable))
 }
 
-/// `autoconfig`: account discovery from every source (provider autoconfig, ISPDB, MX, SRV),
-/// each candidate server with its verdict, evidence and binding.
+/// `autoconfig`: account discovery from every source (PACC, provider autoconfig, SRV, ISPDB,
+/// MX, Exchange Autodiscover, plain HTTP; guessing with `--source guess`), each candidate
+/// server with its verdict, evidence and binding. Autodiscover follows a URL outside the mail
+/// domain only with `--autodiscover-follow`, and sends credentials only with
+/// `--autodiscover-user` (the password from MAILSRV_AUTODISCOVER_PASSWORD, never from argv).
 fn autoconfig(args: &[String]) -> Result<u8, String> {
-    use mailsrv::core::account::Source;
+    use mailsrv::core::account::{AutodiscoverAnswer, AutodiscoverAsk, AutodiscoverHook, Source};
     use mailsrv::core::context::AutoconfigFlags;
     use mailsrv::core::verdict::Verdict;
     use mailsrv::core::verdict::authenticity::Evidence;
@@ -364,6 +369,9 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
             "--no-http",
             "--no-probe",
             "--require-secure",
+            "--service-port",
+            "--autodiscover-follow",
+            "--autodiscover-user",
         ],
     )?;
     let [address] = positional.as_slice() else {
@@ -378,11 +386,55 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
                 format!("unknown source {v:?} (one of {})", names.join(", "))
             })?),
             "--ispdb" => common.config.set_ispdb_url(v).map_err(|e| e.to_string())?,
+            "--service-port" => {
+                let bad = || format!("--service-port takes SERVICE:PORT (imaps:993), not {v:?}");
+                let (name, port) = v.split_once(':').ok_or_else(bad)?;
+                let service = Service::from_name(name).ok_or_else(bad)?;
+                let port: u16 = port.parse().map_err(|_| bad())?;
+                common.config.service_ports.set(service, port);
+            }
             _ => {}
         }
     }
+    let follow = has("--autodiscover-follow");
+    let user = options
+        .iter()
+        .find(|(k, _)| k == "--autodiscover-user")
+        .map(|(_, v)| v.clone());
+    if follow || user.is_some() {
+        let password = match &user {
+            Some(_) => Some(std::env::var("MAILSRV_AUTODISCOVER_PASSWORD").map_err(|_| {
+                "--autodiscover-user needs the password in MAILSRV_AUTODISCOVER_PASSWORD"
+                    .to_string()
+            })?),
+            None => None,
+        };
+        common.config.autodiscover_hook = Some(AutodiscoverHook::new(move |ask| match ask {
+            AutodiscoverAsk::Follow { url, why, .. } => {
+                eprintln!(
+                    "mailsrv: Autodiscover {} {url} ({why})",
+                    if follow { "follows" } else { "does not follow" }
+                );
+                if follow {
+                    AutodiscoverAnswer::Yes
+                } else {
+                    AutodiscoverAnswer::No
+                }
+            }
+            AutodiscoverAsk::Credentials { url, .. } => match (&user, &password) {
+                (Some(u), Some(p)) => {
+                    eprintln!("mailsrv: Autodiscover sends the credentials of {u} to {url}");
+                    AutodiscoverAnswer::Credentials {
+                        user: u.clone(),
+                        password: p.clone(),
+                    }
+                }
+                _ => AutodiscoverAnswer::No,
+            },
+        }));
+    }
     if sources.is_empty() {
-        sources = Source::ALL.to_vec();
+        sources = Source::defaults();
     }
     if has("--no-http") {
         sources.retain(|s| *s != Source::AutoconfigHttp);
@@ -446,6 +498,8 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
                 "error": r.error.as_ref().map(|e| e.to_string()),
                 "hops": r.hops.iter().map(|h| json!({"url": h.url, "status": h.status})).collect::<Vec<_>>(),
                 "mx": r.mx.as_ref().map(|(h, s)| json!({"host": h, "dnssec": s.name()})),
+                "dns": r.record.as_ref().map(|(n, s)| json!({"name": n, "dnssec": s.name()})),
+                "unfollowed": r.unfollowed,
                 "notes": r.notes, "elapsed_ms": r.elapsed.as_millis() as u64,
             })
         })
@@ -461,6 +515,22 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
                     .map(|e| format!(": {e}"))
                     .unwrap_or_default()
             ));
+            for u in &r.unfollowed {
+                text.push_str(&format!(
+                    "         not followed: {u} (outside the mail domain; --autodiscover-follow)\n"
+                ));
+            }
+        }
+    }
+    let w = &d.web;
+    for (name, url) in [
+        ("jmap", &w.jmap),
+        ("caldav", &w.caldav),
+        ("carddav", &w.carddav),
+        ("oauth-public issuer", &w.oauth_public_issuer),
+    ] {
+        if let Some(u) = url {
+            text.push_str(&format!("  {name}: {u}\n"));
         }
     }
     if common.json {
@@ -473,6 +543,10 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
             "oauth2": d.oauth2.as_ref().map(|o| json!({
                 "issuer": o.issuer, "scope": o.scope, "auth_url": o.auth_url, "token_url": o.token_url,
             })),
+            "web": {
+                "jmap": w.jmap, "caldav": w.caldav, "carddav": w.carddav,
+                "oauth_public_issuer": w.oauth_public_issuer,
+            },
             "sources": reports,
         });
         emit(&format!("{j}\n"));

@@ -52,8 +52,13 @@ pub struct Config {
     pub ispdb_url: Option<String>,
     /// Per-fetch deadline of provider and MX-derived autoconfig fetches.
     pub fetch_timeout: Duration,
-    /// Per-fetch deadline of ISPDB lookups.
+    /// Per-fetch deadline of ISPDB lookups, and of each guess.
     pub ispdb_timeout: Duration,
+    /// The port of each service where account discovery knows a host only (PACC, guessing).
+    pub service_ports: crate::core::account::ServicePorts,
+    /// Asked by Exchange Autodiscover to follow a URL outside the mail domain or for
+    /// credentials; `None`: never followed, never sent.
+    pub autodiscover_hook: Option<crate::core::account::AutodiscoverHook>,
 }
 
 /// The hosts file used unless the caller sets another or none.
@@ -80,6 +85,8 @@ impl Default for Config {
             ispdb_url: Some(crate::core::account::DEFAULT_ISPDB_URL.into()),
             fetch_timeout: crate::core::account::DEFAULT_FETCH_TIMEOUT,
             ispdb_timeout: crate::core::account::DEFAULT_ISPDB_TIMEOUT,
+            service_ports: crate::core::account::ServicePorts::default(),
+            autodiscover_hook: None,
         }
     }
 }

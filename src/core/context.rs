@@ -68,6 +68,17 @@ pub struct Context {
     trust: OnceCell<CaStore>,
 }
 
+impl Drop for Context {
+    /// The Autodiscover hook first: no call starts any more and the calls in flight have
+    /// returned before the requests are cancelled, so the caller's function never runs
+    /// after the context is gone.
+    fn drop(&mut self) {
+        if let Some(h) = &self.config.autodiscover_hook {
+            h.close();
+        }
+    }
+}
+
 impl Context {
     pub fn new(config: Config) -> Result<Self> {
         let rt = runtime()?;
@@ -331,23 +342,25 @@ impl Context {
         self.spawn(self.autoconfigure_future(address, flags)?, deliver)
     }
 
-    /// Account discovery (issue 16; `autoconfig/mod.rs`): every source of `sources` at
-    /// once (all when empty), the best-ranked configuration, and a verdict, evidence and
-    /// binding for each of its servers. The ISPDB URL and the per-fetch deadlines come
-    /// from the configuration; `flags.probe` and `flags.require_secure` as for
-    /// `autoconfigure`.
+    /// Account discovery (issues 16, 17; `autoconfig/mod.rs`): every source of `sources` at
+    /// once (the defaults when empty), the best-ranked configuration, and a verdict, evidence
+    /// and binding for each of its servers. The ISPDB URL, the per-fetch deadlines, the
+    /// service ports and the Autodiscover hook come from the configuration (the hook only
+    /// when `interactive`: a refresh never asks the user); `flags.probe` and
+    /// `flags.require_secure` as for `autoconfigure`.
     fn account_future(
         &self,
         address: &str,
         sources: &[Source],
         flags: AutoconfigFlags,
+        interactive: bool,
     ) -> Result<impl Future<Output = Result<AccountDiscovery>> + Send + 'static + use<>> {
         let domain = MailDomain::parse(address)?;
         crate::core::account::sources::address_parts(address, &domain)?;
         let trust = self.ca_store()?;
         let opts = AccountOptions {
             sources: if sources.is_empty() {
-                Source::ALL.to_vec()
+                Source::defaults()
             } else {
                 sources.to_vec()
             },
@@ -358,6 +371,12 @@ impl Context {
             fetch_timeout: self.config.fetch_timeout,
             ispdb_timeout: self.config.ispdb_timeout,
             seed: self.config.rng_seed,
+            ports: self.config.service_ports,
+            autodiscover_hook: if interactive {
+                self.config.autodiscover_hook.clone()
+            } else {
+                None
+            },
         };
         let resolver = self.resolver();
         let address = address.to_string();
@@ -372,7 +391,7 @@ impl Context {
         sources: &[Source],
         flags: AutoconfigFlags,
     ) -> Result<AccountDiscovery> {
-        self.run(self.account_future(address, sources, flags)?)
+        self.run(self.account_future(address, sources, flags, true)?)
     }
 
     /// Account discovery, async: `deliver` gets the outcome exactly once.
@@ -383,12 +402,13 @@ impl Context {
         flags: AutoconfigFlags,
         deliver: Deliver<AccountDiscovery>,
     ) -> Result<RequestId> {
-        self.spawn(self.account_future(address, sources, flags)?, deliver)
+        self.spawn(self.account_future(address, sources, flags, true)?, deliver)
     }
 
     /// The multi-source refresh check (the successor of `srv_change_check` for accounts set
     /// up by account discovery): a fresh account discovery of `req.domain` (an address)
-    /// from every source but plain HTTP, the candidates of the saved service only, the
+    /// from every default source but plain HTTP (and guessing only for an account set up by
+    /// guessing), never asking the user, the candidates of the saved service only, the
     /// chosen one recorded in `history`, and [`decide_account`]'s decision.
     fn account_change_future(
         &self,
@@ -399,13 +419,17 @@ impl Context {
         let sources: Vec<Source> = Source::ALL
             .iter()
             .copied()
-            .filter(|s| *s != Source::AutoconfigHttp)
+            .filter(|s| match s {
+                Source::AutoconfigHttp => false,
+                Source::Guess => req.saved.origin == crate::core::verdict::change::Origin::Guess,
+                _ => true,
+            })
             .collect();
         let flags = AutoconfigFlags {
             probe: req.probe,
             require_secure: req.require_secure,
         };
-        let account = self.account_future(&req.domain, &sources, flags)?;
+        let account = self.account_future(&req.domain, &sources, flags, false)?;
         Ok(async move {
             let account = account.await?;
             let service = req.saved.service;

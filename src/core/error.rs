@@ -81,9 +81,52 @@ pub enum Error {
     Http(String),
     /// A configuration document is malformed or hostile (account discovery).
     BadConfig(String),
+    /// A configuration document's digest matches none its domain published (PACC's
+    /// `_ua-auto-config` TXT records): the document is rejected.
+    DigestMismatch(String),
 }
 
 impl Error {
+    /// The same kind of error with another detail text (variants without one stay as
+    /// they are).
+    pub fn with_detail(self, text: String) -> Error {
+        use Error::*;
+        match self {
+            Cancelled | Shutdown | InCallback => self,
+            InvalidArg(_) => InvalidArg(text),
+            Timeout(_) => Timeout(text),
+            Io(_) => Io(text),
+            Corrupt(_) => Corrupt(text),
+            Runtime(_) => Runtime(text),
+            Panic(_) => Panic(text),
+            NotFound(_) => NotFound(text),
+            NxDomain(_) => NxDomain(text),
+            NoRecord(_) => NoRecord(text),
+            ServFail(_) => ServFail(text),
+            LookupFailed(_) => LookupFailed(text),
+            NoSecureAnswer(_) => NoSecureAnswer(text),
+            Bogus(_) => Bogus(text),
+            Indeterminate(_) => Indeterminate(text),
+            BadTrustAnchor(_) => BadTrustAnchor(text),
+            CertExpired(_) => CertExpired(text),
+            CertNotYetValid(_) => CertNotYetValid(text),
+            UnknownIssuer(_) => UnknownIssuer(text),
+            NameMismatch(_) => NameMismatch(text),
+            BadCertificate(_) => BadCertificate(text),
+            CertPurpose(_) => CertPurpose(text),
+            NameConstraint(_) => NameConstraint(text),
+            NoTrustAnchors(_) => NoTrustAnchors(text),
+            Handshake(_) => Handshake(text),
+            DaneMismatch(_) => DaneMismatch(text),
+            ConnectFailed(_) => ConnectFailed(text),
+            ConnectionClosed(_) => ConnectionClosed(text),
+            Protocol(_) => Protocol(text),
+            Http(_) => Http(text),
+            BadConfig(_) => BadConfig(text),
+            DigestMismatch(_) => DigestMismatch(text),
+        }
+    }
+
     /// The detail text (empty for variants without one).
     pub fn detail(&self) -> &str {
         use Error::*;
@@ -97,7 +140,7 @@ impl Error {
             | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
             | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
             | Handshake(s) | DaneMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
-            | Protocol(s) | Http(s) | BadConfig(s) => s,
+            | Protocol(s) | Http(s) | BadConfig(s) | DigestMismatch(s) => s,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! `mailsrv_account_discover` (+ `_async`): account discovery beyond SRV (issue 16). From an
-//! email address, every source at once (provider autoconfig, .well-known, plain HTTP,
-//! ISPDB, MX-derived, SRV), the best-ranked configuration, and a verdict with its evidence
-//! and binding for every server it names (docs/account-discovery.md).
+//! `mailsrv_account_discover` (+ `_async`): account discovery beyond SRV (issues 16, 17).
+//! From an email address, every source at once (PACC, provider autoconfig, .well-known,
+//! SRV, ISPDB, MX-derived, Exchange Autodiscover, plain HTTP; guessing when asked), the
+//! best-ranked configuration, and a verdict with its evidence and binding for every server
+//! it names (docs/account-discovery.md).
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
@@ -35,6 +36,36 @@ pub enum mailsrv_source {
     MxIspdb = 32,
     /// RFC 6186 / RFC 8314 SRV records (mailsrv_srv_discover()).
     Srv = 64,
+    /// PACC (draft-ietf-mailmaint-pacc):
+    /// `https://ua-auto-config.<domain>/.well-known/user-agent-configuration.json`, checked
+    /// against the SHA-256 digests of the `_ua-auto-config.<domain>` TXT records. Since 0.1.
+    Pacc = 128,
+    /// Exchange Autodiscover (POX): `autodiscover.<domain>`, `<domain>`, the plain-HTTP
+    /// redirect to HTTPS and the `_autodiscover._tcp` SRV record
+    /// (mailsrv_config_set_autodiscover_cb()). Since 0.1.
+    Autodiscover = 256,
+    /// Guessing `imap.`, `mail.`, the bare domain and `smtp.`, `mail.`, each checked by
+    /// connecting (greeting and TLS); never in the default set. Since 0.1.
+    Guess = 512,
+}
+
+/// The sources a discovery asks when its mask is 0: every source but MAILSRV_SOURCE_GUESS.
+/// Add guessing with `MAILSRV_SOURCES_DEFAULT | MAILSRV_SOURCE_GUESS`. Since 0.1.
+pub const MAILSRV_SOURCES_DEFAULT: u32 = 511;
+
+/// What an account's configuration passes through beyond mail servers (PACC).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy)]
+pub enum mailsrv_web_service {
+    /// The JMAP session URL.
+    Jmap = 1,
+    /// The CalDAV URL.
+    Caldav = 2,
+    /// The CardDAV URL.
+    Carddav = 3,
+    /// The `oauth-public` issuer (draft-ietf-mailmaint-oauth-public).
+    OauthPublicIssuer = 4,
 }
 
 /// What became of one source.
@@ -101,6 +132,24 @@ struct Report {
     state: mailsrv_source_state,
     status: mailsrv_status,
     detail: CString,
+    unfollowed: Vec<CString>,
+}
+
+/// The report's sentence: the error (or the notes), then the DNS record the source rests on
+/// and what it did not follow.
+fn report_detail(r: &SourceReport) -> String {
+    let mut parts = vec![match &r.error {
+        Some(e) => e.to_string(),
+        None => r.notes.join("; "),
+    }];
+    if let (Some((name, st)), Some(_)) = (&r.record, &r.error) {
+        parts.push(format!("{name}: {}", st.name()));
+    }
+    if !r.unfollowed.is_empty() && r.error.is_none() {
+        parts.push(format!("not followed: {}", r.unfollowed.join(", ")));
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.join("; ")
 }
 
 impl Report {
@@ -116,10 +165,8 @@ impl Report {
                 .error
                 .as_ref()
                 .map_or(mailsrv_status::Ok, mailsrv_status::from_error),
-            detail: cstring(&match &r.error {
-                Some(e) => e.to_string(),
-                None => r.notes.join("; "),
-            }),
+            detail: cstring(&report_detail(r)),
+            unfollowed: r.unfollowed.iter().map(|u| cstring(u)).collect(),
         }
     }
 }
@@ -135,6 +182,7 @@ pub struct mailsrv_account {
     preferred: [Option<usize>; 2],
     display_name: Option<CString>,
     oauth2: [Option<CString>; 4],
+    web: [Option<CString>; 4],
 }
 
 impl mailsrv_account {
@@ -153,6 +201,12 @@ impl mailsrv_account {
             preferred: [a.preferred_access, a.preferred_submission],
             display_name: c(&a.display_name),
             oauth2: [c(&o.issuer), c(&o.scope), c(&o.auth_url), c(&o.token_url)],
+            web: [
+                c(&a.web.jmap),
+                c(&a.web.caldav),
+                c(&a.web.carddav),
+                c(&a.web.oauth_public_issuer),
+            ],
             candidates: a
                 .candidates
                 .into_iter()
@@ -174,12 +228,13 @@ fn opt_ptr(s: &Option<CString>) -> *const c_char {
 
 /// Discovers the account of `address` (`user@domain`: the local part is needed for the
 /// documents), blocking: every source in `sources` (a mask of mailsrv_source values; 0 =
-/// all) at once; the configuration of a source is taken only when every higher-ranked one
-/// failed or timed out (rank: AUTOCONFIG, AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG,
-/// MX_ISPDB, AUTOCONFIG_HTTP), and lower-ranked ones still running are cancelled. Then every
-/// server of that configuration gets a verdict, evidence and binding
-/// (mailsrv_candidate_verdict()): DNSSEC (SRV, or a signed MX for hosts in the provider's
-/// domain), HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
+/// MAILSRV_SOURCES_DEFAULT, every source but GUESS) at once; the configuration of a source
+/// is taken only when every higher-ranked one failed or timed out (rank: PACC, AUTOCONFIG,
+/// AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG, MX_ISPDB, AUTODISCOVER, AUTOCONFIG_HTTP,
+/// GUESS), and lower-ranked ones still running are cancelled. Then every server of that
+/// configuration gets a verdict, evidence and binding (mailsrv_candidate_verdict()):
+/// DNSSEC (SRV, a signed MX for hosts in the provider's domain, a signed Autodiscover SRV),
+/// PACC_DNSSEC, HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
 /// A refresh (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
 ///
 /// `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE (only DNSSEC and DANE count).
@@ -433,6 +488,50 @@ pub unsafe extern "C" fn mailsrv_account_oauth2(
     }
 }
 
+/// A URL (or the issuer) of `service` (a mailsrv_web_service value) the configuration passes
+/// through (PACC: JMAP, CalDAV, CardDAV, the `oauth-public` issuer), as written; HTTPS URLs
+/// only. They carry the configuration's evidence (see the candidates' verdicts); mailsrv
+/// connects to none of them. Borrowed; NULL when absent or unknown.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_account_web_url(
+    a: *const mailsrv_account,
+    service: u32,
+) -> *const c_char {
+    ffi_boundary! {
+        let a = try_ref!(a);
+        match service {
+            1..=4 => opt_ptr(&a.web[service as usize - 1]),
+            _ => std::ptr::null(),
+        }
+    }
+}
+
+/// URL `i` that `source` did not follow because it lies outside the registrable domain of
+/// the address's domain and nothing confirmed it (Autodiscover: a plain-HTTP redirect, an
+/// unsigned SRV record, a RedirectAddr answer; see mailsrv_config_set_autodiscover_cb()).
+/// Borrowed; NULL when out of range or for an unknown source.
+/// Since 0.1.
+///
+/// # Safety
+/// `a` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_account_source_unfollowed(
+    a: *const mailsrv_account,
+    source: u32,
+    i: usize,
+) -> *const c_char {
+    ffi_boundary! {
+        try_ref!(a)
+            .report(source)
+            .and_then(|r| r.unfollowed.get(i))
+            .map_or(std::ptr::null(), |u| u.as_ptr())
+    }
+}
+
 /// The mailsrv_source that named this candidate.
 /// Since 0.1.
 ///
@@ -579,8 +678,9 @@ pub unsafe extern "C" fn mailsrv_candidate_verdict_status(
     }
 }
 
-/// The name of a mailsrv_source ("autoconfig", "autoconfig-wellknown", "autoconfig-http",
-/// "ispdb", "mx-autoconfig", "mx-ispdb", "srv"); static, never NULL ("" if unknown).
+/// The name of a mailsrv_source ("pacc", "autoconfig", "autoconfig-wellknown",
+/// "autoconfig-http", "ispdb", "mx-autoconfig", "mx-ispdb", "srv", "autodiscover",
+/// "guess"); static, never NULL ("" if unknown).
 /// Since 0.1.
 #[unsafe(no_mangle)]
 pub extern "C" fn mailsrv_source_name(source: u32) -> *const c_char {
@@ -593,6 +693,9 @@ pub extern "C" fn mailsrv_source_name(source: u32) -> *const c_char {
             Some(Source::MxAutoconfig) => c"mx-autoconfig".as_ptr(),
             Some(Source::MxIspdb) => c"mx-ispdb".as_ptr(),
             Some(Source::Srv) => c"srv".as_ptr(),
+            Some(Source::Pacc) => c"pacc".as_ptr(),
+            Some(Source::Autodiscover) => c"autodiscover".as_ptr(),
+            Some(Source::Guess) => c"guess".as_ptr(),
             None => c"".as_ptr(),
         }
     }

@@ -56,6 +56,10 @@ pub enum mailsrv_evidence {
     /// Account discovery: the ISPDB's entry for the mail domain (HTTPS) names the server.
     /// Since 0.1.
     Ispdb = 6,
+    /// Account discovery: the mail domain's PACC document names the server, and the
+    /// document's SHA-256 digest is in the domain's DNSSEC-secure `_ua-auto-config` TXT
+    /// record. Since 0.1.
+    PaccDnssec = 7,
 }
 
 /// An authenticity verdict (opaque, owned by the caller; immutable except for taking the
@@ -97,6 +101,7 @@ impl mailsrv_authenticity {
                 Some(Evidence::Dane) => mailsrv_evidence::Dane,
                 Some(Evidence::HttpsDomain) => mailsrv_evidence::HttpsDomain,
                 Some(Evidence::Ispdb) => mailsrv_evidence::Ispdb,
+                Some(Evidence::PaccDnssec) => mailsrv_evidence::PaccDnssec,
             },
             target_verified: a.target_verified,
             in_domain: a.in_domain,

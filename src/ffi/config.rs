@@ -288,8 +288,8 @@ pub unsafe extern "C" fn mailsrv_config_set_ispdb_url(
 }
 
 /// Sets the per-fetch deadlines of account discovery, in milliseconds: `fetch_ms` for each
-/// provider and MX-derived autoconfig fetch (default 5000), `ispdb_ms` for each ISPDB
-/// lookup (default 10000); 0 keeps a default. Both stay inside the operation's deadline
+/// PACC, provider, MX-derived and Autodiscover fetch (default 5000), `ispdb_ms` for each
+/// ISPDB lookup and each guess (default 10000); 0 keeps a default. Both stay inside the operation's deadline
 /// (mailsrv_config_set_timeout_ms()).
 ///
 /// Returns OK, NULL_ARG or INVALID_ARG.
@@ -309,6 +309,59 @@ pub unsafe extern "C" fn mailsrv_config_set_fetch_timeouts_ms(
             Duration::from_millis(u64::from(fetch_ms)),
             Duration::from_millis(u64::from(ispdb_ms)),
         ))
+    }
+}
+
+/// Sets the port account discovery assumes for `service` (one mailsrv_service value) where a
+/// source names a host without a port: PACC (IMAP, POP3 and submission on implicit TLS)
+/// and guessing. Defaults: 993, 143, 995, 110, 465, 587; `port` 0 restores the default.
+/// For tests and private deployments.
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (not one service).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` must be NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_service_port(
+    cfg: *mut mailsrv_config,
+    service: u32,
+    port: u16,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        let Some(service) = crate::core::service::Service::from_bit(service) else {
+            return mailsrv_status::InvalidArg;
+        };
+        cfg.inner.service_ports.set(service, port);
+        mailsrv_status::Ok
+    }
+}
+
+/// Sets the function Exchange Autodiscover (MAILSRV_SOURCE_AUTODISCOVER) asks before it
+/// follows a URL outside the registrable domain of the address's domain, and when an HTTPS
+/// URL asks for credentials (see mailsrv_autodiscover_cb, mailsrv_autodiscover_ask). Without
+/// one (the default; `cb` NULL removes it) such URLs are reported
+/// (mailsrv_account_source_unfollowed()) and never followed, and no credentials are ever
+/// sent. A refresh (mailsrv_account_change_check()) never calls it. `userdata` is passed
+/// back as is; the context keeps both until mailsrv_ctx_free(), which waits for a call in
+/// flight.
+///
+/// Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` valid; `cb` NULL or callable from any thread with `userdata`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_autodiscover_cb(
+    cfg: *mut mailsrv_config,
+    cb: super::autodiscover::mailsrv_autodiscover_cb,
+    userdata: *mut std::os::raw::c_void,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        cfg.inner.autodiscover_hook = cb.map(|cb| super::autodiscover::hook(cb, userdata));
+        mailsrv_status::Ok
     }
 }
 

@@ -48,6 +48,12 @@ pub enum mailsrv_origin {
     Mx = 5,
     /// Set up from the legacy plain-HTTP document (MAILSRV_SOURCE_AUTOCONFIG_HTTP).
     AutoconfigHttp = 6,
+    /// Set up from the mail domain's PACC document (MAILSRV_SOURCE_PACC). Since 0.1.
+    Pacc = 7,
+    /// Set up from Exchange Autodiscover (MAILSRV_SOURCE_AUTODISCOVER). Since 0.1.
+    Autodiscover = 8,
+    /// Set up by guessing (MAILSRV_SOURCE_GUESS): a refresh guesses again. Since 0.1.
+    Guess = 9,
 }
 
 /// What the client may do about a saved service configuration.
@@ -88,6 +94,9 @@ fn origin_value(o: Origin) -> u32 {
         Origin::Ispdb => mailsrv_origin::Ispdb,
         Origin::Mx => mailsrv_origin::Mx,
         Origin::AutoconfigHttp => mailsrv_origin::AutoconfigHttp,
+        Origin::Pacc => mailsrv_origin::Pacc,
+        Origin::Autodiscover => mailsrv_origin::Autodiscover,
+        Origin::Guess => mailsrv_origin::Guess,
     }) as u32
 }
 

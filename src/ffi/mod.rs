@@ -7,6 +7,7 @@
 pub mod account;
 pub mod authenticity;
 pub mod autoconfig;
+pub mod autodiscover;
 pub mod binding;
 pub(crate) mod boundary;
 pub mod cert;

@@ -89,6 +89,10 @@ pub enum mailsrv_status {
     /// Account discovery: a configuration document is malformed or hostile (not UTF-8, a
     /// DOCTYPE or entity, too deep, too many servers) or names no usable server.
     BadConfig = 405,
+    /// Account discovery (PACC): the document's SHA-256 digest matches none of the
+    /// `_ua-auto-config` TXT records of its domain, so it is rejected; DNSSEC-signed records
+    /// make this proof of tampering (mailsrv_account_source_detail() says which). Since 0.1.
+    DigestMismatch = 406,
 }
 
 impl PanicDefault for mailsrv_status {
@@ -141,6 +145,7 @@ impl mailsrv_status {
             Error::Protocol(_) => S::Protocol,
             Error::Http(_) => S::Http,
             Error::BadConfig(_) => S::BadConfig,
+            Error::DigestMismatch(_) => S::DigestMismatch,
         }
     }
 
@@ -184,6 +189,7 @@ impl mailsrv_status {
             403 => c"would block",
             404 => c"HTTP error (status, redirect or size limit)",
             405 => c"malformed or hostile configuration document",
+            406 => c"configuration document does not match its published digest",
             _ => c"unknown status",
         }
     }

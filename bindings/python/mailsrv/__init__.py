@@ -67,6 +67,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Mapping,
     Optional,
     Sequence,
     Tuple,
@@ -84,6 +85,7 @@ __all__ = [
     "AccountSetup",
     "AsyncContext",
     "Authenticity",
+    "AutodiscoverAsk",
     "BadCertificate",
     "Binding",
     "Cancelled",
@@ -145,6 +147,8 @@ __all__ = [
     "TlsTransport",
     "UnknownIssuer",
     "Verdict",
+    "WebService",
+    "WebServices",
     "WouldBlock",
     "load_pem",
     "open_stream",
@@ -242,6 +246,7 @@ class Status(_OpenIntEnum):
     WOULD_BLOCK = 403
     HTTP = 404
     BAD_CONFIG = 405
+    DIGEST_MISMATCH = 406
 
     @property
     def text(self) -> str:
@@ -430,8 +435,9 @@ class Security(_OpenIntEnum):
 
 class Source(_OpenIntEnum):
     """mailsrv_source: where an account configuration came from (bits for masks), in
-    rank order: AUTOCONFIG, AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG, MX_ISPDB,
-    AUTOCONFIG_HTTP (docs/account-discovery.md).
+    rank order: PACC, AUTOCONFIG, AUTOCONFIG_WELLKNOWN, SRV, ISPDB, MX_AUTOCONFIG, MX_ISPDB,
+    AUTODISCOVER, AUTOCONFIG_HTTP, GUESS (docs/account-discovery.md). Every source but GUESS
+    is asked by default.
 
     ``str()`` gives the :attr:`label` like every enum (``"mx_ispdb"``); :attr:`cli_name`
     is the CLI's spelling (``"mx-ispdb"``). :meth:`parse` reads either.
@@ -445,6 +451,12 @@ class Source(_OpenIntEnum):
         MX_AUTOCONFIG: The autoconfig document of the provider named by the MX.
         MX_ISPDB: The ISPDB entry of the provider named by the MX.
         SRV: RFC 6186 / RFC 8314 SRV records.
+        PACC: ``https://ua-auto-config.<domain>/.well-known/user-agent-configuration.json``,
+            checked against the SHA-256 digests in the ``_ua-auto-config`` TXT records.
+        AUTODISCOVER: Exchange Autodiscover (POX); see the ``autodiscover`` callback of
+            :class:`Context`.
+        GUESS: ``imap.``, ``mail.``, the bare domain; ``smtp.``, ``mail.``, each checked by
+            connecting; only when asked (``guess=True``).
     """
 
     AUTOCONFIG = 1
@@ -454,6 +466,9 @@ class Source(_OpenIntEnum):
     MX_AUTOCONFIG = 16
     MX_ISPDB = 32
     SRV = 64
+    PACC = 128
+    AUTODISCOVER = 256
+    GUESS = 512
 
     @property
     def cli_name(self) -> str:
@@ -476,20 +491,48 @@ class Source(_OpenIntEnum):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{what} must be a mailsrv.Source, its name or an int, not {type(value).__name__}")
         if int(value) not in cls._value2member_map_:
-            raise _invalid(f"{what} {int(value)} is not one account source (1, 2, 4, ..., 64)")
+            raise _invalid(f"{what} {int(value)} is not one account source (1, 2, 4, ..., 512)")
         return cls(int(value))
 
 
 # The sources in rank order (docs/account-discovery.md, "Sources and their rank").
 _SOURCE_RANK = (
+    Source.PACC,
     Source.AUTOCONFIG,
     Source.AUTOCONFIG_WELLKNOWN,
     Source.SRV,
     Source.ISPDB,
     Source.MX_AUTOCONFIG,
     Source.MX_ISPDB,
+    Source.AUTODISCOVER,
     Source.AUTOCONFIG_HTTP,
+    Source.GUESS,
 )
+
+
+class WebService(_OpenIntEnum):
+    """mailsrv_web_service: what an account's configuration passes through beyond mail
+    servers (PACC)."""
+
+    JMAP = 1
+    CALDAV = 2
+    CARDDAV = 3
+    OAUTH_PUBLIC_ISSUER = 4
+
+
+class AutodiscoverAsk(_OpenIntEnum):
+    """mailsrv_autodiscover_ask: what Exchange Autodiscover asks the ``autodiscover``
+    callback of :class:`Context`.
+
+    Members:
+        FOLLOW: May the request (it carries the address) go to this URL, outside the
+            registrable domain of the address's domain? Return True to follow it.
+        CREDENTIALS: This HTTPS URL answered 401: return ``(user, password)`` to send them
+            there (HTTP Basic over TLS), or None.
+    """
+
+    FOLLOW = 1
+    CREDENTIALS = 2
 
 
 class SourceState(_OpenIntEnum):
@@ -537,6 +580,10 @@ class Evidence(_OpenIntEnum):
             ``_service.domain``.
         PROBE_DNS_ID: The target, asked with SNI = the mail domain, proved the DNS-ID of
             the mail domain.
+        HTTPS_DOMAIN: Account discovery: the mail domain's own document over HTTPS names it.
+        ISPDB: Account discovery: the ISPDB's entry for the mail domain names it.
+        PACC_DNSSEC: Account discovery: the mail domain's PACC document names it, and the
+            document's SHA-256 digest is in the domain's DNSSEC-signed TXT record.
     """
 
     NONE = 0
@@ -546,6 +593,7 @@ class Evidence(_OpenIntEnum):
     PROBE_DNS_ID = 4
     HTTPS_DOMAIN = 5
     ISPDB = 6
+    PACC_DNSSEC = 7
 
 
 class Origin(_OpenIntEnum):
@@ -562,6 +610,9 @@ class Origin(_OpenIntEnum):
             :attr:`Source.MX_ISPDB`).
         AUTOCONFIG_HTTP: Set up from the legacy plain-HTTP document (never updated
             without the user).
+        PACC: Set up from the mail domain's PACC document.
+        AUTODISCOVER: Set up from Exchange Autodiscover.
+        GUESS: Set up by guessing (a refresh guesses again).
     """
 
     SRV = 1
@@ -570,6 +621,9 @@ class Origin(_OpenIntEnum):
     ISPDB = 4
     MX = 5
     AUTOCONFIG_HTTP = 6
+    PACC = 7
+    AUTODISCOVER = 8
+    GUESS = 9
 
     @classmethod
     def of_source(cls, source: Union["Source", int, str]) -> "Origin":
@@ -586,6 +640,9 @@ _ORIGIN_OF_SOURCE = {
     Source.MX_AUTOCONFIG: Origin.MX,
     Source.MX_ISPDB: Origin.MX,
     Source.SRV: Origin.SRV,
+    Source.PACC: Origin.PACC,
+    Source.AUTODISCOVER: Origin.AUTODISCOVER,
+    Source.GUESS: Origin.GUESS,
 }
 
 
@@ -2012,15 +2069,36 @@ class SourceReport:
         source: The :class:`Source`.
         state: FOUND, FAILED, CANCELLED (a higher-ranked source was taken first) or
             SKIPPED (not asked).
-        status: Why it failed (NXDOMAIN, HTTP, BAD_CONFIG, TIMEOUT, ...); Status.OK
-            otherwise.
+        status: Why it failed (NXDOMAIN, HTTP, BAD_CONFIG, DIGEST_MISMATCH, TIMEOUT, ...);
+            Status.OK otherwise.
         detail: A sentence on the outcome (every HTTP hop of a fetch), or "".
+        unfollowed: URLs the source did not follow because they lie outside the mail
+            domain's registrable domain and nothing confirmed them (Autodiscover).
     """
 
     source: Source
     state: SourceState
     status: Status
     detail: str
+    unfollowed: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebServices:
+    """What a configuration passes through beyond mail servers (PACC), as written; HTTPS
+    URLs only. They carry the configuration's evidence; mailsrv connects to none of them.
+
+    Attributes:
+        jmap: The JMAP session URL, or None.
+        caldav: The CalDAV URL, or None.
+        carddav: The CardDAV URL, or None.
+        oauth_public_issuer: The ``oauth-public`` issuer, or None.
+    """
+
+    jmap: Optional[str] = None
+    caldav: Optional[str] = None
+    carddav: Optional[str] = None
+    oauth_public_issuer: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -2040,6 +2118,7 @@ class Account:
             POP3 one, else the first UNVERIFIED one (ask the user); never a REJECTED one.
         submission: The same for sending mail (SMTP).
         sources: One :class:`SourceReport` per source, in rank order.
+        web: The :class:`WebServices` the configuration passes through (PACC).
     """
 
     address: str
@@ -2051,6 +2130,7 @@ class Account:
     access: Optional[Candidate]
     submission: Optional[Candidate]
     sources: Tuple[SourceReport, ...]
+    web: WebServices = WebServices()
 
     @property
     def found(self) -> bool:
@@ -2108,15 +2188,25 @@ def _take_account(a: Optional[int]) -> Account:
             found = lib.mailsrv_account_preferred(a, int(purpose), byref(index))
             return candidates[index.value] if found and index.value < len(candidates) else None
 
+        def unfollowed(s: Source) -> Tuple[str, ...]:
+            out: List[str] = []
+            while True:
+                u = _optional_text(lib.mailsrv_account_source_unfollowed(a, int(s), len(out)))
+                if u is None:
+                    return tuple(out)
+                out.append(u)
+
         reports = tuple(
             SourceReport(
                 source=s,
                 state=SourceState(lib.mailsrv_account_source_state(a, int(s))),
                 status=Status(lib.mailsrv_account_source_status(a, int(s))),
                 detail=_text(lib.mailsrv_account_source_detail(a, int(s))),
+                unfollowed=unfollowed(s),
             )
             for s in _SOURCE_RANK
         )
+        web = WebServices(*(_optional_text(lib.mailsrv_account_web_url(a, int(w))) for w in WebService))
         taken = int(lib.mailsrv_account_source(a))
         return Account(
             address=_text(lib.mailsrv_account_address(a)),
@@ -2128,19 +2218,24 @@ def _take_account(a: Optional[int]) -> Account:
             access=pick(Purpose.ACCESS),
             submission=pick(Purpose.SUBMISSION),
             sources=reports,
+            web=web,
         )
     finally:
         lib.mailsrv_account_free(a)
 
 
-def _source_mask(sources: Optional[Iterable[Union[Source, int, str]]], plain_http: bool) -> int:
-    """The C mask of ``sources`` (None: all); without ``plain_http`` AUTOCONFIG_HTTP is
-    left out (as a refresh must)."""
+def _source_mask(
+    sources: Optional[Iterable[Union[Source, int, str]]], plain_http: bool, guess: bool = False
+) -> int:
+    """The C mask of ``sources`` (None: every source but GUESS); ``guess`` adds GUESS;
+    without ``plain_http`` AUTOCONFIG_HTTP is left out (as a refresh must)."""
     if isinstance(sources, (str, bytes, int)):
         raise TypeError("sources must be an iterable of mailsrv.Source values or names, not one value")
     mask = 0
-    for s in _SOURCE_RANK if sources is None else sources:
+    for s in [x for x in _SOURCE_RANK if x != Source.GUESS] if sources is None else sources:
         mask |= int(Source.parse(s, "source"))
+    if guess:
+        mask |= int(Source.GUESS)
     if not plain_http:
         mask &= ~int(Source.AUTOCONFIG_HTTP)
         if mask == 0:
@@ -2449,6 +2544,8 @@ AuthenticityCallback = Callable[[int, Union[Authenticity, MailsrvError]], Any]
 ChangeCallback = Callable[[int, Union[Change, MailsrvError]], Any]
 # discover_account_async: the request id and an Account or a MailsrvError.
 AccountCallback = Callable[[int, Union[Account, MailsrvError]], Any]
+# autodiscover(ask, url, address, why) -> True/False (FOLLOW), (user, password) or None (CREDENTIALS)
+AutodiscoverCallback = Callable[[AutodiscoverAsk, str, str, str], Union[bool, Tuple[str, str], None]]
 
 
 @dataclass(frozen=True)
@@ -2597,7 +2694,19 @@ class Context:
         domain is appended); None: the library's ``https://v1.ispdb.net/``.
     :param fetch_timeout_ms: the deadline of each autoconfig fetch of
         :meth:`discover_account` (None or 0: 5 s).
-    :param ispdb_timeout_ms: the deadline of each ISPDB lookup (None or 0: 10 s).
+    :param ispdb_timeout_ms: the deadline of each ISPDB lookup and each guess (None or 0:
+        10 s).
+    :param service_ports: the port :meth:`discover_account` assumes for a service where a
+        source names a host only (PACC, guessing), e.g. ``{"imaps": 10993}``; the others
+        keep 993, 143, 995, 110, 465, 587.
+    :param autodiscover: ``autodiscover(ask, url, address, why)``, asked by Exchange
+        Autodiscover on a library thread (it may block, e.g. to ask the user): for
+        :attr:`AutodiscoverAsk.FOLLOW` return True to let the request go to ``url``,
+        outside the address's registrable domain; for :attr:`AutodiscoverAsk.CREDENTIALS`
+        return ``(user, password)`` to send them to the HTTPS ``url``, or None. Without it
+        such URLs are only reported (:attr:`SourceReport.unfollowed`) and no credentials are
+        ever sent. Exceptions it raises count as "no" and are kept in
+        :attr:`callback_errors`. A refresh never calls it.
     :raises MailsrvError: INVALID_ARG (bad nameserver or value), BAD_TRUST_ANCHOR, RUNTIME.
     """
 
@@ -2616,6 +2725,8 @@ class Context:
         ispdb_url: Optional[StrOrBytes] = None,
         fetch_timeout_ms: Optional[int] = None,
         ispdb_timeout_ms: Optional[int] = None,
+        service_ports: Optional[Mapping[ServiceArg, int]] = None,
+        autodiscover: Optional[AutodiscoverCallback] = None,
     ) -> None:
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -2686,6 +2797,21 @@ class Context:
                 _check(
                     lib.mailsrv_config_set_fetch_timeouts_ms(cfg, fetch, ispdb),
                     f"fetch_timeout_ms {fetch} or ispdb_timeout_ms {ispdb} out of range",
+                )
+            for service, port in (service_ports or {}).items():
+                bit = _one_service(service)
+                _check(
+                    lib.mailsrv_config_set_service_port(cfg, bit, _c_uint(port, "port", 65535)),
+                    f"service_ports: {service!r} is not one service",
+                )
+            if autodiscover is not None:
+                if not callable(autodiscover):
+                    raise TypeError("autodiscover must be callable")
+                # Kept with the context: the library calls it until the context is freed.
+                self._autodiscover = _ffi.AUTODISCOVER_CB(self._autodiscover_trampoline(autodiscover))
+                _check(
+                    lib.mailsrv_config_set_autodiscover_cb(cfg, self._autodiscover, None),
+                    "mailsrv_config_set_autodiscover_cb",
                 )
             handle = c_void_p()
             buf = _ffi.errbuf()
@@ -2795,6 +2921,38 @@ class Context:
         return f"<mailsrv.Context {self._dispatch.name.lower()} {state}>"
 
     # ---- callback bookkeeping
+
+    def _autodiscover_trampoline(
+        self, hook: "AutodiscoverCallback"
+    ) -> Callable[[Optional[int], int, Optional[bytes], Optional[bytes], Optional[bytes], Optional[int]], bool]:
+        """The C side of the ``autodiscover`` callback: never lets an exception into C."""
+
+        def call(
+            _ud: Optional[int],
+            ask: int,
+            url: Optional[bytes],
+            address: Optional[bytes],
+            why: Optional[bytes],
+            creds: Optional[int],
+        ) -> bool:
+            try:
+                kind = AutodiscoverAsk(ask)
+                text = [(b or b"").decode("utf-8", "replace") for b in (url, address, why)]
+                answer = hook(kind, text[0], text[1], text[2])
+                if kind == AutodiscoverAsk.CREDENTIALS:
+                    if not answer or not creds:
+                        return False
+                    user, password = answer  # type: ignore[misc]
+                    status = lib.mailsrv_credentials_set(
+                        creds, _c_text(user, "user"), _c_text(password, "password")
+                    )
+                    return bool(status == Status.OK)
+                return answer is True
+            except BaseException as exc:  # noqa: BLE001 -- nothing may propagate into C
+                self._callback_failed(0, exc, "autodiscover")
+                return False
+
+        return call
 
     def _callback_failed(self, request_id: int, exc: BaseException, what: str = "discover_async") -> None:
         with self._cond:
@@ -3291,9 +3449,10 @@ class Context:
         plain_http: bool,
         probe: bool,
         require_secure: bool,
+        guess: bool = False,
     ) -> Tuple[bytes, int, int]:
         addr = _c_text(address, "address")
-        mask = _source_mask(sources, plain_http)
+        mask = _source_mask(sources, plain_http, guess)
         flags = (0 if probe else FLAG_NO_PROBE) | (FLAG_REQUIRE_SECURE if require_secure else 0)
         return addr, mask, flags
 
@@ -3305,25 +3464,29 @@ class Context:
         plain_http: bool = True,
         probe: bool = True,
         require_secure: bool = False,
+        guess: bool = False,
     ) -> Account:
         """Finds the servers of ``address`` ("joe@example.com": the local part is needed for
-        the documents) from every source mail clients use -- provider autoconfig, SRV, the
-        ISPDB, the MX's provider, plain HTTP -- and judges every server found like an SRV
-        target (docs/account-discovery.md). Blocks (the GIL is released meanwhile).
+        the documents) from every source mail clients use -- PACC, provider autoconfig, SRV,
+        the ISPDB, the MX's provider, Exchange Autodiscover, plain HTTP, and guessing when
+        asked -- and judges every server found like an SRV target
+        (docs/account-discovery.md). Blocks (the GIL is released meanwhile).
 
         A source's failure does not raise: see :attr:`Account.sources`; when no source
         found anything the :class:`Account` has no candidates.
 
-        :param sources: the sources to ask (:class:`Source` values or names); None: all.
+        :param sources: the sources to ask (:class:`Source` values or names); None: every
+            source but GUESS.
         :param plain_http: ask the legacy plain-HTTP URL; a refresh of a saved account must
             pass False.
+        :param guess: also guess host names (last, opt-in).
         :param probe: judge servers that no tamper-proof evidence covers with the TLS probe;
             False: they are UNVERIFIED.
         :param require_secure: only DNSSEC and DANE count as evidence.
         :raises InvalidArgument: a malformed address, an unknown source.
         :raises Timeout: the deadline passed. :raises ContextClosed: the context is closed.
         """
-        addr, mask, flags = self._account_args(address, sources, plain_http, probe, require_secure)
+        addr, mask, flags = self._account_args(address, sources, plain_http, probe, require_secure, guess)
         out = c_void_p()
         buf = _ffi.errbuf()
         with self._use() as h:
@@ -3342,6 +3505,7 @@ class Context:
         plain_http: bool = True,
         probe: bool = True,
         require_secure: bool = False,
+        guess: bool = False,
     ) -> int:
         """:meth:`discover_account` without blocking; returns the request id (for
         :meth:`cancel`). ``callback(request_id, outcome)`` gets an :class:`Account` or a
@@ -3349,7 +3513,7 @@ class Context:
         call."""
         if not callable(callback):
             raise TypeError("callback must be callable")
-        addr, mask, flags = self._account_args(address, sources, plain_http, probe, require_secure)
+        addr, mask, flags = self._account_args(address, sources, plain_http, probe, require_secure, guess)
         return self._start_async(
             _ACCOUNT,
             callback,
@@ -3875,6 +4039,8 @@ class AsyncContext:
     :param ispdb_url: as :class:`Context`.
     :param fetch_timeout_ms: as :class:`Context`.
     :param ispdb_timeout_ms: as :class:`Context`.
+    :param service_ports: as :class:`Context`.
+    :param autodiscover: as :class:`Context` (it runs on a library thread, not in the loop).
 
     :attr:`context` is the underlying :class:`Context` (e.g. for blocking calls from
     other threads).
@@ -3893,6 +4059,8 @@ class AsyncContext:
         ispdb_url: Optional[StrOrBytes] = None,
         fetch_timeout_ms: Optional[int] = None,
         ispdb_timeout_ms: Optional[int] = None,
+        service_ports: Optional[Mapping[ServiceArg, int]] = None,
+        autodiscover: Optional[AutodiscoverCallback] = None,
     ) -> None:
         self.context = Context(
             nameservers,
@@ -3905,6 +4073,8 @@ class AsyncContext:
             ispdb_url=ispdb_url,
             fetch_timeout_ms=fetch_timeout_ms,
             ispdb_timeout_ms=ispdb_timeout_ms,
+            service_ports=service_ports,
+            autodiscover=autodiscover,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._fd: Optional[int] = None
@@ -4095,6 +4265,7 @@ class AsyncContext:
         plain_http: bool = True,
         probe: bool = True,
         require_secure: bool = False,
+        guess: bool = False,
     ) -> Account:
         """:meth:`Context.discover_account` as a coroutine. Cancelling the awaiting task
         cancels the request."""
@@ -4106,6 +4277,7 @@ class AsyncContext:
                 plain_http=plain_http,
                 probe=probe,
                 require_secure=require_secure,
+                guess=guess,
             )
         )
         return result

@@ -46,6 +46,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 __all__ = [
     "AUTHENTICITY_CB",
     "AUTOCONFIG_CB",
+    "AUTODISCOVER_CB",
     "CHANGE_CB",
     "CONNECT_CB",
     "DISCOVER_CB",
@@ -77,6 +78,9 @@ AUTHENTICITY_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, 
 CHANGE_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 AUTOCONFIG_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 ACCOUNT_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+# typedef bool (*mailsrv_autodiscover_cb)(void *userdata, uint32_t ask, const char *url,
+#     const char *address, const char *why, mailsrv_credentials *credentials);
+AUTODISCOVER_CB = CFUNCTYPE(c_bool, c_void_p, c_uint32, c_char_p, c_char_p, c_char_p, c_void_p)
 
 _P = c_void_p  # any opaque handle (mailsrv_config *, mailsrv_ctx *, ...)
 
@@ -252,6 +256,12 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     # account discovery beyond SRV (issue 16): autoconfig, ISPDB, MX, SRV; verdict per candidate
     "mailsrv_config_set_ispdb_url": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_fetch_timeouts_ms": (mailsrv_status, [_P, c_uint32, c_uint32]),
+    # issue 17: PACC, Exchange Autodiscover, guessing
+    "mailsrv_config_set_service_port": (mailsrv_status, [_P, c_uint32, c_uint16]),
+    "mailsrv_config_set_autodiscover_cb": (mailsrv_status, [_P, AUTODISCOVER_CB, c_void_p]),
+    "mailsrv_credentials_set": (mailsrv_status, [_P, c_char_p, c_char_p]),
+    "mailsrv_account_web_url": (c_char_p, [_P, c_uint32]),
+    "mailsrv_account_source_unfollowed": (c_char_p, [_P, c_uint32, c_size_t]),
     "mailsrv_account_discover": (
         mailsrv_status,
         [_P, c_char_p, c_uint32, c_uint32, POINTER(c_void_p), c_char_p, c_size_t],

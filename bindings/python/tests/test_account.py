@@ -1,9 +1,11 @@
-"""Account discovery beyond SRV (Context.discover_account, issue 16) against the testbed's
-nginx (testbed/web.sh), knotd and dovecot: the same domains as tests/ffi_account.rs --
+"""Account discovery beyond SRV (Context.discover_account, issues 16 and 17) against the
+testbed's nginx (testbed/web.sh), knotd and dovecot: the same domains as tests/ffi_account.rs --
 ac.test (provider autoconfig only), ispdbonly.ac.test (the ISPDB only), mxs.example.com (a
-DNSSEC-signed MX into example.net), plain.ac.test (plain HTTP only). Blocking, async in both
-dispatch modes, asyncio, cancel, bad input; and the multi-source refresh check
-(Context.account_change_check)."""
+DNSSEC-signed MX into example.net), plain.ac.test (plain HTTP only), pacc.example.com (PACC
+with a DNSSEC-signed digest), paccbad.example.com (a signed digest the document does not
+match), adisc.ac.test (Exchange Autodiscover only), adauth.ac.test and adsrvu.ac.test (the
+Autodiscover callback), guess.ac.test (guessing only). Blocking, async in both dispatch modes,
+asyncio, cancel, bad input; and the multi-source refresh check (Context.account_change_check)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 from mailsrv import (
     Account,
     AsyncContext,
+    AutodiscoverAsk,
     Cancelled,
     Context,
     Decision,
@@ -33,6 +36,7 @@ from mailsrv import (
     SourceState,
     Status,
     Verdict,
+    WebServices,
 )
 
 
@@ -44,9 +48,23 @@ def ispdb() -> str:
     return url
 
 
-def make(ns: str, anchor: str, ca_file: str, ispdb: str, dispatch: Dispatch = Dispatch.THREAD) -> Context:
+def ports() -> dict:
+    """The testbed's mail ports, for the sources that name hosts only (PACC, guessing)."""
+    return {s: int(os.environ[f"MAILSRV_TEST_{s.upper()}_PORT"]) for s in ("imaps", "imap", "pop3s", "pop3", "submissions", "submission")}
+
+
+def make(
+    ns: str, anchor: str, ca_file: str, ispdb: str, dispatch: Dispatch = Dispatch.THREAD, autodiscover=None
+) -> Context:
     return Context(
-        nameservers=[ns], trust_anchor_file=anchor, ca_file=ca_file, timeout_ms=20000, dispatch=dispatch, ispdb_url=ispdb
+        nameservers=[ns],
+        trust_anchor_file=anchor,
+        ca_file=ca_file,
+        timeout_ms=20000,
+        dispatch=dispatch,
+        ispdb_url=ispdb,
+        service_ports=ports(),
+        autodiscover=autodiscover,
     )
 
 
@@ -66,6 +84,8 @@ DOMAINS = [
     ("joe@ac.test", Source.AUTOCONFIG, Evidence.HTTPS_DOMAIN),
     ("joe@ispdbonly.ac.test", Source.ISPDB, Evidence.ISPDB),
     ("joe@mxs.example.com", Source.MX_AUTOCONFIG, Evidence.DNSSEC),
+    ("joe@pacc.example.com", Source.PACC, Evidence.PACC_DNSSEC),
+    ("joe@adisc.ac.test", Source.AUTODISCOVER, Evidence.HTTPS_DOMAIN),
 ]
 
 
@@ -88,7 +108,8 @@ def check(account: Account, source: Source, evidence: Evidence) -> None:
     assert isinstance(account, Account)
     assert account.found and account.source == source
     assert account.report(source).state == SourceState.FOUND
-    assert [r.source for r in account.sources][0] == Source.AUTOCONFIG and len(account.sources) == 7
+    assert [r.source for r in account.sources][0] == Source.PACC and len(account.sources) == 10
+    assert account.sources[-1].source == Source.GUESS and account.sources[-1].state == SourceState.SKIPPED
     for purpose, protocol in ((Purpose.ACCESS, "imap"), (Purpose.SUBMISSION, "smtp")):
         c = account.preferred(purpose)
         assert c is not None and c is account.candidates[c.index]
@@ -102,7 +123,7 @@ def check(account: Account, source: Source, evidence: Evidence) -> None:
     assert account.access.binding is not None and account.access.binding.security == Security.IMPLICIT_TLS_IMAP
 
 
-@pytest.mark.parametrize("address,source,evidence", DOMAINS, ids=["autoconfig", "ispdb", "mx"])
+@pytest.mark.parametrize("address,source,evidence", DOMAINS, ids=["autoconfig", "ispdb", "mx", "pacc", "autodiscover"])
 def test_blocking_each_source_alone(actx, address, source, evidence):
     a = actx.discover_account(address)
     check(a, source, evidence)
@@ -220,6 +241,9 @@ def test_bad_input(actx):
 
 
 def test_origin_of_source():
+    assert Origin.of_source(Source.PACC) == Origin.PACC
+    assert Origin.of_source("autodiscover") == Origin.AUTODISCOVER
+    assert Origin.of_source(Source.GUESS) == Origin.GUESS
     assert Origin.of_source(Source.MX_ISPDB) == Origin.MX
     assert Origin.of_source("autoconfig-wellknown") == Origin.AUTOCONFIG
     assert Origin.of_source(Source.ISPDB) == Origin.ISPDB
@@ -282,3 +306,81 @@ def test_refresh_asyncio(ns, anchor, ca_file, ispdb, mail, mode):
 
     c = asyncio.run(main())
     assert c.decision == Decision.UPDATE and c.binding is not None
+
+
+# ------------------------------------------------------------------ issue 17
+
+
+def test_pacc_passes_web_services_through_and_a_mismatch_is_rejected(actx):
+    a = actx.discover_account("joe@pacc.example.com", sources=["pacc"])
+    assert a.web == WebServices(
+        jmap="https://jmap.example.net/session",
+        caldav="https://dav.example.net/calendars/",
+        carddav="https://dav.example.net/contacts/",
+        oauth_public_issuer="https://auth.example.net",
+    )
+    assert all(c.verdict.evidence == Evidence.PACC_DNSSEC for c in a.candidates)
+    assert a.access.authentication == ("OAuth2", "password-cleartext")
+    bad = actx.discover_account("joe@paccbad.example.com")
+    assert not bad.found
+    r = bad.report(Source.PACC)
+    assert r.state == SourceState.FAILED and r.status == Status.DIGEST_MISMATCH
+    assert "DNSSEC-signed" in r.detail and "rejected" in r.detail
+    assert "digest" in Status.DIGEST_MISMATCH.text
+
+
+def test_guessing_is_opt_in(actx):
+    assert not actx.discover_account("joe@guess.ac.test").found
+    a = actx.discover_account("joe@guess.ac.test", guess=True)
+    assert a.source == Source.GUESS
+    assert a.access.host == "imap.guess.ac.test" and a.access.verdict.evidence == Evidence.PROBE_DNS_ID
+    assert a.submission.host == "smtp.guess.ac.test"
+    u = actx.discover_account("joe@guessu.ac.test", sources=[Source.GUESS])
+    assert u.found and all(c.verdict.verdict == Verdict.UNVERIFIED for c in u.candidates)
+
+
+def test_autodiscover_reports_what_it_does_not_follow(actx):
+    a = actx.discover_account("joe@adsrvu.ac.test", sources=[Source.AUTODISCOVER])
+    assert not a.found
+    assert a.report("autodiscover").unfollowed == (
+        "https://autodiscover.adprov.example.net/autodiscover/autodiscover.xml",
+    )
+
+
+def test_autodiscover_callback_follows_and_gives_credentials(ns, anchor, ca_file, ispdb, mail):
+    asked = []
+
+    def hook(ask, url, address, why):
+        asked.append((ask, url, address))
+        if ask == AutodiscoverAsk.CREDENTIALS:
+            return ("joe", "secret")
+        return True
+
+    with make(ns, anchor, ca_file, ispdb, autodiscover=hook) as c:
+        a = c.discover_account("joe@adauth.ac.test", sources=[Source.AUTODISCOVER])
+        assert a.source == Source.AUTODISCOVER and a.access.verdict.evidence == Evidence.HTTPS_DOMAIN
+        assert asked == [
+            (
+                AutodiscoverAsk.CREDENTIALS,
+                "https://autodiscover.adauth.ac.test/autodiscover/autodiscover.xml",
+                "joe@adauth.ac.test",
+            )
+        ]
+        f = c.discover_account("joe@adsrvu.ac.test", sources=[Source.AUTODISCOVER])
+        assert f.found and f.report(Source.AUTODISCOVER).unfollowed == ()
+        assert asked[-1][0] == AutodiscoverAsk.FOLLOW
+        assert c.callback_errors == []
+
+    def broken(ask, url, address, why):
+        raise RuntimeError("boom")
+
+    with make(ns, anchor, ca_file, ispdb, autodiscover=broken) as c:
+        a = c.discover_account("joe@adauth.ac.test", sources=[Source.AUTODISCOVER])
+        assert not a.found
+        assert [str(e) for e in c.callback_errors] == ["boom"]
+
+
+def test_refresh_of_a_pacc_account_updates(actx):
+    moved = actx.account_change_check("joe@pacc.example.com", "imaps", "old.example.net", 993, origin=Origin.PACC)
+    assert moved.decision == Decision.UPDATE, moved.detail
+    assert moved.target == "mail.example.net"

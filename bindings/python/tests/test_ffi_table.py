@@ -90,15 +90,21 @@ CALLBACK_TYPES = {
     "mailsrv_change_cb": _ffi.CHANGE_CB,
     "mailsrv_autoconfig_cb": _ffi.AUTOCONFIG_CB,
     "mailsrv_account_cb": _ffi.ACCOUNT_CB,
+    "mailsrv_autodiscover_cb": _ffi.AUTODISCOVER_CB,
 }
 
 
 def header_callbacks() -> Dict[str, List[str]]:
     """callback typedef name -> [parameter declarations]."""
+    return {name: params for name, (_ret, params) in header_callback_types().items()}
+
+
+def header_callback_types() -> Dict[str, Tuple[str, List[str]]]:
+    """callback typedef name -> (return type, [parameter declarations])."""
     text = _header_text()
     out = {}
-    for m in re.finditer(r"typedef\s+void\s*\(\s*\*\s*(\w+)\s*\)\s*\(([^;]*?)\)\s*;", text, flags=re.S):
-        out[m.group(1)] = _split_params(" ".join(m.group(2).split()))
+    for m in re.finditer(r"typedef\s+(\w+)\s*\(\s*\*\s*(\w+)\s*\)\s*\(([^;]*?)\)\s*;", text, flags=re.S):
+        out[m.group(2)] = (m.group(1), _split_params(" ".join(m.group(3).split())))
     return out
 
 
@@ -186,7 +192,9 @@ def test_owned_pointers_are_never_c_char_p():
     for name, (_restype, argtypes) in _ffi.FUNCTIONS.items():
         for t in argtypes:
             assert t is not ctypes.POINTER(ctypes.c_char_p), name
-    for cb in CALLBACK_TYPES.values():
+    for name, cb in CALLBACK_TYPES.items():
+        if header_callback_types()[name][0] != "void":
+            continue  # not a completion (mailsrv_autodiscover_cb): it receives nothing owned
         assert cb._argtypes_[3] is ctypes.c_void_p  # the owned result
         assert cb._restype_ is None
 
@@ -196,6 +204,8 @@ def test_every_callback_typedef_is_bound():
     assert set(callbacks) == set(CALLBACK_TYPES), "bind the new callback typedef in mailsrv/_ffi.py"
     for name, params in callbacks.items():
         cb = CALLBACK_TYPES[name]
+        ret = header_callback_types()[name][0]
+        assert cb._restype_ is ({"void": None, "bool": ctypes.c_bool}[ret]), name
         assert len(cb._argtypes_) == len(params), name
         for i, (decl, ctype) in enumerate(zip(params, cb._argtypes_)):
             _check_type(f"{name} parameter {i} ({decl})", decl, ctype, is_return=False)
@@ -255,6 +265,8 @@ ENUMS = {
     "mailsrv_evidence": mailsrv.Evidence,
     "mailsrv_origin": mailsrv.Origin,
     "mailsrv_decision": mailsrv.Decision,
+    "mailsrv_web_service": mailsrv.WebService,
+    "mailsrv_autodiscover_ask": mailsrv.AutodiscoverAsk,
 }
 
 

@@ -402,7 +402,7 @@ def test_min_age_and_no_probe(tls_ctx, hpath):
 
 def test_change_check_bad_arguments(tls_ctx, hpath):
     for kw, status in [
-        (dict(origin=9), Status.INVALID_ARG),
+        (dict(origin=10), Status.INVALID_ARG),
         (dict(now=-1), Status.INVALID_ARG),
     ]:
         with pytest.raises(MailsrvError) as ei:

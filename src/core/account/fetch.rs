@@ -1,5 +1,5 @@
-//! HTTP(S) GET for config documents, on mailsrv's own TLS: the host is resolved through the
-//! context's validating resolver (Happy Eyeballs), the certificate is checked by
+//! HTTP(S) requests for config documents, on mailsrv's own TLS: the host is resolved through
+//! the context's validating resolver (Happy Eyeballs), the certificate is checked by
 //! [`MailVerifier`] against the context's trust store with the DNS-ID of the URL's host
 //! (no resumption, TLS 1.2+), and HTTP/1.1 is spoken by hyper. No OpenSSL, no system
 //! resolver.
@@ -8,11 +8,13 @@
 //! them; every hop is recorded (URL, status, host, scheme); the body is capped at
 //! [`MAX_BODY`] bytes; everything runs under the caller's deadline. A redirect from or to
 //! plain HTTP is refused ([`Error::Http`]), so a plain-HTTP document is only ever the
-//! first URL's.
+//! first URL's. A caller with its own redirect rules (Exchange Autodiscover) asks for no
+//! redirect at all ([`Request::follow`] false) and gets the `Location` back. Credentials
+//! (Basic) go over HTTPS only.
 
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -48,6 +50,44 @@ pub struct Fetched {
     pub body: Vec<u8>,
     /// Every request, the first URL first, the one that answered 200 last.
     pub hops: Vec<Hop>,
+    /// Without [`Request::follow`]: the absolute `Location` of a redirect that ended the
+    /// fetch (then `body` is empty).
+    pub location: Option<String>,
+}
+
+/// The HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+}
+
+/// One request's shape (see the module comment).
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: Method,
+    /// The body of a POST (sent again after a redirect).
+    pub body: &'a [u8],
+    pub content_type: Option<&'a str>,
+    pub accept: &'a str,
+    /// `(user, password)` for HTTP Basic; sent over HTTPS only, never over plain HTTP.
+    pub basic: Option<(&'a str, &'a str)>,
+    /// Follow HTTPS-to-HTTPS redirects; false: a redirect ends the fetch with its Location.
+    pub follow: bool,
+}
+
+impl Request<'_> {
+    /// A GET of an XML document, following HTTPS-to-HTTPS redirects.
+    pub fn get_xml() -> Request<'static> {
+        Request {
+            method: Method::Get,
+            body: b"",
+            content_type: None,
+            accept: "application/xml, text/xml, */*",
+            basic: None,
+            follow: true,
+        }
+    }
 }
 
 impl Fetched {
@@ -129,11 +169,22 @@ fn resolve_location(base: &Url, location: &str) -> String {
     }
 }
 
-/// GETs `url` (see the module comment). `trust` checks every HTTPS hop.
+/// GETs the XML document at `url` (see the module comment). `trust` checks every HTTPS hop.
 pub async fn get(
     resolver: &Resolver,
     trust: &CaStore,
     url: &str,
+    deadline: Instant,
+) -> std::result::Result<Fetched, FetchError> {
+    fetch(resolver, trust, url, &Request::get_xml(), deadline).await
+}
+
+/// Makes `req` to `url` (see the module comment). `trust` checks every HTTPS hop.
+pub async fn fetch(
+    resolver: &Resolver,
+    trust: &CaStore,
+    url: &str,
+    req: &Request<'_>,
     deadline: Instant,
 ) -> std::result::Result<Fetched, FetchError> {
     let mut hops: Vec<Hop> = Vec::new();
@@ -166,7 +217,7 @@ pub async fn get(
             https: u.https,
             status: None,
         });
-        let one = timeout_at(deadline, request(resolver, trust, &u, deadline)).await;
+        let one = timeout_at(deadline, request(resolver, trust, &u, req, deadline)).await;
         let (status, location, body) = match one {
             Err(_) => {
                 let error = Error::Timeout(format!("GET {next}: deadline passed"));
@@ -178,13 +229,30 @@ pub async fn get(
         if let Some(h) = hops.last_mut() {
             h.status = Some(status);
         }
+        let verb = match req.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        };
         match status {
-            200 => return Ok(Fetched { body, hops }),
+            200 => {
+                return Ok(Fetched {
+                    body,
+                    hops,
+                    location: None,
+                });
+            }
             301 | 302 | 303 | 307 | 308 => {
                 let Some(loc) = location else {
-                    let error = Error::Http(format!("GET {next}: {status} without Location"));
+                    let error = Error::Http(format!("{verb} {next}: {status} without Location"));
                     return Err(FetchError { error, hops });
                 };
+                if !req.follow {
+                    return Ok(Fetched {
+                        body: Vec::new(),
+                        hops,
+                        location: Some(resolve_location(&u, &loc)),
+                    });
+                }
                 if hops.len() > MAX_REDIRECTS {
                     let error =
                         Error::Http(format!("GET {url}: more than {MAX_REDIRECTS} redirects"));
@@ -193,7 +261,7 @@ pub async fn get(
                 next = resolve_location(&u, &loc);
             }
             _ => {
-                let error = Error::Http(format!("GET {next}: HTTP status {status}"));
+                let error = Error::Http(format!("{verb} {next}: HTTP status {status}"));
                 return Err(FetchError { error, hops });
             }
         }
@@ -205,6 +273,7 @@ async fn request(
     resolver: &Resolver,
     trust: &CaStore,
     u: &Url,
+    req: &Request<'_>,
     deadline: Instant,
 ) -> Result<(u16, Option<String>, Vec<u8>)> {
     let (tcp, peer) =
@@ -238,17 +307,25 @@ async fn request(
                 }));
             }
         };
-        exchange(TokioIo::new(tls), u).await
+        exchange(TokioIo::new(tls), u, req).await
     } else {
-        exchange(TokioIo::new(tcp), u).await
+        exchange(TokioIo::new(tcp), u, req).await
     }
 }
 
-async fn exchange<T>(io: T, u: &Url) -> Result<(u16, Option<String>, Vec<u8>)>
+/// The `Authorization` value of HTTP Basic (RFC 7617).
+fn basic_auth(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        data_encoding::BASE64.encode(format!("{user}:{password}").as_bytes())
+    )
+}
+
+async fn exchange<T>(io: T, u: &Url, r: &Request<'_>) -> Result<(u16, Option<String>, Vec<u8>)>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(io)
         .await
         .map_err(|e| Error::Http(format!("{}: {e}", u.host)))?;
     // The connection task ends with the exchange (or when the caller gives up).
@@ -262,20 +339,38 @@ where
         } else {
             format!("{}:{}", u.host, u.port)
         };
-        let req = http::Request::get(u.target.as_str())
+        let method = match r.method {
+            Method::Get => http::Method::GET,
+            Method::Post => http::Method::POST,
+        };
+        let mut b = http::Request::builder()
+            .method(method.clone())
+            .uri(u.target.as_str())
             .header(http::header::HOST, host)
             .header(
                 http::header::USER_AGENT,
                 concat!("mailsrv/", env!("CARGO_PKG_VERSION")),
             )
-            .header(http::header::ACCEPT, "application/xml, text/xml, */*")
-            .header(http::header::CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
+            .header(http::header::ACCEPT, r.accept)
+            .header(http::header::CONNECTION, "close");
+        if let Some(ct) = r.content_type {
+            b = b.header(http::header::CONTENT_TYPE, ct);
+        }
+        // Credentials never travel in the clear.
+        if let (Some((user, password)), true) = (r.basic, u.https) {
+            b = b.header(http::header::AUTHORIZATION, basic_auth(user, password));
+        }
+        let body = match r.method {
+            Method::Get => Bytes::new(),
+            Method::Post => Bytes::copy_from_slice(r.body),
+        };
+        let req = b
+            .body(Full::new(body))
             .map_err(|e| Error::InvalidArg(format!("request: {e}")))?;
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| Error::Http(format!("GET {}: {e}", u.host)))?;
+            .map_err(|e| Error::Http(format!("{method} {}: {e}", u.host)))?;
         let status = resp.status().as_u16();
         let location = resp
             .headers()
@@ -348,5 +443,15 @@ mod tests {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_url("http://a.example:8080/").unwrap().port, 8080);
+    }
+
+    #[test]
+    fn basic_auth_is_rfc_7617() {
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_auth("a", "b"), "Basic YTpi");
+        assert_eq!(basic_auth("ab", "c"), "Basic YWI6Yw==");
     }
 }

@@ -1,23 +1,31 @@
-//! Account discovery beyond SRV (issue 16; docs/account-discovery.md): provider autoconfig
-//! (draft-ietf-mailmaint-autoconfig §4.1), the ISPDB (§4.2), MX-derived lookups (§4.3) and
-//! the RFC 6186 SRV discovery, run at once by a priority-parallel runner ([`runner`]), and
-//! then a verdict, its evidence and a binding for **every** candidate server, whatever its
-//! source:
+//! Account discovery beyond SRV (issues 16 and 17; docs/account-discovery.md): PACC
+//! (draft-ietf-mailmaint-pacc, [`pacc`]), provider autoconfig (draft-ietf-mailmaint-autoconfig
+//! §4.1), the ISPDB (§4.2), MX-derived lookups (§4.3), Exchange Autodiscover (POX,
+//! [`autodiscover`]), the RFC 6186 SRV discovery and, opt-in, guessing ([`guess`]), run at
+//! once by a priority-parallel runner ([`runner`]), and then a verdict, its evidence and a
+//! binding for **every** candidate server, whatever its source:
 //!
 //! | how the candidate's host is known | evidence | verdict |
 //! |---|---|---|
 //! | a DNSSEC-secure SRV answer | `DNSSEC` (+ `DANE`) | AUTHENTIC |
-//! | a config fetched over HTTPS on every hop from hosts in the mail domain | `HTTPS_DOMAIN` (+ `DANE`) | AUTHENTIC |
+//! | a PACC document whose SHA-256 digest is in a DNSSEC-secure `_ua-auto-config` TXT record | `PACC_DNSSEC` (+ `DANE`) | AUTHENTIC |
+//! | a config fetched over HTTPS on every hop from hosts in the mail domain (PACC with an unsigned TXT, autoconfig, Autodiscover) | `HTTPS_DOMAIN` (+ `DANE`) | AUTHENTIC |
 //! | the ISPDB's entry for the mail domain (HTTPS) | `ISPDB` (+ `DANE`) | AUTHENTIC |
 //! | a DNSSEC-secure MX, then a config over HTTPS from the MX's provider domain, for hosts in that domain | `DNSSEC` (+ `DANE`) | AUTHENTIC |
-//! | anything else (plain HTTP, an unsigned MX, a redirect out of the domain, a host outside the provider domain) | the probe: `PROBE_SRV_ID` / `PROBE_DNS_ID` | AUTHENTIC when it passes, else UNVERIFIED |
+//! | a DNSSEC-secure `_autodiscover._tcp` SRV, then the Autodiscover answer over HTTPS from its target | `DNSSEC` (+ `DANE`) | AUTHENTIC |
+//! | a guess (`imap.`, `mail.`, the bare domain; `smtp.`, `mail.`) that answered with TLS | `DANE`, else the probe | AUTHENTIC when one proves it, else UNVERIFIED |
+//! | anything else (plain HTTP, an unsigned MX or SRV, a redirect out of the domain, a host outside the provider domain) | the probe: `PROBE_SRV_ID` / `PROBE_DNS_ID` | AUTHENTIC when it passes, else UNVERIFIED |
 //! | `socketType` plain | none | REJECTED (mailsrv never connects without TLS) |
 //!
 //! A DNSSEC-secure, usable TLSA set on a covered host is enforced (a mismatch REJECTS).
 
+pub mod autodiscover;
 pub mod change;
 pub mod fetch;
+pub mod guess;
+pub mod pacc;
 pub mod runner;
+pub mod source_run;
 pub mod sources;
 pub mod xml;
 
@@ -37,14 +45,15 @@ use crate::core::verdict::binding::Binding;
 use crate::core::{Error, Result};
 
 pub use crate::core::source::Source;
+pub use autodiscover::{AutodiscoverAnswer, AutodiscoverAsk, AutodiscoverHook};
 pub use fetch::Hop;
-pub use xml::{OAuth2, ServerProtocol, SocketType};
+pub use xml::{OAuth2, ServerProtocol, SocketType, WebServices};
 
 /// The draft's ISPDB (§4.2); clients and distributions may configure a mirror.
 pub const DEFAULT_ISPDB_URL: &str = "https://v1.ispdb.net/";
 /// Per-fetch deadline of the provider and MX-derived fetches (Thunderbird: 5 s).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Per-fetch deadline of ISPDB lookups (Thunderbird: 10 s).
+/// Per-fetch deadline of ISPDB lookups and of each guess (Thunderbird: 10 s).
 pub const DEFAULT_ISPDB_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The choices of one account discovery.
@@ -60,9 +69,15 @@ pub struct AccountOptions {
     /// ISPDB base URL (ends with `/`); `None` turns both ISPDB sources off.
     pub ispdb_url: Option<String>,
     pub fetch_timeout: Duration,
+    /// ISPDB lookups and each guess.
     pub ispdb_timeout: Duration,
     /// RFC 2782 weighted-order seed (tests).
     pub seed: Option<u64>,
+    /// The port of each service where a source names a host only (PACC, guessing).
+    pub ports: ServicePorts,
+    /// Exchange Autodiscover asks the caller through it (a target outside the mail domain,
+    /// credentials); `None`: never followed, never sent.
+    pub autodiscover_hook: Option<AutodiscoverHook>,
 }
 
 impl Default for AccountOptions {
@@ -76,7 +91,40 @@ impl Default for AccountOptions {
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             ispdb_timeout: DEFAULT_ISPDB_TIMEOUT,
             seed: None,
+            ports: ServicePorts::default(),
+            autodiscover_hook: None,
         }
+    }
+}
+
+/// The port of each service where a source names a host without one: PACC (IMAP, POP3 and
+/// submission on implicit TLS) and guessing. RFC 8314 / RFC 6186 ports by default; tests and
+/// private deployments change them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicePorts([u16; 6]);
+
+impl Default for ServicePorts {
+    fn default() -> Self {
+        ServicePorts(Service::ALL.map(Service::default_port))
+    }
+}
+
+impl ServicePorts {
+    fn index(service: Service) -> usize {
+        Service::ALL.iter().position(|s| *s == service).unwrap_or(0)
+    }
+
+    pub fn get(&self, service: Service) -> u16 {
+        self.0[Self::index(service)]
+    }
+
+    /// Sets the port of `service`; 0 restores its default.
+    pub fn set(&mut self, service: Service, port: u16) {
+        self.0[Self::index(service)] = if port == 0 {
+            service.default_port()
+        } else {
+            port
+        };
     }
 }
 
@@ -146,6 +194,12 @@ pub struct SourceReport {
     pub hops: Vec<Hop>,
     /// For MX sources: the MX host used and the DNSSEC state of the MX answer.
     pub mx: Option<(String, DnssecState)>,
+    /// The other DNS record a source rests on, with the DNSSEC state of its answer: PACC's
+    /// `_ua-auto-config` TXT, Autodiscover's `_autodiscover._tcp` SRV.
+    pub record: Option<(String, DnssecState)>,
+    /// URLs and addresses the source did not follow because they lie outside the mail
+    /// domain's registrable domain and nobody confirmed them (Autodiscover).
+    pub unfollowed: Vec<String>,
     /// Remarks: entries skipped in the document, the domains tried.
     pub notes: Vec<String>,
     /// How long it ran.
@@ -166,6 +220,9 @@ pub struct AccountDiscovery {
     pub sources: Vec<SourceReport>,
     pub display_name: Option<String>,
     pub oauth2: Option<OAuth2>,
+    /// JMAP, CalDAV and CardDAV URLs and the `oauth-public` issuer the configuration passes
+    /// through (PACC), as written.
+    pub web: WebServices,
     /// Indexes into `candidates`: the first AUTHENTIC candidate of the purpose, else the
     /// first UNVERIFIED one; never a REJECTED one.
     pub preferred_access: Option<usize>,
@@ -227,6 +284,9 @@ pub fn entry_of(service: Service) -> (ServerProtocol, SocketType) {
 /// What makes a configuration's hosts authentic (see the module table).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Coverage {
+    /// A PACC document whose digest is in the mail domain's DNSSEC-secure TXT record:
+    /// every host it names.
+    PaccDnssec,
     /// The mail domain's own document over HTTPS: every host it names.
     HttpsDomain,
     /// The ISPDB's entry for the mail domain: every host it names.
@@ -234,6 +294,12 @@ pub enum Coverage {
     /// A DNSSEC-secure MX into `provider`, and the provider's document over HTTPS (or its
     /// ISPDB entry): hosts inside `provider`.
     DnssecMx { provider: String },
+    /// A DNSSEC-secure record of the mail domain hands the answer to a host, which gave it
+    /// over HTTPS (Autodiscover's `_autodiscover._tcp` SRV): every host it names. The text
+    /// says how.
+    DnssecDelegation(String),
+    /// A guess: only DANE or the probe can prove it.
+    Guess,
     /// Nothing: the reason, for the user.
     None(String),
 }
@@ -280,6 +346,16 @@ impl Judge {
         authenticity::check(&req)?;
         let in_domain = is_in_domain(host, domain);
         let covered = match &found.coverage {
+            Coverage::PaccDnssec => Ok((
+                Evidence::PaccDnssec,
+                format!(
+                    "{host}:{port} is named by {domain}'s PACC configuration, whose SHA-256 digest is in {domain}'s DNSSEC-signed _ua-auto-config record"
+                ),
+            )),
+            Coverage::DnssecDelegation(how) => Ok((
+                Evidence::Dnssec,
+                format!("{how}, and that answer (HTTPS) names {host}:{port}"),
+            )),
             Coverage::HttpsDomain => Ok((
                 Evidence::HttpsDomain,
                 format!(
@@ -299,11 +375,39 @@ impl Judge {
             Coverage::DnssecMx { provider } => Err(format!(
                 "{host} lies outside {provider}, the provider {domain}'s signed MX names"
             )),
+            Coverage::Guess => {
+                // Only the host's own DNSSEC-signed TLSA records (or the probe below) can
+                // make a guess more than a guess.
+                let mut a = Authenticity::new(
+                    Verdict::Authentic,
+                    domain,
+                    in_domain,
+                    None,
+                    format!("{host}:{port} is a guess that answered with TLS"),
+                );
+                authenticity::dane(
+                    &self.resolver,
+                    Some(self.trust.clone()),
+                    &req,
+                    host,
+                    deadline,
+                    &mut a,
+                )
+                .await?;
+                if a.evidence == Some(Evidence::Dane) || a.verdict == Verdict::Rejected {
+                    return Ok(a);
+                }
+                Err(format!(
+                    "{host}:{port} is a guess (it answered with TLS, but neither {domain} nor DANE names it)"
+                ))
+            }
             Coverage::None(why) => Err(why.clone()),
         };
         match covered {
             Ok((evidence, detail)) => {
-                if self.require_secure && evidence != Evidence::Dnssec {
+                if self.require_secure
+                    && !matches!(evidence, Evidence::Dnssec | Evidence::PaccDnssec)
+                {
                     let mut a = Authenticity::new(
                         Verdict::Unverified,
                         domain,
@@ -488,6 +592,10 @@ pub async fn discover_account(
         sources: reports,
         display_name: found.as_ref().and_then(|f| f.config.display_name.clone()),
         oauth2: found.as_ref().and_then(|f| f.config.oauth2.clone()),
+        web: found
+            .as_ref()
+            .map(|f| f.config.web.clone())
+            .unwrap_or_default(),
         preferred_access: None,
         preferred_submission: None,
     };

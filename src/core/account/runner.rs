@@ -1,8 +1,8 @@
 //! The priority-parallel runner: every source starts at once; the configuration of a source
 //! is taken only when every higher-ranked source has failed or timed out; when one is
 //! taken, the lower-ranked sources still running are cancelled (their futures dropped).
-//! Each fetch has its own deadline (provider and MX-derived: `fetch_timeout`, ISPDB:
-//! `ispdb_timeout`), never past the call's.
+//! Each fetch has its own deadline (PACC, provider, MX-derived and each Autodiscover
+//! request: `fetch_timeout`; ISPDB and each guess: `ispdb_timeout`), never past the call's.
 
 use std::pin::Pin;
 
@@ -10,9 +10,11 @@ use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::{Instant, timeout_at};
 
-use super::sources::{self, SourceRun};
+use super::source_run::SourceRun;
+use super::sources;
 use super::xml::AddressParts;
 use super::{AccountOptions, Found, Source, SourceReport, SourceState};
+use super::{autodiscover, guess, pacc};
 use crate::core::Error;
 use crate::core::cert::ca_store::CaStore;
 use crate::core::dns::resolver::Resolver;
@@ -88,6 +90,23 @@ pub async fn run(
                 .boxed()
             }
             Source::Srv => sources::srv(resolver, parts, opts, deadline).boxed(),
+            Source::Pacc => pacc::run(resolver, trust, parts, &opts.ports, fetch_deadline).boxed(),
+            Source::Autodiscover => {
+                // The four URLs at once, then at most two RedirectAddr rounds.
+                let end = deadline.min(started + opts.fetch_timeout * 3);
+                autodiscover::run(
+                    resolver,
+                    trust,
+                    parts,
+                    opts.autodiscover_hook.as_ref(),
+                    opts.fetch_timeout,
+                    end,
+                )
+                .boxed()
+            }
+            Source::Guess => {
+                guess::run(resolver, trust, parts, &opts.ports, ispdb_deadline).boxed()
+            }
         };
         futs.push(f);
     }
@@ -102,6 +121,8 @@ pub async fn run(
                 hops: Vec::new(),
                 notes: Vec::new(),
                 mx: None,
+                record: None,
+                unfollowed: Vec::new(),
             });
             (i, r)
         }));
@@ -142,6 +163,8 @@ pub async fn run(
                 error: None,
                 hops: Vec::new(),
                 mx: None,
+                record: None,
+                unfollowed: Vec::new(),
                 notes: Vec::new(),
                 elapsed: std::time::Duration::ZERO,
             });
@@ -154,6 +177,8 @@ pub async fn run(
                 error: None,
                 hops: Vec::new(),
                 mx: None,
+                record: None,
+                unfollowed: Vec::new(),
                 notes: vec!["cancelled: a higher-ranked source was taken".into()],
                 elapsed: started.elapsed(),
             },
@@ -173,6 +198,8 @@ pub async fn run(
                     error,
                     hops: run.hops,
                     mx: run.mx,
+                    record: run.record,
+                    unfollowed: run.unfollowed,
                     notes: run.notes,
                     elapsed,
                 }

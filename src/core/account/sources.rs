@@ -4,6 +4,7 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use tokio::time::Instant;
 
 use super::fetch::{self, Fetched, Hop};
+use super::source_run::SourceRun;
 use super::xml::{self, AddressParts};
 use super::{AccountOptions, Coverage, Found, Source};
 use crate::core::address::{MailDomain, is_in_domain, normalize_domain};
@@ -13,48 +14,6 @@ use crate::core::dns::discover::{DiscoverOptions, SrvState, discover};
 use crate::core::dns::resolver::Resolver;
 use crate::core::service::Service;
 use crate::core::{Error, Result};
-
-/// What one source run produced, found or not.
-#[derive(Debug)]
-pub struct SourceRun {
-    pub found: Result<Found>,
-    pub hops: Vec<Hop>,
-    pub notes: Vec<String>,
-    pub mx: Option<(String, DnssecState)>,
-}
-
-impl SourceRun {
-    /// A document of the mail domain (no MX involved) with its coverage.
-    fn found(
-        source: Source,
-        config: xml::ClientConfig,
-        fetched: &Fetched,
-        coverage: Coverage,
-    ) -> Self {
-        SourceRun {
-            notes: config.notes.clone(),
-            found: Ok(Found {
-                source,
-                url: Some(fetched.final_url().to_string()),
-                config,
-                coverage,
-                srv: None,
-                mx_dnssec: None,
-            }),
-            hops: fetched.hops.clone(),
-            mx: None,
-        }
-    }
-
-    fn failed(error: Error, hops: Vec<Hop>) -> Self {
-        SourceRun {
-            found: Err(error),
-            hops,
-            notes: Vec::new(),
-            mx: None,
-        }
-    }
-}
 
 /// The parts of `address` for the `username` placeholders; the address must have a local
 /// part (the documents are per user).
@@ -98,7 +57,9 @@ pub fn url(source: Source, domain: &str, address: &str, ispdb: Option<&str>) -> 
         // Plain HTTP: the address is not sent where anyone on the path can read it.
         Source::AutoconfigHttp => format!("http://autoconfig.{domain}/mail/config-v1.1.xml"),
         Source::Ispdb | Source::MxIspdb => format!("{}{domain}", ispdb?),
-        Source::Srv => return None,
+        Source::Pacc => super::pacc::url(domain),
+        Source::Autodiscover => super::autodiscover::urls(domain)[0].clone(),
+        Source::Srv | Source::Guess => return None,
     })
 }
 
@@ -253,6 +214,8 @@ pub async fn mx_derived(
             hops,
             notes,
             mx: Some((host, dnssec)),
+            record: None,
+            unfollowed: Vec::new(),
         };
     }
     for d in mx_domains(&host, &parts.domain) {
@@ -303,6 +266,8 @@ pub async fn mx_derived(
             hops,
             notes,
             mx: Some((host, dnssec)),
+            record: None,
+            unfollowed: Vec::new(),
         };
     }
     SourceRun {
@@ -310,6 +275,8 @@ pub async fn mx_derived(
         hops,
         notes,
         mx: Some((host, dnssec)),
+        record: None,
+        unfollowed: Vec::new(),
     }
 }
 
@@ -359,6 +326,8 @@ pub async fn srv(
                 hops: Vec::new(),
                 notes: Vec::new(),
                 mx: None,
+                record: None,
+                unfollowed: Vec::new(),
             }
         }
     }

@@ -84,6 +84,18 @@ pub struct OAuth2 {
     pub token_url: Option<String>,
 }
 
+/// What a configuration passes through beyond mail servers (PACC): JMAP, CalDAV and
+/// CardDAV URLs and the `oauth-public` issuer, as written (HTTPS URLs only). They carry the
+/// document's own evidence; mailsrv connects to none of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebServices {
+    pub jmap: Option<String>,
+    pub caldav: Option<String>,
+    pub carddav: Option<String>,
+    /// draft-ietf-mailmaint-oauth-public: the OAuth issuer for public clients.
+    pub oauth_public_issuer: Option<String>,
+}
+
 /// A parsed document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -96,6 +108,8 @@ pub struct ClientConfig {
     pub display_name: Option<String>,
     pub servers: Vec<ServerEntry>,
     pub oauth2: Option<OAuth2>,
+    /// Passed through (PACC only).
+    pub web: WebServices,
     /// Entries skipped and why (bad host or port, unknown type), for diagnostics.
     pub notes: Vec<String>,
 }
@@ -132,20 +146,43 @@ struct Pending {
     authentication: Vec<String>,
 }
 
-/// Parses one document (see the module comment).
-pub fn parse(body: &[u8], parts: &AddressParts) -> Result<ClientConfig> {
+/// One element event of [`walk`]. `path` holds the names of the enclosing elements, the
+/// root first (not the element itself).
+pub(crate) enum Node<'a, 'b> {
+    /// An element opened, with its attributes.
+    Open {
+        name: &'a str,
+        path: &'a [String],
+        element: &'a BytesStart<'b>,
+    },
+    /// An element closed, with its text (entity and character references resolved,
+    /// trimmed).
+    Close {
+        name: &'a str,
+        path: &'a [String],
+        text: &'a str,
+    },
+}
+
+/// Reads `body` as an XML document whose root element is `root`, with every hostile-input
+/// rule of the module comment, and hands each element to `on`. `what` names the kind of
+/// document in errors ("autoconfig XML", "Autodiscover XML").
+pub(crate) fn walk(
+    body: &[u8],
+    what: &str,
+    root: &str,
+    mut on: impl FnMut(Node<'_, '_>) -> Result<()>,
+) -> Result<()> {
+    let bad = |why: String| Error::BadConfig(format!("{what}: {why}"));
     let text =
         std::str::from_utf8(body).map_err(|e| bad(format!("the document is not UTF-8 ({e})")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut reader = Reader::from_str(text);
-    // Not trimmed per event: text is split at entity references; `end` trims the whole.
+    // Not trimmed per event: text is split at entity references; the close trims the whole.
     reader.config_mut().trim_text(false);
-    let mut out = ClientConfig::default();
     // Element names from the root down (local names, as written).
     let mut path: Vec<String> = Vec::new();
     let mut text_buf = String::new();
-    let mut server: Option<Pending> = None;
-    let mut oauth: Option<OAuth2> = None;
     let mut seen_root = false;
     loop {
         let ev = reader
@@ -165,47 +202,46 @@ pub fn parse(body: &[u8], parts: &AddressParts) -> Result<ClientConfig> {
             }
             Event::DocType(_) => {
                 return Err(bad(
-                    "a DOCTYPE (entity definitions) is not accepted in a config file",
+                    "a DOCTYPE (entity definitions) is not accepted in a config file".into(),
                 ));
             }
-            Event::Start(e) => {
+            Event::Start(ref e) | Event::Empty(ref e) => {
                 if path.len() >= MAX_DEPTH {
                     return Err(bad(format!("elements nested deeper than {MAX_DEPTH}")));
                 }
-                let name = local(&e);
+                let name = local(e);
+                let empty = matches!(ev, Event::Empty(_));
                 if path.is_empty() {
-                    if seen_root {
-                        return Err(bad("more than one root element"));
+                    if seen_root || empty {
+                        return Err(bad(if empty {
+                            format!("the root element is an empty {name:?}")
+                        } else {
+                            "more than one root element".into()
+                        }));
                     }
                     seen_root = true;
-                    if name != "clientConfig" {
-                        return Err(bad(format!(
-                            "the root element is {name:?}, not clientConfig"
-                        )));
+                    if name != root {
+                        return Err(bad(format!("the root element is {name:?}, not {root}")));
                     }
-                    out.version = attr(&e, "version")?;
                 }
-                start(&e, &name, &path, &mut out, &mut server, &mut oauth)?;
-                path.push(name);
+                on(Node::Open {
+                    name: &name,
+                    path: &path,
+                    element: e,
+                })?;
                 text_buf.clear();
-            }
-            Event::Empty(e) => {
-                if path.len() >= MAX_DEPTH {
-                    return Err(bad(format!("elements nested deeper than {MAX_DEPTH}")));
+                if empty {
+                    on(Node::Close {
+                        name: &name,
+                        path: &path,
+                        text: "",
+                    })?;
+                } else {
+                    path.push(name);
                 }
-                let name = local(&e);
-                if path.is_empty() {
-                    return Err(bad(format!("the root element is an empty {name:?}")));
-                }
-                start(&e, &name, &path, &mut out, &mut server, &mut oauth)?;
-                path.push(name);
-                text_buf.clear();
-                end(&mut path, "", parts, &mut out, &mut server, &mut oauth)?;
             }
-            Event::Text(t) => push_text(&mut text_buf, &t.xml10_content())?,
-            Event::CData(c) => {
-                push_text(&mut text_buf, &c)?;
-            }
+            Event::Text(t) => push_text(&mut text_buf, &t.xml10_content(), &bad)?,
+            Event::CData(c) => push_text(&mut text_buf, &c, &bad)?,
             Event::GeneralRef(r) => {
                 let ch = match r.resolve_char_ref().map_err(|e| bad(e.to_string()))? {
                     Some(c) => c,
@@ -220,34 +256,55 @@ pub fn parse(body: &[u8], parts: &AddressParts) -> Result<ClientConfig> {
                         }
                     },
                 };
-                push_text(&mut text_buf, ch.encode_utf8(&mut [0; 4]))?;
+                push_text(&mut text_buf, ch.encode_utf8(&mut [0; 4]), &bad)?;
             }
             Event::End(_) => {
                 let t = std::mem::take(&mut text_buf);
-                end(
-                    &mut path,
-                    t.trim(),
-                    parts,
-                    &mut out,
-                    &mut server,
-                    &mut oauth,
-                )?;
+                let name = path.pop().unwrap_or_default();
+                on(Node::Close {
+                    name: &name,
+                    path: &path,
+                    text: t.trim(),
+                })?;
             }
             Event::Comment(_) | Event::PI(_) => {}
             Event::Eof => break,
         }
     }
     if !seen_root {
-        return Err(bad("no clientConfig element"));
+        return Err(bad(format!("no {root} element")));
     }
     if !path.is_empty() {
-        return Err(bad("the document ends inside an element"));
+        return Err(bad("the document ends inside an element".into()));
     }
+    Ok(())
+}
+
+/// Parses one document (see the module comment).
+pub fn parse(body: &[u8], parts: &AddressParts) -> Result<ClientConfig> {
+    let mut out = ClientConfig::default();
+    let mut server: Option<Pending> = None;
+    let mut oauth: Option<OAuth2> = None;
+    walk(body, "autoconfig XML", "clientConfig", |node| match node {
+        Node::Open {
+            name,
+            path,
+            element,
+        } => {
+            if path.is_empty() {
+                out.version = attr(element, "version")?;
+            }
+            start(element, name, path, &mut out, &mut server, &mut oauth)
+        }
+        Node::Close { name, path, text } => {
+            end(name, path, text, parts, &mut out, &mut server, &mut oauth)
+        }
+    })?;
     out.oauth2 = oauth;
     Ok(out)
 }
 
-fn push_text(buf: &mut String, s: &str) -> Result<()> {
+fn push_text(buf: &mut String, s: &str, bad: &impl Fn(String) -> Error) -> Result<()> {
     if buf.len() + s.len() > MAX_TEXT {
         return Err(bad(format!(
             "an element's text is longer than {MAX_TEXT} bytes"
@@ -257,11 +314,11 @@ fn push_text(buf: &mut String, s: &str) -> Result<()> {
     Ok(())
 }
 
-fn local(e: &BytesStart<'_>) -> String {
+pub(crate) fn local(e: &BytesStart<'_>) -> String {
     e.local_name().as_ref().to_string()
 }
 
-fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>> {
+pub(crate) fn attr(e: &BytesStart<'_>, name: &str) -> Result<Option<String>> {
     match e.try_get_attribute(name) {
         Ok(Some(a)) => Ok(Some(
             a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
@@ -303,17 +360,17 @@ fn start(
 }
 
 fn end(
-    path: &mut Vec<String>,
+    name: &str,
+    path: &[String],
     text: &str,
     parts: &AddressParts,
     out: &mut ClientConfig,
     server: &mut Option<Pending>,
     oauth: &mut Option<OAuth2>,
 ) -> Result<()> {
-    let name = path.pop().unwrap_or_default();
     let at = under(path);
     let value = || Some(text.to_string());
-    match (at.as_slice(), name.as_str()) {
+    match (at.as_slice(), name) {
         (["emailProvider"], "domain") if !text.is_empty() && out.domains.len() < 64 => {
             out.domains.push(text.to_ascii_lowercase());
         }

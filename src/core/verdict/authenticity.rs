@@ -46,6 +46,9 @@ pub enum Evidence {
     HttpsDomain,
     /// Account discovery: the ISPDB's entry for the mail domain (over HTTPS) names it.
     Ispdb,
+    /// Account discovery: the mail domain's PACC document names it, and the document's
+    /// SHA-256 digest is in the domain's DNSSEC-secure `_ua-auto-config` TXT record.
+    PaccDnssec,
 }
 
 impl Evidence {
@@ -58,6 +61,7 @@ impl Evidence {
             Evidence::Dane => "dane",
             Evidence::HttpsDomain => "https_domain",
             Evidence::Ispdb => "ispdb",
+            Evidence::PaccDnssec => "pacc_dnssec",
         }
     }
 }

@@ -28,16 +28,25 @@ pub enum Origin {
     Mx,
     /// Set up from the legacy plain-HTTP autoconfig document.
     AutoconfigHttp,
+    /// Set up from the mail domain's PACC document (draft-ietf-mailmaint-pacc).
+    Pacc,
+    /// Set up from Exchange Autodiscover.
+    Autodiscover,
+    /// Set up by guessing host names (a refresh guesses again).
+    Guess,
 }
 
 impl Origin {
-    pub const ALL: [Origin; 6] = [
+    pub const ALL: [Origin; 9] = [
         Origin::Srv,
         Origin::User,
         Origin::Autoconfig,
         Origin::Ispdb,
         Origin::Mx,
         Origin::AutoconfigHttp,
+        Origin::Pacc,
+        Origin::Autodiscover,
+        Origin::Guess,
     ];
 
     /// Set up by discovery (anything but typed by the user): a later discovery may change
@@ -54,11 +63,14 @@ impl Origin {
             Source::Ispdb => Origin::Ispdb,
             Source::MxAutoconfig | Source::MxIspdb => Origin::Mx,
             Source::AutoconfigHttp => Origin::AutoconfigHttp,
+            Source::Pacc => Origin::Pacc,
+            Source::Autodiscover => Origin::Autodiscover,
+            Source::Guess => Origin::Guess,
         }
     }
 
     /// The lower-case name used in JSON and the CLI: `srv`, `user`, `autoconfig`, `ispdb`,
-    /// `mx`, `autoconfig-http`.
+    /// `mx`, `autoconfig-http`, `pacc`, `autodiscover`, `guess`.
     pub fn name(self) -> &'static str {
         match self {
             Origin::Srv => "srv",
@@ -67,6 +79,9 @@ impl Origin {
             Origin::Ispdb => "ispdb",
             Origin::Mx => "mx",
             Origin::AutoconfigHttp => "autoconfig-http",
+            Origin::Pacc => "pacc",
+            Origin::Autodiscover => "autodiscover",
+            Origin::Guess => "guess",
         }
     }
 
