@@ -650,11 +650,6 @@ typedef enum {
 } mailsrv_oauth2_field;
 
 /**
- * Where the saved configuration came from.
- */
-typedef struct Origin Origin;
-
-/**
  * An account-discovery result (opaque, immutable except for taking probe streams, owned by
  * the caller).
  */
