@@ -102,13 +102,11 @@ impl Context {
     /// keep the resolver they started with.
     pub fn resolver(&self) -> Arc<Resolver> {
         let mut current = self.resolver.lock().unwrap_or_else(|p| p.into_inner());
-        if self.config.follows_system() {
-            let stamp = system_stamp(&self.config);
-            if stamp != current.1 {
-                current.1 = stamp;
-                if let Some(r) = self.rebuilt_resolver() {
-                    current.0 = r;
-                }
+        let stamp = system_stamp(&self.config);
+        if stamp != current.1 {
+            current.1 = stamp;
+            if let Some(r) = self.rebuilt_resolver() {
+                current.0 = r;
             }
         }
         current.0.clone()
@@ -193,7 +191,9 @@ impl Context {
         let domain = mail_domain(&req.domain)?;
         // Not `require_secure` here: an insecure answer must still reach the decision (and
         // the history); the verdict below is what refuses it.
-        let discovery = self.discover_future(&domain, &[req.saved.service], false)?;
+        let resolver = self.resolver();
+        let discovery =
+            self.discover_future(resolver.clone(), &domain, &[req.saved.service], false)?;
         let mut auth = AuthRequest::new(&domain, req.saved.service, "placeholder.invalid", 1);
         auth.probe = req.probe && self.config.probe;
         auth.require_secure = req.require_secure || self.config.require_secure;
@@ -203,7 +203,6 @@ impl Context {
         } else {
             None
         };
-        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
             let d = discovery.await?;
@@ -288,7 +287,9 @@ impl Context {
         flags: AutoconfigFlags,
     ) -> Result<impl Future<Output = Result<AutoConfig>> + Send + 'static + use<>> {
         let require_secure = flags.require_secure || self.config.require_secure;
-        let discovery = self.discover_future(address, &Service::ALL, require_secure)?;
+        let resolver = self.resolver();
+        let discovery =
+            self.discover_future(resolver.clone(), address, &Service::ALL, require_secure)?;
         let probe = flags.probe && self.config.probe;
         let trust = if probe {
             Some(self.trust_store()?)
@@ -296,7 +297,6 @@ impl Context {
             None
         };
         let accept_sibling = self.config.match_options.accept_sibling_service;
-        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
             let discovery = discovery.await?;
@@ -542,15 +542,16 @@ impl Context {
         )
     }
 
+    /// The discovery future, on `resolver` (the one the whole operation uses).
     fn discover_future(
         &self,
+        resolver: Arc<Resolver>,
         address: &str,
         services: &[Service],
         require_secure: bool,
     ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static + use<>> {
         // Bad input fails the call itself, before any request exists.
         let address = mail_domain(address)?;
-        let resolver = self.resolver();
         let opts = DiscoverOptions {
             services: services.to_vec(),
             require_secure: require_secure || self.config.require_secure,
@@ -567,7 +568,7 @@ impl Context {
         services: &[Service],
         require_secure: bool,
     ) -> Result<Discovery> {
-        self.run(self.discover_future(address, services, require_secure)?)
+        self.run(self.discover_future(self.resolver(), address, services, require_secure)?)
     }
 
     pub fn discover_async(
@@ -578,7 +579,7 @@ impl Context {
         deliver: Deliver<Discovery>,
     ) -> Result<RequestId> {
         self.spawn(
-            self.discover_future(address, services, require_secure)?,
+            self.discover_future(self.resolver(), address, services, require_secure)?,
             deliver,
         )
     }
