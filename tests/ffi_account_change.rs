@@ -108,6 +108,20 @@ fn check_with(
     unsafe { read(out) }
 }
 
+fn open_history(path: &std::path::Path) -> *mut mailsrv_history {
+    let mut h = ptr::null_mut();
+    let st = unsafe {
+        mailsrv_history_open(
+            c(path.to_str().unwrap()).as_ptr(),
+            &mut h,
+            ptr::null_mut(),
+            0,
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    h
+}
+
 fn check(address: &str, service: u32, saved: (&str, u16), origin: mailsrv_origin) -> Got {
     let ctx = ctx(0);
     let g = check_with(ctx, address, service, saved, origin, ptr::null_mut(), 0);
@@ -167,19 +181,8 @@ fn a_signed_mx_into_the_provider_updates() {
 fn the_ispdb_never_updates_it_waits_then_asks_with_the_binding() {
     let path = std::env::temp_dir().join(format!("mailsrv-acct-change-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let mut h = ptr::null_mut();
+    let h = open_history(&path);
     let ctx = ctx(0);
-    unsafe {
-        assert_eq!(
-            mailsrv_history_open(
-                c(path.to_str().unwrap()).as_ptr(),
-                &mut h,
-                ptr::null_mut(),
-                0
-            ),
-            mailsrv_status::Ok
-        );
-    }
     let now = 1_900_000_000;
     let saved = ("old.example.net", 993);
     let first = check_with(
@@ -230,18 +233,9 @@ fn the_ispdb_never_updates_it_waits_then_asks_with_the_binding() {
         "{text}"
     );
     // ... and gives it back after a restart, with the times the next check relies on.
-    let mut h = ptr::null_mut();
+    let h = open_history(&path);
     let mut source = 99;
     unsafe {
-        assert_eq!(
-            mailsrv_history_open(
-                c(path.to_str().unwrap()).as_ptr(),
-                &mut h,
-                ptr::null_mut(),
-                0
-            ),
-            mailsrv_status::Ok
-        );
         assert_eq!(
             mailsrv_history_source(
                 h,

@@ -113,13 +113,11 @@ impl Context {
     /// keep the resolver they started with.
     pub fn resolver(&self) -> Arc<Resolver> {
         let mut current = self.resolver.lock().unwrap_or_else(|p| p.into_inner());
-        if self.config.follows_system() {
-            let stamp = system_stamp(&self.config);
-            if stamp != current.1 {
-                current.1 = stamp;
-                if let Some(r) = self.rebuilt_resolver() {
-                    current.0 = r;
-                }
+        let stamp = system_stamp(&self.config);
+        if stamp != current.1 {
+            current.1 = stamp;
+            if let Some(r) = self.rebuilt_resolver() {
+                current.0 = r;
             }
         }
         current.0.clone()
@@ -200,7 +198,9 @@ impl Context {
         let domain = MailDomain::parse(&req.domain)?;
         // Not `require_secure` here: an insecure answer must still reach the decision (and
         // the history); the verdict below is what refuses it.
-        let discovery = self.discover_future(&domain, &[req.saved.service], false)?;
+        let resolver = self.resolver();
+        let discovery =
+            self.discover_future(resolver.clone(), &domain, &[req.saved.service], false)?;
         let mut auth = AuthRequest::new(&domain, req.saved.service, "placeholder.invalid", 1);
         auth.probe = req.probe && self.config.probe;
         auth.require_secure = req.require_secure || self.config.require_secure;
@@ -210,7 +210,6 @@ impl Context {
         } else {
             None
         };
-        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
             let d = discovery.await?;
@@ -295,12 +294,16 @@ impl Context {
         flags: AutoconfigFlags,
     ) -> Result<impl Future<Output = Result<AutoConfig>> + Send + 'static + use<>> {
         let require_secure = flags.require_secure || self.config.require_secure;
-        let discovery =
-            self.discover_future(&MailDomain::parse(address)?, &Service::ALL, require_secure)?;
+        let resolver = self.resolver();
+        let discovery = self.discover_future(
+            resolver.clone(),
+            &MailDomain::parse(address)?,
+            &Service::ALL,
+            require_secure,
+        )?;
         let probe = flags.probe && self.config.probe;
         let trust = if probe { Some(self.ca_store()?) } else { None };
         let accept_sibling = self.config.match_options.accept_sibling_service;
-        let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move {
             let discovery = discovery.await?;
@@ -559,14 +562,15 @@ impl Context {
         )
     }
 
+    /// The discovery future, on `resolver` (the one the whole operation uses).
     fn discover_future(
         &self,
+        resolver: Arc<Resolver>,
         domain: &MailDomain,
         services: &[Service],
         require_secure: bool,
     ) -> Result<impl Future<Output = Result<Discovery>> + Send + 'static + use<>> {
         let domain = domain.clone();
-        let resolver = self.resolver();
         let opts = DiscoverOptions {
             services: services.to_vec(),
             require_secure: require_secure || self.config.require_secure,
@@ -585,7 +589,7 @@ impl Context {
     ) -> Result<Discovery> {
         // Bad input fails the call itself, before any request exists.
         let domain = MailDomain::parse(address)?;
-        self.run(self.discover_future(&domain, services, require_secure)?)
+        self.run(self.discover_future(self.resolver(), &domain, services, require_secure)?)
     }
 
     pub fn discover_async(
@@ -597,7 +601,7 @@ impl Context {
     ) -> Result<RequestId> {
         let domain = MailDomain::parse(address)?;
         self.spawn(
-            self.discover_future(&domain, services, require_secure)?,
+            self.discover_future(self.resolver(), &domain, services, require_secure)?,
             deliver,
         )
     }
