@@ -365,7 +365,7 @@ typedef enum {
    */
   MAILSRV_ORIGIN_AUTODISCOVER = 8,
   /**
-   * Set up by guessing (MAILSRV_SOURCE_GUESS): a refresh guesses again. Since 0.1.
+   * Set up by guessing (MAILSRV_SOURCE_GUESS): a change check guesses again. Since 0.1.
    */
   MAILSRV_ORIGIN_GUESS = 9,
 } mailsrv_origin;
@@ -770,7 +770,7 @@ typedef struct mailsrv_candidate mailsrv_candidate;
 typedef struct mailsrv_cert_result mailsrv_cert_result;
 
 /**
- * A refresh decision (opaque, immutable, owned by the caller).
+ * A change decision (opaque, immutable, owned by the caller).
  */
 typedef struct mailsrv_change mailsrv_change;
 
@@ -936,7 +936,7 @@ extern "C" {
  * configuration gets a verdict, evidence and binding (mailsrv_candidate_verdict()):
  * DNSSEC (SRV, a signed MX for hosts in the provider's domain, a signed Autodiscover SRV),
  * PACC_DNSSEC, HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
- * A refresh (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
+ * A change check (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
  *
  * `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE (only DNSSEC and DANE count).
  * `out` (out, not NULL): owned, freed with mailsrv_account_free(). Returns OK also when no
@@ -1935,7 +1935,7 @@ mailsrv_status mailsrv_config_set_service_port(mailsrv_config *cfg,
  * URL asks for credentials (see mailsrv_autodiscover_cb, mailsrv_autodiscover_ask). Without
  * one (the default; `cb` NULL removes it) such URLs are reported
  * (mailsrv_account_source_unfollowed()) and never followed, and no credentials are ever
- * sent. A refresh (mailsrv_account_change_check()) never calls it. `userdata` is passed
+ * sent. A change check (mailsrv_account_change_check()) never calls it. `userdata` is passed
  * back as is; the context keeps both until mailsrv_ctx_free(), which waits for a call in
  * flight.
  *
@@ -2479,7 +2479,7 @@ mailsrv_status mailsrv_history_source(const mailsrv_history *h,
                                       uint32_t *source_out);
 
 /**
- * The refresh check for one saved service, blocking: re-discovers `service` for
+ * The change check for one saved service, blocking: re-discovers `service` for
  * `mail_domain`; when its first endpoint differs from the saved `saved_host`:`saved_port`
  * (and the configuration was not typed by the user), judges it with mailsrv_verify_srv_authenticity();
  * records the answer in `history` (may be NULL; in memory: call mailsrv_history_save());
@@ -2533,7 +2533,7 @@ mailsrv_status mailsrv_srv_change_check_async(mailsrv_ctx *ctx,
                                               mailsrv_request_id *id_out);
 
 /**
- * The multi-source refresh check (the successor of mailsrv_srv_change_check() for an
+ * The multi-source change check (the successor of mailsrv_srv_change_check() for an
  * account set up by mailsrv_account_discover()), blocking: re-discovers `address`
  * (`user@domain`) from every source but plain HTTP (MAILSRV_SOURCE_AUTOCONFIG_HTTP is
  * always left out), looks only at the candidates of the saved `service` (IMAP never turns

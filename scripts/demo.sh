@@ -80,12 +80,12 @@ run $B connect "127.0.20.1:$IMAPS" --expect-dns-id mail.example.net "${DNS[@]}" 
 say "7. Later: the SRV record changed. What may the client do?"
 hist=$(mktemp -d)/history
 note "The account was set up with old.example.net; insecure.test now points elsewhere."
-run $B refresh insecure.test --service imaps --saved old.example.net:993 --history "$hist" "${DNS[@]}" "${TLS[@]}"
+run $B change insecure.test --service imaps --saved old.example.net:993 --history "$hist" "${DNS[@]}" "${TLS[@]}"
 note "Eight days later, the same unverified answer has persisted: now the user may be asked."
-run $B refresh insecure.test --service imaps --saved old.example.net:993 --history "$hist" \
+run $B change insecure.test --service imaps --saved old.example.net:993 --history "$hist" \
     --now $(( $(date +%s) + 8 * 86400 )) "${DNS[@]}" "${TLS[@]}"
 note "For the signed domain the change is authenticated, so the client may update at once:"
-run $B refresh example.com --service imaps --saved old.example.net:993 "${DNS[@]}" "${TLS[@]}"
+run $B change example.com --service imaps --saved old.example.net:993 "${DNS[@]}" "${TLS[@]}"
 rm -rf "$(dirname "$hist")"
 
 say "8. Most domains publish no SRV records: account discovery asks every source clients use"

@@ -164,11 +164,11 @@ fn connect_json_shape() {
     assert!(j["greeting"].as_str().unwrap().starts_with("* OK"));
 }
 
-/// `verify` and `refresh` say how the account must connect (`"connect"`), and `connect
+/// `verify` and `change` say how the account must connect (`"connect"`), and `connect
 /// --binding` makes that connection: the SNI relay at relay.example.net gets SNI = the mail
 /// domain and must prove its SRV-ID (docs/SECURITY.md, "SNI relay").
 #[test]
-fn verify_and_refresh_json_carry_the_binding() {
+fn verify_and_change_json_carry_the_binding() {
     let ns = env("MAILSRV_TEST_NS");
     let anchor = env("MAILSRV_TEST_ANCHOR");
     let ca = env("MAILSRV_TEST_CA");
@@ -203,7 +203,7 @@ fn verify_and_refresh_json_carry_the_binding() {
 
     let saved = format!("mail.example.net:{}", port("IMAPS"));
     let argv = with(&[
-        "refresh",
+        "change",
         "relayed.hosted.test",
         "--service",
         "imaps",
@@ -271,19 +271,19 @@ fn nothing_usable_is_never_silent_and_exits_2() {
     assert_eq!(code, Some(0), "{out}");
 }
 
-/// `refresh --origin` takes every origin, by its own name or by the `source` names of
+/// `change --origin` takes every origin, by its own name or by the `source` names of
 /// `autoconfig`; a configuration from any source but SRV is re-discovered from every
 /// source (the multi-source account check), and the JSON says which source named the new
 /// server and which origin to save with it (issue 16).
 #[test]
-fn refresh_handles_every_origin() {
+fn change_handles_every_origin() {
     let ns = env("MAILSRV_TEST_NS");
     let anchor = env("MAILSRV_TEST_ANCHOR");
     let ca = env("MAILSRV_TEST_CA");
     let ispdb = env("MAILSRV_TEST_ISPDB");
-    let refresh = |address: &str, origin: &str, extra: &[&str]| {
+    let change = |address: &str, origin: &str, extra: &[&str]| {
         let mut argv = vec![
-            "refresh",
+            "change",
             address,
             "--service",
             "imaps",
@@ -308,7 +308,7 @@ fn refresh_handles_every_origin() {
 
     // The mail domain's own HTTPS document (provider URL or .well-known): UPDATE.
     for origin in ["autoconfig", "autoconfig-wellknown"] {
-        let (ok, j, err) = refresh("joe@ac.test", origin, &[]);
+        let (ok, j, err) = change("joe@ac.test", origin, &[]);
         assert!(ok, "{origin}: {err}");
         assert_eq!(j["check"], "account", "{j}");
         assert_eq!(j["saved_origin"], "autoconfig");
@@ -323,7 +323,7 @@ fn refresh_handles_every_origin() {
     }
     // A signed MX into the provider.
     for origin in ["mx", "mx-autoconfig", "mx-ispdb"] {
-        let (ok, j, err) = refresh("joe@mxs.example.com", origin, &[]);
+        let (ok, j, err) = change("joe@mxs.example.com", origin, &[]);
         assert!(ok, "{origin}: {err}");
         assert_eq!(
             (&j["check"], &j["saved_origin"]),
@@ -337,13 +337,13 @@ fn refresh_handles_every_origin() {
     }
     // The ISPDB's word never updates: WAIT, then ASK_USER once it persisted; the history
     // file records that the ISPDB named the server.
-    let hist = std::env::temp_dir().join(format!("mailsrv-cli-refresh-{}", std::process::id()));
+    let hist = std::env::temp_dir().join(format!("mailsrv-cli-change-{}", std::process::id()));
     let _ = std::fs::remove_file(&hist);
     let hist_arg = hist.to_str().unwrap();
     let now = 1_900_000_000u64;
     for (at, want) in [(now, "wait"), (now + 8 * 86_400, "ask_user")] {
         let at = at.to_string();
-        let (ok, j, err) = refresh(
+        let (ok, j, err) = change(
             "joe@ispdbonly.ac.test",
             "ispdb",
             &["--history", hist_arg, "--now", &at],
@@ -364,14 +364,14 @@ fn refresh_handles_every_origin() {
         "{text}"
     );
     let _ = std::fs::remove_file(&hist);
-    // Plain HTTP is never asked by a refresh; user-typed never changes (the SRV check).
-    let (ok, j, err) = refresh("joe@plain.ac.test", "autoconfig-http", &[]);
+    // Plain HTTP is never asked by a change check; user-typed never changes (the SRV check).
+    let (ok, j, err) = change("joe@plain.ac.test", "autoconfig-http", &[]);
     assert!(ok, "{err}");
     assert_eq!(
         (&j["check"], &j["decision"]),
         (&"account".into(), &"no_change".into())
     );
-    let (ok, j, err) = refresh("joe@ac.test", "user", &[]);
+    let (ok, j, err) = change("joe@ac.test", "user", &[]);
     assert!(ok, "{err}");
     assert_eq!(
         (&j["check"], &j["decision"]),
@@ -380,7 +380,7 @@ fn refresh_handles_every_origin() {
     assert!(j["origin"].is_null());
 
     // Bad input: an unknown origin, and a domain where the documents need the address.
-    let (ok, _, err) = refresh("joe@ac.test", "dns", &[]);
+    let (ok, _, err) = change("joe@ac.test", "dns", &[]);
     assert!(!ok && err.contains("--origin takes one of"), "{err}");
     for name in [
         "srv",
@@ -395,7 +395,7 @@ fn refresh_handles_every_origin() {
     ] {
         assert!(err.contains(name), "{name} missing from {err}");
     }
-    let (ok, _, err) = refresh("ac.test", "autoconfig", &[]);
+    let (ok, _, err) = change("ac.test", "autoconfig", &[]);
     assert!(!ok && err.contains("ADDRESS (user@domain)"), "{err}");
 }
 

@@ -17,7 +17,7 @@ const USAGE: &str = "usage:
   mailsrv connect HOST:PORT [--starttls imap|pop3|smtp] [--sni NAME]
                   [--expect-srv-id SERVICE:DOMAIN]... [--expect-dns-id NAME]... [COMMON]
   mailsrv connect --binding TEXT [COMMON]
-  mailsrv refresh DOMAIN|ADDRESS --service NAME --saved HOST:PORT [--origin NAME]
+  mailsrv change DOMAIN|ADDRESS --service NAME --saved HOST:PORT [--origin NAME]
                   [--history FILE] [--now UNIX] [--ispdb URL] [--no-probe]
                   [--require-secure] [COMMON]
   mailsrv check-cert CERT.pem (--dns-id NAME | --srv-id SERVICE:DOMAIN | --ip ADDR)...
@@ -73,7 +73,7 @@ fn run(args: &[String]) -> Result<u8, String> {
         "verify" => verify(rest),
         "autoconfig" => autoconfig(rest),
         "connect" => connect(rest).map(|()| 0),
-        "refresh" => refresh(rest).map(|()| 0),
+        "change" => change(rest).map(|()| 0),
         "audit" => audit(rest).map(|()| 0),
         "version" => {
             println!("mailsrv {}", env!("CARGO_PKG_VERSION"));
@@ -558,11 +558,11 @@ fn autoconfig(args: &[String]) -> Result<u8, String> {
     ))
 }
 
-/// `refresh`: the refresh check for one saved service, with an optional history file:
+/// `change`: the change check for one saved service, with an optional history file:
 /// srv_change_check for a configuration from SRV (or typed by the user), the multi-source
 /// account_change_check for one from any other source (`--origin` takes the origin names
 /// and the `source` names of `autoconfig`).
-fn refresh(args: &[String]) -> Result<(), String> {
+fn change(args: &[String]) -> Result<(), String> {
     use mailsrv::core::verdict::change::{ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved};
     use mailsrv::core::verdict::history::History;
     use std::sync::{Arc, Mutex};
@@ -585,7 +585,7 @@ fn refresh(args: &[String]) -> Result<(), String> {
         ],
     )?;
     let [domain] = positional.as_slice() else {
-        return Err(format!("refresh takes one DOMAIN or ADDRESS\n{USAGE}"));
+        return Err(format!("change takes one DOMAIN or ADDRESS\n{USAGE}"));
     };
     let get = |k: &str| {
         options
@@ -804,7 +804,7 @@ fn print_connection(mut conn: MailConnection, json: bool) -> Result<(), String> 
     Ok(())
 }
 
-/// The `"connect"` object of `verify` and `refresh`: how the account must connect.
+/// The `"connect"` object of `verify` and `change`: how the account must connect.
 fn binding_json(b: Option<&Binding>) -> Value {
     match b {
         None => Value::Null,

@@ -186,7 +186,7 @@ impl Context {
         self.spawn(self.authenticity_future(req)?, deliver)
     }
 
-    /// The refresh check for one service (docs/design.md §2.12): a fresh discovery of that
+    /// The change check for one service (docs/design.md §2.12): a fresh discovery of that
     /// service, the authenticity of its first endpoint when it differs from the saved one,
     /// the observation recorded in `history` (in memory: the caller saves it), and the
     /// decision.
@@ -349,7 +349,7 @@ impl Context {
     /// once (the defaults when empty), the best-ranked configuration, and a verdict, evidence
     /// and binding for each of its servers. The ISPDB URL, the per-fetch deadlines, the
     /// service ports and the Autodiscover hook come from the configuration (the hook only
-    /// when `interactive`: a refresh never asks the user); `flags.probe` and
+    /// when `interactive`: a change check never asks the user); `flags.probe` and
     /// `flags.require_secure` as for `autoconfigure`.
     fn account_future(
         &self,
@@ -408,7 +408,7 @@ impl Context {
         self.spawn(self.account_future(address, sources, flags, true)?, deliver)
     }
 
-    /// The multi-source refresh check (the successor of `srv_change_check` for accounts set
+    /// The multi-source change check (the successor of `srv_change_check` for accounts set
     /// up by account discovery): a fresh account discovery of `req.domain` (an address)
     /// from every default source but plain HTTP (and guessing only for an account set up by
     /// guessing), never asking the user, the candidates of the saved service only, the

@@ -235,7 +235,7 @@ fn opt_ptr(s: &Option<CString>) -> *const c_char {
 /// configuration gets a verdict, evidence and binding (mailsrv_candidate_verdict()):
 /// DNSSEC (SRV, a signed MX for hosts in the provider's domain, a signed Autodiscover SRV),
 /// PACC_DNSSEC, HTTPS_DOMAIN, ISPDB, DANE, or the TLS probe; nothing else is AUTHENTIC.
-/// A refresh (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
+/// A change check (re-discovery of a saved account) must leave out AUTOCONFIG_HTTP.
 ///
 /// `flags`: MAILSRV_FLAG_NO_PROBE, MAILSRV_FLAG_REQUIRE_SECURE (only DNSSEC and DANE count).
 /// `out` (out, not NULL): owned, freed with mailsrv_account_free(). Returns OK also when no

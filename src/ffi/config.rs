@@ -343,7 +343,7 @@ pub unsafe extern "C" fn mailsrv_config_set_service_port(
 /// URL asks for credentials (see mailsrv_autodiscover_cb, mailsrv_autodiscover_ask). Without
 /// one (the default; `cb` NULL removes it) such URLs are reported
 /// (mailsrv_account_source_unfollowed()) and never followed, and no credentials are ever
-/// sent. A refresh (mailsrv_account_change_check()) never calls it. `userdata` is passed
+/// sent. A change check (mailsrv_account_change_check()) never calls it. `userdata` is passed
 /// back as is; the context keeps both until mailsrv_ctx_free(), which waits for a call in
 /// flight.
 ///

@@ -1,6 +1,6 @@
 //! `mailsrv_history` (first/last-seen times of answers and the source that named them, in
 //! a file the client chooses) and `mailsrv_srv_change_check` /
-//! `mailsrv_account_change_check` (the refresh decision for one saved service).
+//! `mailsrv_account_change_check` (the change decision for one saved service).
 
 use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
@@ -52,7 +52,7 @@ pub enum mailsrv_origin {
     Pacc = 7,
     /// Set up from Exchange Autodiscover (MAILSRV_SOURCE_AUTODISCOVER). Since 0.1.
     Autodiscover = 8,
-    /// Set up by guessing (MAILSRV_SOURCE_GUESS): a refresh guesses again. Since 0.1.
+    /// Set up by guessing (MAILSRV_SOURCE_GUESS): a change check guesses again. Since 0.1.
     Guess = 9,
 }
 
@@ -73,7 +73,7 @@ pub enum mailsrv_decision {
     Reject = 5,
 }
 
-/// A refresh decision (opaque, immutable, owned by the caller).
+/// A change decision (opaque, immutable, owned by the caller).
 pub struct mailsrv_change {
     decision: mailsrv_decision,
     target: Option<CString>,
@@ -483,7 +483,7 @@ unsafe fn change_async<O: Send + 'static>(
     started(start(&ctx.inner, req, history, deliver), id_out)
 }
 
-/// The refresh check for one saved service, blocking: re-discovers `service` for
+/// The change check for one saved service, blocking: re-discovers `service` for
 /// `mail_domain`; when its first endpoint differs from the saved `saved_host`:`saved_port`
 /// (and the configuration was not typed by the user), judges it with mailsrv_verify_srv_authenticity();
 /// records the answer in `history` (may be NULL; in memory: call mailsrv_history_save());
@@ -583,7 +583,7 @@ pub unsafe extern "C" fn mailsrv_srv_change_check_async(
     }
 }
 
-/// The multi-source refresh check (the successor of mailsrv_srv_change_check() for an
+/// The multi-source change check (the successor of mailsrv_srv_change_check() for an
 /// account set up by mailsrv_account_discover()), blocking: re-discovers `address`
 /// (`user@domain`) from every source but plain HTTP (MAILSRV_SOURCE_AUTOCONFIG_HTTP is
 /// always left out), looks only at the candidates of the saved `service` (IMAP never turns

@@ -446,7 +446,7 @@ class Source(_OpenIntEnum):
         AUTOCONFIG: The mail domain's ``https://autoconfig.<domain>/`` document.
         AUTOCONFIG_WELLKNOWN: The mail domain's ``/.well-known/autoconfig/`` document.
         AUTOCONFIG_HTTP: The legacy plain-HTTP document (never AUTHENTIC by itself; a
-            refresh leaves it out).
+            a change check leaves it out).
         ISPDB: The ISPDB's entry for the mail domain.
         MX_AUTOCONFIG: The autoconfig document of the provider named by the MX.
         MX_ISPDB: The ISPDB entry of the provider named by the MX.
@@ -612,7 +612,7 @@ class Origin(_OpenIntEnum):
             without the user).
         PACC: Set up from the mail domain's PACC document.
         AUTODISCOVER: Set up from Exchange Autodiscover.
-        GUESS: Set up by guessing (a refresh guesses again).
+        GUESS: Set up by guessing (a change check guesses again).
     """
 
     SRV = 1
@@ -2228,7 +2228,7 @@ def _source_mask(
     sources: Optional[Iterable[Union[Source, int, str]]], plain_http: bool, guess: bool = False
 ) -> int:
     """The C mask of ``sources`` (None: every source but GUESS); ``guess`` adds GUESS;
-    without ``plain_http`` AUTOCONFIG_HTTP is left out (as a refresh must)."""
+    without ``plain_http`` AUTOCONFIG_HTTP is left out (as a change check must)."""
     if isinstance(sources, (str, bytes, int)):
         raise TypeError("sources must be an iterable of mailsrv.Source values or names, not one value")
     mask = 0
@@ -2245,7 +2245,7 @@ def _source_mask(
 
 @dataclass(frozen=True)
 class Change:
-    """The refresh decision for one saved service (:meth:`Context.srv_change_check`).
+    """The change decision for one saved service (:meth:`Context.srv_change_check`).
 
     Attributes:
         decision: NO_CHANGE, UPDATE, ASK_USER, WAIT or REJECT (:class:`Decision`).
@@ -2706,7 +2706,7 @@ class Context:
         return ``(user, password)`` to send them to the HTTPS ``url``, or None. Without it
         such URLs are only reported (:attr:`SourceReport.unfollowed`) and no credentials are
         ever sent. Exceptions it raises count as "no" and are kept in
-        :attr:`callback_errors`. A refresh never calls it.
+        :attr:`callback_errors`. A change check never calls it.
     :raises MailsrvError: INVALID_ARG (bad nameserver or value), BAD_TRUST_ANCHOR, RUNTIME.
     """
 
@@ -3477,7 +3477,7 @@ class Context:
 
         :param sources: the sources to ask (:class:`Source` values or names); None: every
             source but GUESS.
-        :param plain_http: ask the legacy plain-HTTP URL; a refresh of a saved account must
+        :param plain_http: ask the legacy plain-HTTP URL; a change check of a saved account must
             pass False.
         :param guess: also guess host names (last, opt-in).
         :param probe: judge servers that no tamper-proof evidence covers with the TLS probe;
@@ -3523,7 +3523,7 @@ class Context:
             f"address {_shown(address)} is not an e-mail address (user@domain)",
         )
 
-    # ---- refresh decision
+    # ---- change decision
 
     @staticmethod
     def _change_args(
@@ -3568,7 +3568,7 @@ class Context:
         *,
         require_secure: bool = False,
     ) -> Change:
-        """The refresh check for one saved service, blocking: re-discovers ``service`` for
+        """The change check for one saved service, blocking: re-discovers ``service`` for
         ``domain``; when its first endpoint differs from ``saved_host``:``saved_port`` (and
         the configuration came from SRV), judges it like :meth:`verify_srv_authenticity`;
         records the answer in ``history`` (in memory: call ``history.save()``); then decides
@@ -3660,7 +3660,7 @@ class Context:
         probe: bool = True,
         require_secure: bool = False,
     ) -> Change:
-        """The refresh check of an account set up by :meth:`discover_account` (the
+        """The change check of an account set up by :meth:`discover_account` (the
         multi-source successor of :meth:`srv_change_check`; mailsrv_account_change_check),
         blocking: re-discovers ``address`` from every source but plain HTTP, looks only at
         the candidates of the saved ``service`` (IMAP never turns into POP3), records the

@@ -295,7 +295,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_candidate_verdict": (_P, [_P]),
     "mailsrv_candidate_verdict_status": (mailsrv_status, [_P]),
     "mailsrv_source_name": (c_char_p, [c_uint32]),
-    # observation history and the refresh decision
+    # observation history and the change decision
     "mailsrv_history_open": (mailsrv_status, [c_char_p, POINTER(c_void_p), c_char_p, c_size_t]),
     "mailsrv_history_save": (mailsrv_status, [_P, c_char_p, c_size_t]),
     "mailsrv_history_free": (None, [_P]),

@@ -9,7 +9,7 @@ use crate::core::verdict::binding::Binding;
 use crate::core::verdict::change::{Advice, Decision, Origin, Saved, advice, decide_moved};
 use crate::core::verdict::history::Seen;
 
-/// The multi-source refresh decision and what it was based on.
+/// The multi-source change decision and what it was based on.
 #[derive(Debug)]
 pub struct AccountChangeOutcome {
     pub advice: Advice,
@@ -35,7 +35,7 @@ impl AccountChangeOutcome {
     }
 }
 
-/// What the multi-source refresh ([`decide_account`]) knows about one fresh candidate of
+/// What the multi-source change check ([`decide_account`]) knows about one fresh candidate of
 /// the saved service.
 #[derive(Debug, Clone)]
 pub struct FreshCandidate {
@@ -49,7 +49,7 @@ pub struct FreshCandidate {
     pub binding: Option<Binding>,
 }
 
-/// The multi-source refresh decision (the successor of [`decide`] for configurations set
+/// The multi-source change decision (the successor of [`decide`] for configurations set
 /// up by account discovery). `fresh` is `None` when no source found a configuration, else
 /// the candidates of the saved service only, in document order (a protocol never changes
 /// without the user). Returns the advice and the index of the candidate it is about.

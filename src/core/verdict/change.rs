@@ -1,4 +1,4 @@
-//! The refresh decision (docs/design.md §2.12): given a saved account configuration, a fresh
+//! The change decision (docs/design.md §2.12): given a saved account configuration, a fresh
 //! discovery, the authenticity verdict on the fresh answer and how long that answer has been
 //! observed, what may the client do? Pure logic: no I/O, no clock.
 
@@ -32,7 +32,7 @@ pub enum Origin {
     Pacc,
     /// Set up from Exchange Autodiscover.
     Autodiscover,
-    /// Set up by guessing host names (a refresh guesses again).
+    /// Set up by guessing host names (a change check guesses again).
     Guess,
 }
 
@@ -283,7 +283,7 @@ fn decide_unbound(
 }
 
 /// The decision once the fresh server differs from the saved one (shared by the SRV and
-/// the multi-source refresh).
+/// the multi-source change check).
 pub(crate) fn decide_moved(
     saved: &Saved,
     target: (String, u16),
