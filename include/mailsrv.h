@@ -120,6 +120,16 @@ struct rustls_verify_server_cert_params;
 #define MAILSRV_FLAG_KEEP_PROBE 16
 
 /**
+ * Flag for mailsrv_cert_check() and mailsrv_verify_srv_authenticity_with_chains(): the
+ * caller's own TLS stack (OpenSSL, GnuTLS, NSS) already validated the path to its trust
+ * store, so mailsrv skips path validation, dates and the leaf key check and checks only
+ * the RFC 7817 / RFC 9525 identity of the leaf (the name constraints of the other
+ * certificates given still apply to SRV-IDs). Per call only; other calls refuse it
+ * (INVALID_ARG). Since 0.1.
+ */
+#define MAILSRV_FLAG_NAMES_ONLY 32
+
+/**
  * The result of every fallible call. 0 is success; the ranges are 1-99 usage and internal,
  * 100-199 DNS, 200-299 DNSSEC, 300-399 TLS and certificates, 400-499 network and mail
  * protocols. Numbers are never changed or reused.
@@ -1544,7 +1554,16 @@ mailsrv_status mailsrv_connect_with_binding_async(mailsrv_ctx *ctx,
  *
  * `certs[i]` / `cert_lens[i]` (borrowed): `n` DER certificates, the leaf first, then the
  * intermediates the server sent. `identity` (borrowed, not empty). `flags`:
- * MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's).
+ * MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's),
+ * MAILSRV_FLAG_NAMES_ONLY.
+ *
+ * Names-only mode (MAILSRV_FLAG_NAMES_ONLY), for a client whose own TLS stack already
+ * validated the path against its own trust store: no path validation, no dates, no key
+ * check and no CA store (NO_TRUST_ANCHORS never comes back); only the identity of
+ * `certs[0]`, with the dNSName name constraints of the other certificates given (pass the
+ * path your stack validated) applied to SRV-IDs and CN-IDs, which OpenSSL, GnuTLS and NSS
+ * do not read. mailsrv_cert_result_path_len() is then 0. Use it only after your stack's
+ * own verification succeeded: on its own it proves nothing about who holds the key.
  * `out` (out, not NULL): owned result on success, freed with mailsrv_cert_result_free();
  * NULL on failure. `errbuf`/`errlen` (may be NULL/0): the precise reason on failure.
  * Returns OK (verified), CERT_EXPIRED, CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH,
@@ -1595,7 +1614,8 @@ const char *mailsrv_cert_result_matched(const mailsrv_cert_result *r);
 uint32_t mailsrv_cert_result_kind(const mailsrv_cert_result *r);
 
 /**
- * Length of the validated path: the leaf and the intermediates used (not the trust anchor).
+ * Length of the validated path: the leaf and the intermediates used (not the trust anchor);
+ * 0 after a names-only check (MAILSRV_FLAG_NAMES_ONLY), which validates no path.
  * Since 0.1.
  *
  * # Safety
@@ -1687,8 +1707,10 @@ mailsrv_status mailsrv_config_add_negative_trust_anchor(mailsrv_config *cfg, con
 mailsrv_status mailsrv_config_set_trust_anchor_file(mailsrv_config *cfg, const char *path);
 
 /**
- * Trusts the CA certificates in the PEM file `path` instead of the system store (used for
- * certificate checks). NULL restores the system store.
+ * Trusts the CA certificates in the PEM file `path` (used for certificate checks): by
+ * default instead of the system store; with MAILSRV_CA_MODE_ADD
+ * (mailsrv_config_set_ca_mode()) in addition to it. NULL removes the file (the system
+ * store, plus any in-memory CAs).
  *
  * Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
  * Since 0.1.
@@ -1697,6 +1719,43 @@ mailsrv_status mailsrv_config_set_trust_anchor_file(mailsrv_config *cfg, const c
  * `cfg` valid; `path` NULL or a NUL-terminated string.
  */
 mailsrv_status mailsrv_config_set_ca_file(mailsrv_config *cfg, const char *path);
+
+/**
+ * Chooses whether the CA file and the in-memory CAs replace the system store
+ * (MAILSRV_CA_MODE_REPLACE, the default) or are added to it (MAILSRV_CA_MODE_ADD). Without
+ * a CA file or in-memory CAs the mode does not matter: the system store is used.
+ *
+ * `cfg` borrowed, not NULL. `mode`: a mailsrv_ca_mode value.
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown mode).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` NULL or valid.
+ */
+mailsrv_status mailsrv_config_set_ca_mode(mailsrv_config *cfg, uint32_t mode);
+
+/**
+ * Trusts the CA certificates in `pem` (`len` bytes: any number of PEM CERTIFICATE blocks,
+ * other blocks skipped, or one DER certificate), for clients that keep their CAs in their
+ * own account store rather than in a file. Repeatable; the certificates are checked and
+ * copied now (the buffer may be freed right after). They join the CA file, if any, and
+ * replace or join the system store as mailsrv_config_set_ca_mode() says.
+ *
+ * `cfg` borrowed, not NULL. `pem` borrowed, `len` > 0. `errbuf` (may be NULL) receives the
+ * reason when not OK.
+ * Returns OK, NULL_ARG or INVALID_ARG (no certificate, malformed PEM, a certificate that
+ * cannot be a trust anchor; the config is unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` NULL or valid; `pem` NULL or `len` readable bytes; `errbuf` NULL or `errlen`
+ * writable bytes.
+ */
+mailsrv_status mailsrv_config_add_ca_pem(mailsrv_config *cfg,
+                                         const uint8_t *pem,
+                                         size_t len,
+                                         char *errbuf,
+                                         size_t errlen);
 
 /**
  * Reads host addresses from the hosts(5) file `path` before DNS, as getaddrinfo does with

@@ -9,11 +9,11 @@ use tokio::time::Instant;
 use super::account::change::{AccountChangeOutcome, FreshCandidate, decide_account};
 use super::account::{AccountDiscovery, AccountOptions, Source, discover_account};
 use super::address::MailDomain;
-use super::cert::ca_store::CaStore;
+use super::cert::ca_store::{CaStore, parse_anchor_certs};
 use super::cert::dane::{self, TlsaState};
 use super::cert::identity::{MatchOptions, ReferenceIdentity};
-use super::cert::verifier::{CertVerdict, verify_cert};
-use super::config::Config;
+use super::cert::verifier::{CertVerdict, check_names_only, verify_cert};
+use super::config::{CaMode, Config};
 use super::dns::anchors::AnchorSource;
 use super::dns::discover::{DiscoverOptions, Discovery, discover};
 use super::dns::resolver::Resolver;
@@ -97,6 +97,22 @@ impl Context {
             .collect();
         let options = self.config.match_options.union(options);
         verify_cert(&store, &chain, identity, &options, UnixTime::now())
+    }
+
+    /// [`Context::check_cert`] without path validation (the caller's TLS stack did it):
+    /// the names of the leaf only (see [`check_names_only`]). No CA store is needed.
+    pub fn check_cert_names(
+        &self,
+        chain: &[Vec<u8>],
+        identity: &ReferenceIdentity,
+        options: MatchOptions,
+    ) -> Result<CertVerdict> {
+        let chain: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let options = self.config.match_options.union(options);
+        check_names_only(&chain, identity, &options)
     }
 
     /// Checks `req` now, and returns the authenticity future (see [`authenticity::verify`]).
@@ -436,12 +452,40 @@ impl Context {
         self.spawn(self.account_change_future(req, history)?, deliver)
     }
 
-    /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
+    /// The CA certificates trusted for TLS: the system store, unless a CA file or in-memory
+    /// CAs are configured; those replace it (`CaMode::Replace`, the default) or are added to
+    /// it (`CaMode::Add`; with an empty or unreadable system store they are used alone).
     pub fn ca_store(&self) -> Result<CaStore> {
         self.trust
-            .get_or_try_init(|| match &self.config.ca_file {
-                Some(p) => CaStore::from_pem_file(p),
-                None => CaStore::system(),
+            .get_or_try_init(|| {
+                let cfg = &self.config;
+                match (&cfg.ca_file, cfg.ca_certs.is_empty(), cfg.ca_mode) {
+                    (None, true, _) => return CaStore::system(),
+                    (Some(p), true, CaMode::Replace) => return CaStore::from_pem_file(p),
+                    _ => {}
+                }
+                let mut certs = Vec::new();
+                let mut names = Vec::new();
+                if let Some(p) = &cfg.ca_file {
+                    let name = p.display().to_string();
+                    let bytes = std::fs::read(p)
+                        .map_err(|e| Error::Io(format!("cannot read CA file {name}: {e}")))?;
+                    certs = parse_anchor_certs(&bytes, &format!("CA file {name}"))
+                        .map_err(|e| Error::NoTrustAnchors(e.detail().to_string()))?;
+                    names.push(name);
+                }
+                if !cfg.ca_certs.is_empty() {
+                    names.push(format!("{} in-memory CA certificates", cfg.ca_certs.len()));
+                    certs.extend(cfg.ca_certs.iter().cloned());
+                }
+                let source = names.join(" + ");
+                match cfg.ca_mode {
+                    CaMode::Replace => CaStore::from_der_certs(certs, &source),
+                    CaMode::Add => match CaStore::system() {
+                        Ok(system) => system.with_extra(&certs, &source),
+                        Err(_) => CaStore::from_der_certs(certs, &source),
+                    },
+                }
             })
             .cloned()
     }

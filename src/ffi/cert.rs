@@ -70,7 +70,16 @@ impl mailsrv_cert_result {
 ///
 /// `certs[i]` / `cert_lens[i]` (borrowed): `n` DER certificates, the leaf first, then the
 /// intermediates the server sent. `identity` (borrowed, not empty). `flags`:
-/// MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's).
+/// MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's),
+/// MAILSRV_FLAG_NAMES_ONLY.
+///
+/// Names-only mode (MAILSRV_FLAG_NAMES_ONLY), for a client whose own TLS stack already
+/// validated the path against its own trust store: no path validation, no dates, no key
+/// check and no CA store (NO_TRUST_ANCHORS never comes back); only the identity of
+/// `certs[0]`, with the dNSName name constraints of the other certificates given (pass the
+/// path your stack validated) applied to SRV-IDs and CN-IDs, which OpenSSL, GnuTLS and NSS
+/// do not read. mailsrv_cert_result_path_len() is then 0. Use it only after your stack's
+/// own verification succeeded: on its own it proves nothing about who holds the key.
 /// `out` (out, not NULL): owned result on success, freed with mailsrv_cert_result_free();
 /// NULL on failure. `errbuf`/`errlen` (may be NULL/0): the precise reason on failure.
 /// Returns OK (verified), CERT_EXPIRED, CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH,
@@ -104,7 +113,13 @@ pub unsafe extern "C" fn mailsrv_cert_check(
         }
         let Some(flags) = call_flags(flags) else { return mailsrv_status::InvalidArg };
         let chain = unsafe { copy_chain(certs, cert_lens, n) };
-        let result = chain.and_then(|c| ctx.inner.check_cert(&c, &identity.inner, flags.match_options));
+        let result = chain.and_then(|c| {
+            if flags.names_only {
+                ctx.inner.check_cert_names(&c, &identity.inner, flags.match_options)
+            } else {
+                ctx.inner.check_cert(&c, &identity.inner, flags.match_options)
+            }
+        });
         finish(result, errbuf, errlen, |v| {
             *out = Box::into_raw(Box::new(mailsrv_cert_result::new(v)));
         })
@@ -176,7 +191,8 @@ pub unsafe extern "C" fn mailsrv_cert_result_kind(r: *const mailsrv_cert_result)
     ffi_boundary! { try_ref!(r).kind as u32 }
 }
 
-/// Length of the validated path: the leaf and the intermediates used (not the trust anchor).
+/// Length of the validated path: the leaf and the intermediates used (not the trust anchor);
+/// 0 after a names-only check (MAILSRV_FLAG_NAMES_ONLY), which validates no path.
 /// Since 0.1.
 ///
 /// # Safety

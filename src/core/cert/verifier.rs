@@ -535,6 +535,45 @@ pub fn verify_cert(
     verify_detailed(store, leaf, intermediates, reference, options, now).map_err(|f| f.to_core())
 }
 
+/// The names-only check, for a client whose own TLS stack (OpenSSL, GnuTLS, NSS) already
+/// validated the path to its own trust store: no path validation, no dates, no key check;
+/// only the RFC 7817 / RFC 9525 identity of the leaf (`chain[0]`). The dNSName name
+/// constraints of the other certificates given (the client's validated path) are still
+/// applied to SRV-IDs and CN-IDs, which the client's stack does not read. The result's
+/// path is empty: nothing was validated here.
+///
+/// Errors: [`Error::InvalidArg`] (empty chain or reference list), [`Error::BadCertificate`]
+/// (a leaf or a SAN that does not parse), [`Error::NameMismatch`].
+pub fn check_names_only(
+    chain: &[CertificateDer<'_>],
+    reference: &ReferenceIdentity,
+    options: &MatchOptions,
+) -> Result<CertVerdict> {
+    let Some((leaf, issuers)) = chain.split_first() else {
+        return Err(Error::InvalidArg("empty certificate chain".into()));
+    };
+    if reference.is_empty() {
+        return Err(Error::InvalidArg("no reference identifiers".into()));
+    }
+    let mut constraints = DnsConstraints::default();
+    for ca in issuers {
+        constraints.add_cert(ca.as_ref());
+    }
+    let chain = VerifiedChain {
+        path: Vec::new(),
+        anchor_subject: String::new(),
+        constraints,
+    };
+    let mut presented = PresentedIds::from_der(leaf.as_ref())?;
+    chain.restrict(&mut presented);
+    let matched = match_identity(reference, &presented, options)?;
+    Ok(CertVerdict {
+        matched,
+        chain,
+        presented,
+    })
+}
+
 // ------------------------------------------------------------------ error mapping
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (proleptic Gregorian, no leap seconds).
