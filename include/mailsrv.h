@@ -737,6 +737,14 @@ typedef struct mailsrv_history mailsrv_history;
 typedef struct mailsrv_identity mailsrv_identity;
 
 /**
+ * The two certificate chains a client with its own TLS stack got (opaque, owned by the
+ * caller, single-threaded; copied by each call that takes it): chain 0 from its
+ * connection to the target with SNI = the mail domain (the probe), chain 1 from its
+ * connection to the target with SNI = the target (the reconnect, a fresh full handshake).
+ */
+typedef struct mailsrv_peer_chains mailsrv_peer_chains;
+
+/**
  * mailsrv's certificate policy for a rustls-ffi client (opaque): the trusted CAs and the
  * reference identity, fixed at creation. Immutable; may be used by any number of
  * connections and threads at once.
@@ -1156,6 +1164,116 @@ mailsrv_status mailsrv_verify_srv_authenticity_async(mailsrv_ctx *ctx,
                                                      mailsrv_authenticity_cb cb,
                                                      void *userdata,
                                                      mailsrv_request_id *id_out);
+
+/**
+ * Creates an empty pair of chains. `out` (out, not NULL): owned, freed with
+ * mailsrv_peer_chains_free(). Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `out` NULL or valid for writing one pointer.
+ */
+mailsrv_status mailsrv_peer_chains_new(mailsrv_peer_chains **out);
+
+/**
+ * Frees the chains. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_peer_chains_free(mailsrv_peer_chains *c);
+
+/**
+ * Appends one certificate (DER, `len` bytes, copied) to chain `which`: 0 = the probe (your
+ * connection to the target with SNI = the mail domain), 1 = the reconnect (SNI = the
+ * target). Add them as the server sent them, the leaf first; at most 16 per chain. A
+ * chain you add nothing to counts as "that connection failed or was not made": the
+ * verdict's mailsrv_authenticity_probe_status() / _target_status() is then NOT_FOUND.
+ * Hand over what the server presented even when your stack refused it: mailsrv checks it
+ * itself (unless MAILSRV_FLAG_NAMES_ONLY says your stack validated it).
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown `which`, empty certificate, more than 16).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid; `der` NULL or `len` readable bytes.
+ */
+mailsrv_status mailsrv_peer_chains_add_cert(mailsrv_peer_chains *c,
+                                            uint32_t which,
+                                            const uint8_t *der,
+                                            size_t len);
+
+/**
+ * Number of certificates in chain `which` (0 probe, 1 reconnect); 0 for NULL or unknown.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+size_t mailsrv_peer_chains_len(const mailsrv_peer_chains *c, uint32_t which);
+
+/**
+ * mailsrv_verify_srv_authenticity() for a client that keeps its own TLS stack (OpenSSL,
+ * GnuTLS, NSS) and made the two connections itself: the same verdict, evidence, binding,
+ * chains and detail from the same rules, with `chains` in place of mailsrv's probe and
+ * reconnect. The SRV RRset is still re-read through the context's validating resolver
+ * (bogus → REJECTED, DNSSEC-secure → AUTHENTIC without looking at the probe); when DANE
+ * applies to a DNSSEC-secure target, chain 1 is matched against the target's
+ * DNSSEC-signed TLSA records (evidence DANE; no match → REJECTED). mailsrv opens no
+ * connection.
+ *
+ * What to hand over (mailsrv_peer_chains_add_cert()): chain 0 from a connection to
+ * `target`:`port` with SNI = the mail domain, chain 1 from a separate full handshake with
+ * SNI = `target` (no session resumption between them). STARTTLS services: the chains of
+ * the TLS sessions after STARTTLS. Without MAILSRV_FLAG_NAMES_ONLY each chain is
+ * validated against the context's trust anchors exactly as mailsrv's verifier would; with
+ * it, your stack's path validation is trusted and only the names are checked (chain 0:
+ * SRV-ID `_service.domain` or DNS-ID `domain`; chain 1: DNS-ID `target`). An AUTHENTIC
+ * verdict's binding (mailsrv_authenticity_binding()) says how your login connections must
+ * be made for the evidence to hold: keep to its SNI and identity (and enforce TLSA when
+ * mailsrv_binding_dane() is true).
+ *
+ * `flags`: MAILSRV_FLAG_NAMES_ONLY, MAILSRV_FLAG_NO_PROBE (the chains are ignored),
+ * MAILSRV_FLAG_REQUIRE_SECURE, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE; KEEP_PROBE is
+ * INVALID_ARG (there is no mailsrv connection to keep). `chains` borrowed, not NULL,
+ * copied. `out` (out, not NULL): owned verdict, freed with mailsrv_authenticity_free().
+ * Returns OK (whatever the verdict), NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_verify_srv_authenticity_with_chains(mailsrv_ctx *ctx,
+                                                           const char *mail_domain,
+                                                           uint32_t service,
+                                                           const char *target,
+                                                           uint16_t port,
+                                                           uint32_t flags,
+                                                           const mailsrv_peer_chains *chains,
+                                                           mailsrv_authenticity **out,
+                                                           char *errbuf,
+                                                           size_t errlen);
+
+/**
+ * mailsrv_verify_srv_authenticity_with_chains() without blocking: same leading arguments,
+ * then `cb` (not NULL), `userdata`, `id_out` (may be NULL). `chains` is copied before this
+ * returns. The callback runs exactly once.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_verify_srv_authenticity_with_chains_async(mailsrv_ctx *ctx,
+                                                                 const char *mail_domain,
+                                                                 uint32_t service,
+                                                                 const char *target,
+                                                                 uint16_t port,
+                                                                 uint32_t flags,
+                                                                 const mailsrv_peer_chains *chains,
+                                                                 mailsrv_authenticity_cb cb,
+                                                                 void *userdata,
+                                                                 mailsrv_request_id *id_out);
 
 /**
  * Frees a verdict (and closes a probe stream that was kept but not taken). NULL does nothing.

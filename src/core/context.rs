@@ -22,7 +22,7 @@ use super::runtime::{block_on, runtime};
 use super::service::Service;
 use super::tls::connect::{self, ConnectRequest, MailConnection};
 use super::verdict::authenticity::Evidence;
-use super::verdict::authenticity::{self, AuthRequest, Authenticity};
+use super::verdict::authenticity::{self, AuthRequest, Authenticity, CallerChains, PeerSource};
 use super::verdict::binding::Binding;
 use super::verdict::change::{ChangeOutcome, ChangeRequest, decide};
 use super::verdict::history::{History, ObservationKey};
@@ -132,6 +132,52 @@ impl Context {
         let resolver = self.resolver.clone();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move { authenticity::verify(&resolver, trust, req, deadline).await })
+    }
+
+    /// The authenticity future over the chains of the caller's own TLS connections (see
+    /// [`authenticity::verify_with`]): the same rules and the same DNSSEC and DANE steps,
+    /// with the caller's chains in place of mailsrv's probe and reconnect.
+    fn chains_future(
+        &self,
+        mut req: AuthRequest,
+        mut chains: CallerChains,
+    ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static + use<>> {
+        authenticity::check(&req)?;
+        if req.keep_probe {
+            return Err(Error::InvalidArg(
+                "KEEP_PROBE: there is no probe connection to keep when the chains come from the caller".into(),
+            ));
+        }
+        req.probe &= self.config.probe;
+        req.require_secure |= self.config.require_secure;
+        req.accept_sibling |= self.config.match_options.accept_sibling_service;
+        chains.store = match chains.names_only {
+            true => None,
+            false => Some(self.ca_store()?),
+        };
+        let resolver = self.resolver.clone();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        let peers = Some(PeerSource::Chains(chains));
+        Ok(async move { authenticity::verify_with(&resolver, peers, req, deadline).await })
+    }
+
+    /// `verify_srv_authenticity_with_chains`, blocking.
+    pub fn verify_srv_authenticity_with_chains(
+        &self,
+        req: AuthRequest,
+        chains: CallerChains,
+    ) -> Result<Authenticity> {
+        self.run(self.chains_future(req, chains)?)
+    }
+
+    /// `verify_srv_authenticity_with_chains`, async.
+    pub fn verify_srv_authenticity_with_chains_async(
+        &self,
+        req: AuthRequest,
+        chains: CallerChains,
+        deliver: Deliver<Authenticity>,
+    ) -> Result<RequestId> {
+        self.spawn(self.chains_future(req, chains)?, deliver)
     }
 
     /// `verify_srv_authenticity`, blocking.
