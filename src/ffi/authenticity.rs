@@ -248,7 +248,9 @@ pub struct mailsrv_peer_chains {
 /// # Safety
 /// `out` NULL or valid for writing one pointer.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_peer_chains_new(out: *mut *mut mailsrv_peer_chains) -> mailsrv_status {
+pub unsafe extern "C" fn mailsrv_peer_chains_new(
+    out: *mut *mut mailsrv_peer_chains,
+) -> mailsrv_status {
     ffi_boundary! {
         let out = try_mut!(out);
         *out = Box::into_raw(Box::new(mailsrv_peer_chains { probe: None, target: None }));
@@ -313,7 +315,10 @@ pub unsafe extern "C" fn mailsrv_peer_chains_add_cert(
 /// # Safety
 /// `c` NULL or valid.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn mailsrv_peer_chains_len(c: *const mailsrv_peer_chains, which: u32) -> usize {
+pub unsafe extern "C" fn mailsrv_peer_chains_len(
+    c: *const mailsrv_peer_chains,
+    which: u32,
+) -> usize {
     ffi_boundary! {
         let c = try_ref!(c);
         match which {

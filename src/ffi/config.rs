@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::boundary::{ffi_boundary, free_box, try_mut, try_str};
 use super::status::mailsrv_status;
 use super::strings::read_str;
-use crate::core::cert::identity::MatchOptions;
 use crate::core::cert::ca_store::parse_anchor_certs;
+use crate::core::cert::identity::MatchOptions;
 use crate::core::config::{CaMode, Config};
 use crate::core::requests::DispatchMode;
 

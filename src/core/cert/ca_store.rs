@@ -160,7 +160,8 @@ impl CaStore {
 /// Errors: [`Error::InvalidArg`] with the reason (no certificate, malformed PEM, a
 /// certificate that cannot be an anchor).
 pub fn parse_anchor_certs(bytes: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = parse_cert_file(bytes).map_err(|why| Error::InvalidArg(format!("{source}: {why}")))?;
+    let certs =
+        parse_cert_file(bytes).map_err(|why| Error::InvalidArg(format!("{source}: {why}")))?;
     let mut check = RootCertStore::empty();
     for (i, cert) in certs.iter().enumerate() {
         check.add(cert.clone()).map_err(|e| {

@@ -20,16 +20,16 @@ use tokio::time::Instant;
 use crate::core::address::{MailDomain, is_in_domain, normalize_domain};
 use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::dane::{self, Tlsa, TlsaState};
-use crate::core::cert::verifier::{CertProof, check_names_only, verify_cert};
 use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
+use crate::core::cert::verifier::{CertProof, check_names_only, verify_cert};
 use crate::core::dns::answer::{DnssecState, Outcome};
 use crate::core::dns::resolver::Resolver;
 use crate::core::service::Service;
 use crate::core::tls::connect::{ConnectRequest, MailConnection, connect, plan};
-use rustls_pki_types::{CertificateDer, UnixTime};
 use crate::core::verdict::Verdict;
 use crate::core::verdict::binding::Binding;
 use crate::core::{Error, Result};
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 /// What proved the answer authentic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,7 +220,12 @@ struct Side {
 impl CallerChains {
     /// Checks one chain against what `req` requires (its identity and matching options),
     /// exactly as mailsrv's verifier checks a connection's certificate.
-    fn check(&self, chain: &Option<Vec<Vec<u8>>>, req: &ConnectRequest, what: &str) -> Result<Side> {
+    fn check(
+        &self,
+        chain: &Option<Vec<Vec<u8>>>,
+        req: &ConnectRequest,
+        what: &str,
+    ) -> Result<Side> {
         let Some(chain) = chain else {
             return Err(Error::NotFound(format!("no {what} chain was handed over")));
         };
@@ -258,9 +263,10 @@ impl CallerChains {
             .iter()
             .map(|c| CertificateDer::from(c.as_slice()))
             .collect();
-        let proof = dane::match_tlsa(records, &ders, &plan.identity, UnixTime::now()).map_err(
-            |why| Error::DaneMismatch(format!("{why} (its TLSA records are DNSSEC-signed)")),
-        )?;
+        let proof =
+            dane::match_tlsa(records, &ders, &plan.identity, UnixTime::now()).map_err(|why| {
+                Error::DaneMismatch(format!("{why} (its TLSA records are DNSSEC-signed)"))
+            })?;
         Ok(Side {
             proof,
             chain: chain.clone(),
