@@ -261,6 +261,11 @@ typedef enum {
    */
   MAILSRV_STATUS_DANE_MISMATCH = 320,
   /**
+   * Certificate: the connection requires a pinned key (mailsrv_connect_opts_add_pin_sha256()
+   * with MAILSRV_PIN_MODE_REQUIRE) and the server's certificate has another. Since 0.1.
+   */
+  MAILSRV_STATUS_PIN_MISMATCH = 321,
+  /**
    * Network: no TCP connection could be made.
    */
   MAILSRV_STATUS_CONNECT_FAILED = 400,
@@ -745,6 +750,12 @@ typedef struct mailsrv_identity mailsrv_identity;
 typedef struct mailsrv_peer_chains mailsrv_peer_chains;
 
 /**
+ * A plain connection handed over at the STARTTLS go-ahead (opaque, owned by the caller):
+ * the socket on which the caller's own TLS stack starts its handshake.
+ */
+typedef struct mailsrv_plain_socket mailsrv_plain_socket;
+
+/**
  * mailsrv's certificate policy for a rustls-ffi client (opaque): the trusted CAs and the
  * reference identity, fixed at creation. Immutable; may be used by any number of
  * connections and threads at once.
@@ -826,6 +837,16 @@ typedef void (*mailsrv_change_cb)(void *userdata,
                                   mailsrv_status status,
                                   mailsrv_change *result,
                                   const char *detail);
+
+/**
+ * Completion of mailsrv_connect_starttls_plain_async(): `result` owned by the callback
+ * (free with mailsrv_plain_socket_free()), NULL unless OK; `detail` borrowed, never NULL.
+ */
+typedef void (*mailsrv_plain_socket_cb)(void *userdata,
+                                        mailsrv_request_id id,
+                                        mailsrv_status status,
+                                        mailsrv_plain_socket *result,
+                                        const char *detail);
 
 
 
@@ -1740,6 +1761,21 @@ uint32_t mailsrv_cert_result_kind(const mailsrv_cert_result *r);
  * `r` NULL or valid.
  */
 size_t mailsrv_cert_result_path_len(const mailsrv_cert_result *r);
+
+/**
+ * The SHA-256 of a certificate's DER SubjectPublicKeyInfo, the value
+ * mailsrv_connect_opts_add_pin_sha256() pins (and the data of a TLSA `x 1 1` record): for
+ * a client that pins the key of a certificate the user accepted.
+ *
+ * `der` borrowed, `len` bytes (one DER certificate). `out` (out, not NULL): 32 bytes,
+ * written only on success.
+ * Returns OK, NULL_ARG or BAD_CERTIFICATE (not a certificate).
+ * Since 0.1.
+ *
+ * # Safety
+ * `der` NULL or `len` readable bytes; `out` NULL or 32 writable bytes.
+ */
+mailsrv_status mailsrv_cert_spki_sha256(const uint8_t *der, size_t len, uint8_t *out);
 
 /**
  * Creates a configuration with the defaults: the system's nameservers, the built-in IANA
@@ -2981,6 +3017,185 @@ mailsrv_status mailsrv_connect_async(mailsrv_ctx *ctx,
                                      mailsrv_connect_cb cb,
                                      void *userdata,
                                      mailsrv_request_id *id_out);
+
+/**
+ * Connects over `fd`, a stream socket the caller already connected (to the server, or
+ * through a SOCKS or HTTP CONNECT proxy, or Tor, with the proxy's handshake done): then
+ * nothing is resolved and no address is tried; STARTTLS (if any), TLS and the checks run
+ * on it exactly as on mailsrv's own connection, and the host still gives the SNI and the
+ * certificate's reference identity. -1 removes it.
+ *
+ * The descriptor stays yours: each mailsrv_connect(), _async() or
+ * mailsrv_connect_starttls_plain() with these options works on its own duplicate (dup,
+ * close-on-exec), closed when the stream (or the plain socket) is freed, so close yours
+ * when you like. A duplicate shares the socket and its O_NONBLOCK flag with yours: do not
+ * read or write yours while mailsrv's stream lives.
+ *
+ * `opts` borrowed, not NULL. Returns OK, NULL_ARG or INVALID_ARG (`fd` below -1). Whether
+ * `fd` is a connected stream socket is checked by each call (INVALID_ARG, with the
+ * reason).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid.
+ */
+mailsrv_status mailsrv_connect_opts_set_fd(mailsrv_connect_opts *opts, int fd);
+
+/**
+ * Pins a server key: `digest` is the SHA-256 of a certificate's DER SubjectPublicKeyInfo
+ * (`len` must be 32; mailsrv_cert_spki_sha256() computes it; it is the data of a TLSA
+ * `x 1 1` record and of `openssl x509 -pubkey | openssl pkey -pubin -outform DER | openssl
+ * dgst -sha256`). Repeatable, at most 16 (any of them matches; pin the next key too before
+ * a key change). What a pin means: mailsrv_connect_opts_set_pin_mode().
+ *
+ * `opts` borrowed, not NULL. `digest` borrowed.
+ * Returns OK, NULL_ARG or INVALID_ARG (`len` not 32, more than 16).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid; `digest` NULL or `len` readable bytes.
+ */
+mailsrv_status mailsrv_connect_opts_add_pin_sha256(mailsrv_connect_opts *opts,
+                                                   const uint8_t *digest,
+                                                   size_t len);
+
+/**
+ * Sets what the pinned keys mean: a mailsrv_pin_mode value (REQUIRE by default).
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown mode).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid.
+ */
+mailsrv_status mailsrv_connect_opts_set_pin_mode(mailsrv_connect_opts *opts, uint32_t mode);
+
+/**
+ * Trusts the CA certificates in `pem` (PEM CERTIFICATE blocks, or one DER certificate)
+ * for connections made with these options only, instead of the context's trust anchors:
+ * a per-account CA (a company server). Repeatable (the certificates accumulate); checked
+ * and copied now.
+ *
+ * `opts` borrowed, not NULL. `pem` borrowed, `len` bytes. `errbuf` (may be NULL): the
+ * reason when not OK.
+ * Returns OK, NULL_ARG or INVALID_ARG (no certificate, malformed PEM, not usable as a
+ * trust anchor; the options are unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid; `pem` NULL or `len` readable bytes; `errbuf` NULL or `errlen`
+ * writable bytes.
+ */
+mailsrv_status mailsrv_connect_opts_add_ca_pem(mailsrv_connect_opts *opts,
+                                               const uint8_t *pem,
+                                               size_t len,
+                                               char *errbuf,
+                                               size_t errlen);
+
+/**
+ * Presents a client certificate when the server asks for one (a server that requires
+ * one; never offered otherwise): `cert_pem` holds the certificate and any intermediates
+ * (PEM, leaf first), `key_pem` its private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+ * Checked and copied now; the key must fit the certificate. NULL `cert_pem` removes it.
+ *
+ * `opts` borrowed, not NULL. `errbuf` (may be NULL): the reason when not OK.
+ * Returns OK, NULL_ARG (key missing) or INVALID_ARG (no certificate, no key, a key that
+ * does not match or that mailsrv's TLS cannot sign with; the options are unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid; `cert_pem`/`key_pem` NULL or `cert_len`/`key_len` readable bytes;
+ * `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect_opts_set_client_cert(mailsrv_connect_opts *opts,
+                                                    const uint8_t *cert_pem,
+                                                    size_t cert_len,
+                                                    const uint8_t *key_pem,
+                                                    size_t key_len,
+                                                    char *errbuf,
+                                                    size_t errlen);
+
+/**
+ * Runs the STARTTLS dialogue of `opts` (security MAILSRV_SECURITY_STARTTLS_IMAP, _POP3 or
+ * _SMTP) to the server's go-ahead and hands the plain socket back, for a client whose own
+ * TLS stack (OpenSSL, GnuTLS, NSS) makes the handshake: the next byte on it must be your
+ * ClientHello. The dialogue is mailsrv's strict one (a missing or refused STARTTLS, PREAUTH,
+ * or any byte after the go-ahead is an error; never a plaintext fallback; SMTP: EHLO, then
+ * STARTTLS). Over the caller's socket when mailsrv_connect_opts_set_fd() gave one, else
+ * mailsrv connects (hosts file, DNS, Happy Eyeballs, or the given addresses). The SNI,
+ * identity, pin, CA and client-certificate options do not apply: your TLS does that part
+ * (send SNI and check the identity as the binding says), then ask for the greeting and
+ * capabilities again over TLS (RFC 3207, RFC 9051: pre-TLS ones are not trustworthy).
+ *
+ * `ctx` borrowed, not NULL. `opts` borrowed, copied. `out` (out, not NULL): owned, freed
+ * with mailsrv_plain_socket_free(); NULL on error. `errbuf` (may be NULL): the reason.
+ * Returns OK; NULL_ARG; INVALID_ARG (not a STARTTLS mode, bad host, bad fd); DNS errors;
+ * CONNECT_FAILED; TIMEOUT; PROTOCOL; CONNECTION_CLOSED.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect_starttls_plain(mailsrv_ctx *ctx,
+                                              const mailsrv_connect_opts *opts,
+                                              mailsrv_plain_socket **out,
+                                              char *errbuf,
+                                              size_t errlen);
+
+/**
+ * mailsrv_connect_starttls_plain() without blocking: `ctx`, `opts` (copied before this
+ * returns), then `cb` (not NULL, run exactly once), `userdata`, `id_out` (may be NULL).
+ * Cancelling closes the half-open connection (mailsrv's duplicate of a caller's socket).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_connect_starttls_plain_async(mailsrv_ctx *ctx,
+                                                    const mailsrv_connect_opts *opts,
+                                                    mailsrv_plain_socket_cb cb,
+                                                    void *userdata,
+                                                    mailsrv_request_id *id_out);
+
+/**
+ * Takes the socket out: the descriptor (blocking mode, close-on-exec) is yours from now
+ * on, to hand to your TLS stack and to close. -1 when NULL or already taken.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or valid.
+ */
+int mailsrv_plain_socket_take_fd(mailsrv_plain_socket *p);
+
+/**
+ * The greeting the server sent before TLS (unauthenticated: show it, never trust it).
+ * Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or valid.
+ */
+const char *mailsrv_plain_socket_greeting(const mailsrv_plain_socket *p);
+
+/**
+ * The server's address ("192.0.2.1:143", "[2001:db8::1]:143"; "0.0.0.0:0" over a caller's
+ * socket that has no IP peer). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or valid.
+ */
+const char *mailsrv_plain_socket_peer_address(const mailsrv_plain_socket *p);
+
+/**
+ * Frees the object, closing the socket unless mailsrv_plain_socket_take_fd() took it. NULL
+ * does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_plain_socket_free(mailsrv_plain_socket *p);
 
 /**
  * Reads decrypted data into `buf` (`len` bytes). `n_out` (out, may be NULL): bytes read.

@@ -630,7 +630,75 @@ impl Context {
         mut req: ConnectRequest,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         req.options = self.config.match_options.union(req.options);
-        self.connect_task(req, false)
+        self.connect_task(req, false, None)
+    }
+
+    /// [`Context::connect_future`] over the caller's connected socket, when given.
+    fn connect_over_future(
+        &self,
+        mut req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
+        req.options = self.config.match_options.union(req.options);
+        self.connect_task(req, false, socket)
+    }
+
+    /// `mailsrv_connect` with the caller's connected socket (`None`: mailsrv connects),
+    /// blocking.
+    pub fn connect_over(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<MailConnection> {
+        self.run(self.connect_over_future(req, socket)?)
+    }
+
+    /// [`Context::connect_over`], async.
+    pub fn connect_over_async(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+        deliver: Deliver<MailConnection>,
+    ) -> Result<RequestId> {
+        self.spawn(self.connect_over_future(req, socket)?, deliver)
+    }
+
+    /// The STARTTLS dialogue to the go-ahead, then the plain socket for the caller's own
+    /// TLS (see [`connect::starttls_plain`]).
+    fn plain_future(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<impl Future<Output = Result<connect::PlainConnection>> + Send + 'static + use<>>
+    {
+        connect::plan(&req)?;
+        if !req.security.is_starttls() {
+            return Err(Error::InvalidArg(
+                "the plain hand-over needs a STARTTLS security mode (IMAP, POP3 or SMTP)".into(),
+            ));
+        }
+        let resolver = self.resolver.clone();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move { connect::starttls_plain(&resolver, req, socket, deadline).await })
+    }
+
+    /// `mailsrv_connect_starttls_plain`, blocking.
+    pub fn starttls_plain(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<connect::PlainConnection> {
+        self.run(self.plain_future(req, socket)?)
+    }
+
+    /// `mailsrv_connect_starttls_plain`, async.
+    pub fn starttls_plain_async(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+        deliver: Deliver<connect::PlainConnection>,
+    ) -> Result<RequestId> {
+        self.spawn(self.plain_future(req, socket)?, deliver)
     }
 
     /// The connect future of a [`Binding`]: its host, port, SNI and identity, strict
@@ -641,16 +709,24 @@ impl Context {
         &self,
         binding: &Binding,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
-        self.connect_task(binding.connect_request(), binding.dane)
+        self.connect_task(binding.connect_request(), binding.dane, None)
     }
 
     fn connect_task(
         &self,
         mut req: ConnectRequest,
         dane: bool,
+        socket: Option<std::net::TcpStream>,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         connect::plan(&req)?;
-        let trust = self.ca_store()?;
+        // A per-connection CA store replaces the context's (which is then not loaded); a
+        // pinned key trusted on its own needs none.
+        let trust = match (&req.trust, self.ca_store()) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Ok(t)) => Some(t),
+            (None, Err(_)) if !req.pins.is_empty() && req.pin_mode == connect::PinMode::Trust => None,
+            (None, Err(e)) => return Err(e),
+        };
         let resolver = self.resolver.clone();
         // End a little before `run`/`spawn` do, so the step that ran out is named.
         let deadline = self.deadline() - self.config.timeout / 20;
@@ -665,7 +741,7 @@ impl Context {
                 req.addresses = addresses;
                 req.tlsa = Some(records);
             }
-            let mut conn = connect::connect(&resolver, Some(trust), req, deadline).await?;
+            let mut conn = connect::connect_over(&resolver, trust, req, socket, deadline).await?;
             conn.set_timeout(Some(io_timeout))?;
             Ok(conn)
         })

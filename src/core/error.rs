@@ -69,6 +69,8 @@ pub enum Error {
     Handshake(String),
     /// DNSSEC-secure TLSA records apply and none matches the server's certificates.
     DaneMismatch(String),
+    /// The connection requires a pinned key (SPKI SHA-256) and the server's leaf has another.
+    PinMismatch(String),
 
     // --- network and mail protocols ---
     /// No TCP connection could be made to any address.
@@ -96,7 +98,7 @@ impl Error {
             | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
             | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
             | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
-            | Handshake(s) | DaneMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
+            | Handshake(s) | DaneMismatch(s) | PinMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
             | Protocol(s) | Http(s) | BadConfig(s) => s,
         }
     }

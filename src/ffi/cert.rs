@@ -201,3 +201,35 @@ pub unsafe extern "C" fn mailsrv_cert_result_kind(r: *const mailsrv_cert_result)
 pub unsafe extern "C" fn mailsrv_cert_result_path_len(r: *const mailsrv_cert_result) -> usize {
     ffi_boundary! { try_ref!(r).path_len }
 }
+
+/// The SHA-256 of a certificate's DER SubjectPublicKeyInfo, the value
+/// mailsrv_connect_opts_add_pin_sha256() pins (and the data of a TLSA `x 1 1` record): for
+/// a client that pins the key of a certificate the user accepted.
+///
+/// `der` borrowed, `len` bytes (one DER certificate). `out` (out, not NULL): 32 bytes,
+/// written only on success.
+/// Returns OK, NULL_ARG or BAD_CERTIFICATE (not a certificate).
+/// Since 0.1.
+///
+/// # Safety
+/// `der` NULL or `len` readable bytes; `out` NULL or 32 writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_cert_spki_sha256(
+    der: *const u8,
+    len: usize,
+    out: *mut u8,
+) -> mailsrv_status {
+    ffi_boundary! {
+        if der.is_null() || out.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        let cert = unsafe { std::slice::from_raw_parts(der, len) };
+        match crate::core::tls::connect::spki_sha256(cert) {
+            Ok(d) => {
+                unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), out, 32) };
+                mailsrv_status::Ok
+            }
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
+}

@@ -75,6 +75,9 @@ pub enum mailsrv_status {
     /// DANE: DNSSEC-secure TLSA records apply to the server and none matches its
     /// certificates (RFC 7671); the connection was refused.
     DaneMismatch = 320,
+    /// Certificate: the connection requires a pinned key (mailsrv_connect_opts_add_pin_sha256()
+    /// with MAILSRV_PIN_MODE_REQUIRE) and the server's certificate has another. Since 0.1.
+    PinMismatch = 321,
     /// Network: no TCP connection could be made.
     ConnectFailed = 400,
     /// Network: the peer closed the connection unexpectedly.
@@ -136,6 +139,7 @@ impl mailsrv_status {
             Error::NoTrustAnchors(_) => S::NoTrustAnchors,
             Error::Handshake(_) => S::Handshake,
             Error::DaneMismatch(_) => S::DaneMismatch,
+            Error::PinMismatch(_) => S::PinMismatch,
             Error::ConnectFailed(_) => S::ConnectFailed,
             Error::ConnectionClosed(_) => S::ConnectionClosed,
             Error::Protocol(_) => S::Protocol,
@@ -178,6 +182,7 @@ impl mailsrv_status {
             307 => c"no trusted CA certificates",
             308 => c"TLS handshake failed",
             320 => c"certificate does not match the server's DNSSEC-signed TLSA records",
+            321 => c"certificate key does not match the pinned key",
             400 => c"could not connect",
             401 => c"connection closed by the server",
             402 => c"mail protocol error (STARTTLS)",
