@@ -71,7 +71,14 @@ pub fn dup_stream_socket(fd: c_int) -> Result<std::net::TcpStream, String> {
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut alen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: getpeername writes at most `alen` bytes into `addr`.
-    if unsafe { libc::getpeername(fd, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut alen) } != 0 {
+    if unsafe {
+        libc::getpeername(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut alen,
+        )
+    } != 0
+    {
         return Err(format!(
             "socket {fd} is not connected: {}",
             std::io::Error::last_os_error()

@@ -646,7 +646,7 @@ fn names_only_cert_check_skips_the_path_but_not_the_names() {
         ("imaps", "example.com"),
         MAILSRV_FLAG_NAMES_ONLY,
     );
-    assert_eq!(st, mailsrv_status::NameMismatch, "{why}");
+    assert_eq!(st, mailsrv_status::NameConstraint, "{why}");
     assert!(
         why.contains("NC Intermediate") || why.contains("constraint"),
         "{why}"
@@ -805,4 +805,455 @@ fn bad_in_memory_cas_are_refused_at_once() {
         );
         mailsrv_config_free(cfg);
     }
+}
+
+// ------------------------------------------------------------------ connect options
+
+use mailsrv::ffi::stream::*;
+
+const IMPLICIT_TLS: u32 = 1;
+const STARTTLS_IMAP: u32 = 2;
+
+fn spki(der: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    assert_eq!(
+        unsafe { mailsrv_cert_spki_sha256(der.as_ptr(), der.len(), out.as_mut_ptr()) },
+        mailsrv_status::Ok
+    );
+    out
+}
+
+/// Connects with `opts` (freed here); the stream's matched identity, or the status and reason.
+fn connect_with(
+    ctx: *mut mailsrv_ctx,
+    opts: *mut mailsrv_connect_opts,
+) -> Result<(String, String), (mailsrv_status, String)> {
+    let mut out = ptr::null_mut();
+    let mut err = [0 as c_char; 512];
+    let st = unsafe { mailsrv_connect(ctx, opts, &mut out, err.as_mut_ptr(), err.len()) };
+    unsafe { mailsrv_connect_opts_free(opts) };
+    if st != mailsrv_status::Ok {
+        return Err((st, text(err.as_ptr())));
+    }
+    let r = unsafe {
+        (
+            text(mailsrv_tls_stream_matched_identity(out)),
+            text(mailsrv_tls_stream_peer_address(out)),
+        )
+    };
+    unsafe { mailsrv_tls_stream_free(out) };
+    Ok(r)
+}
+
+fn opts(host: &str, port: u16, security: u32, address: Option<&str>) -> *mut mailsrv_connect_opts {
+    let mut o = ptr::null_mut();
+    unsafe {
+        assert_eq!(
+            mailsrv_connect_opts_new(c(host).as_ptr(), port, security, &mut o),
+            mailsrv_status::Ok
+        );
+        if let Some(a) = address {
+            assert_eq!(
+                mailsrv_connect_opts_add_address(o, c(a).as_ptr(), ptr::null_mut(), 0),
+                mailsrv_status::Ok
+            );
+        }
+    }
+    o
+}
+
+#[test]
+fn pinned_keys_on_top_of_the_usual_check() {
+    let ctx = ctx_with_ca();
+    let leaf = &pem_chain("dnsid-mail-example-net")[0];
+    let good = spki(leaf);
+    let o = opts(
+        "mail.example.net",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some(&mail()),
+    );
+    unsafe {
+        assert_eq!(
+            mailsrv_connect_opts_add_pin_sha256(o, good.as_ptr(), 32),
+            mailsrv_status::Ok
+        )
+    };
+    let (matched, _) = connect_with(ctx, o).unwrap();
+    assert!(matched.contains("mail.example.net"), "{matched}");
+    // Another key only: the valid certificate is refused.
+    let other = [7u8; 32];
+    let o = opts(
+        "mail.example.net",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some(&mail()),
+    );
+    unsafe { mailsrv_connect_opts_add_pin_sha256(o, other.as_ptr(), 32) };
+    let (st, why) = connect_with(ctx, o).unwrap_err();
+    assert_eq!(st, mailsrv_status::PinMismatch, "{why}");
+    // Require never loosens: a pinned key with a wrong name still fails on the name.
+    let o = opts(
+        "wrong.example.org",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some(&mail()),
+    );
+    unsafe { mailsrv_connect_opts_add_pin_sha256(o, good.as_ptr(), 32) };
+    assert_eq!(
+        connect_with(ctx, o).unwrap_err().0,
+        mailsrv_status::NameMismatch
+    );
+    unsafe {
+        let o = opts("mail.example.net", 993, IMPLICIT_TLS, None);
+        assert_eq!(
+            mailsrv_connect_opts_add_pin_sha256(o, good.as_ptr(), 31),
+            mailsrv_status::InvalidArg
+        );
+        assert_eq!(
+            mailsrv_connect_opts_add_pin_sha256(o, ptr::null(), 32),
+            mailsrv_status::NullArg
+        );
+        assert_eq!(
+            mailsrv_connect_opts_set_pin_mode(o, 2),
+            mailsrv_status::InvalidArg
+        );
+        mailsrv_connect_opts_free(o);
+        mailsrv_ctx_free(ctx);
+    }
+}
+
+#[test]
+fn a_pinned_key_can_trust_a_self_signed_server() {
+    let ctx = ctx_with_ca();
+    // 127.0.20.7 serves a self-signed certificate (not from the test CA).
+    let o = opts(
+        "dane.example.net",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some("127.0.20.7"),
+    );
+    assert_eq!(
+        connect_with(ctx, o).unwrap_err().0,
+        mailsrv_status::UnknownIssuer
+    );
+    let hex = env("MAILSRV_TEST_DANE_TLSA");
+    let pin: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    for (mode, want) in [(0u32, Err(mailsrv_status::UnknownIssuer)), (1, Ok(()))] {
+        let o = opts(
+            "dane.example.net",
+            port("IMAPS"),
+            IMPLICIT_TLS,
+            Some("127.0.20.7"),
+        );
+        unsafe {
+            mailsrv_connect_opts_add_pin_sha256(o, pin.as_ptr(), 32);
+            assert_eq!(
+                mailsrv_connect_opts_set_pin_mode(o, mode),
+                mailsrv_status::Ok
+            );
+        }
+        match (connect_with(ctx, o), want) {
+            (Ok((matched, _)), Ok(())) => assert!(matched.contains("pinned"), "{matched}"),
+            (Err((st, _)), Err(w)) => assert_eq!(st, w),
+            (got, w) => panic!("mode {mode}: {got:?}, wanted {w:?}"),
+        }
+    }
+    // TRUST: another certificate still gets the usual check (and passes it).
+    let o = opts(
+        "mail.example.net",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some(&mail()),
+    );
+    unsafe {
+        mailsrv_connect_opts_add_pin_sha256(o, pin.as_ptr(), 32);
+        mailsrv_connect_opts_set_pin_mode(o, 1);
+    }
+    assert!(connect_with(ctx, o).is_ok());
+    unsafe { mailsrv_ctx_free(ctx) };
+}
+
+#[test]
+fn a_per_connection_ca_replaces_the_contexts() {
+    let ctx = ctx_system_store();
+    let ca = read(&env("MAILSRV_TEST_CA"));
+    let o = opts(
+        "mail.example.net",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some(&mail()),
+    );
+    let mut err = [0 as c_char; 256];
+    unsafe {
+        assert_eq!(
+            mailsrv_connect_opts_add_ca_pem(o, ca.as_ptr(), ca.len(), err.as_mut_ptr(), err.len()),
+            mailsrv_status::Ok
+        );
+        assert_eq!(
+            mailsrv_connect_opts_add_ca_pem(o, b"junk".as_ptr(), 4, err.as_mut_ptr(), err.len()),
+            mailsrv_status::InvalidArg
+        );
+    }
+    assert!(connect_with(ctx, o).is_ok());
+    unsafe { mailsrv_ctx_free(ctx) };
+}
+
+#[test]
+fn connect_over_a_socket_the_client_opened() {
+    let ctx = ctx_with_ca();
+    let tcp = std::net::TcpStream::connect((mail().as_str(), port("IMAPS"))).unwrap();
+    use std::os::fd::AsRawFd;
+    let o = opts("mail.example.net", port("IMAPS"), IMPLICIT_TLS, None);
+    unsafe {
+        assert_eq!(
+            mailsrv_connect_opts_set_fd(o, tcp.as_raw_fd()),
+            mailsrv_status::Ok
+        )
+    };
+    let (matched, peer) = connect_with(ctx, o).unwrap();
+    assert!(matched.contains("mail.example.net"));
+    assert_eq!(peer, format!("{}:{}", mail(), port("IMAPS")));
+    drop(tcp);
+    // Not a socket; not connected.
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let o = opts("mail.example.net", port("IMAPS"), IMPLICIT_TLS, None);
+    unsafe { mailsrv_connect_opts_set_fd(o, file.as_raw_fd()) };
+    let (st, why) = connect_with(ctx, o).unwrap_err();
+    assert_eq!(st, mailsrv_status::InvalidArg);
+    assert!(why.contains("not a socket"), "{why}");
+    let unconnected = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let o = opts("mail.example.net", port("IMAPS"), IMPLICIT_TLS, None);
+    unsafe { mailsrv_connect_opts_set_fd(o, unconnected.as_raw_fd()) };
+    assert!(connect_with(ctx, o).unwrap_err().1.contains("stream"));
+    unsafe {
+        let o = opts("mail.example.net", 993, IMPLICIT_TLS, None);
+        assert_eq!(
+            mailsrv_connect_opts_set_fd(o, -2),
+            mailsrv_status::InvalidArg
+        );
+        assert_eq!(mailsrv_connect_opts_set_fd(o, -1), mailsrv_status::Ok);
+        mailsrv_connect_opts_free(o);
+        mailsrv_ctx_free(ctx);
+    }
+}
+
+#[test]
+fn starttls_to_a_plain_fd_for_the_clients_own_tls() {
+    let ctx = ctx_with_ca();
+    let o = opts(
+        "mail.example.net",
+        port("IMAP"),
+        STARTTLS_IMAP,
+        Some(&mail()),
+    );
+    let mut plain = ptr::null_mut();
+    let mut err = [0 as c_char; 256];
+    let st =
+        unsafe { mailsrv_connect_starttls_plain(ctx, o, &mut plain, err.as_mut_ptr(), err.len()) };
+    assert_eq!(st, mailsrv_status::Ok, "{}", text(err.as_ptr()));
+    let greeting = unsafe { text(mailsrv_plain_socket_greeting(plain)) };
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    let fd = unsafe { mailsrv_plain_socket_take_fd(plain) };
+    assert!(fd >= 0);
+    assert_eq!(unsafe { mailsrv_plain_socket_take_fd(plain) }, -1);
+    unsafe { mailsrv_plain_socket_free(plain) };
+    // Python's ssl (OpenSSL) makes the handshake on the handed-over descriptor.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    let script = r#"
+import socket, ssl, sys
+fd, ca = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(fileno=fd)
+ctx = ssl.create_default_context(cafile=ca)
+t = ctx.wrap_socket(s, server_hostname="mail.example.net")
+t.sendall(b"a CAPABILITY\r\n")
+f = t.makefile("rb")
+lines = []
+while True:
+    l = f.readline()
+    lines.append(l.decode().strip())
+    if l.startswith(b"a "):
+        break
+print(t.version(), "|", " ".join(lines))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &fd.to_string(), &env("MAILSRV_TEST_CA")])
+        .output()
+        .unwrap();
+    unsafe { libc::close(fd) };
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("a OK") && said.contains("CAPABILITY"),
+        "{said}"
+    );
+    // Implicit TLS has no STARTTLS to stop at.
+    let o = opts(
+        "mail.example.net",
+        port("IMAPS"),
+        IMPLICIT_TLS,
+        Some(&mail()),
+    );
+    let st = unsafe { mailsrv_connect_starttls_plain(ctx, o, &mut plain, ptr::null_mut(), 0) };
+    assert_eq!(st, mailsrv_status::InvalidArg);
+    assert!(plain.is_null());
+    unsafe {
+        mailsrv_connect_opts_free(o);
+        mailsrv_ctx_free(ctx);
+    }
+}
+
+/// A TLS server (Python) that requires a client certificate signed by `client_ca` and
+/// reports the subject it got; greets like IMAP. Returns (port, child).
+fn client_cert_server(
+    dir: &std::path::Path,
+    client_ca: &std::path::Path,
+) -> (u16, std::process::Child) {
+    let certs = env("MAILSRV_TEST_CERTS");
+    let script = r#"
+import socket, ssl, sys
+crt, key, ca, report = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(crt, key)
+ctx.load_verify_locations(ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(4)
+print(srv.getsockname()[1], flush=True)
+srv.settimeout(30)
+for _ in range(2):
+    c, _ = srv.accept()
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        subject = dict(x[0] for x in t.getpeercert()["subject"])["commonName"]
+        open(report, "a").write(subject + "\n")
+        t.sendall(b"* OK [CAPABILITY IMAP4rev1] ready\r\n")
+        t.recv(100)
+        t.close()
+    except Exception as e:
+        open(report, "a").write("refused: %s\n" % e)
+        c.close()
+"#;
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &format!("{certs}/dnsid-mail-example-net.crt"),
+            &format!("{certs}/dnsid-mail-example-net.key"),
+            client_ca.to_str().unwrap(),
+            dir.join("report").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (line.trim().parse().unwrap(), child)
+}
+
+#[test]
+fn a_client_certificate_for_a_server_that_requires_one() {
+    let dir = std::env::temp_dir().join(format!("mailsrv-clientcert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (crt, key) = (dir.join("client.crt"), dir.join("client.key"));
+    let st = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+        ])
+        .args(["-subj", "/CN=mailsrv test client", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let (port, mut server) = client_cert_server(&dir, &crt);
+    let ctx = ctx_with_ca();
+    // Without a certificate the server refuses the handshake.
+    let o = opts("mail.example.net", port, IMPLICIT_TLS, Some("127.0.0.1"));
+    assert!(connect_with(ctx, o).is_err());
+    // With one, it is presented and accepted.
+    let (cert_pem, key_pem) = (read(crt.to_str().unwrap()), read(key.to_str().unwrap()));
+    let o = opts("mail.example.net", port, IMPLICIT_TLS, Some("127.0.0.1"));
+    let mut err = [0 as c_char; 256];
+    unsafe {
+        assert_eq!(
+            mailsrv_connect_opts_set_client_cert(
+                o,
+                cert_pem.as_ptr(),
+                cert_pem.len(),
+                key_pem.as_ptr(),
+                key_pem.len(),
+                err.as_mut_ptr(),
+                err.len()
+            ),
+            mailsrv_status::Ok,
+            "{}",
+            text(err.as_ptr())
+        );
+    }
+    connect_with(ctx, o).unwrap();
+    let _ = server.wait();
+    let report = std::fs::read_to_string(dir.join("report")).unwrap();
+    assert!(
+        report.lines().any(|l| l == "mailsrv test client"),
+        "{report}"
+    );
+    // A key that does not fit the certificate is refused at once.
+    let other_key = read(&format!(
+        "{}/dnsid-mail-example-net.key",
+        env("MAILSRV_TEST_CERTS")
+    ));
+    let o = opts("mail.example.net", port, IMPLICIT_TLS, None);
+    unsafe {
+        let st = mailsrv_connect_opts_set_client_cert(
+            o,
+            cert_pem.as_ptr(),
+            cert_pem.len(),
+            other_key.as_ptr(),
+            other_key.len(),
+            err.as_mut_ptr(),
+            err.len(),
+        );
+        assert_eq!(st, mailsrv_status::InvalidArg, "{}", text(err.as_ptr()));
+        assert_eq!(
+            mailsrv_connect_opts_set_client_cert(
+                o,
+                cert_pem.as_ptr(),
+                cert_pem.len(),
+                ptr::null(),
+                0,
+                ptr::null_mut(),
+                0
+            ),
+            mailsrv_status::NullArg
+        );
+        mailsrv_connect_opts_free(o);
+        mailsrv_ctx_free(ctx);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

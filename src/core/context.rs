@@ -724,7 +724,9 @@ impl Context {
         let trust = match (&req.trust, self.ca_store()) {
             (Some(t), _) => Some(t.clone()),
             (None, Ok(t)) => Some(t),
-            (None, Err(_)) if !req.pins.is_empty() && req.pin_mode == connect::PinMode::Trust => None,
+            (None, Err(_)) if !req.pins.is_empty() && req.pin_mode == connect::PinMode::Trust => {
+                None
+            }
             (None, Err(e)) => return Err(e),
         };
         let resolver = self.resolver.clone();

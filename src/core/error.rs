@@ -98,8 +98,8 @@ impl Error {
             | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
             | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
             | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
-            | Handshake(s) | DaneMismatch(s) | PinMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
-            | Protocol(s) | Http(s) | BadConfig(s) => s,
+            | Handshake(s) | DaneMismatch(s) | PinMismatch(s) | ConnectFailed(s)
+            | ConnectionClosed(s) | Protocol(s) | Http(s) | BadConfig(s) => s,
         }
     }
 }

@@ -15,9 +15,9 @@ use super::identity::mailsrv_identity;
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
-use crate::core::service::{Protocol, Security};
 use crate::core::cert::ca_store::CaStore;
 use crate::core::cert::verifier::ClientAuth;
+use crate::core::service::{Protocol, Security};
 use crate::core::tls::connect::{ConnectRequest, MailConnection, PinMode};
 
 /// How TLS starts.
@@ -842,7 +842,9 @@ fn client_auth(cert: &[u8], key: &[u8]) -> crate::core::Result<ClientAuth> {
         .collect::<Result<_, _>>()
         .map_err(|e| Error::InvalidArg(format!("client certificate: malformed PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(Error::InvalidArg("client certificate: no CERTIFICATE block".into()));
+        return Err(Error::InvalidArg(
+            "client certificate: no CERTIFICATE block".into(),
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(key)
         .map_err(|e| Error::InvalidArg(format!("client key: {e}")))?;

@@ -527,9 +527,10 @@ impl rustls::client::danger::ServerCertVerifier for PinVerifier {
             self.record(Err(e.clone()));
             return Err(crate::core::cert::verifier::to_rustls_error(&e));
         };
-        let checked = inner
-            .verifier()
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        let checked =
+            inner
+                .verifier()
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
         let outcome = inner.outcome();
         match (checked, outcome) {
             (Err(e), outcome) => {
