@@ -87,6 +87,11 @@ struct rustls_verify_server_cert_params;
 
 
 /**
+ * The newest format version this library reads and writes.
+ */
+#define FORMAT_VERSION 2
+
+/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */
@@ -187,6 +192,11 @@ typedef enum {
    * A file mailsrv wrote earlier (the history) is damaged; it was kept aside, not replaced.
    */
   MAILSRV_STATUS_CORRUPT = 12,
+  /**
+   * A file (the history) was written by a newer mailsrv in a format this one does not
+   * read; it was left untouched (not moved aside, not overwritten). Since 0.1.
+   */
+  MAILSRV_STATUS_UNSUPPORTED_VERSION = 20,
   /**
    * DNS: the name does not exist (NXDOMAIN).
    */
@@ -828,6 +838,16 @@ typedef void (*mailsrv_discover_cb)(void *userdata,
                                     mailsrv_status status,
                                     mailsrv_discovery *result,
                                     const char *detail);
+
+/**
+ * Completion of mailsrv_history_save_async(): the status (OK, IO, CORRUPT,
+ * UNSUPPORTED_VERSION, CANCELLED, SHUTDOWN, ...) and `detail` (borrowed, never NULL; the
+ * reason when not OK). There is no result object.
+ */
+typedef void (*mailsrv_history_save_cb)(void *userdata,
+                                        mailsrv_request_id id,
+                                        mailsrv_status status,
+                                        const char *detail);
 
 /**
  * Completion of mailsrv_srv_change_check_async(): `result` owned, NULL unless OK.
@@ -2403,7 +2423,15 @@ const char *mailsrv_dnssec_name(uint32_t state);
  * Opens the history kept in the file `path` (it need not exist yet). A damaged file is
  * moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
  * again then starts an empty history. `out` (out, not NULL): owned, freed with
- * mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
+ * mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO, CORRUPT or
+ * UNSUPPORTED_VERSION.
+ *
+ * Format versions: the file starts with `mailsrv-history N`. This mailsrv writes version
+ * 1, or version 2 once a decline is recorded (mailsrv_history_decline()), and reads both.
+ * A file of a newer version (written by a newer mailsrv) is UNSUPPORTED_VERSION and left
+ * exactly as it is: never moved aside as damaged, never overwritten by a save; use the
+ * newer mailsrv or another file. Only a file that is no history at all, or a damaged one,
+ * is CORRUPT.
  * Since 0.1.
  *
  * # Safety
@@ -2416,15 +2444,106 @@ mailsrv_status mailsrv_history_open(const char *path,
 
 /**
  * Saves the history: under an exclusive file lock, merged with what another process saved
- * meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
- * OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged since it was opened: it was
- * moved aside and nothing was written; saving again writes this history).
+ * meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Blocks
+ * on the lock and two fsyncs: a client with an event loop uses
+ * mailsrv_history_save_async(). Returns OK, NULL_ARG, IO, CORRUPT (the file on disk was
+ * damaged since it was opened: it was moved aside and nothing was written; saving again
+ * writes this history), UNSUPPORTED_VERSION (a newer mailsrv wrote the file meanwhile:
+ * nothing was written) or INVALID_ARG (an imported history has no file: export it).
  * Since 0.1.
  *
  * # Safety
  * `h` NULL or valid; `errbuf` NULL or `errlen` writable bytes.
  */
 mailsrv_status mailsrv_history_save(mailsrv_history *h, char *errbuf, size_t errlen);
+
+/**
+ * mailsrv_history_save() without blocking the caller: the lock, the merge and the two
+ * fsyncs run on a library thread (never a context worker), on a copy of the history
+ * taken now; observations made meanwhile are kept (merged back when the save ends). The
+ * callback runs exactly once, as every _async callback of `ctx` does (thread or loop
+ * mode). The history may be freed before the callback runs (the save keeps its own
+ * reference). Returns OK (the callback will run), NULL_ARG, SHUTDOWN.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_history_save_async(mailsrv_ctx *ctx,
+                                          mailsrv_history *h,
+                                          mailsrv_history_save_cb cb,
+                                          void *userdata,
+                                          mailsrv_request_id *id_out);
+
+/**
+ * Records that the user declined the change to `target`:`port` for (`domain`,
+ * `service`) at `now` (Unix seconds; 0 = the current time): the answer of an ASK_USER (or
+ * WAIT) decision the user said no to. While that answer persists without interruption,
+ * the change checks return NO_CHANGE with reason DECLINED for it instead of ASK_USER, so
+ * the dialog is not shown on every refresh. It holds until the answer changes: once
+ * another answer is seen for the same domain and service, the declined one's run ends;
+ * if it comes back later it is a new answer, judged and (after the minimum age) offered
+ * again. There is no time limit otherwise; mailsrv_history_prune() removes it with the
+ * observation. A decline never stops an UPDATE (an authenticated answer) or a REJECT. In
+ * memory: save (or export) the history to keep it. A history with a decline is saved in
+ * format version 2 (see mailsrv_history_open()).
+ * Returns OK, NULL_ARG, INVALID_ARG, or NOT_FOUND (that answer was never observed).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid.
+ */
+mailsrv_status mailsrv_history_decline(mailsrv_history *h,
+                                       const char *domain,
+                                       uint32_t service,
+                                       const char *target,
+                                       uint16_t port,
+                                       uint64_t now);
+
+/**
+ * Forgets every answer last seen before `older_than` (Unix seconds), with any decline of
+ * it, so a long-lived client's history does not grow without end (a year without
+ * sightings is a good cut-off: an answer that comes back starts over). In memory; a later
+ * save does not bring them back from the file. `removed_out` (out, may be NULL): how many
+ * were removed. Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or valid; `removed_out` NULL or writable.
+ */
+mailsrv_status mailsrv_history_prune(mailsrv_history *h, uint64_t older_than, size_t *removed_out);
+
+/**
+ * The history as text in the file format (UTF-8, lines; see mailsrv_history_open()), for
+ * a client that keeps its state in its own account store instead of a file:
+ * mailsrv_history_import() reads it back. `out` (out, not NULL): owned NUL-terminated
+ * string, freed with mailsrv_string_free(); NULL on failure. Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or valid; `out` NULL or writable.
+ */
+mailsrv_status mailsrv_history_export(const mailsrv_history *h, char **out);
+
+/**
+ * A history held in memory only, from `len` bytes that mailsrv_history_export() (or a
+ * history file) gave; `len` 0 starts an empty one (`data` may then be NULL). It works like
+ * an opened one (observe, change checks, decline, prune, export), except that
+ * mailsrv_history_save() has no file to write (INVALID_ARG). Every older format version is
+ * read; a newer one is UNSUPPORTED_VERSION (keep the bytes: a newer mailsrv reads them).
+ * `out` (out, not NULL): owned, freed with mailsrv_history_free(); NULL on failure.
+ * Returns OK, NULL_ARG, UNSUPPORTED_VERSION or CORRUPT (not a history, or damaged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `data` NULL or `len` readable bytes; `out` NULL or writable; `errbuf` NULL or `errlen`
+ * writable bytes.
+ */
+mailsrv_status mailsrv_history_import(const uint8_t *data,
+                                      size_t len,
+                                      mailsrv_history **out,
+                                      char *errbuf,
+                                      size_t errlen);
 
 /**
  * Frees the history (unsaved observations are lost). NULL does nothing.
@@ -2666,6 +2785,33 @@ const mailsrv_binding *mailsrv_change_binding(const mailsrv_change *c);
  * `c` NULL or valid.
  */
 const char *mailsrv_change_detail(const mailsrv_change *c);
+
+/**
+ * Why the decision is what it is (a mailsrv_change_reason value; 0 for NULL): REJECT for a
+ * bogus answer (BOGUS) differs from REJECT for a wrong target (WRONG_TARGET); NO_CHANGE
+ * after a failed lookup (LOOKUP_FAILED) differs from an unchanged answer (UNCHANGED) and
+ * from an answer the user declined (DECLINED).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_change_reason(const mailsrv_change *c);
+
+/**
+ * The authenticity verdict on the fresh answer the decision is about, with its evidence,
+ * both peer chains, the probe's and reconnect's statuses and a sentence for the user (see
+ * mailsrv_authenticity_*): what an ASK_USER dialog shows ("this server did not prove it
+ * serves example.com: NAME_MISMATCH"), and the certificates to display. Borrowed, valid
+ * until the decision is freed; NULL when the fresh answer was not judged (unchanged,
+ * typed by the user, a failed or empty lookup, a bogus answer). For
+ * mailsrv_account_change_check(): the chosen candidate's verdict, as judged.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const mailsrv_authenticity *mailsrv_change_authenticity(const mailsrv_change *c);
 
 /**
  * Creates an empty reference identity. `out` (out, not NULL): owned, freed with
@@ -3424,6 +3570,16 @@ mailsrv_status mailsrv_tls_stream_peer_cert_get(const mailsrv_tls_stream *s,
                                                 size_t i,
                                                 const uint8_t **data,
                                                 size_t *len);
+
+/**
+ * Frees a string mailsrv handed over as owned (`char *`, e.g. mailsrv_history_export()).
+ * NULL does nothing. Never use libc free() on it.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or an owned string from mailsrv, not used afterwards.
+ */
+void mailsrv_string_free(char *s);
 
 /**
  * mailsrv's version and those of its TLS and DNS engines, e.g.

@@ -24,7 +24,10 @@ use super::tls::connect::{self, ConnectRequest, MailConnection};
 use super::verdict::authenticity::Evidence;
 use super::verdict::authenticity::{self, AuthRequest, Authenticity, CallerChains, PeerSource};
 use super::verdict::binding::Binding;
-use super::verdict::change::{ChangeOutcome, ChangeRequest, decide};
+use super::dns::answer::DnssecState;
+use super::verdict::change::{
+    ChangeOutcome, ChangeRequest, Decision, Reason, apply_decline, decide,
+};
 use super::verdict::history::{History, ObservationKey};
 use super::{Error, Result};
 use once_cell::sync::OnceCell;
@@ -240,7 +243,7 @@ impl Context {
                 };
                 authenticity = Some(authenticity::verify(&resolver, trust, auth, deadline).await?);
             }
-            let seen = match (&first, &history) {
+            let (seen, declined) = match (&first, &history) {
                 (Some((target, port)), Some(h)) => {
                     let key = ObservationKey {
                         domain: domain.to_string(),
@@ -251,13 +254,14 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe(key, req.now)?)
+                    let seen = h.observe(key.clone(), req.now)?;
+                    (Some(seen), h.is_declined(&key))
                 }
-                _ => None,
+                _ => (None, false),
             };
             let verdict = authenticity.as_ref().map(|a| a.verdict);
             let binding = authenticity.as_ref().and_then(|a| a.binding.as_ref());
-            let advice = decide(
+            let mut advice = decide(
                 &req.saved,
                 &fresh,
                 verdict,
@@ -266,6 +270,15 @@ impl Context {
                 req.now,
                 req.min_age,
             );
+            // A REJECT because the re-read SRV answer was bogus is not a wrong target.
+            if advice.decision == Decision::Reject
+                && authenticity
+                    .as_ref()
+                    .is_some_and(|a| a.srv_dnssec == Some(DnssecState::Bogus))
+            {
+                advice.reason = Reason::Bogus;
+            }
+            let advice = apply_decline(advice, declined);
             Ok(ChangeOutcome {
                 advice,
                 fresh,
@@ -453,7 +466,7 @@ impl Context {
                 .iter()
                 .position(|c| c.host.eq_ignore_ascii_case(saved_host) && c.port == req.saved.port);
             let (_, chosen) = decide_account(&req.saved, found, None, req.now, req.min_age);
-            let seen = match (still.or(chosen), &history) {
+            let (seen, declined) = match (still.or(chosen), &history) {
                 (Some(i), Some(h)) if found.is_some() => {
                     let key = ObservationKey {
                         domain: domain.to_string(),
@@ -464,11 +477,13 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe(key, req.now)?)
+                    let seen = h.observe(key.clone(), req.now)?;
+                    (Some(seen), h.is_declined(&key))
                 }
-                _ => None,
+                _ => (None, false),
             };
             let (advice, chosen) = decide_account(&req.saved, found, seen, req.now, req.min_age);
+            let advice = apply_decline(advice, declined);
             let verdict = chosen.and_then(|i| fresh[i].verdict);
             Ok(AccountChangeOutcome {
                 advice,

@@ -19,6 +19,8 @@ pub enum Error {
     Io(String),
     /// A file mailsrv wrote earlier is damaged (it was kept aside, never overwritten).
     Corrupt(String),
+    /// A file (the history) is in a newer format than this mailsrv reads; left untouched.
+    UnsupportedVersion(String),
     /// The async runtime could not be started or a task died.
     Runtime(String),
     /// A bug in mailsrv: a panic was caught at a boundary.
@@ -93,7 +95,7 @@ impl Error {
             Cancelled => "request cancelled",
             Shutdown => "context shutting down",
             InCallback => "not allowed inside a mailsrv callback",
-            InvalidArg(s) | Timeout(s) | Io(s) | Corrupt(s) | Runtime(s) | Panic(s)
+            InvalidArg(s) | Timeout(s) | Io(s) | Corrupt(s) | UnsupportedVersion(s) | Runtime(s) | Panic(s)
             | NotFound(s) | NxDomain(s) | NoRecord(s) | ServFail(s) | LookupFailed(s)
             | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
             | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)

@@ -38,6 +38,9 @@ pub enum mailsrv_status {
     Io = 11,
     /// A file mailsrv wrote earlier (the history) is damaged; it was kept aside, not replaced.
     Corrupt = 12,
+    /// A file (the history) was written by a newer mailsrv in a format this one does not
+    /// read; it was left untouched (not moved aside, not overwritten). Since 0.1.
+    UnsupportedVersion = 20,
     /// DNS: the name does not exist (NXDOMAIN).
     Nxdomain = 100,
     /// DNS: the name has no record of that type (NODATA); for SRV, "no SRV record".
@@ -117,6 +120,7 @@ impl mailsrv_status {
             Error::Shutdown => S::Shutdown,
             Error::Io(_) => S::Io,
             Error::Corrupt(_) => S::Corrupt,
+            Error::UnsupportedVersion(_) => S::UnsupportedVersion,
             Error::Runtime(_) => S::Runtime,
             Error::Panic(_) => S::Panic,
             Error::InCallback => S::InCallback,
@@ -164,6 +168,7 @@ impl mailsrv_status {
             10 => c"runtime could not be started",
             11 => c"file input/output error",
             12 => c"damaged file kept aside",
+            20 => c"file format version newer than this mailsrv reads (file left untouched)",
             100 => c"DNS: no such domain (NXDOMAIN)",
             101 => c"DNS: no record of that type",
             102 => c"DNS: server failure (SERVFAIL or refused)",

@@ -62,10 +62,60 @@ pub enum Decision {
     Reject,
 }
 
+/// Why the decision is what it is: one per distinct situation a client's dialog tells
+/// apart (REJECT for a bogus answer is not REJECT for a wrong target; NO_CHANGE after a
+/// failed lookup is not NO_CHANGE for an unchanged answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// NO_CHANGE: the saved server is still advertised (or named).
+    Unchanged,
+    /// NO_CHANGE: the configuration was typed by the user and never changes on its own.
+    UserConfigured,
+    /// NO_CHANGE: the lookup failed (timeout, SERVFAIL, no source answered): nothing is
+    /// known, the saved configuration stays; look again later.
+    LookupFailed,
+    /// NO_CHANGE: the domain no longer offers the service (no record, "." target, or no
+    /// such server in the fresh configuration).
+    NotOffered,
+    /// NO_CHANGE: the fresh answer is for another service (a protocol never changes
+    /// without the user).
+    OtherService,
+    /// NO_CHANGE: the new servers could not be judged (every check failed).
+    NotJudged,
+    /// NO_CHANGE: the user declined this very answer before (see `History::decline`).
+    Declined,
+    /// UPDATE: the new server is authenticated.
+    Authenticated,
+    /// WAIT: not verified and not seen for long enough yet.
+    UnverifiedNew,
+    /// ASK_USER: not verified, but seen consistently for the minimum age.
+    UnverifiedPersisted,
+    /// REJECT: the SRV answer failed DNSSEC validation (bogus).
+    Bogus,
+    /// REJECT: the new server was proven not to be the domain's (signed records that do not
+    /// hold it, a certificate that does not match its signed TLSA records, ...).
+    WrongTarget,
+}
+
+impl Reason {
+    /// The reason a decision has unless a more precise one is known.
+    fn of(decision: Decision) -> Self {
+        match decision {
+            Decision::NoChange => Reason::Unchanged,
+            Decision::Update => Reason::Authenticated,
+            Decision::AskUser => Reason::UnverifiedPersisted,
+            Decision::Wait => Reason::UnverifiedNew,
+            Decision::Reject => Reason::WrongTarget,
+        }
+    }
+}
+
 /// The decision with what it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advice {
     pub decision: Decision,
+    /// Why (see [`Reason`]).
+    pub reason: Reason,
     /// The endpoint the decision is about (the fresh first endpoint), when there is one.
     pub target: Option<(String, u16)>,
     /// For `Wait`: when the answer will have persisted long enough (Unix seconds).
@@ -111,10 +161,38 @@ pub(crate) fn advice(
 ) -> Advice {
     Advice {
         decision,
+        reason: Reason::of(decision),
         target,
         wait_until: None,
         detail: detail.into(),
         binding: None,
+    }
+}
+
+impl Advice {
+    /// The same advice with a more precise reason.
+    pub(crate) fn because(self, reason: Reason) -> Self {
+        Advice { reason, ..self }
+    }
+}
+
+/// The decision once the history knows the user declined the answer it is about: an
+/// ASK_USER or WAIT becomes NO_CHANGE (reason DECLINED, no binding); UPDATE, REJECT and
+/// NO_CHANGE stay as they are.
+pub fn apply_decline(advice: Advice, declined: bool) -> Advice {
+    if !declined || !matches!(advice.decision, Decision::AskUser | Decision::Wait) {
+        return advice;
+    }
+    Advice {
+        decision: Decision::NoChange,
+        reason: Reason::Declined,
+        wait_until: None,
+        binding: None,
+        detail: format!(
+            "the user declined this answer; it is not offered again while it persists ({})",
+            advice.detail
+        ),
+        target: advice.target,
     }
 }
 
@@ -162,7 +240,8 @@ fn decide_unbound(
                 "the fresh answer is for {} but the account uses {}: a protocol never changes without the user",
                 fresh.service, saved.service
             ),
-        );
+        )
+        .because(Reason::OtherService);
     }
     match fresh.state {
         SrvState::Bogus => {
@@ -170,14 +249,16 @@ fn decide_unbound(
                 Decision::Reject,
                 None,
                 "the SRV answer failed DNSSEC validation (bogus)",
-            );
+            )
+            .because(Reason::Bogus);
         }
         SrvState::LookupFailed => {
             return advice(
                 Decision::NoChange,
                 None,
                 "the SRV lookup failed; the saved configuration stays",
-            );
+            )
+            .because(Reason::LookupFailed);
         }
         SrvState::NoRecord | SrvState::NotOffered => {
             return advice(
@@ -187,7 +268,8 @@ fn decide_unbound(
                     "the domain now says {}; the saved configuration stays",
                     fresh.state.name()
                 ),
-            );
+            )
+            .because(Reason::NotOffered);
         }
         SrvState::Found => {}
     }
@@ -204,7 +286,7 @@ fn decide_unbound(
         );
     }
     let Some(first) = fresh.endpoints.first() else {
-        return advice(Decision::NoChange, None, "no endpoint");
+        return advice(Decision::NoChange, None, "no endpoint").because(Reason::NotOffered);
     };
     decide_moved(
         saved,
@@ -232,7 +314,8 @@ pub(crate) fn decide_moved(
             Decision::NoChange,
             target,
             "the configuration was typed by the user and is never changed automatically",
-        );
+        )
+        .because(Reason::UserConfigured);
     }
     match verdict {
         Some(Verdict::Rejected) => advice(

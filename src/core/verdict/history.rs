@@ -10,6 +10,17 @@
 //! `mailsrv-history 1` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN` ... /
 //! `end COUNT`. The trailer makes truncation detectable.
 //!
+//! Version 2 adds one line kind, `declined DOMAIN SERVICE TARGET PORT AT` (the user
+//! declined that answer at AT; see [`History::decline`]), and COUNT counts both kinds. A
+//! history without declines is still written as version 1, so a library that reads only
+//! version 1 keeps reading it until a decline is recorded.
+//!
+//! Version policy: every older version is read (and written back in the current one); a
+//! newer version is refused with [`Error::UnsupportedVersion`] and the file is left
+//! exactly as it is (never moved aside as damaged, never overwritten): a downgrade must not
+//! lose what a newer mailsrv saved. Only a file that is not a history of any version, or
+//! a damaged one of a known version, is moved aside as corrupt.
+//!
 //! The interruption rule (an answer's first-seen time starts again once another answer was
 //! seen for the same domain and service) is kept across merges: a record's first-seen time
 //! is never at or before the last sighting of another answer that came before its own last
@@ -25,7 +36,11 @@ use crate::core::address::normalize_domain;
 use crate::core::service::Service;
 use crate::core::{Error, Result};
 
+/// The first line's word; the format version follows it.
+const MAGIC_WORD: &str = "mailsrv-history";
 const MAGIC: &str = "mailsrv-history 1";
+/// The newest format version this library reads and writes.
+pub const FORMAT_VERSION: u32 = 2;
 /// More records than any client has accounts for; a bigger file is treated as damaged.
 const MAX_RECORDS: usize = 100_000;
 
@@ -45,26 +60,132 @@ pub struct Seen {
     pub last: u64,
 }
 
-/// The observations of one history file.
+/// What a history holds: the observations and the user's declines.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Parsed {
+    pub records: BTreeMap<ObservationKey, Seen>,
+    /// When the user declined each answer (Unix seconds).
+    pub declined: BTreeMap<ObservationKey, u64>,
+}
+
+/// The observations of one history (a file, or memory only).
 #[derive(Debug, Clone)]
 pub struct History {
-    path: PathBuf,
+    /// `None`: in memory only ([`History::import`]); [`History::export`] gives the bytes.
+    path: Option<PathBuf>,
     records: BTreeMap<ObservationKey, Seen>,
+    declined: BTreeMap<ObservationKey, u64>,
+    /// [`History::prune`]'s cut-off, applied again to what a save merges from the file.
+    pruned_before: Option<u64>,
 }
 
 impl History {
     /// Opens (or starts) the history kept in `path`. A missing file is an empty history;
-    /// a damaged one is moved aside and reported as [`Error::Corrupt`].
+    /// a damaged one is moved aside and reported as [`Error::Corrupt`]; one written by a
+    /// newer mailsrv is [`Error::UnsupportedVersion`] and left untouched.
     pub fn open(path: &Path) -> Result<Self> {
-        let records = settle(read_records(path)?.into_iter().map(sightings));
+        let parsed = read_records(path)?;
         Ok(History {
-            path: path.to_path_buf(),
-            records,
+            path: Some(path.to_path_buf()),
+            records: settle(parsed.records.into_iter().map(sightings)),
+            declined: parsed.declined,
+            pruned_before: None,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A history held in memory only, from bytes [`History::export`] (or a history file)
+    /// gave; empty bytes start an empty history. Errors: [`Error::UnsupportedVersion`]
+    /// (a newer format), [`Error::Corrupt`] (not a history, or damaged).
+    pub fn import(bytes: &[u8]) -> Result<Self> {
+        let parsed = if bytes.is_empty() {
+            Parsed::default()
+        } else {
+            parse_full(bytes).map_err(|e| match e {
+                ParseError::Newer(v) => newer(v, "the history given"),
+                ParseError::Bad(why) => Error::Corrupt(format!("the history given is damaged ({why})")),
+            })?
+        };
+        Ok(History {
+            path: None,
+            records: settle(parsed.records.into_iter().map(sightings)),
+            declined: parsed.declined,
+            pruned_before: None,
+        })
+    }
+
+    /// The history in the file format (see the module comment), for a client that keeps it
+    /// in its own store; [`History::import`] reads it back.
+    pub fn export(&self) -> String {
+        render(&self.records, &self.declined)
+    }
+
+    /// The file, or `None` for a history in memory only.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Records that the user declined the answer `key` (the ASK_USER dialog was answered
+    /// "no") at `now`. The decline holds for as long as the answer persists without
+    /// interruption: while it does, a change check returns NO_CHANGE (reason DECLINED)
+    /// instead of asking again. Once another answer is seen for the same domain and service,
+    /// the declined answer's run ends; if it comes back, it is a new answer and is judged
+    /// (and, after the minimum age, offered) again. A decline never blocks an UPDATE of an
+    /// authenticated answer, nor a REJECT. [`History::prune`] removes it with its record.
+    /// Errors: [`Error::NotFound`] when that answer was never observed.
+    pub fn decline(&mut self, key: ObservationKey, now: u64) -> Result<()> {
+        let key = normalized(key)?;
+        if !self.records.contains_key(&key) {
+            return Err(Error::NotFound(format!(
+                "{} {} {}:{} was never observed: nothing to decline",
+                key.domain, key.service, key.target, key.port
+            )));
+        }
+        let at = self.declined.entry(key).or_insert(now);
+        *at = (*at).max(now);
+        Ok(())
+    }
+
+    /// True when the user declined `key` during its current uninterrupted run.
+    pub fn is_declined(&self, key: &ObservationKey) -> bool {
+        let Ok(key) = normalized(key.clone()) else {
+            return false;
+        };
+        match (self.declined.get(&key), self.records.get(&key)) {
+            (Some(at), Some(seen)) => *at >= seen.first,
+            _ => false,
+        }
+    }
+
+    /// Forgets every answer last seen before `older_than` (Unix seconds), with its decline;
+    /// returns how many were removed. A later save does not bring them back from the file.
+    pub fn prune(&mut self, older_than: u64) -> usize {
+        let before = self.records.len();
+        self.records.retain(|_, s| s.last >= older_than);
+        let records = &self.records;
+        self.declined.retain(|k, _| records.contains_key(k));
+        self.pruned_before = Some(self.pruned_before.map_or(older_than, |p| p.max(older_than)));
+        before - self.records.len()
+    }
+
+    /// Merges `other` (a copy of this history that was saved meanwhile, with what it merged
+    /// from the file) into this one, so observations made during an asynchronous save are
+    /// kept.
+    pub fn absorb(&mut self, other: History) {
+        let mine = std::mem::take(&mut self.records);
+        self.records = settle(mine.into_iter().chain(other.records).map(sightings));
+        for (k, at) in other.declined {
+            let e = self.declined.entry(k).or_insert(at);
+            *e = (*e).max(at);
+        }
+        self.apply_prune();
+    }
+
+    fn apply_prune(&mut self) {
+        if let Some(cut) = self.pruned_before {
+            self.records.retain(|_, s| s.last >= cut);
+        }
+        let records = &self.records;
+        self.declined.retain(|k, _| records.contains_key(k));
     }
 
     pub fn len(&self) -> usize {
@@ -107,16 +228,35 @@ impl History {
     }
 
     /// Writes the history: under an exclusive lock, merged with the file's current content
-    /// (another process may have saved since we read it), atomically replaced.
+    /// (another process may have saved since we read it), atomically replaced. A file a
+    /// newer mailsrv wrote meanwhile is [`Error::UnsupportedVersion`] and left alone; an
+    /// in-memory history has no file ([`Error::InvalidArg`]: use [`History::export`]).
     pub fn save(&mut self) -> Result<()> {
-        let lock = lock_file(&self.path)?;
-        let on_disk = read_records(&self.path)?;
+        let Some(path) = self.path.clone() else {
+            return Err(Error::InvalidArg(
+                "this history lives in memory (imported): export it instead of saving".into(),
+            ));
+        };
+        let lock = lock_file(&path)?;
+        let on_disk = read_records(&path)?;
         let mine = std::mem::take(&mut self.records);
-        self.records = settle(mine.into_iter().chain(on_disk).map(sightings));
-        write_atomically(&self.path, &render(&self.records))?;
+        self.records = settle(mine.into_iter().chain(on_disk.records).map(sightings));
+        for (k, at) in on_disk.declined {
+            let e = self.declined.entry(k).or_insert(at);
+            *e = (*e).max(at);
+        }
+        self.apply_prune();
+        write_atomically(&path, &render(&self.records, &self.declined))?;
         drop(lock);
         Ok(())
     }
+}
+
+/// The error for a history in a newer format than this library's.
+fn newer(version: u32, what: &str) -> Error {
+    Error::UnsupportedVersion(format!(
+        "{what} is in history format version {version}, newer than this mailsrv reads          (up to {FORMAT_VERSION}); it was left untouched: use a newer mailsrv, or another file"
+    ))
 }
 
 fn sightings((key, seen): (ObservationKey, Seen)) -> (ObservationKey, [u64; 2]) {
@@ -195,13 +335,18 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn read_records(path: &Path) -> Result<BTreeMap<ObservationKey, Seen>> {
+fn read_records(path: &Path) -> Result<Parsed> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Parsed::default()),
         Err(e) => return Err(io(path, "cannot read history", e)),
     };
-    parse(&bytes).map_err(|why| {
+    parse_full(&bytes).map_err(|e| {
+        let why = match e {
+            // A newer mailsrv's file: refused, never moved aside or replaced.
+            ParseError::Newer(v) => return newer(v, &format!("history {}", path.display())),
+            ParseError::Bad(why) => why,
+        };
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -225,18 +370,77 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why bytes are not a history this library can use.
+pub(crate) enum ParseError {
+    /// A history of a newer format version.
+    Newer(u32),
+    /// Not a history, or a damaged one.
+    Bad(String),
+}
+
+impl From<String> for ParseError {
+    fn from(s: String) -> Self {
+        ParseError::Bad(s)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(s: &str) -> Self {
+        ParseError::Bad(s.into())
+    }
+}
+
+/// The observations of a history (the fuzz target's entry point).
 pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Seen>, String> {
+    match parse_full(bytes) {
+        Ok(p) => Ok(p.records),
+        Err(ParseError::Newer(v)) => Err(format!("format version {v}")),
+        Err(ParseError::Bad(why)) => Err(why),
+    }
+}
+
+pub(crate) fn parse_full(bytes: &[u8]) -> std::result::Result<Parsed, ParseError> {
+    // The version first, from the first line alone: a newer file is recognised as such
+    // even when the rest of it is something this version cannot read.
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let version = match std::str::from_utf8(first)
+        .ok()
+        .and_then(|l| l.strip_prefix(MAGIC_WORD))
+        .and_then(|v| v.strip_prefix(' '))
+    {
+        Some(v) if !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse::<u32>().map_err(|_| "bad format version")?
+        }
+        _ => return Err("unknown format (no mailsrv-history line)".into()),
+    };
+    if version > FORMAT_VERSION {
+        return Err(ParseError::Newer(version));
+    }
+    if version == 0 {
+        return Err("format version 0".into());
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines = text.split_terminator('\n');
-    if lines.next() != Some(MAGIC) {
-        return Err("unknown format or version".into());
-    }
+    lines.next();
     let mut records = BTreeMap::new();
+    let mut declined = BTreeMap::new();
     for line in lines {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
+            ["declined", domain, service, target, port, at] if version >= 2 => {
+                if records.len() + declined.len() >= MAX_RECORDS {
+                    return Err("too many records".into());
+                }
+                let key = ObservationKey {
+                    domain: check_name(domain)?,
+                    service: Service::from_name(service).ok_or("unknown service")?,
+                    target: check_name(target)?,
+                    port: port.parse().map_err(|_| "bad port")?,
+                };
+                declined.insert(key, at.parse().map_err(|_| "bad time")?);
+            }
             ["obs", domain, service, target, port, first, last] => {
-                if records.len() >= MAX_RECORDS {
+                if records.len() + declined.len() >= MAX_RECORDS {
                     return Err("too many records".into());
                 }
                 let key = ObservationKey {
@@ -254,14 +458,17 @@ pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey
                 }
                 records.insert(key, seen);
             }
-            ["end", count] if count.parse() == Ok(records.len()) && text.ends_with('\n') => {
-                return Ok(records);
+            ["end", count]
+                if count.parse() == Ok(records.len() + declined.len()) && text.ends_with('\n') =>
+            {
+                return Ok(Parsed { records, declined });
             }
             _ => {
                 return Err(format!(
                     "bad line {:?}",
                     line.chars().take(80).collect::<String>()
-                ));
+                )
+                .into());
             }
         }
     }
@@ -280,8 +487,13 @@ fn check_name(s: &str) -> std::result::Result<String, String> {
         })
 }
 
-fn render(records: &BTreeMap<ObservationKey, Seen>) -> String {
-    let mut out = format!("{MAGIC}\n");
+fn render(records: &BTreeMap<ObservationKey, Seen>, declined: &BTreeMap<ObservationKey, u64>) -> String {
+    // Version 1 while there is nothing only version 2 can say (see the module comment).
+    let mut out = if declined.is_empty() {
+        format!("{MAGIC}\n")
+    } else {
+        format!("{MAGIC_WORD} {FORMAT_VERSION}\n")
+    };
     for (k, s) in records {
         out.push_str(&format!(
             "obs {} {} {} {} {} {}\n",
@@ -293,7 +505,16 @@ fn render(records: &BTreeMap<ObservationKey, Seen>) -> String {
             s.last
         ));
     }
-    out.push_str(&format!("end {}\n", records.len()));
+    for (k, at) in declined {
+        out.push_str(&format!(
+            "declined {} {} {} {} {at}\n",
+            k.domain,
+            k.service.name(),
+            k.target,
+            k.port
+        ));
+    }
+    out.push_str(&format!("end {}\n", records.len() + declined.len()));
     out
 }
 
