@@ -15,6 +15,7 @@ use super::cert::identity::{MatchOptions, ReferenceIdentity};
 use super::cert::verifier::{CertVerdict, check_names_only, verify_cert};
 use super::config::{CaMode, Config};
 use super::dns::anchors::AnchorSource;
+use super::dns::answer::DnssecState;
 use super::dns::discover::{DiscoverOptions, Discovery, discover};
 use super::dns::resolver::Resolver;
 use super::requests::{Deliver, DispatchMode, Dispatcher, RequestId};
@@ -24,7 +25,6 @@ use super::tls::connect::{self, ConnectRequest, MailConnection};
 use super::verdict::authenticity::Evidence;
 use super::verdict::authenticity::{self, AuthRequest, Authenticity, CallerChains, PeerSource};
 use super::verdict::binding::Binding;
-use super::dns::answer::DnssecState;
 use super::verdict::change::{
     ChangeOutcome, ChangeRequest, Decision, Reason, apply_decline, decide,
 };

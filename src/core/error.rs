@@ -95,13 +95,38 @@ impl Error {
             Cancelled => "request cancelled",
             Shutdown => "context shutting down",
             InCallback => "not allowed inside a mailsrv callback",
-            InvalidArg(s) | Timeout(s) | Io(s) | Corrupt(s) | UnsupportedVersion(s) | Runtime(s) | Panic(s)
-            | NotFound(s) | NxDomain(s) | NoRecord(s) | ServFail(s) | LookupFailed(s)
-            | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
-            | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
-            | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
-            | Handshake(s) | DaneMismatch(s) | PinMismatch(s) | ConnectFailed(s)
-            | ConnectionClosed(s) | Protocol(s) | Http(s) | BadConfig(s) => s,
+            InvalidArg(s)
+            | Timeout(s)
+            | Io(s)
+            | Corrupt(s)
+            | UnsupportedVersion(s)
+            | Runtime(s)
+            | Panic(s)
+            | NotFound(s)
+            | NxDomain(s)
+            | NoRecord(s)
+            | ServFail(s)
+            | LookupFailed(s)
+            | NoSecureAnswer(s)
+            | Bogus(s)
+            | Indeterminate(s)
+            | BadTrustAnchor(s)
+            | CertExpired(s)
+            | CertNotYetValid(s)
+            | UnknownIssuer(s)
+            | NameMismatch(s)
+            | BadCertificate(s)
+            | CertPurpose(s)
+            | NameConstraint(s)
+            | NoTrustAnchors(s)
+            | Handshake(s)
+            | DaneMismatch(s)
+            | PinMismatch(s)
+            | ConnectFailed(s)
+            | ConnectionClosed(s)
+            | Protocol(s)
+            | Http(s)
+            | BadConfig(s) => s,
         }
     }
 }

@@ -20,4 +20,5 @@ pub mod rustls_verifier;
 pub mod status;
 pub mod stream;
 pub(crate) mod strings;
+pub use strings::mailsrv_string_free;
 pub mod version;

@@ -559,4 +559,124 @@ mod tests {
         );
         assert_eq!(d.decision, Decision::NoChange);
     }
+
+    #[test]
+    fn reasons_tell_the_situations_apart() {
+        let r = |a: &ServiceAnswer, origin, verdict| {
+            decide(&saved(origin), a, verdict, None, None, 0, 1).reason
+        };
+        let moved = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let same = answer(Service::Imaps, SrvState::Found, &[("a.provider.net", 993)]);
+        assert_eq!(r(&same, Origin::Srv, None), Reason::Unchanged);
+        assert_eq!(r(&moved, Origin::User, None), Reason::UserConfigured);
+        assert_eq!(
+            r(
+                &answer(Service::Imaps, SrvState::LookupFailed, &[]),
+                Origin::Srv,
+                None
+            ),
+            Reason::LookupFailed
+        );
+        assert_eq!(
+            r(
+                &answer(Service::Imaps, SrvState::NoRecord, &[]),
+                Origin::Srv,
+                None
+            ),
+            Reason::NotOffered
+        );
+        assert_eq!(
+            r(
+                &answer(Service::Imaps, SrvState::Bogus, &[]),
+                Origin::Srv,
+                None
+            ),
+            Reason::Bogus
+        );
+        assert_eq!(
+            r(
+                &answer(Service::Pop3s, SrvState::Found, &[("b.provider.net", 995)]),
+                Origin::Srv,
+                None
+            ),
+            Reason::OtherService
+        );
+        assert_eq!(
+            r(&moved, Origin::Srv, Some(Verdict::Rejected)),
+            Reason::WrongTarget
+        );
+        let d = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Unverified),
+            None,
+            None,
+            0,
+            0,
+        );
+        assert_eq!(d.reason, Reason::UnverifiedPersisted);
+        let d = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Unverified),
+            None,
+            None,
+            0,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.reason, Reason::UnverifiedNew);
+        let d = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Authentic),
+            Some(&bound()),
+            None,
+            0,
+            1,
+        );
+        assert_eq!(d.reason, Reason::Authenticated);
+    }
+
+    #[test]
+    fn a_decline_silences_ask_user_and_wait_only() {
+        let moved = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let ask = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Unverified),
+            Some(&bound()),
+            None,
+            0,
+            0,
+        );
+        assert_eq!(ask.decision, Decision::AskUser);
+        let d = apply_decline(ask.clone(), true);
+        assert_eq!(
+            (d.decision, d.reason),
+            (Decision::NoChange, Reason::Declined)
+        );
+        assert_eq!(d.binding, None);
+        assert_eq!(d.target, ask.target);
+        assert_eq!(apply_decline(ask.clone(), false), ask);
+        let update = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Authentic),
+            Some(&bound()),
+            None,
+            0,
+            0,
+        );
+        assert_eq!(apply_decline(update.clone(), true), update);
+        let reject = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Rejected),
+            None,
+            None,
+            0,
+            0,
+        );
+        assert_eq!(apply_decline(reject.clone(), true), reject);
+    }
 }

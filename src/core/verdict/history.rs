@@ -102,7 +102,9 @@ impl History {
         } else {
             parse_full(bytes).map_err(|e| match e {
                 ParseError::Newer(v) => newer(v, "the history given"),
-                ParseError::Bad(why) => Error::Corrupt(format!("the history given is damaged ({why})")),
+                ParseError::Bad(why) => {
+                    Error::Corrupt(format!("the history given is damaged ({why})"))
+                }
             })?
         };
         Ok(History {
@@ -464,11 +466,9 @@ pub(crate) fn parse_full(bytes: &[u8]) -> std::result::Result<Parsed, ParseError
                 return Ok(Parsed { records, declined });
             }
             _ => {
-                return Err(format!(
-                    "bad line {:?}",
-                    line.chars().take(80).collect::<String>()
-                )
-                .into());
+                return Err(
+                    format!("bad line {:?}", line.chars().take(80).collect::<String>()).into(),
+                );
             }
         }
     }
@@ -487,7 +487,10 @@ fn check_name(s: &str) -> std::result::Result<String, String> {
         })
 }
 
-fn render(records: &BTreeMap<ObservationKey, Seen>, declined: &BTreeMap<ObservationKey, u64>) -> String {
+fn render(
+    records: &BTreeMap<ObservationKey, Seen>,
+    declined: &BTreeMap<ObservationKey, u64>,
+) -> String {
     // Version 1 while there is nothing only version 2 can say (see the module comment).
     let mut out = if declined.is_empty() {
         format!("{MAGIC}\n")
@@ -752,5 +755,144 @@ mod tests {
         let h = History::open(&path).unwrap();
         assert_eq!(h.get(&key("a.example.net")).unwrap().first, 0);
         assert_eq!(h.get(&key("b.example.net")).unwrap().first, 9 * DAY);
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_and_left_untouched() {
+        let path = temp("newer");
+        let body = "mailsrv-history 3\nsomething a later mailsrv writes\nend 1\n";
+        fs::write(&path, body).unwrap();
+        let err = History::open(&path).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion(_)), "{err:?}");
+        assert!(err.detail().contains("version 3"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), body, "not moved aside");
+        let moved = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+        assert!(!moved);
+        // A save over a file that became newer meanwhile writes nothing.
+        let other = temp("newer-save");
+        let mut h = History::open(&other).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        fs::write(&other, body).unwrap();
+        assert!(matches!(h.save(), Err(Error::UnsupportedVersion(_))));
+        assert_eq!(fs::read_to_string(&other).unwrap(), body);
+        // Import: the same refusal.
+        assert!(matches!(
+            History::import(body.as_bytes()),
+            Err(Error::UnsupportedVersion(_))
+        ));
+        // Not a history at all, or version 0: damaged.
+        for junk in [
+            "mailsrv-history x\nend 0\n",
+            "mailsrv-history 0\nend 0\n",
+            "mailsrv-history\n",
+        ] {
+            assert!(
+                matches!(History::import(junk.as_bytes()), Err(Error::Corrupt(_))),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn declines_hold_until_the_answer_is_interrupted() {
+        let mut h = History::import(b"").unwrap();
+        assert!(matches!(
+            h.decline(key("a.example.net"), 10),
+            Err(Error::NotFound(_))
+        ));
+        h.observe(key("a.example.net"), 0).unwrap();
+        h.decline(key("A.Example.NET."), 10 * DAY).unwrap();
+        assert!(h.is_declined(&key("a.example.net")));
+        h.observe(key("a.example.net"), 20 * DAY).unwrap();
+        assert!(h.is_declined(&key("a.example.net")), "still the same run");
+        // Another answer, then the declined one again: a new run, offered again later.
+        h.observe(key("b.example.net"), 21 * DAY).unwrap();
+        h.observe(key("a.example.net"), 22 * DAY).unwrap();
+        assert!(!h.is_declined(&key("a.example.net")));
+    }
+
+    #[test]
+    fn declines_survive_save_export_and_import_in_version_2() {
+        let path = temp("decl");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        h.save().unwrap();
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("mailsrv-history 1\n")
+        );
+        h.decline(key("a.example.net"), 200).unwrap();
+        h.save().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("mailsrv-history 2\n"), "{text}");
+        assert!(
+            text.contains("declined example.com imaps a.example.net 993 200\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("end 2\n"), "{text}");
+        let h2 = History::open(&path).unwrap();
+        assert!(h2.is_declined(&key("a.example.net")));
+        let copy = History::import(h2.export().as_bytes()).unwrap();
+        assert!(copy.is_declined(&key("a.example.net")));
+        assert_eq!(copy.export(), h2.export());
+        assert!(copy.path().is_none());
+        let mut copy = copy;
+        assert!(matches!(copy.save(), Err(Error::InvalidArg(_))));
+        // A version-1 reader's file is read as such.
+        let v1 = format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2\nend 1\n");
+        assert_eq!(History::import(v1.as_bytes()).unwrap().len(), 1);
+        // A declined line in a version-1 file is damage.
+        let bad = format!(
+            "{MAGIC}\nobs example.com imaps a.example.net 993 1 2\ndeclined example.com imaps a.example.net 993 5\nend 2\n"
+        );
+        assert!(matches!(
+            History::import(bad.as_bytes()),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn prune_forgets_old_answers_and_a_save_does_not_bring_them_back() {
+        let path = temp("prune");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("old.example.net"), DAY).unwrap();
+        h.observe(key("new.example.net"), 400 * DAY).unwrap();
+        h.decline(key("old.example.net"), 2 * DAY).unwrap();
+        h.save().unwrap();
+        let mut h = History::open(&path).unwrap();
+        assert_eq!(h.prune(100 * DAY), 1);
+        assert_eq!(h.prune(100 * DAY), 0);
+        h.save().unwrap();
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.len(), 1);
+        assert!(h.get(&key("old.example.net")).is_none());
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("mailsrv-history 1\n"),
+            "the decline went with its record"
+        );
+    }
+
+    #[test]
+    fn absorb_keeps_observations_made_during_a_save() {
+        let path = temp("absorb");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        let mut copy = h.clone();
+        h.observe(key("a.example.net"), 300).unwrap();
+        copy.save().unwrap();
+        h.absorb(copy);
+        assert_eq!(
+            h.get(&key("a.example.net")),
+            Some(Seen {
+                first: 100,
+                last: 300
+            })
+        );
     }
 }
