@@ -87,11 +87,6 @@ struct rustls_verify_server_cert_params;
 
 
 /**
- * The newest format version this library reads and writes.
- */
-#define FORMAT_VERSION 2
-
-/**
  * Flag: only DNSSEC-secure SRV answers count; an insecure or indeterminate one becomes
  * an error for that service (MAILSRV_STATUS_NO_SECURE_ANSWER).
  */
@@ -673,6 +668,100 @@ typedef enum {
   MAILSRV_OAUTH2_FIELD_AUTH_URL = 3,
   MAILSRV_OAUTH2_FIELD_TOKEN_URL = 4,
 } mailsrv_oauth2_field;
+
+/**
+ * Why a refresh decision is what it is (mailsrv_change_reason()): the dialog a client
+ * shows depends on it, not only on the decision. New reasons may be added; treat an
+ * unknown one by its decision.
+ */
+typedef enum {
+  /**
+   * NO_CHANGE: the saved server is still advertised (or named).
+   */
+  MAILSRV_REASON_UNCHANGED = 1,
+  /**
+   * NO_CHANGE: the configuration was typed by the user (MAILSRV_ORIGIN_USER).
+   */
+  MAILSRV_REASON_USER_CONFIGURED = 2,
+  /**
+   * NO_CHANGE: the lookup failed (timeout, SERVFAIL, no source answered); nothing is
+   * known about the current answer. Look again later; do not tell the user "unchanged".
+   */
+  MAILSRV_REASON_LOOKUP_FAILED = 3,
+  /**
+   * NO_CHANGE: the domain no longer offers the service (no SRV record, a "." target, or
+   * no such server in the fresh configuration). The saved configuration stays.
+   */
+  MAILSRV_REASON_NOT_OFFERED = 4,
+  /**
+   * NO_CHANGE: the fresh answer is for another service (never switched automatically).
+   */
+  MAILSRV_REASON_OTHER_SERVICE = 5,
+  /**
+   * NO_CHANGE: the new servers could not be judged (every check failed).
+   */
+  MAILSRV_REASON_NOT_JUDGED = 6,
+  /**
+   * NO_CHANGE: the user declined this very answer (mailsrv_history_decline()) and it has
+   * persisted since: it is not offered again.
+   */
+  MAILSRV_REASON_DECLINED = 7,
+  /**
+   * UPDATE: the new server is authenticated (see mailsrv_change_authenticity()).
+   */
+  MAILSRV_REASON_AUTHENTICATED = 8,
+  /**
+   * WAIT: not verified, and not seen for the minimum age yet.
+   */
+  MAILSRV_REASON_UNVERIFIED_NEW = 9,
+  /**
+   * ASK_USER: not verified, but seen consistently for the minimum age.
+   */
+  MAILSRV_REASON_UNVERIFIED_PERSISTED = 10,
+  /**
+   * REJECT: the SRV answer failed DNSSEC validation (bogus): an attack or a broken
+   * zone; warn, keep the saved configuration.
+   */
+  MAILSRV_REASON_BOGUS = 11,
+  /**
+   * REJECT: the new server was proven not to be the domain's (DNSSEC-signed records that
+   * do not hold it, a certificate that does not match its signed TLSA records).
+   */
+  MAILSRV_REASON_WRONG_TARGET = 12,
+} mailsrv_reason;
+
+/**
+ * What the pinned keys of a mailsrv_connect_opts mean.
+ */
+typedef enum {
+  /**
+   * On top of the usual check (the default): the certificate must pass it and its key
+   * must be pinned, else PIN_MISMATCH. Key pinning for a known provider.
+   */
+  MAILSRV_PIN_MODE_REQUIRE = 0,
+  /**
+   * Instead of it: a certificate whose key is pinned is accepted whatever its issuer,
+   * names and dates (like DANE-EE); any other certificate gets the usual check. For the
+   * key of a self-signed server the user accepted once.
+   */
+  MAILSRV_PIN_MODE_TRUST = 1,
+} mailsrv_pin_mode;
+
+/**
+ * How the configured CA certificates (mailsrv_config_set_ca_file(),
+ * mailsrv_config_add_ca_pem()) relate to the system store.
+ */
+typedef enum {
+  /**
+   * They replace the system store: only they are trusted. The default.
+   */
+  MAILSRV_CA_MODE_REPLACE = 0,
+  /**
+   * They are trusted in addition to the system store (a company CA beside the public
+   * ones). When the system store is empty or unreadable, they are used alone.
+   */
+  MAILSRV_CA_MODE_ADD = 1,
+} mailsrv_ca_mode;
 
 /**
  * An account-discovery result (opaque, immutable except for taking probe streams, owned by
@@ -2787,7 +2876,7 @@ const mailsrv_binding *mailsrv_change_binding(const mailsrv_change *c);
 const char *mailsrv_change_detail(const mailsrv_change *c);
 
 /**
- * Why the decision is what it is (a mailsrv_change_reason value; 0 for NULL): REJECT for a
+ * Why the decision is what it is (a mailsrv_reason value; 0 for NULL): REJECT for a
  * bogus answer (BOGUS) differs from REJECT for a wrong target (WRONG_TARGET); NO_CHANGE
  * after a failed lookup (LOOKUP_FAILED) differs from an unchanged answer (UNCHANGED) and
  * from an answer the user declined (DECLINED).

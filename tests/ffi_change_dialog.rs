@@ -89,7 +89,7 @@ const ASK_USER: u32 = mailsrv_decision::AskUser as u32;
 const WAIT: u32 = mailsrv_decision::Wait as u32;
 const REJECT: u32 = mailsrv_decision::Reject as u32;
 
-fn reason(r: mailsrv_change_reason) -> u32 {
+fn reason(r: mailsrv_reason) -> u32 {
     r as u32
 }
 
@@ -123,7 +123,7 @@ fn ask_user_carries_the_authenticity_and_a_decline_silences_it() {
     assert_eq!(ch.decision, ASK_USER, "{}", ch.detail);
     assert_eq!(
         ch.reason,
-        reason(mailsrv_change_reason::UnverifiedPersisted)
+        reason(mailsrv_reason::UnverifiedPersisted)
     );
     let (verdict, evidence, probe, target_chain) =
         ch.authenticity.expect("the fresh answer was judged");
@@ -162,12 +162,12 @@ fn ask_user_carries_the_authenticity_and_a_decline_silences_it() {
     }
     let ch = check("insecure.test", "old.example.net", 993, h, NOW + DAY);
     assert_eq!(ch.decision, NO_CHANGE, "{}", ch.detail);
-    assert_eq!(ch.reason, reason(mailsrv_change_reason::Declined));
+    assert_eq!(ch.reason, reason(mailsrv_reason::Declined));
     // The same answer, never seen before, on a fresh history: WAIT, reason UNVERIFIED_NEW.
     let fresh = memory_history();
     let ch = check("insecure.test", "old.example.net", 993, fresh, NOW);
     assert_eq!(ch.decision, WAIT);
-    assert_eq!(ch.reason, reason(mailsrv_change_reason::UnverifiedNew));
+    assert_eq!(ch.reason, reason(mailsrv_reason::UnverifiedNew));
     unsafe {
         mailsrv_history_free(h);
         mailsrv_history_free(fresh);
@@ -178,7 +178,7 @@ fn ask_user_carries_the_authenticity_and_a_decline_silences_it() {
 fn reject_for_bogus_is_not_reject_for_a_wrong_target() {
     let ch = check("bogus.test", "old.example.net", 993, ptr::null_mut(), NOW);
     assert_eq!(ch.decision, REJECT, "{}", ch.detail);
-    assert_eq!(ch.reason, reason(mailsrv_change_reason::Bogus));
+    assert_eq!(ch.reason, reason(mailsrv_reason::Bogus));
     // A DNSSEC-signed SRV target whose certificate fails its signed TLSA records.
     let ch = check(
         "danebad.example.com",
@@ -188,7 +188,7 @@ fn reject_for_bogus_is_not_reject_for_a_wrong_target() {
         NOW,
     );
     assert_eq!(ch.decision, REJECT, "{}", ch.detail);
-    assert_eq!(ch.reason, reason(mailsrv_change_reason::WrongTarget));
+    assert_eq!(ch.reason, reason(mailsrv_reason::WrongTarget));
     assert_eq!(ch.authenticity.unwrap().0, mailsrv_verdict::Rejected as u32);
 }
 
@@ -198,7 +198,7 @@ fn no_change_after_a_failed_lookup_is_visible() {
     assert_eq!(ch.decision, NO_CHANGE);
     assert_eq!(
         ch.reason,
-        reason(mailsrv_change_reason::LookupFailed),
+        reason(mailsrv_reason::LookupFailed),
         "{}",
         ch.detail
     );
@@ -212,12 +212,12 @@ fn no_change_after_a_failed_lookup_is_visible() {
     );
     assert_eq!(
         (ch.decision, ch.reason),
-        (NO_CHANGE, reason(mailsrv_change_reason::Unchanged))
+        (NO_CHANGE, reason(mailsrv_reason::Unchanged))
     );
     let ch = check("example.com", "old.example.net", 993, ptr::null_mut(), NOW);
     assert_eq!(
         (ch.decision, ch.reason),
-        (UPDATE, reason(mailsrv_change_reason::Authenticated))
+        (UPDATE, reason(mailsrv_reason::Authenticated))
     );
     assert_eq!(ch.authenticity.unwrap().1, mailsrv_evidence::Dnssec as u32);
 }

@@ -72,7 +72,7 @@ pub enum mailsrv_decision {
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy)]
-pub enum mailsrv_change_reason {
+pub enum mailsrv_reason {
     /// NO_CHANGE: the saved server is still advertised (or named).
     Unchanged = 1,
     /// NO_CHANGE: the configuration was typed by the user (MAILSRV_ORIGIN_USER).
@@ -107,7 +107,7 @@ pub enum mailsrv_change_reason {
 /// A refresh decision (opaque, immutable, owned by the caller).
 pub struct mailsrv_change {
     decision: mailsrv_decision,
-    reason: mailsrv_change_reason,
+    reason: mailsrv_reason,
     target: Option<CString>,
     port: u16,
     wait_until: u64,
@@ -151,18 +151,18 @@ impl mailsrv_change {
             target,
             port,
             reason: match advice.reason {
-                Reason::Unchanged => mailsrv_change_reason::Unchanged,
-                Reason::UserConfigured => mailsrv_change_reason::UserConfigured,
-                Reason::LookupFailed => mailsrv_change_reason::LookupFailed,
-                Reason::NotOffered => mailsrv_change_reason::NotOffered,
-                Reason::OtherService => mailsrv_change_reason::OtherService,
-                Reason::NotJudged => mailsrv_change_reason::NotJudged,
-                Reason::Declined => mailsrv_change_reason::Declined,
-                Reason::Authenticated => mailsrv_change_reason::Authenticated,
-                Reason::UnverifiedNew => mailsrv_change_reason::UnverifiedNew,
-                Reason::UnverifiedPersisted => mailsrv_change_reason::UnverifiedPersisted,
-                Reason::Bogus => mailsrv_change_reason::Bogus,
-                Reason::WrongTarget => mailsrv_change_reason::WrongTarget,
+                Reason::Unchanged => mailsrv_reason::Unchanged,
+                Reason::UserConfigured => mailsrv_reason::UserConfigured,
+                Reason::LookupFailed => mailsrv_reason::LookupFailed,
+                Reason::NotOffered => mailsrv_reason::NotOffered,
+                Reason::OtherService => mailsrv_reason::OtherService,
+                Reason::NotJudged => mailsrv_reason::NotJudged,
+                Reason::Declined => mailsrv_reason::Declined,
+                Reason::Authenticated => mailsrv_reason::Authenticated,
+                Reason::UnverifiedNew => mailsrv_reason::UnverifiedNew,
+                Reason::UnverifiedPersisted => mailsrv_reason::UnverifiedPersisted,
+                Reason::Bogus => mailsrv_reason::Bogus,
+                Reason::WrongTarget => mailsrv_reason::WrongTarget,
             },
             authenticity: None,
             wait_until: advice.wait_until.unwrap_or(0),
@@ -951,7 +951,7 @@ pub unsafe extern "C" fn mailsrv_change_detail(c: *const mailsrv_change) -> *con
     ffi_boundary! { try_ref!(c).detail.as_ptr() }
 }
 
-/// Why the decision is what it is (a mailsrv_change_reason value; 0 for NULL): REJECT for a
+/// Why the decision is what it is (a mailsrv_reason value; 0 for NULL): REJECT for a
 /// bogus answer (BOGUS) differs from REJECT for a wrong target (WRONG_TARGET); NO_CHANGE
 /// after a failed lookup (LOOKUP_FAILED) differs from an unchanged answer (UNCHANGED) and
 /// from an answer the user declined (DECLINED).
