@@ -121,10 +121,7 @@ fn ask_user_carries_the_authenticity_and_a_decline_silences_it() {
     }
     let ch = check("insecure.test", "old.example.net", 993, h, NOW);
     assert_eq!(ch.decision, ASK_USER, "{}", ch.detail);
-    assert_eq!(
-        ch.reason,
-        reason(mailsrv_reason::UnverifiedPersisted)
-    );
+    assert_eq!(ch.reason, reason(mailsrv_reason::UnverifiedPersisted));
     let (verdict, evidence, probe, target_chain) =
         ch.authenticity.expect("the fresh answer was judged");
     assert_eq!(verdict, mailsrv_verdict::Unverified as u32);

@@ -90,6 +90,8 @@ CALLBACK_TYPES = {
     "mailsrv_change_cb": _ffi.CHANGE_CB,
     "mailsrv_autoconfig_cb": _ffi.AUTOCONFIG_CB,
     "mailsrv_account_cb": _ffi.ACCOUNT_CB,
+    "mailsrv_plain_socket_cb": _ffi.PLAIN_SOCKET_CB,
+    "mailsrv_history_save_cb": _ffi.HISTORY_SAVE_CB,
 }
 
 
@@ -187,7 +189,10 @@ def test_owned_pointers_are_never_c_char_p():
         for t in argtypes:
             assert t is not ctypes.POINTER(ctypes.c_char_p), name
     for cb in CALLBACK_TYPES.values():
-        assert cb._argtypes_[3] is ctypes.c_void_p  # the owned result
+        if len(cb._argtypes_) == 5:  # (userdata, id, status, result, detail)
+            assert cb._argtypes_[3] is ctypes.c_void_p  # the owned result
+        else:  # no result object (mailsrv_history_save_cb): (userdata, id, status, detail)
+            assert cb._argtypes_[3] is ctypes.c_char_p
         assert cb._restype_ is None
 
 
@@ -255,6 +260,9 @@ ENUMS = {
     "mailsrv_evidence": mailsrv.Evidence,
     "mailsrv_origin": mailsrv.Origin,
     "mailsrv_decision": mailsrv.Decision,
+    "mailsrv_reason": mailsrv.Reason,
+    "mailsrv_pin_mode": mailsrv.PinMode,
+    "mailsrv_ca_mode": mailsrv.CaMode,
 }
 
 
