@@ -63,10 +63,13 @@ build-test:
 rust-tests: build-test
 	$(CARGO) test $(TEST_FEATURES)
 
+# A C test may need more libraries: test_own_tls is a client with its own OpenSSL.
+C_TEST_LIBS_test_own_tls := -lssl -lcrypto
+
 c-tests/build/%: c-tests/%.c c-tests/harness.h include/mailsrv.h build-test
 	@mkdir -p c-tests/build
 	$(CC) $(C_WARN) $(CPPFLAGS) $(CFLAGS) -DMAILSRV_TEST_HOOKS -Iinclude -Ic-tests $< -o $@ \
-	  -L$(DEBUG_DIR) -lmailsrv -pthread -Wl,-rpath,$(abspath $(DEBUG_DIR)) $(LDFLAGS)
+	  -L$(DEBUG_DIR) -lmailsrv $(C_TEST_LIBS_$*) -pthread -Wl,-rpath,$(abspath $(DEBUG_DIR)) $(LDFLAGS)
 
 c-tests: $(C_TESTS)
 	@set -e; for t in $(C_TESTS); do echo "== $$t"; $$t; done

@@ -126,6 +126,16 @@ struct rustls_verify_server_cert_params;
 #define MAILSRV_FLAG_KEEP_PROBE 16
 
 /**
+ * Flag for mailsrv_cert_check() and mailsrv_verify_srv_authenticity_with_chains(): the
+ * caller's own TLS stack (OpenSSL, GnuTLS, NSS) already validated the path to its trust
+ * store, so mailsrv skips path validation, dates and the leaf key check and checks only
+ * the RFC 7817 / RFC 9525 identity of the leaf (the name constraints of the other
+ * certificates given still apply to SRV-IDs). Per call only; other calls refuse it
+ * (INVALID_ARG). Since 0.1.
+ */
+#define MAILSRV_FLAG_NAMES_ONLY 32
+
+/**
  * The result of every fallible call. 0 is success; the ranges are 1-99 usage and internal,
  * 100-199 DNS, 200-299 DNSSEC, 300-399 TLS and certificates, 400-499 network and mail
  * protocols. Numbers are never changed or reused.
@@ -183,6 +193,11 @@ typedef enum {
    * A file mailsrv wrote earlier (the history) is damaged; it was kept aside, not replaced.
    */
   MAILSRV_STATUS_CORRUPT = 12,
+  /**
+   * A file (the history) was written by a newer mailsrv in a format this one does not
+   * read; it was left untouched (not moved aside, not overwritten). Since 0.1.
+   */
+  MAILSRV_STATUS_UNSUPPORTED_VERSION = 20,
   /**
    * DNS: the name does not exist (NXDOMAIN).
    */
@@ -256,6 +271,11 @@ typedef enum {
    * certificates (RFC 7671); the connection was refused.
    */
   MAILSRV_STATUS_DANE_MISMATCH = 320,
+  /**
+   * Certificate: the connection requires a pinned key (mailsrv_connect_opts_add_pin_sha256()
+   * with MAILSRV_PIN_MODE_REQUIRE) and the server's certificate has another. Since 0.1.
+   */
+  MAILSRV_STATUS_PIN_MISMATCH = 321,
   /**
    * Network: no TCP connection could be made.
    */
@@ -737,6 +757,100 @@ typedef enum {
 } mailsrv_autodiscover_ask;
 
 /**
+ * Why a change decision is what it is (mailsrv_change_reason()): the dialog a client
+ * shows depends on it, not only on the decision. New reasons may be added; treat an
+ * unknown one by its decision.
+ */
+typedef enum {
+  /**
+   * NO_CHANGE: the saved server is still advertised (or named).
+   */
+  MAILSRV_REASON_UNCHANGED = 1,
+  /**
+   * NO_CHANGE: the configuration was typed by the user (MAILSRV_ORIGIN_USER).
+   */
+  MAILSRV_REASON_USER_CONFIGURED = 2,
+  /**
+   * NO_CHANGE: the lookup failed (timeout, SERVFAIL, no source answered); nothing is
+   * known about the current answer. Look again later; do not tell the user "unchanged".
+   */
+  MAILSRV_REASON_LOOKUP_FAILED = 3,
+  /**
+   * NO_CHANGE: the domain no longer offers the service (no SRV record, a "." target, or
+   * no such server in the fresh configuration). The saved configuration stays.
+   */
+  MAILSRV_REASON_NOT_OFFERED = 4,
+  /**
+   * NO_CHANGE: the fresh answer is for another service (never switched automatically).
+   */
+  MAILSRV_REASON_OTHER_SERVICE = 5,
+  /**
+   * NO_CHANGE: the new servers could not be judged (every check failed).
+   */
+  MAILSRV_REASON_NOT_JUDGED = 6,
+  /**
+   * NO_CHANGE: the user declined this very answer (mailsrv_history_decline()) and it has
+   * persisted since: it is not offered again.
+   */
+  MAILSRV_REASON_DECLINED = 7,
+  /**
+   * UPDATE: the new server is authenticated (see mailsrv_change_authenticity()).
+   */
+  MAILSRV_REASON_AUTHENTICATED = 8,
+  /**
+   * WAIT: not verified, and not seen for the minimum age yet.
+   */
+  MAILSRV_REASON_UNVERIFIED_NEW = 9,
+  /**
+   * ASK_USER: not verified, but seen consistently for the minimum age.
+   */
+  MAILSRV_REASON_UNVERIFIED_PERSISTED = 10,
+  /**
+   * REJECT: the SRV answer failed DNSSEC validation (bogus): an attack or a broken
+   * zone; warn, keep the saved configuration.
+   */
+  MAILSRV_REASON_BOGUS = 11,
+  /**
+   * REJECT: the new server was proven not to be the domain's (DNSSEC-signed records that
+   * do not hold it, a certificate that does not match its signed TLSA records).
+   */
+  MAILSRV_REASON_WRONG_TARGET = 12,
+} mailsrv_reason;
+
+/**
+ * What the pinned keys of a mailsrv_connect_opts mean.
+ */
+typedef enum {
+  /**
+   * On top of the usual check (the default): the certificate must pass it and its key
+   * must be pinned, else PIN_MISMATCH. Key pinning for a known provider.
+   */
+  MAILSRV_PIN_MODE_REQUIRE = 0,
+  /**
+   * Instead of it: a certificate whose key is pinned is accepted whatever its issuer,
+   * names and dates (like DANE-EE); any other certificate gets the usual check. For the
+   * key of a self-signed server the user accepted once.
+   */
+  MAILSRV_PIN_MODE_TRUST = 1,
+} mailsrv_pin_mode;
+
+/**
+ * How the configured CA certificates (mailsrv_config_set_ca_file(),
+ * mailsrv_config_add_ca_pem()) relate to the system store.
+ */
+typedef enum {
+  /**
+   * They replace the system store: only they are trusted. The default.
+   */
+  MAILSRV_CA_MODE_REPLACE = 0,
+  /**
+   * They are trusted in addition to the system store (a company CA beside the public
+   * ones). When the system store is empty or unreadable, they are used alone.
+   */
+  MAILSRV_CA_MODE_ADD = 1,
+} mailsrv_ca_mode;
+
+/**
  * An account-discovery result (opaque, immutable except for taking probe streams, owned by
  * the caller).
  */
@@ -770,7 +884,7 @@ typedef struct mailsrv_candidate mailsrv_candidate;
 typedef struct mailsrv_cert_result mailsrv_cert_result;
 
 /**
- * A change decision (opaque, immutable, owned by the caller).
+ * A refresh decision (opaque, immutable, owned by the caller).
  */
 typedef struct mailsrv_change mailsrv_change;
 
@@ -817,6 +931,20 @@ typedef struct mailsrv_history mailsrv_history;
  * (and shareable) once handed to a call, which copies what it needs.
  */
 typedef struct mailsrv_identity mailsrv_identity;
+
+/**
+ * The two certificate chains a client with its own TLS stack got (opaque, owned by the
+ * caller, single-threaded; copied by each call that takes it): chain 0 from its
+ * connection to the target with SNI = the mail domain (the probe), chain 1 from its
+ * connection to the target with SNI = the target (the reconnect, a fresh full handshake).
+ */
+typedef struct mailsrv_peer_chains mailsrv_peer_chains;
+
+/**
+ * A plain connection handed over at the STARTTLS go-ahead (opaque, owned by the caller):
+ * the socket on which the caller's own TLS stack starts its handshake.
+ */
+typedef struct mailsrv_plain_socket mailsrv_plain_socket;
 
 /**
  * mailsrv's certificate policy for a rustls-ffi client (opaque): the trusted CAs and the
@@ -908,6 +1036,16 @@ typedef void (*mailsrv_discover_cb)(void *userdata,
                                     const char *detail);
 
 /**
+ * Completion of mailsrv_history_save_async(): the status (OK, IO, CORRUPT,
+ * UNSUPPORTED_VERSION, CANCELLED, SHUTDOWN, ...) and `detail` (borrowed, never NULL; the
+ * reason when not OK). There is no result object.
+ */
+typedef void (*mailsrv_history_save_cb)(void *userdata,
+                                        mailsrv_request_id id,
+                                        mailsrv_status status,
+                                        const char *detail);
+
+/**
  * Completion of mailsrv_srv_change_check_async(): `result` owned, NULL unless OK.
  */
 typedef void (*mailsrv_change_cb)(void *userdata,
@@ -915,6 +1053,16 @@ typedef void (*mailsrv_change_cb)(void *userdata,
                                   mailsrv_status status,
                                   mailsrv_change *result,
                                   const char *detail);
+
+/**
+ * Completion of mailsrv_connect_starttls_plain_async(): `result` owned by the callback
+ * (free with mailsrv_plain_socket_free()), NULL unless OK; `detail` borrowed, never NULL.
+ */
+typedef void (*mailsrv_plain_socket_cb)(void *userdata,
+                                        mailsrv_request_id id,
+                                        mailsrv_status status,
+                                        mailsrv_plain_socket *result,
+                                        const char *detail);
 
 
 
@@ -1283,6 +1431,116 @@ mailsrv_status mailsrv_verify_srv_authenticity_async(mailsrv_ctx *ctx,
                                                      mailsrv_authenticity_cb cb,
                                                      void *userdata,
                                                      mailsrv_request_id *id_out);
+
+/**
+ * Creates an empty pair of chains. `out` (out, not NULL): owned, freed with
+ * mailsrv_peer_chains_free(). Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `out` NULL or valid for writing one pointer.
+ */
+mailsrv_status mailsrv_peer_chains_new(mailsrv_peer_chains **out);
+
+/**
+ * Frees the chains. NULL does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_peer_chains_free(mailsrv_peer_chains *c);
+
+/**
+ * Appends one certificate (DER, `len` bytes, copied) to chain `which`: 0 = the probe (your
+ * connection to the target with SNI = the mail domain), 1 = the reconnect (SNI = the
+ * target). Add them as the server sent them, the leaf first; at most 16 per chain. A
+ * chain you add nothing to counts as "that connection failed or was not made": the
+ * verdict's mailsrv_authenticity_probe_status() / _target_status() is then NOT_FOUND.
+ * Hand over what the server presented even when your stack refused it: mailsrv checks it
+ * itself (unless MAILSRV_FLAG_NAMES_ONLY says your stack validated it).
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown `which`, empty certificate, more than 16).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid; `der` NULL or `len` readable bytes.
+ */
+mailsrv_status mailsrv_peer_chains_add_cert(mailsrv_peer_chains *c,
+                                            uint32_t which,
+                                            const uint8_t *der,
+                                            size_t len);
+
+/**
+ * Number of certificates in chain `which` (0 probe, 1 reconnect); 0 for NULL or unknown.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+size_t mailsrv_peer_chains_len(const mailsrv_peer_chains *c, uint32_t which);
+
+/**
+ * mailsrv_verify_srv_authenticity() for a client that keeps its own TLS stack (OpenSSL,
+ * GnuTLS, NSS) and made the two connections itself: the same verdict, evidence, binding,
+ * chains and detail from the same rules, with `chains` in place of mailsrv's probe and
+ * reconnect. The SRV RRset is still re-read through the context's validating resolver
+ * (bogus → REJECTED, DNSSEC-secure → AUTHENTIC without looking at the probe); when DANE
+ * applies to a DNSSEC-secure target, chain 1 is matched against the target's
+ * DNSSEC-signed TLSA records (evidence DANE; no match → REJECTED). mailsrv opens no
+ * connection.
+ *
+ * What to hand over (mailsrv_peer_chains_add_cert()): chain 0 from a connection to
+ * `target`:`port` with SNI = the mail domain, chain 1 from a separate full handshake with
+ * SNI = `target` (no session resumption between them). STARTTLS services: the chains of
+ * the TLS sessions after STARTTLS. Without MAILSRV_FLAG_NAMES_ONLY each chain is
+ * validated against the context's trust anchors exactly as mailsrv's verifier would; with
+ * it, your stack's path validation is trusted and only the names are checked (chain 0:
+ * SRV-ID `_service.domain` or DNS-ID `domain`; chain 1: DNS-ID `target`). An AUTHENTIC
+ * verdict's binding (mailsrv_authenticity_binding()) says how your login connections must
+ * be made for the evidence to hold: keep to its SNI and identity (and enforce TLSA when
+ * mailsrv_binding_dane() is true).
+ *
+ * `flags`: MAILSRV_FLAG_NAMES_ONLY, MAILSRV_FLAG_NO_PROBE (the chains are ignored),
+ * MAILSRV_FLAG_REQUIRE_SECURE, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE; KEEP_PROBE is
+ * INVALID_ARG (there is no mailsrv connection to keep). `chains` borrowed, not NULL,
+ * copied. `out` (out, not NULL): owned verdict, freed with mailsrv_authenticity_free().
+ * Returns OK (whatever the verdict), NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_verify_srv_authenticity_with_chains(mailsrv_ctx *ctx,
+                                                           const char *mail_domain,
+                                                           uint32_t service,
+                                                           const char *target,
+                                                           uint16_t port,
+                                                           uint32_t flags,
+                                                           const mailsrv_peer_chains *chains,
+                                                           mailsrv_authenticity **out,
+                                                           char *errbuf,
+                                                           size_t errlen);
+
+/**
+ * mailsrv_verify_srv_authenticity_with_chains() without blocking: same leading arguments,
+ * then `cb` (not NULL), `userdata`, `id_out` (may be NULL). `chains` is copied before this
+ * returns. The callback runs exactly once.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_verify_srv_authenticity_with_chains_async(mailsrv_ctx *ctx,
+                                                                 const char *mail_domain,
+                                                                 uint32_t service,
+                                                                 const char *target,
+                                                                 uint16_t port,
+                                                                 uint32_t flags,
+                                                                 const mailsrv_peer_chains *chains,
+                                                                 mailsrv_authenticity_cb cb,
+                                                                 void *userdata,
+                                                                 mailsrv_request_id *id_out);
 
 /**
  * Frees a verdict (and closes a probe stream that was kept but not taken). NULL does nothing.
@@ -1695,7 +1953,16 @@ mailsrv_status mailsrv_connect_with_binding_async(mailsrv_ctx *ctx,
  *
  * `certs[i]` / `cert_lens[i]` (borrowed): `n` DER certificates, the leaf first, then the
  * intermediates the server sent. `identity` (borrowed, not empty). `flags`:
- * MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's).
+ * MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's),
+ * MAILSRV_FLAG_NAMES_ONLY.
+ *
+ * Names-only mode (MAILSRV_FLAG_NAMES_ONLY), for a client whose own TLS stack already
+ * validated the path against its own trust store: no path validation, no dates, no key
+ * check and no CA store (NO_TRUST_ANCHORS never comes back); only the identity of
+ * `certs[0]`, with the dNSName name constraints of the other certificates given (pass the
+ * path your stack validated) applied to SRV-IDs and CN-IDs, which OpenSSL, GnuTLS and NSS
+ * do not read. mailsrv_cert_result_path_len() is then 0. Use it only after your stack's
+ * own verification succeeded: on its own it proves nothing about who holds the key.
  * `out` (out, not NULL): owned result on success, freed with mailsrv_cert_result_free();
  * NULL on failure. `errbuf`/`errlen` (may be NULL/0): the precise reason on failure.
  * Returns OK (verified), CERT_EXPIRED, CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH,
@@ -1746,13 +2013,29 @@ const char *mailsrv_cert_result_matched(const mailsrv_cert_result *r);
 uint32_t mailsrv_cert_result_kind(const mailsrv_cert_result *r);
 
 /**
- * Length of the validated path: the leaf and the intermediates used (not the trust anchor).
+ * Length of the validated path: the leaf and the intermediates used (not the trust anchor);
+ * 0 after a names-only check (MAILSRV_FLAG_NAMES_ONLY), which validates no path.
  * Since 0.1.
  *
  * # Safety
  * `r` NULL or valid.
  */
 size_t mailsrv_cert_result_path_len(const mailsrv_cert_result *r);
+
+/**
+ * The SHA-256 of a certificate's DER SubjectPublicKeyInfo, the value
+ * mailsrv_connect_opts_add_pin_sha256() pins (and the data of a TLSA `x 1 1` record): for
+ * a client that pins the key of a certificate the user accepted.
+ *
+ * `der` borrowed, `len` bytes (one DER certificate). `out` (out, not NULL): 32 bytes,
+ * written only on success.
+ * Returns OK, NULL_ARG or BAD_CERTIFICATE (not a certificate).
+ * Since 0.1.
+ *
+ * # Safety
+ * `der` NULL or `len` readable bytes; `out` NULL or 32 writable bytes.
+ */
+mailsrv_status mailsrv_cert_spki_sha256(const uint8_t *der, size_t len, uint8_t *out);
 
 /**
  * Creates a configuration with the defaults: the system's nameservers, the built-in IANA
@@ -1841,8 +2124,10 @@ mailsrv_status mailsrv_config_add_negative_trust_anchor(mailsrv_config *cfg, con
 mailsrv_status mailsrv_config_set_trust_anchor_file(mailsrv_config *cfg, const char *path);
 
 /**
- * Trusts the CA certificates in the PEM file `path` instead of the system store (used for
- * certificate checks). NULL restores the system store.
+ * Trusts the CA certificates in the PEM file `path` (used for certificate checks): by
+ * default instead of the system store; with MAILSRV_CA_MODE_ADD
+ * (mailsrv_config_set_ca_mode()) in addition to it. NULL removes the file (the system
+ * store, plus any in-memory CAs).
  *
  * Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
  * Since 0.1.
@@ -1851,6 +2136,43 @@ mailsrv_status mailsrv_config_set_trust_anchor_file(mailsrv_config *cfg, const c
  * `cfg` valid; `path` NULL or a NUL-terminated string.
  */
 mailsrv_status mailsrv_config_set_ca_file(mailsrv_config *cfg, const char *path);
+
+/**
+ * Chooses whether the CA file and the in-memory CAs replace the system store
+ * (MAILSRV_CA_MODE_REPLACE, the default) or are added to it (MAILSRV_CA_MODE_ADD). Without
+ * a CA file or in-memory CAs the mode does not matter: the system store is used.
+ *
+ * `cfg` borrowed, not NULL. `mode`: a mailsrv_ca_mode value.
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown mode).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` NULL or valid.
+ */
+mailsrv_status mailsrv_config_set_ca_mode(mailsrv_config *cfg, uint32_t mode);
+
+/**
+ * Trusts the CA certificates in `pem` (`len` bytes: any number of PEM CERTIFICATE blocks,
+ * other blocks skipped, or one DER certificate), for clients that keep their CAs in their
+ * own account store rather than in a file. Repeatable; the certificates are checked and
+ * copied now (the buffer may be freed right after). They join the CA file, if any, and
+ * replace or join the system store as mailsrv_config_set_ca_mode() says.
+ *
+ * `cfg` borrowed, not NULL. `pem` borrowed, `len` > 0. `errbuf` (may be NULL) receives the
+ * reason when not OK.
+ * Returns OK, NULL_ARG or INVALID_ARG (no certificate, malformed PEM, a certificate that
+ * cannot be a trust anchor; the config is unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `cfg` NULL or valid; `pem` NULL or `len` readable bytes; `errbuf` NULL or `errlen`
+ * writable bytes.
+ */
+mailsrv_status mailsrv_config_add_ca_pem(mailsrv_config *cfg,
+                                         const uint8_t *pem,
+                                         size_t len,
+                                         char *errbuf,
+                                         size_t errlen);
 
 /**
  * Reads host addresses from the hosts(5) file `path` before DNS, as getaddrinfo does with
@@ -2382,9 +2704,16 @@ const char *mailsrv_dnssec_name(uint32_t state);
 /**
  * Opens the history kept in the file `path` (it need not exist yet). A damaged file is
  * moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
- * again then starts an empty history. Files of format version 1 (before sources were
- * recorded) are read; saving writes version 2. `out` (out, not NULL): owned, freed with
- * mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
+ * again then starts an empty history. `out` (out, not NULL): owned, freed with
+ * mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO, CORRUPT or
+ * UNSUPPORTED_VERSION.
+ *
+ * Format versions: the file starts with `mailsrv-history N`. This mailsrv writes version
+ * 2 (each observation with the source that named it, and the user's declines) and reads
+ * versions 1 and 2. A file of a newer version (written by a newer mailsrv) is
+ * UNSUPPORTED_VERSION and left exactly as it is: never moved aside as damaged, never
+ * overwritten by a save; use the newer mailsrv or another file. Only a file that is no
+ * history at all, or a damaged one, is CORRUPT.
  * Since 0.1.
  *
  * # Safety
@@ -2397,15 +2726,106 @@ mailsrv_status mailsrv_history_open(const char *path,
 
 /**
  * Saves the history: under an exclusive file lock, merged with what another process saved
- * meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
- * OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged since it was opened: it was
- * moved aside and nothing was written; saving again writes this history).
+ * meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Blocks
+ * on the lock and two fsyncs: a client with an event loop uses
+ * mailsrv_history_save_async(). Returns OK, NULL_ARG, IO, CORRUPT (the file on disk was
+ * damaged since it was opened: it was moved aside and nothing was written; saving again
+ * writes this history), UNSUPPORTED_VERSION (a newer mailsrv wrote the file meanwhile:
+ * nothing was written) or INVALID_ARG (an imported history has no file: export it).
  * Since 0.1.
  *
  * # Safety
  * `h` NULL or valid; `errbuf` NULL or `errlen` writable bytes.
  */
 mailsrv_status mailsrv_history_save(mailsrv_history *h, char *errbuf, size_t errlen);
+
+/**
+ * mailsrv_history_save() without blocking the caller: the lock, the merge and the two
+ * fsyncs run on a library thread (never a context worker), on a copy of the history
+ * taken now; observations made meanwhile are kept (merged back when the save ends). The
+ * callback runs exactly once, as every _async callback of `ctx` does (thread or loop
+ * mode). The history may be freed before the callback runs (the save keeps its own
+ * reference). Returns OK (the callback will run), NULL_ARG, SHUTDOWN.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_history_save_async(mailsrv_ctx *ctx,
+                                          mailsrv_history *h,
+                                          mailsrv_history_save_cb cb,
+                                          void *userdata,
+                                          mailsrv_request_id *id_out);
+
+/**
+ * Records that the user declined the change to `target`:`port` for (`domain`,
+ * `service`) at `now` (Unix seconds; 0 = the current time): the answer of an ASK_USER (or
+ * WAIT) decision the user said no to. While that answer persists without interruption,
+ * the change checks return NO_CHANGE with reason DECLINED for it instead of ASK_USER, so
+ * the dialog is not shown on every refresh. It holds until the answer changes: once
+ * another answer is seen for the same domain and service, the declined one's run ends;
+ * if it comes back later it is a new answer, judged and (after the minimum age) offered
+ * again. There is no time limit otherwise; mailsrv_history_prune() removes it with the
+ * observation. A decline never stops an UPDATE (an authenticated answer) or a REJECT. In
+ * memory: save (or export) the history to keep it. A history with a decline is saved in
+ * format version 2 (see mailsrv_history_open()).
+ * Returns OK, NULL_ARG, INVALID_ARG, or NOT_FOUND (that answer was never observed).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid.
+ */
+mailsrv_status mailsrv_history_decline(mailsrv_history *h,
+                                       const char *domain,
+                                       uint32_t service,
+                                       const char *target,
+                                       uint16_t port,
+                                       uint64_t now);
+
+/**
+ * Forgets every answer last seen before `older_than` (Unix seconds), with any decline of
+ * it, so a long-lived client's history does not grow without end (a year without
+ * sightings is a good cut-off: an answer that comes back starts over). In memory; a later
+ * save does not bring them back from the file. `removed_out` (out, may be NULL): how many
+ * were removed. Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or valid; `removed_out` NULL or writable.
+ */
+mailsrv_status mailsrv_history_prune(mailsrv_history *h, uint64_t older_than, size_t *removed_out);
+
+/**
+ * The history as text in the file format (UTF-8, lines; see mailsrv_history_open()), for
+ * a client that keeps its state in its own account store instead of a file:
+ * mailsrv_history_import() reads it back. `out` (out, not NULL): owned NUL-terminated
+ * string, freed with mailsrv_string_free(); NULL on failure. Returns OK or NULL_ARG.
+ * Since 0.1.
+ *
+ * # Safety
+ * `h` NULL or valid; `out` NULL or writable.
+ */
+mailsrv_status mailsrv_history_export(const mailsrv_history *h, char **out);
+
+/**
+ * A history held in memory only, from `len` bytes that mailsrv_history_export() (or a
+ * history file) gave; `len` 0 starts an empty one (`data` may then be NULL). It works like
+ * an opened one (observe, change checks, decline, prune, export), except that
+ * mailsrv_history_save() has no file to write (INVALID_ARG). Every older format version is
+ * read; a newer one is UNSUPPORTED_VERSION (keep the bytes: a newer mailsrv reads them).
+ * `out` (out, not NULL): owned, freed with mailsrv_history_free(); NULL on failure.
+ * Returns OK, NULL_ARG, UNSUPPORTED_VERSION or CORRUPT (not a history, or damaged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `data` NULL or `len` readable bytes; `out` NULL or writable; `errbuf` NULL or `errlen`
+ * writable bytes.
+ */
+mailsrv_status mailsrv_history_import(const uint8_t *data,
+                                      size_t len,
+                                      mailsrv_history **out,
+                                      char *errbuf,
+                                      size_t errlen);
 
 /**
  * Frees the history (unsaved observations are lost). NULL does nothing.
@@ -2682,6 +3102,33 @@ const mailsrv_binding *mailsrv_change_binding(const mailsrv_change *c);
  * `c` NULL or valid.
  */
 const char *mailsrv_change_detail(const mailsrv_change *c);
+
+/**
+ * Why the decision is what it is (a mailsrv_reason value; 0 for NULL): REJECT for a
+ * bogus answer (BOGUS) differs from REJECT for a wrong target (WRONG_TARGET); NO_CHANGE
+ * after a failed lookup (LOOKUP_FAILED) differs from an unchanged answer (UNCHANGED) and
+ * from an answer the user declined (DECLINED).
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+uint32_t mailsrv_change_reason(const mailsrv_change *c);
+
+/**
+ * The authenticity verdict on the fresh answer the decision is about, with its evidence,
+ * both peer chains, the probe's and reconnect's statuses and a sentence for the user (see
+ * mailsrv_authenticity_*): what an ASK_USER dialog shows ("this server did not prove it
+ * serves example.com: NAME_MISMATCH"), and the certificates to display. Borrowed, valid
+ * until the decision is freed; NULL when the fresh answer was not judged (unchanged,
+ * typed by the user, a failed or empty lookup, a bogus answer). For
+ * mailsrv_account_change_check(): the chosen candidate's verdict, as judged.
+ * Since 0.1.
+ *
+ * # Safety
+ * `c` NULL or valid.
+ */
+const mailsrv_authenticity *mailsrv_change_authenticity(const mailsrv_change *c);
 
 /**
  * Creates an empty reference identity. `out` (out, not NULL): owned, freed with
@@ -3035,6 +3482,185 @@ mailsrv_status mailsrv_connect_async(mailsrv_ctx *ctx,
                                      mailsrv_request_id *id_out);
 
 /**
+ * Connects over `fd`, a stream socket the caller already connected (to the server, or
+ * through a SOCKS or HTTP CONNECT proxy, or Tor, with the proxy's handshake done): then
+ * nothing is resolved and no address is tried; STARTTLS (if any), TLS and the checks run
+ * on it exactly as on mailsrv's own connection, and the host still gives the SNI and the
+ * certificate's reference identity. -1 removes it.
+ *
+ * The descriptor stays yours: each mailsrv_connect(), _async() or
+ * mailsrv_connect_starttls_plain() with these options works on its own duplicate (dup,
+ * close-on-exec), closed when the stream (or the plain socket) is freed, so close yours
+ * when you like. A duplicate shares the socket and its O_NONBLOCK flag with yours: do not
+ * read or write yours while mailsrv's stream lives.
+ *
+ * `opts` borrowed, not NULL. Returns OK, NULL_ARG or INVALID_ARG (`fd` below -1). Whether
+ * `fd` is a connected stream socket is checked by each call (INVALID_ARG, with the
+ * reason).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid.
+ */
+mailsrv_status mailsrv_connect_opts_set_fd(mailsrv_connect_opts *opts, int fd);
+
+/**
+ * Pins a server key: `digest` is the SHA-256 of a certificate's DER SubjectPublicKeyInfo
+ * (`len` must be 32; mailsrv_cert_spki_sha256() computes it; it is the data of a TLSA
+ * `x 1 1` record and of `openssl x509 -pubkey | openssl pkey -pubin -outform DER | openssl
+ * dgst -sha256`). Repeatable, at most 16 (any of them matches; pin the next key too before
+ * a key change). What a pin means: mailsrv_connect_opts_set_pin_mode().
+ *
+ * `opts` borrowed, not NULL. `digest` borrowed.
+ * Returns OK, NULL_ARG or INVALID_ARG (`len` not 32, more than 16).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid; `digest` NULL or `len` readable bytes.
+ */
+mailsrv_status mailsrv_connect_opts_add_pin_sha256(mailsrv_connect_opts *opts,
+                                                   const uint8_t *digest,
+                                                   size_t len);
+
+/**
+ * Sets what the pinned keys mean: a mailsrv_pin_mode value (REQUIRE by default).
+ *
+ * Returns OK, NULL_ARG or INVALID_ARG (unknown mode).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid.
+ */
+mailsrv_status mailsrv_connect_opts_set_pin_mode(mailsrv_connect_opts *opts, uint32_t mode);
+
+/**
+ * Trusts the CA certificates in `pem` (PEM CERTIFICATE blocks, or one DER certificate)
+ * for connections made with these options only, instead of the context's trust anchors:
+ * a per-account CA (a company server). Repeatable (the certificates accumulate); checked
+ * and copied now.
+ *
+ * `opts` borrowed, not NULL. `pem` borrowed, `len` bytes. `errbuf` (may be NULL): the
+ * reason when not OK.
+ * Returns OK, NULL_ARG or INVALID_ARG (no certificate, malformed PEM, not usable as a
+ * trust anchor; the options are unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid; `pem` NULL or `len` readable bytes; `errbuf` NULL or `errlen`
+ * writable bytes.
+ */
+mailsrv_status mailsrv_connect_opts_add_ca_pem(mailsrv_connect_opts *opts,
+                                               const uint8_t *pem,
+                                               size_t len,
+                                               char *errbuf,
+                                               size_t errlen);
+
+/**
+ * Presents a client certificate when the server asks for one (a server that requires
+ * one; never offered otherwise): `cert_pem` holds the certificate and any intermediates
+ * (PEM, leaf first), `key_pem` its private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+ * Checked and copied now; the key must fit the certificate. NULL `cert_pem` removes it.
+ *
+ * `opts` borrowed, not NULL. `errbuf` (may be NULL): the reason when not OK.
+ * Returns OK, NULL_ARG (key missing) or INVALID_ARG (no certificate, no key, a key that
+ * does not match or that mailsrv's TLS cannot sign with; the options are unchanged).
+ * Since 0.1.
+ *
+ * # Safety
+ * `opts` NULL or valid; `cert_pem`/`key_pem` NULL or `cert_len`/`key_len` readable bytes;
+ * `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect_opts_set_client_cert(mailsrv_connect_opts *opts,
+                                                    const uint8_t *cert_pem,
+                                                    size_t cert_len,
+                                                    const uint8_t *key_pem,
+                                                    size_t key_len,
+                                                    char *errbuf,
+                                                    size_t errlen);
+
+/**
+ * Runs the STARTTLS dialogue of `opts` (security MAILSRV_SECURITY_STARTTLS_IMAP, _POP3 or
+ * _SMTP) to the server's go-ahead and hands the plain socket back, for a client whose own
+ * TLS stack (OpenSSL, GnuTLS, NSS) makes the handshake: the next byte on it must be your
+ * ClientHello. The dialogue is mailsrv's strict one (a missing or refused STARTTLS, PREAUTH,
+ * or any byte after the go-ahead is an error; never a plaintext fallback; SMTP: EHLO, then
+ * STARTTLS). Over the caller's socket when mailsrv_connect_opts_set_fd() gave one, else
+ * mailsrv connects (hosts file, DNS, Happy Eyeballs, or the given addresses). The SNI,
+ * identity, pin, CA and client-certificate options do not apply: your TLS does that part
+ * (send SNI and check the identity as the binding says), then ask for the greeting and
+ * capabilities again over TLS (RFC 3207, RFC 9051: pre-TLS ones are not trustworthy).
+ *
+ * `ctx` borrowed, not NULL. `opts` borrowed, copied. `out` (out, not NULL): owned, freed
+ * with mailsrv_plain_socket_free(); NULL on error. `errbuf` (may be NULL): the reason.
+ * Returns OK; NULL_ARG; INVALID_ARG (not a STARTTLS mode, bad host, bad fd); DNS errors;
+ * CONNECT_FAILED; TIMEOUT; PROTOCOL; CONNECTION_CLOSED.
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+ */
+mailsrv_status mailsrv_connect_starttls_plain(mailsrv_ctx *ctx,
+                                              const mailsrv_connect_opts *opts,
+                                              mailsrv_plain_socket **out,
+                                              char *errbuf,
+                                              size_t errlen);
+
+/**
+ * mailsrv_connect_starttls_plain() without blocking: `ctx`, `opts` (copied before this
+ * returns), then `cb` (not NULL, run exactly once), `userdata`, `id_out` (may be NULL).
+ * Cancelling closes the half-open connection (mailsrv's duplicate of a caller's socket).
+ * Since 0.1.
+ *
+ * # Safety
+ * Pointers NULL or valid; `cb` callable from the dispatch thread.
+ */
+mailsrv_status mailsrv_connect_starttls_plain_async(mailsrv_ctx *ctx,
+                                                    const mailsrv_connect_opts *opts,
+                                                    mailsrv_plain_socket_cb cb,
+                                                    void *userdata,
+                                                    mailsrv_request_id *id_out);
+
+/**
+ * Takes the socket out: the descriptor (blocking mode, close-on-exec) is yours from now
+ * on, to hand to your TLS stack and to close. -1 when NULL or already taken.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or valid.
+ */
+int mailsrv_plain_socket_take_fd(mailsrv_plain_socket *p);
+
+/**
+ * The greeting the server sent before TLS (unauthenticated: show it, never trust it).
+ * Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or valid.
+ */
+const char *mailsrv_plain_socket_greeting(const mailsrv_plain_socket *p);
+
+/**
+ * The server's address ("192.0.2.1:143", "[2001:db8::1]:143"; "0.0.0.0:0" over a caller's
+ * socket that has no IP peer). Borrowed.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or valid.
+ */
+const char *mailsrv_plain_socket_peer_address(const mailsrv_plain_socket *p);
+
+/**
+ * Frees the object, closing the socket unless mailsrv_plain_socket_take_fd() took it. NULL
+ * does nothing.
+ * Since 0.1.
+ *
+ * # Safety
+ * `p` NULL or owned by the caller, not used afterwards.
+ */
+void mailsrv_plain_socket_free(mailsrv_plain_socket *p);
+
+/**
  * Reads decrypted data into `buf` (`len` bytes). `n_out` (out, may be NULL): bytes read.
  * OK with *n_out == 0 means the server closed cleanly (TLS close_notify); a TCP close
  * without close_notify is CONNECTION_CLOSED (truncation is never silent). Non-blocking
@@ -3261,6 +3887,16 @@ mailsrv_status mailsrv_tls_stream_peer_cert_get(const mailsrv_tls_stream *s,
                                                 size_t i,
                                                 const uint8_t **data,
                                                 size_t *len);
+
+/**
+ * Frees a string mailsrv handed over as owned (`char *`, e.g. mailsrv_history_export()).
+ * NULL does nothing. Never use libc free() on it.
+ * Since 0.1.
+ *
+ * # Safety
+ * `s` NULL or an owned string from mailsrv, not used afterwards.
+ */
+void mailsrv_string_free(char *s);
 
 /**
  * mailsrv's version and those of its TLS and DNS engines, e.g.

@@ -52,7 +52,7 @@ hardening-suites: asan-suite valgrind-suite
 c-tests/build/asan/%: c-tests/%.c c-tests/harness.h include/mailsrv.h build-test | hardening-deps
 	@mkdir -p c-tests/build/asan
 	$(ASAN_CC) $(C_WARN) $(SAN_FLAGS) -DMAILSRV_TEST_HOOKS -Iinclude -Ic-tests $< -o $@ \
-	  -L$(DEBUG_DIR) -lmailsrv -pthread -Wl,-rpath,$(abspath $(DEBUG_DIR))
+	  -L$(DEBUG_DIR) -lmailsrv $(C_TEST_LIBS_$*) -pthread -Wl,-rpath,$(abspath $(DEBUG_DIR))
 	@nm $@ | grep -q ' T __asan_init$$' || { echo "$@: the ASan runtime is not linked in" >&2; rm -f $@; exit 1; }
 	@nm $@ | grep -q ' T __lsan_do_leak_check$$' || { echo "$@: the LSan runtime is not linked in" >&2; rm -f $@; exit 1; }
 	@nm $@ | grep -q ' T __ubsan_handle_' || { echo "$@: the UBSan runtime is not linked in" >&2; rm -f $@; exit 1; }

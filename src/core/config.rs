@@ -34,6 +34,11 @@ pub struct Config {
     pub trust_anchor_file: Option<PathBuf>,
     /// PEM CA bundle for certificate checks; `None` means the system store.
     pub ca_file: Option<PathBuf>,
+    /// CA certificates given in memory (`mailsrv_config_add_ca_pem`), checked when added.
+    pub ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// Whether the CA file and the in-memory CAs replace the system store (the default) or
+    /// are added to it.
+    pub ca_mode: CaMode,
     /// Deadline of every operation.
     pub timeout: Duration,
     pub dispatch: DispatchMode,
@@ -61,6 +66,16 @@ pub struct Config {
     pub autodiscover_hook: Option<crate::core::account::AutodiscoverHook>,
 }
 
+/// How configured CA certificates (the CA file, in-memory CAs) relate to the system store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaMode {
+    /// They are the only trust anchors (the default; the behaviour before the mode existed).
+    #[default]
+    Replace,
+    /// They are trusted in addition to the system store.
+    Add,
+}
+
 /// The hosts file used unless the caller sets another or none.
 pub const DEFAULT_HOSTS_FILE: &str = "/etc/hosts";
 /// The system resolver configuration used unless the caller sets another.
@@ -75,6 +90,8 @@ impl Default for Config {
             negative_trust_anchors: Vec::new(),
             trust_anchor_file: None,
             ca_file: None,
+            ca_certs: Vec::new(),
+            ca_mode: CaMode::Replace,
             timeout: DEFAULT_TIMEOUT,
             dispatch: DispatchMode::Thread,
             require_secure: false,

@@ -9,12 +9,13 @@ use tokio::time::Instant;
 use super::account::change::{AccountChangeOutcome, FreshCandidate, decide_account};
 use super::account::{AccountDiscovery, AccountOptions, Source, discover_account};
 use super::address::MailDomain;
-use super::cert::ca_store::CaStore;
+use super::cert::ca_store::{CaStore, parse_anchor_certs};
 use super::cert::dane::{self, TlsaState};
 use super::cert::identity::{MatchOptions, ReferenceIdentity};
-use super::cert::verifier::{CertVerdict, verify_cert};
-use super::config::Config;
+use super::cert::verifier::{CertVerdict, check_names_only, verify_cert};
+use super::config::{CaMode, Config};
 use super::dns::anchors::AnchorSource;
+use super::dns::answer::DnssecState;
 use super::dns::discover::{DiscoverOptions, Discovery, discover};
 use super::dns::resolver::Resolver;
 use super::dns::system::{FileStamp, ResolvConf};
@@ -23,9 +24,11 @@ use super::runtime::{block_on, runtime};
 use super::service::Service;
 use super::tls::connect::{self, ConnectRequest, MailConnection};
 use super::verdict::authenticity::Evidence;
-use super::verdict::authenticity::{self, AuthRequest, Authenticity};
+use super::verdict::authenticity::{self, AuthRequest, Authenticity, CallerChains, PeerSource};
 use super::verdict::binding::Binding;
-use super::verdict::change::{ChangeOutcome, ChangeRequest, decide};
+use super::verdict::change::{
+    ChangeOutcome, ChangeRequest, Decision, Reason, apply_decline, decide,
+};
 use super::verdict::history::{History, ObservationKey};
 use super::{Error, Result};
 use once_cell::sync::OnceCell;
@@ -153,6 +156,22 @@ impl Context {
         verify_cert(&store, &chain, identity, &options, UnixTime::now())
     }
 
+    /// [`Context::check_cert`] without path validation (the caller's TLS stack did it):
+    /// the names of the leaf only (see [`check_names_only`]). No CA store is needed.
+    pub fn check_cert_names(
+        &self,
+        chain: &[Vec<u8>],
+        identity: &ReferenceIdentity,
+        options: MatchOptions,
+    ) -> Result<CertVerdict> {
+        let chain: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let options = self.config.match_options.union(options);
+        check_names_only(&chain, identity, &options)
+    }
+
     /// Checks `req` now, and returns the authenticity future (see [`authenticity::verify`]).
     fn authenticity_future(
         &self,
@@ -170,6 +189,52 @@ impl Context {
         let resolver = self.resolver();
         let deadline = self.deadline() - self.config.timeout / 20;
         Ok(async move { authenticity::verify(&resolver, trust, req, deadline).await })
+    }
+
+    /// The authenticity future over the chains of the caller's own TLS connections (see
+    /// [`authenticity::verify_with`]): the same rules and the same DNSSEC and DANE steps,
+    /// with the caller's chains in place of mailsrv's probe and reconnect.
+    fn chains_future(
+        &self,
+        mut req: AuthRequest,
+        mut chains: CallerChains,
+    ) -> Result<impl Future<Output = Result<Authenticity>> + Send + 'static + use<>> {
+        authenticity::check(&req)?;
+        if req.keep_probe {
+            return Err(Error::InvalidArg(
+                "KEEP_PROBE: there is no probe connection to keep when the chains come from the caller".into(),
+            ));
+        }
+        req.probe &= self.config.probe;
+        req.require_secure |= self.config.require_secure;
+        req.accept_sibling |= self.config.match_options.accept_sibling_service;
+        chains.store = match chains.names_only {
+            true => None,
+            false => Some(self.ca_store()?),
+        };
+        let resolver = self.resolver();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        let peers = Some(PeerSource::Chains(chains));
+        Ok(async move { authenticity::verify_with(&resolver, peers, req, deadline).await })
+    }
+
+    /// `verify_srv_authenticity_with_chains`, blocking.
+    pub fn verify_srv_authenticity_with_chains(
+        &self,
+        req: AuthRequest,
+        chains: CallerChains,
+    ) -> Result<Authenticity> {
+        self.run(self.chains_future(req, chains)?)
+    }
+
+    /// `verify_srv_authenticity_with_chains`, async.
+    pub fn verify_srv_authenticity_with_chains_async(
+        &self,
+        req: AuthRequest,
+        chains: CallerChains,
+        deliver: Deliver<Authenticity>,
+    ) -> Result<RequestId> {
+        self.spawn(self.chains_future(req, chains)?, deliver)
     }
 
     /// `verify_srv_authenticity`, blocking.
@@ -233,7 +298,7 @@ impl Context {
                 };
                 authenticity = Some(authenticity::verify(&resolver, trust, auth, deadline).await?);
             }
-            let seen = match (&first, &history) {
+            let (seen, declined) = match (&first, &history) {
                 (Some((target, port)), Some(h)) => {
                     let key = ObservationKey {
                         domain: domain.to_string(),
@@ -244,13 +309,14 @@ impl Context {
                     let mut h = h
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
-                    Some(h.observe_by(key, req.now, Some(Source::Srv))?)
+                    let seen = h.observe_by(key.clone(), req.now, Some(Source::Srv))?;
+                    (Some(seen), h.is_declined(&key))
                 }
-                _ => None,
+                _ => (None, false),
             };
             let verdict = authenticity.as_ref().map(|a| a.verdict);
             let binding = authenticity.as_ref().and_then(|a| a.binding.as_ref());
-            let advice = decide(
+            let mut advice = decide(
                 &req.saved,
                 &fresh,
                 verdict,
@@ -259,6 +325,15 @@ impl Context {
                 req.now,
                 req.min_age,
             );
+            // A REJECT because the re-read SRV answer was bogus is not a wrong target.
+            if advice.decision == Decision::Reject
+                && authenticity
+                    .as_ref()
+                    .is_some_and(|a| a.srv_dnssec == Some(DnssecState::Bogus))
+            {
+                advice.reason = Reason::Bogus;
+            }
+            let advice = apply_decline(advice, declined);
             Ok(ChangeOutcome {
                 advice,
                 fresh,
@@ -463,7 +538,7 @@ impl Context {
                 .iter()
                 .position(|c| c.host.eq_ignore_ascii_case(saved_host) && c.port == req.saved.port);
             let (_, chosen) = decide_account(&req.saved, found, None, req.now, req.min_age);
-            let seen = match (still.or(chosen), &history) {
+            let (seen, declined) = match (still.or(chosen), &history) {
                 (Some(i), Some(h)) if found.is_some() => {
                     let key = ObservationKey {
                         domain: domain.to_string(),
@@ -475,11 +550,13 @@ impl Context {
                         .lock()
                         .map_err(|_| Error::Runtime("history lock poisoned".into()))?;
                     let source = account.candidates[index[i]].source;
-                    Some(h.observe_by(key, req.now, Some(source))?)
+                    let seen = h.observe_by(key.clone(), req.now, Some(source))?;
+                    (Some(seen), h.is_declined(&key))
                 }
-                _ => None,
+                _ => (None, false),
             };
             let (advice, chosen) = decide_account(&req.saved, found, seen, req.now, req.min_age);
+            let advice = apply_decline(advice, declined);
             let verdict = chosen.and_then(|i| fresh[i].verdict);
             Ok(AccountChangeOutcome {
                 advice,
@@ -509,12 +586,40 @@ impl Context {
         self.spawn(self.account_change_future(req, history)?, deliver)
     }
 
-    /// The CA certificates trusted for TLS: the configured PEM file, else the system store.
+    /// The CA certificates trusted for TLS: the system store, unless a CA file or in-memory
+    /// CAs are configured; those replace it (`CaMode::Replace`, the default) or are added to
+    /// it (`CaMode::Add`; with an empty or unreadable system store they are used alone).
     pub fn ca_store(&self) -> Result<CaStore> {
         self.trust
-            .get_or_try_init(|| match &self.config.ca_file {
-                Some(p) => CaStore::from_pem_file(p),
-                None => CaStore::system(),
+            .get_or_try_init(|| {
+                let cfg = &self.config;
+                match (&cfg.ca_file, cfg.ca_certs.is_empty(), cfg.ca_mode) {
+                    (None, true, _) => return CaStore::system(),
+                    (Some(p), true, CaMode::Replace) => return CaStore::from_pem_file(p),
+                    _ => {}
+                }
+                let mut certs = Vec::new();
+                let mut names = Vec::new();
+                if let Some(p) = &cfg.ca_file {
+                    let name = p.display().to_string();
+                    let bytes = std::fs::read(p)
+                        .map_err(|e| Error::Io(format!("cannot read CA file {name}: {e}")))?;
+                    certs = parse_anchor_certs(&bytes, &format!("CA file {name}"))
+                        .map_err(|e| Error::NoTrustAnchors(e.detail().to_string()))?;
+                    names.push(name);
+                }
+                if !cfg.ca_certs.is_empty() {
+                    names.push(format!("{} in-memory CA certificates", cfg.ca_certs.len()));
+                    certs.extend(cfg.ca_certs.iter().cloned());
+                }
+                let source = names.join(" + ");
+                match cfg.ca_mode {
+                    CaMode::Replace => CaStore::from_der_certs(certs, &source),
+                    CaMode::Add => match CaStore::system() {
+                        Ok(system) => system.with_extra(&certs, &source),
+                        Err(_) => CaStore::from_der_certs(certs, &source),
+                    },
+                }
             })
             .cloned()
     }
@@ -614,7 +719,75 @@ impl Context {
         mut req: ConnectRequest,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         req.options = self.config.match_options.union(req.options);
-        self.connect_task(req, false)
+        self.connect_task(req, false, None)
+    }
+
+    /// [`Context::connect_future`] over the caller's connected socket, when given.
+    fn connect_over_future(
+        &self,
+        mut req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
+        req.options = self.config.match_options.union(req.options);
+        self.connect_task(req, false, socket)
+    }
+
+    /// `mailsrv_connect` with the caller's connected socket (`None`: mailsrv connects),
+    /// blocking.
+    pub fn connect_over(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<MailConnection> {
+        self.run(self.connect_over_future(req, socket)?)
+    }
+
+    /// [`Context::connect_over`], async.
+    pub fn connect_over_async(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+        deliver: Deliver<MailConnection>,
+    ) -> Result<RequestId> {
+        self.spawn(self.connect_over_future(req, socket)?, deliver)
+    }
+
+    /// The STARTTLS dialogue to the go-ahead, then the plain socket for the caller's own
+    /// TLS (see [`connect::starttls_plain`]).
+    fn plain_future(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<impl Future<Output = Result<connect::PlainConnection>> + Send + 'static + use<>>
+    {
+        connect::plan(&req)?;
+        if !req.security.is_starttls() {
+            return Err(Error::InvalidArg(
+                "the plain hand-over needs a STARTTLS security mode (IMAP, POP3 or SMTP)".into(),
+            ));
+        }
+        let resolver = self.resolver();
+        let deadline = self.deadline() - self.config.timeout / 20;
+        Ok(async move { connect::starttls_plain(&resolver, req, socket, deadline).await })
+    }
+
+    /// `mailsrv_connect_starttls_plain`, blocking.
+    pub fn starttls_plain(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+    ) -> Result<connect::PlainConnection> {
+        self.run(self.plain_future(req, socket)?)
+    }
+
+    /// `mailsrv_connect_starttls_plain`, async.
+    pub fn starttls_plain_async(
+        &self,
+        req: ConnectRequest,
+        socket: Option<std::net::TcpStream>,
+        deliver: Deliver<connect::PlainConnection>,
+    ) -> Result<RequestId> {
+        self.spawn(self.plain_future(req, socket)?, deliver)
     }
 
     /// The connect future of a [`Binding`]: its host, port, SNI and identity, strict
@@ -625,16 +798,26 @@ impl Context {
         &self,
         binding: &Binding,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
-        self.connect_task(binding.connect_request(), binding.dane)
+        self.connect_task(binding.connect_request(), binding.dane, None)
     }
 
     fn connect_task(
         &self,
         mut req: ConnectRequest,
         dane: bool,
+        socket: Option<std::net::TcpStream>,
     ) -> Result<impl Future<Output = Result<MailConnection>> + Send + 'static + use<>> {
         connect::plan(&req)?;
-        let trust = self.ca_store()?;
+        // A per-connection CA store replaces the context's (which is then not loaded); a
+        // pinned key trusted on its own needs none.
+        let trust = match (&req.trust, self.ca_store()) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Ok(t)) => Some(t),
+            (None, Err(_)) if !req.pins.is_empty() && req.pin_mode == connect::PinMode::Trust => {
+                None
+            }
+            (None, Err(e)) => return Err(e),
+        };
         let resolver = self.resolver();
         // End a little before `run`/`spawn` do, so the step that ran out is named.
         let deadline = self.deadline() - self.config.timeout / 20;
@@ -649,7 +832,7 @@ impl Context {
                 req.addresses = addresses;
                 req.tlsa = Some(records);
             }
-            let mut conn = connect::connect(&resolver, Some(trust), req, deadline).await?;
+            let mut conn = connect::connect_over(&resolver, trust, req, socket, deadline).await?;
             conn.set_timeout(Some(io_timeout))?;
             Ok(conn)
         })

@@ -19,6 +19,8 @@ pub enum Error {
     Io(String),
     /// A file mailsrv wrote earlier is damaged (it was kept aside, never overwritten).
     Corrupt(String),
+    /// A file (the history) is in a newer format than this mailsrv reads; left untouched.
+    UnsupportedVersion(String),
     /// The async runtime could not be started or a task died.
     Runtime(String),
     /// A bug in mailsrv: a panic was caught at a boundary.
@@ -69,6 +71,8 @@ pub enum Error {
     Handshake(String),
     /// DNSSEC-secure TLSA records apply and none matches the server's certificates.
     DaneMismatch(String),
+    /// The connection requires a pinned key (SPKI SHA-256) and the server's leaf has another.
+    PinMismatch(String),
 
     // --- network and mail protocols ---
     /// No TCP connection could be made to any address.
@@ -97,6 +101,7 @@ impl Error {
             Timeout(_) => Timeout(text),
             Io(_) => Io(text),
             Corrupt(_) => Corrupt(text),
+            UnsupportedVersion(_) => UnsupportedVersion(text),
             Runtime(_) => Runtime(text),
             Panic(_) => Panic(text),
             NotFound(_) => NotFound(text),
@@ -118,6 +123,7 @@ impl Error {
             NoTrustAnchors(_) => NoTrustAnchors(text),
             Handshake(_) => Handshake(text),
             DaneMismatch(_) => DaneMismatch(text),
+            PinMismatch(_) => PinMismatch(text),
             ConnectFailed(_) => ConnectFailed(text),
             ConnectionClosed(_) => ConnectionClosed(text),
             Protocol(_) => Protocol(text),
@@ -134,13 +140,39 @@ impl Error {
             Cancelled => "request cancelled",
             Shutdown => "context shutting down",
             InCallback => "not allowed inside a mailsrv callback",
-            InvalidArg(s) | Timeout(s) | Io(s) | Corrupt(s) | Runtime(s) | Panic(s)
-            | NotFound(s) | NxDomain(s) | NoRecord(s) | ServFail(s) | LookupFailed(s)
-            | NoSecureAnswer(s) | Bogus(s) | Indeterminate(s) | BadTrustAnchor(s)
-            | CertExpired(s) | CertNotYetValid(s) | UnknownIssuer(s) | NameMismatch(s)
-            | BadCertificate(s) | CertPurpose(s) | NameConstraint(s) | NoTrustAnchors(s)
-            | Handshake(s) | DaneMismatch(s) | ConnectFailed(s) | ConnectionClosed(s)
-            | Protocol(s) | Http(s) | BadConfig(s) | DigestMismatch(s) => s,
+            InvalidArg(s)
+            | Timeout(s)
+            | Io(s)
+            | Corrupt(s)
+            | UnsupportedVersion(s)
+            | Runtime(s)
+            | Panic(s)
+            | NotFound(s)
+            | NxDomain(s)
+            | NoRecord(s)
+            | ServFail(s)
+            | LookupFailed(s)
+            | NoSecureAnswer(s)
+            | Bogus(s)
+            | Indeterminate(s)
+            | BadTrustAnchor(s)
+            | CertExpired(s)
+            | CertNotYetValid(s)
+            | UnknownIssuer(s)
+            | NameMismatch(s)
+            | BadCertificate(s)
+            | CertPurpose(s)
+            | NameConstraint(s)
+            | NoTrustAnchors(s)
+            | Handshake(s)
+            | DaneMismatch(s)
+            | PinMismatch(s)
+            | ConnectFailed(s)
+            | ConnectionClosed(s)
+            | Protocol(s)
+            | Http(s)
+            | BadConfig(s)
+            | DigestMismatch(s) => s,
         }
     }
 }

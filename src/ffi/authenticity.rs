@@ -8,8 +8,9 @@ use std::os::raw::{c_char, c_void};
 use super::binding::mailsrv_binding;
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
 use super::discovery::dnssec_out;
+use super::errbuf::{finish, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::stream::mailsrv_tls_stream;
@@ -18,7 +19,7 @@ use crate::core::dns::answer::DnssecState;
 use crate::core::service::Service;
 use crate::core::tls::connect::MailConnection;
 use crate::core::verdict::Verdict;
-use crate::core::verdict::authenticity::{AuthRequest, Authenticity, Evidence};
+use crate::core::verdict::authenticity::{AuthRequest, Authenticity, CallerChains, Evidence};
 
 /// Whether an SRV answer may be used without asking the user.
 #[repr(C)]
@@ -128,6 +129,9 @@ fn auth_request(
 ) -> Result<AuthRequest, mailsrv_status> {
     let service = Service::from_bit(service).ok_or(mailsrv_status::InvalidArg)?;
     let flags = call_flags(flags).ok_or(mailsrv_status::InvalidArg)?;
+    if flags.names_only {
+        return Err(mailsrv_status::InvalidArg); // only with the caller's chains
+    }
     let mut req = AuthRequest::new(domain, service, target, port);
     req.probe = !flags.no_probe;
     req.keep_probe = flags.keep_probe;
@@ -228,6 +232,231 @@ pub unsafe extern "C" fn mailsrv_verify_srv_authenticity_async(
         };
         let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_authenticity::new);
         started(ctx.inner.verify_srv_authenticity_async(req, deliver), id_out)
+    }
+}
+
+/// Most certificates one chain of a mailsrv_peer_chains may hold.
+const MAX_CHAIN: usize = 16;
+
+/// The two certificate chains a client with its own TLS stack got (opaque, owned by the
+/// caller, single-threaded; copied by each call that takes it): chain 0 from its
+/// connection to the target with SNI = the mail domain (the probe), chain 1 from its
+/// connection to the target with SNI = the target (the reconnect, a fresh full handshake).
+pub struct mailsrv_peer_chains {
+    probe: Option<Vec<Vec<u8>>>,
+    target: Option<Vec<Vec<u8>>>,
+}
+
+/// Creates an empty pair of chains. `out` (out, not NULL): owned, freed with
+/// mailsrv_peer_chains_free(). Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `out` NULL or valid for writing one pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_peer_chains_new(
+    out: *mut *mut mailsrv_peer_chains,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let out = try_mut!(out);
+        *out = Box::into_raw(Box::new(mailsrv_peer_chains { probe: None, target: None }));
+        mailsrv_status::Ok
+    }
+}
+
+/// Frees the chains. NULL does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or owned by the caller, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_peer_chains_free(c: *mut mailsrv_peer_chains) {
+    ffi_boundary! {
+        unsafe { free_box(c) }
+    }
+}
+
+/// Appends one certificate (DER, `len` bytes, copied) to chain `which`: 0 = the probe (your
+/// connection to the target with SNI = the mail domain), 1 = the reconnect (SNI = the
+/// target). Add them as the server sent them, the leaf first; at most 16 per chain. A
+/// chain you add nothing to counts as "that connection failed or was not made": the
+/// verdict's mailsrv_authenticity_probe_status() / _target_status() is then NOT_FOUND.
+/// Hand over what the server presented even when your stack refused it: mailsrv checks it
+/// itself (unless MAILSRV_FLAG_NAMES_ONLY says your stack validated it).
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (unknown `which`, empty certificate, more than 16).
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid; `der` NULL or `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_peer_chains_add_cert(
+    c: *mut mailsrv_peer_chains,
+    which: u32,
+    der: *const u8,
+    len: usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let c = try_mut!(c);
+        if der.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        let chain = match which {
+            0 => &mut c.probe,
+            1 => &mut c.target,
+            _ => return mailsrv_status::InvalidArg,
+        };
+        if len == 0 || chain.as_ref().is_some_and(|v| v.len() >= MAX_CHAIN) {
+            return mailsrv_status::InvalidArg;
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(der, len) }.to_vec();
+        chain.get_or_insert_with(Vec::new).push(bytes);
+        mailsrv_status::Ok
+    }
+}
+
+/// Number of certificates in chain `which` (0 probe, 1 reconnect); 0 for NULL or unknown.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_peer_chains_len(
+    c: *const mailsrv_peer_chains,
+    which: u32,
+) -> usize {
+    ffi_boundary! {
+        let c = try_ref!(c);
+        match which {
+            0 => c.probe.as_ref().map_or(0, Vec::len),
+            1 => c.target.as_ref().map_or(0, Vec::len),
+            _ => 0,
+        }
+    }
+}
+
+fn caller_chains(c: &mailsrv_peer_chains, flags: u32) -> CallerChains {
+    CallerChains {
+        probe: c.probe.clone(),
+        target: c.target.clone(),
+        store: None,
+        names_only: flags & super::config::MAILSRV_FLAG_NAMES_ONLY != 0,
+    }
+}
+
+fn chains_request(
+    domain: &str,
+    service: u32,
+    target: &str,
+    port: u16,
+    flags: u32,
+) -> Result<AuthRequest, mailsrv_status> {
+    auth_request(
+        domain,
+        service,
+        target,
+        port,
+        flags & !super::config::MAILSRV_FLAG_NAMES_ONLY,
+    )
+}
+
+/// mailsrv_verify_srv_authenticity() for a client that keeps its own TLS stack (OpenSSL,
+/// GnuTLS, NSS) and made the two connections itself: the same verdict, evidence, binding,
+/// chains and detail from the same rules, with `chains` in place of mailsrv's probe and
+/// reconnect. The SRV RRset is still re-read through the context's validating resolver
+/// (bogus → REJECTED, DNSSEC-secure → AUTHENTIC without looking at the probe); when DANE
+/// applies to a DNSSEC-secure target, chain 1 is matched against the target's
+/// DNSSEC-signed TLSA records (evidence DANE; no match → REJECTED). mailsrv opens no
+/// connection.
+///
+/// What to hand over (mailsrv_peer_chains_add_cert()): chain 0 from a connection to
+/// `target`:`port` with SNI = the mail domain, chain 1 from a separate full handshake with
+/// SNI = `target` (no session resumption between them). STARTTLS services: the chains of
+/// the TLS sessions after STARTTLS. Without MAILSRV_FLAG_NAMES_ONLY each chain is
+/// validated against the context's trust anchors exactly as mailsrv's verifier would; with
+/// it, your stack's path validation is trusted and only the names are checked (chain 0:
+/// SRV-ID `_service.domain` or DNS-ID `domain`; chain 1: DNS-ID `target`). An AUTHENTIC
+/// verdict's binding (mailsrv_authenticity_binding()) says how your login connections must
+/// be made for the evidence to hold: keep to its SNI and identity (and enforce TLSA when
+/// mailsrv_binding_dane() is true).
+///
+/// `flags`: MAILSRV_FLAG_NAMES_ONLY, MAILSRV_FLAG_NO_PROBE (the chains are ignored),
+/// MAILSRV_FLAG_REQUIRE_SECURE, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE; KEEP_PROBE is
+/// INVALID_ARG (there is no mailsrv connection to keep). `chains` borrowed, not NULL,
+/// copied. `out` (out, not NULL): owned verdict, freed with mailsrv_authenticity_free().
+/// Returns OK (whatever the verdict), NULL_ARG, INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_verify_srv_authenticity_with_chains(
+    ctx: *mut mailsrv_ctx,
+    mail_domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    flags: u32,
+    chains: *const mailsrv_peer_chains,
+    out: *mut *mut mailsrv_authenticity,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let chains = try_ref!(chains);
+        let domain = try_str!(mail_domain);
+        let target = try_str!(target);
+        let req = match chains_request(domain, service, target, port, flags) {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let result = ctx.inner.verify_srv_authenticity_with_chains(req, caller_chains(chains, flags));
+        finish(result, errbuf, errlen, |a| {
+            *out = Box::into_raw(Box::new(mailsrv_authenticity::new(a)));
+        })
+    })}
+}
+
+/// mailsrv_verify_srv_authenticity_with_chains() without blocking: same leading arguments,
+/// then `cb` (not NULL), `userdata`, `id_out` (may be NULL). `chains` is copied before this
+/// returns. The callback runs exactly once.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn mailsrv_verify_srv_authenticity_with_chains_async(
+    ctx: *mut mailsrv_ctx,
+    mail_domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    flags: u32,
+    chains: *const mailsrv_peer_chains,
+    cb: mailsrv_authenticity_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let chains = try_ref!(chains);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        let domain = try_str!(mail_domain);
+        let target = try_str!(target);
+        let req = match chains_request(domain, service, target, port, flags) {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_authenticity::new);
+        started(
+            ctx.inner.verify_srv_authenticity_with_chains_async(req, caller_chains(chains, flags), deliver),
+            id_out,
+        )
     }
 }
 

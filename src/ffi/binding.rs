@@ -6,7 +6,8 @@ use std::ffi::CString;
 use std::os::raw::{c_char, c_void};
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
+use super::errbuf::{finish, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::stream::{mailsrv_connect_cb, mailsrv_tls_stream, security_out};

@@ -6,7 +6,8 @@ use std::os::raw::c_char;
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
+use super::errbuf::{finish, with_errbuf};
 use super::identity::mailsrv_identity;
 use super::status::mailsrv_status;
 use super::strings::cstring;
@@ -70,7 +71,16 @@ impl mailsrv_cert_result {
 ///
 /// `certs[i]` / `cert_lens[i]` (borrowed): `n` DER certificates, the leaf first, then the
 /// intermediates the server sent. `identity` (borrowed, not empty). `flags`:
-/// MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's).
+/// MAILSRV_FLAG_LEGACY_CN, MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE (OR'ed with the context's),
+/// MAILSRV_FLAG_NAMES_ONLY.
+///
+/// Names-only mode (MAILSRV_FLAG_NAMES_ONLY), for a client whose own TLS stack already
+/// validated the path against its own trust store: no path validation, no dates, no key
+/// check and no CA store (NO_TRUST_ANCHORS never comes back); only the identity of
+/// `certs[0]`, with the dNSName name constraints of the other certificates given (pass the
+/// path your stack validated) applied to SRV-IDs and CN-IDs, which OpenSSL, GnuTLS and NSS
+/// do not read. mailsrv_cert_result_path_len() is then 0. Use it only after your stack's
+/// own verification succeeded: on its own it proves nothing about who holds the key.
 /// `out` (out, not NULL): owned result on success, freed with mailsrv_cert_result_free();
 /// NULL on failure. `errbuf`/`errlen` (may be NULL/0): the precise reason on failure.
 /// Returns OK (verified), CERT_EXPIRED, CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH,
@@ -104,7 +114,13 @@ pub unsafe extern "C" fn mailsrv_cert_check(
         }
         let Some(flags) = call_flags(flags) else { return mailsrv_status::InvalidArg };
         let chain = unsafe { copy_chain(certs, cert_lens, n) };
-        let result = chain.and_then(|c| ctx.inner.check_cert(&c, &identity.inner, flags.match_options));
+        let result = chain.and_then(|c| {
+            if flags.names_only {
+                ctx.inner.check_cert_names(&c, &identity.inner, flags.match_options)
+            } else {
+                ctx.inner.check_cert(&c, &identity.inner, flags.match_options)
+            }
+        });
         finish(result, errbuf, errlen, |v| {
             *out = Box::into_raw(Box::new(mailsrv_cert_result::new(v)));
         })
@@ -176,7 +192,8 @@ pub unsafe extern "C" fn mailsrv_cert_result_kind(r: *const mailsrv_cert_result)
     ffi_boundary! { try_ref!(r).kind as u32 }
 }
 
-/// Length of the validated path: the leaf and the intermediates used (not the trust anchor).
+/// Length of the validated path: the leaf and the intermediates used (not the trust anchor);
+/// 0 after a names-only check (MAILSRV_FLAG_NAMES_ONLY), which validates no path.
 /// Since 0.1.
 ///
 /// # Safety
@@ -184,4 +201,36 @@ pub unsafe extern "C" fn mailsrv_cert_result_kind(r: *const mailsrv_cert_result)
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_cert_result_path_len(r: *const mailsrv_cert_result) -> usize {
     ffi_boundary! { try_ref!(r).path_len }
+}
+
+/// The SHA-256 of a certificate's DER SubjectPublicKeyInfo, the value
+/// mailsrv_connect_opts_add_pin_sha256() pins (and the data of a TLSA `x 1 1` record): for
+/// a client that pins the key of a certificate the user accepted.
+///
+/// `der` borrowed, `len` bytes (one DER certificate). `out` (out, not NULL): 32 bytes,
+/// written only on success.
+/// Returns OK, NULL_ARG or BAD_CERTIFICATE (not a certificate).
+/// Since 0.1.
+///
+/// # Safety
+/// `der` NULL or `len` readable bytes; `out` NULL or 32 writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_cert_spki_sha256(
+    der: *const u8,
+    len: usize,
+    out: *mut u8,
+) -> mailsrv_status {
+    ffi_boundary! {
+        if der.is_null() || out.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        let cert = unsafe { std::slice::from_raw_parts(der, len) };
+        match crate::core::tls::connect::spki_sha256(cert) {
+            Ok(d) => {
+                unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), out, 32) };
+                mailsrv_status::Ok
+            }
+            Err(e) => mailsrv_status::from_error(&e),
+        }
+    }
 }

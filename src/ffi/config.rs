@@ -8,8 +8,9 @@ use std::time::Duration;
 use super::boundary::{ffi_boundary, free_box, try_mut, try_str};
 use super::status::mailsrv_status;
 use super::strings::read_str;
+use crate::core::cert::ca_store::parse_anchor_certs;
 use crate::core::cert::identity::MatchOptions;
-use crate::core::config::Config;
+use crate::core::config::{CaMode, Config};
 use crate::core::requests::DispatchMode;
 
 /// Settings for a context (opaque).
@@ -51,12 +52,21 @@ pub const MAILSRV_FLAG_NO_PROBE: u32 = 8;
 /// (mailsrv_authenticity_take_probe_stream()).
 pub const MAILSRV_FLAG_KEEP_PROBE: u32 = 16;
 
+/// Flag for mailsrv_cert_check() and mailsrv_verify_srv_authenticity_with_chains(): the
+/// caller's own TLS stack (OpenSSL, GnuTLS, NSS) already validated the path to its trust
+/// store, so mailsrv skips path validation, dates and the leaf key check and checks only
+/// the RFC 7817 / RFC 9525 identity of the leaf (the name constraints of the other
+/// certificates given still apply to SRV-IDs). Per call only; other calls refuse it
+/// (INVALID_ARG). Since 0.1.
+pub const MAILSRV_FLAG_NAMES_ONLY: u32 = 32;
+
 /// Every flag this version knows.
 const KNOWN_FLAGS: u32 = MAILSRV_FLAG_REQUIRE_SECURE
     | MAILSRV_FLAG_LEGACY_CN
     | MAILSRV_FLAG_ACCEPT_SIBLING_SERVICE
     | MAILSRV_FLAG_NO_PROBE
-    | MAILSRV_FLAG_KEEP_PROBE;
+    | MAILSRV_FLAG_KEEP_PROBE
+    | MAILSRV_FLAG_NAMES_ONLY;
 
 fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
     match r {
@@ -190,8 +200,10 @@ pub unsafe extern "C" fn mailsrv_config_set_trust_anchor_file(
     }
 }
 
-/// Trusts the CA certificates in the PEM file `path` instead of the system store (used for
-/// certificate checks). NULL restores the system store.
+/// Trusts the CA certificates in the PEM file `path` (used for certificate checks): by
+/// default instead of the system store; with MAILSRV_CA_MODE_ADD
+/// (mailsrv_config_set_ca_mode()) in addition to it. NULL removes the file (the system
+/// store, plus any in-memory CAs).
 ///
 /// Returns OK, NULL_ARG or INVALID_ARG (non-UTF-8 path).
 /// Since 0.1.
@@ -207,6 +219,78 @@ pub unsafe extern "C" fn mailsrv_config_set_ca_file(
         let cfg = try_mut!(cfg);
         status_of(optional_path(path).map(|p| cfg.inner.ca_file = p))
     }
+}
+
+/// How the configured CA certificates (mailsrv_config_set_ca_file(),
+/// mailsrv_config_add_ca_pem()) relate to the system store.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum mailsrv_ca_mode {
+    /// They replace the system store: only they are trusted. The default.
+    Replace = 0,
+    /// They are trusted in addition to the system store (a company CA beside the public
+    /// ones). When the system store is empty or unreadable, they are used alone.
+    Add = 1,
+}
+
+/// Chooses whether the CA file and the in-memory CAs replace the system store
+/// (MAILSRV_CA_MODE_REPLACE, the default) or are added to it (MAILSRV_CA_MODE_ADD). Without
+/// a CA file or in-memory CAs the mode does not matter: the system store is used.
+///
+/// `cfg` borrowed, not NULL. `mode`: a mailsrv_ca_mode value.
+/// Returns OK, NULL_ARG or INVALID_ARG (unknown mode).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_set_ca_mode(
+    cfg: *mut mailsrv_config,
+    mode: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let cfg = try_mut!(cfg);
+        cfg.inner.ca_mode = match mode {
+            0 => CaMode::Replace,
+            1 => CaMode::Add,
+            _ => return mailsrv_status::InvalidArg,
+        };
+        mailsrv_status::Ok
+    }
+}
+
+/// Trusts the CA certificates in `pem` (`len` bytes: any number of PEM CERTIFICATE blocks,
+/// other blocks skipped, or one DER certificate), for clients that keep their CAs in their
+/// own account store rather than in a file. Repeatable; the certificates are checked and
+/// copied now (the buffer may be freed right after). They join the CA file, if any, and
+/// replace or join the system store as mailsrv_config_set_ca_mode() says.
+///
+/// `cfg` borrowed, not NULL. `pem` borrowed, `len` > 0. `errbuf` (may be NULL) receives the
+/// reason when not OK.
+/// Returns OK, NULL_ARG or INVALID_ARG (no certificate, malformed PEM, a certificate that
+/// cannot be a trust anchor; the config is unchanged).
+/// Since 0.1.
+///
+/// # Safety
+/// `cfg` NULL or valid; `pem` NULL or `len` readable bytes; `errbuf` NULL or `errlen`
+/// writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_config_add_ca_pem(
+    cfg: *mut mailsrv_config,
+    pem: *const u8,
+    len: usize,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { super::errbuf::with_errbuf(errbuf, errlen, || {
+        let cfg = try_mut!(cfg);
+        if pem.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(pem, len) };
+        let result = parse_anchor_certs(bytes, "in-memory CA");
+        super::errbuf::finish(result, errbuf, errlen, |certs| cfg.inner.ca_certs.extend(certs))
+    })}
 }
 
 /// Reads host addresses from the hosts(5) file `path` before DNS, as getaddrinfo does with
@@ -408,6 +492,9 @@ pub unsafe extern "C" fn mailsrv_config_set_flags(
         if flags & MAILSRV_FLAG_KEEP_PROBE != 0 {
             return mailsrv_status::InvalidArg; // per call only: a kept stream has one owner
         }
+        if flags & MAILSRV_FLAG_NAMES_ONLY != 0 {
+            return mailsrv_status::InvalidArg; // per call only: it trusts the caller's own check
+        }
         let f = Flags::from_bits(flags);
         cfg.inner.require_secure = f.require_secure;
         cfg.inner.match_options = f.match_options;
@@ -443,6 +530,8 @@ pub(crate) struct Flags {
     pub match_options: MatchOptions,
     pub no_probe: bool,
     pub keep_probe: bool,
+    /// MAILSRV_FLAG_NAMES_ONLY: the caller's TLS stack validated the path.
+    pub names_only: bool,
 }
 
 impl Flags {
@@ -455,6 +544,7 @@ impl Flags {
             },
             no_probe: flags & MAILSRV_FLAG_NO_PROBE != 0,
             keep_probe: flags & MAILSRV_FLAG_KEEP_PROBE != 0,
+            names_only: flags & MAILSRV_FLAG_NAMES_ONLY != 0,
         }
     }
 }

@@ -4,54 +4,15 @@ use std::os::raw::{c_char, c_int};
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref};
 use super::config::mailsrv_config;
+use super::errbuf::{finish, with_errbuf};
 use super::request::mailsrv_request_id;
 use super::status::mailsrv_status;
-use super::strings::write_errbuf;
 use crate::core::config::Config;
 use crate::core::context::Context;
 
 /// A mailsrv context (opaque). Safe to use from several threads at once.
 pub struct mailsrv_ctx {
     pub(crate) inner: Context,
-}
-
-/// Runs a blocking export's body so that `errbuf` is always NUL-terminated: cleared first,
-/// then the failure's reason (or, for argument errors caught before the core ran, the
-/// status text).
-pub(crate) fn with_errbuf(
-    errbuf: *mut c_char,
-    errlen: usize,
-    body: impl FnOnce() -> mailsrv_status,
-) -> mailsrv_status {
-    unsafe { write_errbuf(errbuf, errlen, "") };
-    let status = body();
-    let empty = errbuf.is_null() || errlen == 0 || unsafe { *errbuf } == 0;
-    if status != mailsrv_status::Ok && empty {
-        let text =
-            unsafe { std::ffi::CStr::from_ptr(super::status::mailsrv_status_str(status as c_int)) };
-        unsafe { write_errbuf(errbuf, errlen, &text.to_string_lossy()) };
-    }
-    status
-}
-
-/// Writes the outcome of a blocking call: status back, detail text (or "") into errbuf.
-pub(crate) fn finish<T>(
-    r: crate::core::Result<T>,
-    errbuf: *mut c_char,
-    errlen: usize,
-    on_ok: impl FnOnce(T),
-) -> mailsrv_status {
-    match r {
-        Ok(v) => {
-            on_ok(v);
-            unsafe { write_errbuf(errbuf, errlen, "") };
-            mailsrv_status::Ok
-        }
-        Err(e) => {
-            unsafe { write_errbuf(errbuf, errlen, e.detail()) };
-            mailsrv_status::from_error(&e)
-        }
-    }
 }
 
 /// Creates a context from `cfg` (borrowed and copied; NULL means all defaults).

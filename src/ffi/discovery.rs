@@ -7,7 +7,8 @@ use std::os::raw::{c_char, c_void};
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
+use super::errbuf::{finish, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::stream::{mailsrv_security, security_out};

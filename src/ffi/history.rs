@@ -7,11 +7,12 @@ use std::os::raw::{c_char, c_void};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use super::authenticity::mailsrv_verdict;
+use super::authenticity::{mailsrv_authenticity, mailsrv_verdict};
 use super::binding::mailsrv_binding;
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
+use super::errbuf::{finish, with_errbuf};
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
@@ -21,7 +22,7 @@ use crate::core::requests::{Deliver, RequestId};
 use crate::core::service::Service;
 use crate::core::verdict::Verdict;
 use crate::core::verdict::change::{
-    Advice, ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Saved,
+    Advice, ChangeOutcome, ChangeRequest, DEFAULT_MIN_AGE, Decision, Origin, Reason, Saved,
 };
 use crate::core::verdict::history::{History, ObservationKey, unix_now};
 
@@ -73,9 +74,48 @@ pub enum mailsrv_decision {
     Reject = 5,
 }
 
-/// A change decision (opaque, immutable, owned by the caller).
+/// Why a change decision is what it is (mailsrv_change_reason()): the dialog a client
+/// shows depends on it, not only on the decision. New reasons may be added; treat an
+/// unknown one by its decision.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy)]
+pub enum mailsrv_reason {
+    /// NO_CHANGE: the saved server is still advertised (or named).
+    Unchanged = 1,
+    /// NO_CHANGE: the configuration was typed by the user (MAILSRV_ORIGIN_USER).
+    UserConfigured = 2,
+    /// NO_CHANGE: the lookup failed (timeout, SERVFAIL, no source answered); nothing is
+    /// known about the current answer. Look again later; do not tell the user "unchanged".
+    LookupFailed = 3,
+    /// NO_CHANGE: the domain no longer offers the service (no SRV record, a "." target, or
+    /// no such server in the fresh configuration). The saved configuration stays.
+    NotOffered = 4,
+    /// NO_CHANGE: the fresh answer is for another service (never switched automatically).
+    OtherService = 5,
+    /// NO_CHANGE: the new servers could not be judged (every check failed).
+    NotJudged = 6,
+    /// NO_CHANGE: the user declined this very answer (mailsrv_history_decline()) and it has
+    /// persisted since: it is not offered again.
+    Declined = 7,
+    /// UPDATE: the new server is authenticated (see mailsrv_change_authenticity()).
+    Authenticated = 8,
+    /// WAIT: not verified, and not seen for the minimum age yet.
+    UnverifiedNew = 9,
+    /// ASK_USER: not verified, but seen consistently for the minimum age.
+    UnverifiedPersisted = 10,
+    /// REJECT: the SRV answer failed DNSSEC validation (bogus): an attack or a broken
+    /// zone; warn, keep the saved configuration.
+    Bogus = 11,
+    /// REJECT: the new server was proven not to be the domain's (DNSSEC-signed records that
+    /// do not hold it, a certificate that does not match its signed TLSA records).
+    WrongTarget = 12,
+}
+
+/// A refresh decision (opaque, immutable, owned by the caller).
 pub struct mailsrv_change {
     decision: mailsrv_decision,
+    reason: mailsrv_reason,
     target: Option<CString>,
     port: u16,
     wait_until: u64,
@@ -83,6 +123,7 @@ pub struct mailsrv_change {
     verdict: u32,
     binding: Option<mailsrv_binding>,
     origin: u32,
+    authenticity: Option<mailsrv_authenticity>,
 }
 
 /// The mailsrv_origin value of `o`.
@@ -108,13 +149,21 @@ fn origin_of(value: u32) -> Option<Origin> {
 impl mailsrv_change {
     fn new(o: ChangeOutcome) -> Self {
         let origin = o.origin();
-        let verdict = o.authenticity.map(|a| a.verdict);
-        Self::of(o.advice, verdict, origin)
+        let verdict = o.authenticity.as_ref().map(|a| a.verdict);
+        let mut c = Self::of(o.advice, verdict, origin);
+        c.authenticity = o.authenticity.map(mailsrv_authenticity::new);
+        c
     }
 
     fn of_account(o: AccountChangeOutcome) -> Self {
         let origin = o.origin();
-        Self::of(o.advice, o.verdict, origin)
+        let mut c = Self::of(o.advice, o.verdict, origin);
+        c.authenticity = o
+            .candidate
+            .and_then(|i| o.account.candidates.into_iter().nth(i))
+            .and_then(|cand| cand.verdict.ok())
+            .map(mailsrv_authenticity::new);
+        c
     }
 
     fn of(advice: Advice, verdict: Option<Verdict>, origin: Option<Origin>) -> Self {
@@ -132,6 +181,21 @@ impl mailsrv_change {
             },
             target,
             port,
+            reason: match advice.reason {
+                Reason::Unchanged => mailsrv_reason::Unchanged,
+                Reason::UserConfigured => mailsrv_reason::UserConfigured,
+                Reason::LookupFailed => mailsrv_reason::LookupFailed,
+                Reason::NotOffered => mailsrv_reason::NotOffered,
+                Reason::OtherService => mailsrv_reason::OtherService,
+                Reason::NotJudged => mailsrv_reason::NotJudged,
+                Reason::Declined => mailsrv_reason::Declined,
+                Reason::Authenticated => mailsrv_reason::Authenticated,
+                Reason::UnverifiedNew => mailsrv_reason::UnverifiedNew,
+                Reason::UnverifiedPersisted => mailsrv_reason::UnverifiedPersisted,
+                Reason::Bogus => mailsrv_reason::Bogus,
+                Reason::WrongTarget => mailsrv_reason::WrongTarget,
+            },
+            authenticity: None,
             wait_until: advice.wait_until.unwrap_or(0),
             detail: cstring(&advice.detail),
             binding: advice.binding.map(mailsrv_binding::new),
@@ -152,9 +216,16 @@ fn status_of(r: crate::core::Result<()>) -> mailsrv_status {
 
 /// Opens the history kept in the file `path` (it need not exist yet). A damaged file is
 /// moved aside (`<path>.corrupt-<time>`, named in errbuf) and CORRUPT is returned; opening
-/// again then starts an empty history. Files of format version 1 (before sources were
-/// recorded) are read; saving writes version 2. `out` (out, not NULL): owned, freed with
-/// mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO or CORRUPT.
+/// again then starts an empty history. `out` (out, not NULL): owned, freed with
+/// mailsrv_history_free(). Returns OK, NULL_ARG, INVALID_ARG, IO, CORRUPT or
+/// UNSUPPORTED_VERSION.
+///
+/// Format versions: the file starts with `mailsrv-history N`. This mailsrv writes version
+/// 2 (each observation with the source that named it, and the user's declines) and reads
+/// versions 1 and 2. A file of a newer version (written by a newer mailsrv) is
+/// UNSUPPORTED_VERSION and left exactly as it is: never moved aside as damaged, never
+/// overwritten by a save; use the newer mailsrv or another file. Only a file that is no
+/// history at all, or a damaged one, is CORRUPT.
 /// Since 0.1.
 ///
 /// # Safety
@@ -177,9 +248,12 @@ pub unsafe extern "C" fn mailsrv_history_open(
 }
 
 /// Saves the history: under an exclusive file lock, merged with what another process saved
-/// meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Returns
-/// OK, NULL_ARG, IO or CORRUPT (the file on disk was damaged since it was opened: it was
-/// moved aside and nothing was written; saving again writes this history).
+/// meanwhile, written atomically (temp file, fsync, rename, fsync of the folder). Blocks
+/// on the lock and two fsyncs: a client with an event loop uses
+/// mailsrv_history_save_async(). Returns OK, NULL_ARG, IO, CORRUPT (the file on disk was
+/// damaged since it was opened: it was moved aside and nothing was written; saving again
+/// writes this history), UNSUPPORTED_VERSION (a newer mailsrv wrote the file meanwhile:
+/// nothing was written) or INVALID_ARG (an imported history has no file: export it).
 /// Since 0.1.
 ///
 /// # Safety
@@ -194,6 +268,188 @@ pub unsafe extern "C" fn mailsrv_history_save(
         let h = try_ref!(h);
         let mut guard = h.inner.lock().unwrap_or_else(|p| p.into_inner());
         finish(guard.save(), errbuf, errlen, |()| {})
+    })}
+}
+
+/// Completion of mailsrv_history_save_async(): the status (OK, IO, CORRUPT,
+/// UNSUPPORTED_VERSION, CANCELLED, SHUTDOWN, ...) and `detail` (borrowed, never NULL; the
+/// reason when not OK). There is no result object.
+#[allow(non_camel_case_types)]
+pub type mailsrv_history_save_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        id: mailsrv_request_id,
+        status: mailsrv_status,
+        detail: *const c_char,
+    ),
+>;
+
+/// mailsrv_history_save() without blocking the caller: the lock, the merge and the two
+/// fsyncs run on a library thread (never a context worker), on a copy of the history
+/// taken now; observations made meanwhile are kept (merged back when the save ends). The
+/// callback runs exactly once, as every _async callback of `ctx` does (thread or loop
+/// mode). The history may be freed before the callback runs (the save keeps its own
+/// reference). Returns OK (the callback will run), NULL_ARG, SHUTDOWN.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_save_async(
+    ctx: *mut mailsrv_ctx,
+    h: *mut mailsrv_history,
+    cb: mailsrv_history_save_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let h = try_ref!(h);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        let shared = h.inner.clone();
+        let ud = UserData(userdata);
+        let deliver: Deliver<()> = Box::new(move |id, outcome: crate::core::Result<()>| {
+            let ud = ud;
+            match outcome {
+                Ok(()) => unsafe { cb(ud.0, id, mailsrv_status::Ok, c"".as_ptr()) },
+                Err(e) => {
+                    let detail = cstring(e.detail());
+                    unsafe { cb(ud.0, id, mailsrv_status::from_error(&e), detail.as_ptr()) }
+                }
+            }
+        });
+        let fut = async move {
+            tokio::task::spawn_blocking(move || {
+                let mut copy = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                copy.save()?;
+                shared.lock().unwrap_or_else(|p| p.into_inner()).absorb(copy);
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::core::Error::Runtime(format!("history save: {e}"))))
+        };
+        started(ctx.inner.spawn(fut, deliver), id_out)
+    }
+}
+
+/// Records that the user declined the change to `target`:`port` for (`domain`,
+/// `service`) at `now` (Unix seconds; 0 = the current time): the answer of an ASK_USER (or
+/// WAIT) decision the user said no to. While that answer persists without interruption,
+/// the change checks return NO_CHANGE with reason DECLINED for it instead of ASK_USER, so
+/// the dialog is not shown on every refresh. It holds until the answer changes: once
+/// another answer is seen for the same domain and service, the declined one's run ends;
+/// if it comes back later it is a new answer, judged and (after the minimum age) offered
+/// again. There is no time limit otherwise; mailsrv_history_prune() removes it with the
+/// observation. A decline never stops an UPDATE (an authenticated answer) or a REJECT. In
+/// memory: save (or export) the history to keep it. A history with a decline is saved in
+/// format version 2 (see mailsrv_history_open()).
+/// Returns OK, NULL_ARG, INVALID_ARG, or NOT_FOUND (that answer was never observed).
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_decline(
+    h: *mut mailsrv_history,
+    domain: *const c_char,
+    service: u32,
+    target: *const c_char,
+    port: u16,
+    now: u64,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let h = try_ref!(h);
+        if port == 0 {
+            return mailsrv_status::InvalidArg;
+        }
+        let key = match unsafe { key(domain, service, target, port) } {
+            Ok(k) => k,
+            Err(s) => return s,
+        };
+        let now = if now == 0 { unix_now() } else { now };
+        let mut g = h.inner.lock().unwrap_or_else(|p| p.into_inner());
+        status_of(g.decline(key, now))
+    }
+}
+
+/// Forgets every answer last seen before `older_than` (Unix seconds), with any decline of
+/// it, so a long-lived client's history does not grow without end (a year without
+/// sightings is a good cut-off: an answer that comes back starts over). In memory; a later
+/// save does not bring them back from the file. `removed_out` (out, may be NULL): how many
+/// were removed. Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `h` NULL or valid; `removed_out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_prune(
+    h: *mut mailsrv_history,
+    older_than: u64,
+    removed_out: *mut usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let h = try_ref!(h);
+        let n = h.inner.lock().unwrap_or_else(|p| p.into_inner()).prune(older_than);
+        if let Some(o) = unsafe { removed_out.as_mut() } {
+            *o = n;
+        }
+        mailsrv_status::Ok
+    }
+}
+
+/// The history as text in the file format (UTF-8, lines; see mailsrv_history_open()), for
+/// a client that keeps its state in its own account store instead of a file:
+/// mailsrv_history_import() reads it back. `out` (out, not NULL): owned NUL-terminated
+/// string, freed with mailsrv_string_free(); NULL on failure. Returns OK or NULL_ARG.
+/// Since 0.1.
+///
+/// # Safety
+/// `h` NULL or valid; `out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_export(
+    h: *const mailsrv_history,
+    out: *mut *mut c_char,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let h = try_ref!(h);
+        let text = h.inner.lock().unwrap_or_else(|p| p.into_inner()).export();
+        *out = cstring(&text).into_raw();
+        mailsrv_status::Ok
+    }
+}
+
+/// A history held in memory only, from `len` bytes that mailsrv_history_export() (or a
+/// history file) gave; `len` 0 starts an empty one (`data` may then be NULL). It works like
+/// an opened one (observe, change checks, decline, prune, export), except that
+/// mailsrv_history_save() has no file to write (INVALID_ARG). Every older format version is
+/// read; a newer one is UNSUPPORTED_VERSION (keep the bytes: a newer mailsrv reads them).
+/// `out` (out, not NULL): owned, freed with mailsrv_history_free(); NULL on failure.
+/// Returns OK, NULL_ARG, UNSUPPORTED_VERSION or CORRUPT (not a history, or damaged).
+/// Since 0.1.
+///
+/// # Safety
+/// `data` NULL or `len` readable bytes; `out` NULL or writable; `errbuf` NULL or `errlen`
+/// writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_history_import(
+    data: *const u8,
+    len: usize,
+    out: *mut *mut mailsrv_history,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        if data.is_null() && len > 0 {
+            return mailsrv_status::NullArg;
+        }
+        let bytes: &[u8] = if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(data, len) } };
+        finish(History::import(bytes), errbuf, errlen, |h| {
+            *out = Box::into_raw(Box::new(mailsrv_history { inner: Arc::new(Mutex::new(h)) }));
+        })
     })}
 }
 
@@ -779,4 +1035,37 @@ pub unsafe extern "C" fn mailsrv_change_binding(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mailsrv_change_detail(c: *const mailsrv_change) -> *const c_char {
     ffi_boundary! { try_ref!(c).detail.as_ptr() }
+}
+
+/// Why the decision is what it is (a mailsrv_reason value; 0 for NULL): REJECT for a
+/// bogus answer (BOGUS) differs from REJECT for a wrong target (WRONG_TARGET); NO_CHANGE
+/// after a failed lookup (LOOKUP_FAILED) differs from an unchanged answer (UNCHANGED) and
+/// from an answer the user declined (DECLINED).
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_reason(c: *const mailsrv_change) -> u32 {
+    ffi_boundary! { try_ref!(c).reason as u32 }
+}
+
+/// The authenticity verdict on the fresh answer the decision is about, with its evidence,
+/// both peer chains, the probe's and reconnect's statuses and a sentence for the user (see
+/// mailsrv_authenticity_*): what an ASK_USER dialog shows ("this server did not prove it
+/// serves example.com: NAME_MISMATCH"), and the certificates to display. Borrowed, valid
+/// until the decision is freed; NULL when the fresh answer was not judged (unchanged,
+/// typed by the user, a failed or empty lookup, a bogus answer). For
+/// mailsrv_account_change_check(): the chosen candidate's verdict, as judged.
+/// Since 0.1.
+///
+/// # Safety
+/// `c` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_change_authenticity(
+    c: *const mailsrv_change,
+) -> *const mailsrv_authenticity {
+    ffi_boundary! {
+        try_ref!(c).authenticity.as_ref().map_or(std::ptr::null(), |a| a as *const _)
+    }
 }

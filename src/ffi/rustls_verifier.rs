@@ -52,7 +52,8 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::boundary::{NullDefault, PanicDefault, ffi_boundary, free_box, try_mut, try_ref};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
+use super::errbuf::{finish, with_errbuf};
 use super::identity::mailsrv_identity;
 use super::status::mailsrv_status;
 use super::strings::write_errbuf;

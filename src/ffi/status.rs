@@ -38,6 +38,9 @@ pub enum mailsrv_status {
     Io = 11,
     /// A file mailsrv wrote earlier (the history) is damaged; it was kept aside, not replaced.
     Corrupt = 12,
+    /// A file (the history) was written by a newer mailsrv in a format this one does not
+    /// read; it was left untouched (not moved aside, not overwritten). Since 0.1.
+    UnsupportedVersion = 20,
     /// DNS: the name does not exist (NXDOMAIN).
     Nxdomain = 100,
     /// DNS: the name has no record of that type (NODATA); for SRV, "no SRV record".
@@ -75,6 +78,9 @@ pub enum mailsrv_status {
     /// DANE: DNSSEC-secure TLSA records apply to the server and none matches its
     /// certificates (RFC 7671); the connection was refused.
     DaneMismatch = 320,
+    /// Certificate: the connection requires a pinned key (mailsrv_connect_opts_add_pin_sha256()
+    /// with MAILSRV_PIN_MODE_REQUIRE) and the server's certificate has another. Since 0.1.
+    PinMismatch = 321,
     /// Network: no TCP connection could be made.
     ConnectFailed = 400,
     /// Network: the peer closed the connection unexpectedly.
@@ -118,6 +124,7 @@ impl mailsrv_status {
             Error::Shutdown => S::Shutdown,
             Error::Io(_) => S::Io,
             Error::Corrupt(_) => S::Corrupt,
+            Error::UnsupportedVersion(_) => S::UnsupportedVersion,
             Error::Runtime(_) => S::Runtime,
             Error::Panic(_) => S::Panic,
             Error::InCallback => S::InCallback,
@@ -140,6 +147,7 @@ impl mailsrv_status {
             Error::NoTrustAnchors(_) => S::NoTrustAnchors,
             Error::Handshake(_) => S::Handshake,
             Error::DaneMismatch(_) => S::DaneMismatch,
+            Error::PinMismatch(_) => S::PinMismatch,
             Error::ConnectFailed(_) => S::ConnectFailed,
             Error::ConnectionClosed(_) => S::ConnectionClosed,
             Error::Protocol(_) => S::Protocol,
@@ -165,6 +173,7 @@ impl mailsrv_status {
             10 => c"runtime could not be started",
             11 => c"file input/output error",
             12 => c"damaged file kept aside",
+            20 => c"file format version newer than this mailsrv reads (file left untouched)",
             100 => c"DNS: no such domain (NXDOMAIN)",
             101 => c"DNS: no record of that type",
             102 => c"DNS: server failure (SERVFAIL or refused)",
@@ -183,6 +192,7 @@ impl mailsrv_status {
             307 => c"no trusted CA certificates",
             308 => c"TLS handshake failed",
             320 => c"certificate does not match the server's DNSSEC-signed TLSA records",
+            321 => c"certificate key does not match the pinned key",
             400 => c"could not connect",
             401 => c"connection closed by the server",
             402 => c"mail protocol error (STARTTLS)",

@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 
 use super::boundary::{ffi_boundary, free_box, try_mut, try_ref, try_str};
 use super::config::call_flags;
-use super::ctx::{finish, mailsrv_ctx, with_errbuf};
+use super::ctx::mailsrv_ctx;
+use super::errbuf::{finish, with_errbuf};
 use super::identity::mailsrv_identity;
 use super::request::{UserData, deliver_to_c, mailsrv_request_id, started};
 use super::status::mailsrv_status;
 use super::strings::cstring;
+use crate::core::cert::ca_store::CaStore;
+use crate::core::cert::verifier::ClientAuth;
 use crate::core::service::{Protocol, Security};
-use crate::core::tls::connect::{ConnectRequest, MailConnection};
+use crate::core::tls::connect::{ConnectRequest, MailConnection, PinMode};
 
 /// How TLS starts.
 #[repr(C)]
@@ -336,6 +339,12 @@ pub struct mailsrv_connect_opts {
     identity: Option<crate::core::cert::identity::ReferenceIdentity>,
     flags: u32,
     addresses: Vec<std::net::IpAddr>,
+    pins: Vec<[u8; 32]>,
+    pin_mode: PinMode,
+    client_auth: Option<std::sync::Arc<ClientAuth>>,
+    ca_certs: Vec<rustls_pki_types::CertificateDer<'static>>,
+    /// The caller's connected socket (borrowed: each call works on a duplicate); -1: none.
+    fd: c_int,
 }
 
 impl mailsrv_connect_opts {
@@ -349,7 +358,26 @@ impl mailsrv_connect_opts {
         req.identity = self.identity.clone();
         req.options = flags.match_options;
         req.addresses = self.addresses.clone();
+        req.pins = self.pins.clone();
+        req.pin_mode = self.pin_mode;
+        req.client_auth = self.client_auth.clone();
+        if !self.ca_certs.is_empty() {
+            req.trust = Some(
+                CaStore::from_der_certs(self.ca_certs.clone(), "per-connection CA certificates")
+                    .map_err(|_| mailsrv_status::InvalidArg)?,
+            );
+        }
         Ok(req)
+    }
+
+    /// A duplicate of the caller's socket for one call, or None without one.
+    fn socket(&self) -> Result<Option<std::net::TcpStream>, (mailsrv_status, String)> {
+        if self.fd < 0 {
+            return Ok(None);
+        }
+        crate::sys::dup_stream_socket(self.fd)
+            .map(Some)
+            .map_err(|why| (mailsrv_status::InvalidArg, why))
     }
 }
 
@@ -408,6 +436,11 @@ pub unsafe extern "C" fn mailsrv_connect_opts_new(
             identity: None,
             flags: 0,
             addresses: Vec::new(),
+            pins: Vec::new(),
+            pin_mode: PinMode::Require,
+            client_auth: None,
+            ca_certs: Vec::new(),
+            fd: -1,
         }));
         mailsrv_status::Ok
     }
@@ -569,7 +602,20 @@ pub unsafe extern "C" fn mailsrv_connect(
         *out = std::ptr::null_mut();
         let ctx = try_ref!(ctx);
         let opts = try_ref!(opts);
-        connect_now(ctx, opts.request(), out, errbuf, errlen)
+        let req = match opts.request() {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let socket = match opts.socket() {
+            Ok(s) => s,
+            Err((st, why)) => {
+                unsafe { super::strings::write_errbuf(errbuf, errlen, &why) };
+                return st;
+            }
+        };
+        finish(ctx.inner.connect_over(req, socket), errbuf, errlen, |c| {
+            *out = Box::into_raw(Box::new(mailsrv_tls_stream::new(c)));
+        })
     })}
 }
 
@@ -594,7 +640,423 @@ pub unsafe extern "C" fn mailsrv_connect_async(
         let ctx = try_ref!(ctx);
         let opts = try_ref!(opts);
         let Some(cb) = cb else { return mailsrv_status::NullArg };
-        connect_later(ctx, opts.request(), cb, userdata, id_out)
+        let req = match opts.request() {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let socket = match opts.socket() {
+            Ok(s) => s,
+            Err((st, _)) => return st,
+        };
+        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_tls_stream::new);
+        started(ctx.inner.connect_over_async(req, socket, deliver), id_out)
+    }
+}
+
+/// Connects over `fd`, a stream socket the caller already connected (to the server, or
+/// through a SOCKS or HTTP CONNECT proxy, or Tor, with the proxy's handshake done): then
+/// nothing is resolved and no address is tried; STARTTLS (if any), TLS and the checks run
+/// on it exactly as on mailsrv's own connection, and the host still gives the SNI and the
+/// certificate's reference identity. -1 removes it.
+///
+/// The descriptor stays yours: each mailsrv_connect(), _async() or
+/// mailsrv_connect_starttls_plain() with these options works on its own duplicate (dup,
+/// close-on-exec), closed when the stream (or the plain socket) is freed, so close yours
+/// when you like. A duplicate shares the socket and its O_NONBLOCK flag with yours: do not
+/// read or write yours while mailsrv's stream lives.
+///
+/// `opts` borrowed, not NULL. Returns OK, NULL_ARG or INVALID_ARG (`fd` below -1). Whether
+/// `fd` is a connected stream socket is checked by each call (INVALID_ARG, with the
+/// reason).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_set_fd(
+    opts: *mut mailsrv_connect_opts,
+    fd: c_int,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let opts = try_mut!(opts);
+        if fd < -1 {
+            return mailsrv_status::InvalidArg;
+        }
+        opts.fd = fd;
+        mailsrv_status::Ok
+    }
+}
+
+/// Most keys one mailsrv_connect_opts may pin.
+const MAX_PINS: usize = 16;
+
+/// What the pinned keys of a mailsrv_connect_opts mean.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum mailsrv_pin_mode {
+    /// On top of the usual check (the default): the certificate must pass it and its key
+    /// must be pinned, else PIN_MISMATCH. Key pinning for a known provider.
+    Require = 0,
+    /// Instead of it: a certificate whose key is pinned is accepted whatever its issuer,
+    /// names and dates (like DANE-EE); any other certificate gets the usual check. For the
+    /// key of a self-signed server the user accepted once.
+    Trust = 1,
+}
+
+/// Pins a server key: `digest` is the SHA-256 of a certificate's DER SubjectPublicKeyInfo
+/// (`len` must be 32; mailsrv_cert_spki_sha256() computes it; it is the data of a TLSA
+/// `x 1 1` record and of `openssl x509 -pubkey | openssl pkey -pubin -outform DER | openssl
+/// dgst -sha256`). Repeatable, at most 16 (any of them matches; pin the next key too before
+/// a key change). What a pin means: mailsrv_connect_opts_set_pin_mode().
+///
+/// `opts` borrowed, not NULL. `digest` borrowed.
+/// Returns OK, NULL_ARG or INVALID_ARG (`len` not 32, more than 16).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or valid; `digest` NULL or `len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_add_pin_sha256(
+    opts: *mut mailsrv_connect_opts,
+    digest: *const u8,
+    len: usize,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let opts = try_mut!(opts);
+        if digest.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        if len != 32 || opts.pins.len() >= MAX_PINS {
+            return mailsrv_status::InvalidArg;
+        }
+        let mut pin = [0u8; 32];
+        pin.copy_from_slice(unsafe { std::slice::from_raw_parts(digest, 32) });
+        if !opts.pins.contains(&pin) {
+            opts.pins.push(pin);
+        }
+        mailsrv_status::Ok
+    }
+}
+
+/// Sets what the pinned keys mean: a mailsrv_pin_mode value (REQUIRE by default).
+///
+/// Returns OK, NULL_ARG or INVALID_ARG (unknown mode).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_set_pin_mode(
+    opts: *mut mailsrv_connect_opts,
+    mode: u32,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let opts = try_mut!(opts);
+        opts.pin_mode = match mode {
+            0 => PinMode::Require,
+            1 => PinMode::Trust,
+            _ => return mailsrv_status::InvalidArg,
+        };
+        mailsrv_status::Ok
+    }
+}
+
+/// Trusts the CA certificates in `pem` (PEM CERTIFICATE blocks, or one DER certificate)
+/// for connections made with these options only, instead of the context's trust anchors:
+/// a per-account CA (a company server). Repeatable (the certificates accumulate); checked
+/// and copied now.
+///
+/// `opts` borrowed, not NULL. `pem` borrowed, `len` bytes. `errbuf` (may be NULL): the
+/// reason when not OK.
+/// Returns OK, NULL_ARG or INVALID_ARG (no certificate, malformed PEM, not usable as a
+/// trust anchor; the options are unchanged).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or valid; `pem` NULL or `len` readable bytes; `errbuf` NULL or `errlen`
+/// writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_add_ca_pem(
+    opts: *mut mailsrv_connect_opts,
+    pem: *const u8,
+    len: usize,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let opts = try_mut!(opts);
+        if pem.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(pem, len) };
+        let certs = crate::core::cert::ca_store::parse_anchor_certs(bytes, "per-connection CA");
+        finish(certs, errbuf, errlen, |c| opts.ca_certs.extend(c))
+    })}
+}
+
+/// Presents a client certificate when the server asks for one (a server that requires
+/// one; never offered otherwise): `cert_pem` holds the certificate and any intermediates
+/// (PEM, leaf first), `key_pem` its private key (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC).
+/// Checked and copied now; the key must fit the certificate. NULL `cert_pem` removes it.
+///
+/// `opts` borrowed, not NULL. `errbuf` (may be NULL): the reason when not OK.
+/// Returns OK, NULL_ARG (key missing) or INVALID_ARG (no certificate, no key, a key that
+/// does not match or that mailsrv's TLS cannot sign with; the options are unchanged).
+/// Since 0.1.
+///
+/// # Safety
+/// `opts` NULL or valid; `cert_pem`/`key_pem` NULL or `cert_len`/`key_len` readable bytes;
+/// `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_opts_set_client_cert(
+    opts: *mut mailsrv_connect_opts,
+    cert_pem: *const u8,
+    cert_len: usize,
+    key_pem: *const u8,
+    key_len: usize,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let opts = try_mut!(opts);
+        if cert_pem.is_null() {
+            opts.client_auth = None;
+            return mailsrv_status::Ok;
+        }
+        if key_pem.is_null() {
+            return mailsrv_status::NullArg;
+        }
+        let cert = unsafe { std::slice::from_raw_parts(cert_pem, cert_len) };
+        let key = unsafe { std::slice::from_raw_parts(key_pem, key_len) };
+        finish(client_auth(cert, key), errbuf, errlen, |a| {
+            opts.client_auth = Some(std::sync::Arc::new(a));
+        })
+    })}
+}
+
+/// Parses a client certificate chain and key, and checks that they fit together.
+fn client_auth(cert: &[u8], key: &[u8]) -> crate::core::Result<ClientAuth> {
+    use crate::core::Error;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::InvalidArg(format!("client certificate: malformed PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::InvalidArg(
+            "client certificate: no CERTIFICATE block".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key)
+        .map_err(|e| Error::InvalidArg(format!("client key: {e}")))?;
+    let auth = ClientAuth { certs, key };
+    // Builds the configuration once: rustls checks that the key fits the certificate.
+    let probe = std::sync::Arc::new(NoVerify);
+    crate::core::cert::verifier::client_config_with_auth(probe, Some(&auth))?;
+    Ok(auth)
+}
+
+/// A verifier that is never called: only for building a configuration to check a key.
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &[rustls_pki_types::CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General("not a verifier".into()))
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not a verifier".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("not a verifier".into()))
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        Vec::new()
+    }
+}
+
+/// A plain connection handed over at the STARTTLS go-ahead (opaque, owned by the caller):
+/// the socket on which the caller's own TLS stack starts its handshake.
+pub struct mailsrv_plain_socket {
+    tcp: Option<std::net::TcpStream>,
+    greeting: CString,
+    peer: CString,
+}
+
+impl mailsrv_plain_socket {
+    fn new(p: crate::core::tls::connect::PlainConnection) -> Self {
+        mailsrv_plain_socket {
+            greeting: cstring(&p.greeting),
+            peer: cstring(&p.peer_addr.to_string()),
+            tcp: Some(p.tcp),
+        }
+    }
+}
+
+/// Runs the STARTTLS dialogue of `opts` (security MAILSRV_SECURITY_STARTTLS_IMAP, _POP3 or
+/// _SMTP) to the server's go-ahead and hands the plain socket back, for a client whose own
+/// TLS stack (OpenSSL, GnuTLS, NSS) makes the handshake: the next byte on it must be your
+/// ClientHello. The dialogue is mailsrv's strict one (a missing or refused STARTTLS, PREAUTH,
+/// or any byte after the go-ahead is an error; never a plaintext fallback; SMTP: EHLO, then
+/// STARTTLS). Over the caller's socket when mailsrv_connect_opts_set_fd() gave one, else
+/// mailsrv connects (hosts file, DNS, Happy Eyeballs, or the given addresses). The SNI,
+/// identity, pin, CA and client-certificate options do not apply: your TLS does that part
+/// (send SNI and check the identity as the binding says), then ask for the greeting and
+/// capabilities again over TLS (RFC 3207, RFC 9051: pre-TLS ones are not trustworthy).
+///
+/// `ctx` borrowed, not NULL. `opts` borrowed, copied. `out` (out, not NULL): owned, freed
+/// with mailsrv_plain_socket_free(); NULL on error. `errbuf` (may be NULL): the reason.
+/// Returns OK; NULL_ARG; INVALID_ARG (not a STARTTLS mode, bad host, bad fd); DNS errors;
+/// CONNECT_FAILED; TIMEOUT; PROTOCOL; CONNECTION_CLOSED.
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `errbuf` NULL or `errlen` writable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_starttls_plain(
+    ctx: *mut mailsrv_ctx,
+    opts: *const mailsrv_connect_opts,
+    out: *mut *mut mailsrv_plain_socket,
+    errbuf: *mut c_char,
+    errlen: usize,
+) -> mailsrv_status {
+    ffi_boundary! { with_errbuf(errbuf, errlen, || {
+        let out = try_mut!(out);
+        *out = std::ptr::null_mut();
+        let ctx = try_ref!(ctx);
+        let opts = try_ref!(opts);
+        let req = match opts.request() {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let socket = match opts.socket() {
+            Ok(s) => s,
+            Err((st, why)) => {
+                unsafe { super::strings::write_errbuf(errbuf, errlen, &why) };
+                return st;
+            }
+        };
+        finish(ctx.inner.starttls_plain(req, socket), errbuf, errlen, |p| {
+            *out = Box::into_raw(Box::new(mailsrv_plain_socket::new(p)));
+        })
+    })}
+}
+
+/// Completion of mailsrv_connect_starttls_plain_async(): `result` owned by the callback
+/// (free with mailsrv_plain_socket_free()), NULL unless OK; `detail` borrowed, never NULL.
+#[allow(non_camel_case_types)]
+pub type mailsrv_plain_socket_cb = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        id: mailsrv_request_id,
+        status: mailsrv_status,
+        result: *mut mailsrv_plain_socket,
+        detail: *const c_char,
+    ),
+>;
+
+/// mailsrv_connect_starttls_plain() without blocking: `ctx`, `opts` (copied before this
+/// returns), then `cb` (not NULL, run exactly once), `userdata`, `id_out` (may be NULL).
+/// Cancelling closes the half-open connection (mailsrv's duplicate of a caller's socket).
+/// Since 0.1.
+///
+/// # Safety
+/// Pointers NULL or valid; `cb` callable from the dispatch thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_connect_starttls_plain_async(
+    ctx: *mut mailsrv_ctx,
+    opts: *const mailsrv_connect_opts,
+    cb: mailsrv_plain_socket_cb,
+    userdata: *mut c_void,
+    id_out: *mut mailsrv_request_id,
+) -> mailsrv_status {
+    ffi_boundary! {
+        let ctx = try_ref!(ctx);
+        let opts = try_ref!(opts);
+        let Some(cb) = cb else { return mailsrv_status::NullArg };
+        let req = match opts.request() {
+            Ok(r) => r,
+            Err(s) => return s,
+        };
+        let socket = match opts.socket() {
+            Ok(s) => s,
+            Err((st, _)) => return st,
+        };
+        let deliver = deliver_to_c(cb, UserData(userdata), mailsrv_plain_socket::new);
+        started(ctx.inner.starttls_plain_async(req, socket, deliver), id_out)
+    }
+}
+
+/// Takes the socket out: the descriptor (blocking mode, close-on-exec) is yours from now
+/// on, to hand to your TLS stack and to close. -1 when NULL or already taken.
+/// Since 0.1.
+///
+/// # Safety
+/// `p` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_plain_socket_take_fd(p: *mut mailsrv_plain_socket) -> c_int {
+    ffi_boundary! {
+        let p = try_mut!(p);
+        match p.tcp.take() {
+            Some(t) => std::os::fd::IntoRawFd::into_raw_fd(t),
+            None => -1,
+        }
+    }
+}
+
+/// The greeting the server sent before TLS (unauthenticated: show it, never trust it).
+/// Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `p` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_plain_socket_greeting(
+    p: *const mailsrv_plain_socket,
+) -> *const c_char {
+    ffi_boundary! { try_ref!(p).greeting.as_ptr() }
+}
+
+/// The server's address ("192.0.2.1:143", "[2001:db8::1]:143"; "0.0.0.0:0" over a caller's
+/// socket that has no IP peer). Borrowed.
+/// Since 0.1.
+///
+/// # Safety
+/// `p` NULL or valid.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_plain_socket_peer_address(
+    p: *const mailsrv_plain_socket,
+) -> *const c_char {
+    ffi_boundary! { try_ref!(p).peer.as_ptr() }
+}
+
+/// Frees the object, closing the socket unless mailsrv_plain_socket_take_fd() took it. NULL
+/// does nothing.
+/// Since 0.1.
+///
+/// # Safety
+/// `p` NULL or owned by the caller, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_plain_socket_free(p: *mut mailsrv_plain_socket) {
+    ffi_boundary! {
+        unsafe { free_box(p) }
     }
 }
 

@@ -41,3 +41,18 @@ pub unsafe fn write_errbuf(buf: *mut c_char, len: usize, text: &str) {
 pub fn cstring(text: &str) -> CString {
     CString::new(text.replace('\0', "\\0")).unwrap_or_default()
 }
+
+/// Frees a string mailsrv handed over as owned (`char *`, e.g. mailsrv_history_export()).
+/// NULL does nothing. Never use libc free() on it.
+/// Since 0.1.
+///
+/// # Safety
+/// `s` NULL or an owned string from mailsrv, not used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mailsrv_string_free(s: *mut c_char) {
+    super::boundary::ffi_boundary! {
+        if !s.is_null() {
+            drop(unsafe { CString::from_raw(s) });
+        }
+    }
+}

@@ -52,6 +52,7 @@ import logging
 import operator
 import os
 import re
+import socket
 import sys
 import threading
 import weakref
@@ -108,10 +109,12 @@ __all__ = [
     "DnssecError",
     "Endpoint",
     "EndpointCheck",
+    "CaMode",
     "Evidence",
     "FLAG_ACCEPT_SIBLING_SERVICE",
     "FLAG_KEEP_PROBE",
     "FLAG_LEGACY_CN",
+    "FLAG_NAMES_ONLY",
     "FLAG_NO_PROBE",
     "FLAG_REQUIRE_SECURE",
     "FileError",
@@ -131,8 +134,12 @@ __all__ = [
     "OAuth2",
     "OAuth2Field",
     "Origin",
+    "PinMismatch",
+    "PinMode",
+    "PlainSocket",
     "ProtocolError",
     "Purpose",
+    "Reason",
     "Security",
     "Service",
     "ServiceAnswer",
@@ -146,6 +153,7 @@ __all__ = [
     "TlsStream",
     "TlsTransport",
     "UnknownIssuer",
+    "UnsupportedVersion",
     "Verdict",
     "WebService",
     "WebServices",
@@ -153,6 +161,7 @@ __all__ = [
     "load_pem",
     "open_stream",
     "parse_pem",
+    "spki_sha256",
     "status_str",
     "version",
 ]
@@ -170,6 +179,9 @@ FLAG_ACCEPT_SIBLING_SERVICE = 4
 FLAG_NO_PROBE = 8
 # MAILSRV_FLAG_KEEP_PROBE: keep the verified probe connection (``keep_probe=True``).
 FLAG_KEEP_PROBE = 16
+# MAILSRV_FLAG_NAMES_ONLY: the caller's own TLS stack validated the path; check names only
+# (``names_only=True`` of check_cert and verify_srv_authenticity_with_chains).
+FLAG_NAMES_ONLY = 32
 
 _U32_MAX = 2**32 - 1
 _U64_MAX = 2**64 - 1
@@ -222,6 +234,7 @@ class Status(_OpenIntEnum):
     RUNTIME = 10
     IO = 11
     CORRUPT = 12
+    UNSUPPORTED_VERSION = 20
     NXDOMAIN = 100
     NO_RECORD = 101
     SERVFAIL = 102
@@ -240,6 +253,7 @@ class Status(_OpenIntEnum):
     NO_TRUST_ANCHORS = 307
     HANDSHAKE = 308
     DANE_MISMATCH = 320
+    PIN_MISMATCH = 321
     CONNECT_FAILED = 400
     CONNECTION_CLOSED = 401
     PROTOCOL = 402
@@ -665,6 +679,63 @@ class Decision(_OpenIntEnum):
     REJECT = 5
 
 
+class Reason(_OpenIntEnum):
+    """mailsrv_reason: why a refresh decision is what it is (``Change.reason``).
+
+    Members:
+        UNCHANGED: NO_CHANGE: the saved server is still advertised (or named).
+        USER_CONFIGURED: NO_CHANGE: the configuration was typed by the user.
+        LOOKUP_FAILED: NO_CHANGE: the lookup failed; nothing is known, look again later.
+        NOT_OFFERED: NO_CHANGE: the domain no longer offers the service.
+        OTHER_SERVICE: NO_CHANGE: the fresh answer is for another service.
+        NOT_JUDGED: NO_CHANGE: the new servers could not be judged.
+        DECLINED: NO_CHANGE: the user declined this very answer (``History.decline``).
+        AUTHENTICATED: UPDATE: the new server is authenticated.
+        UNVERIFIED_NEW: WAIT: not verified and not seen for the minimum age yet.
+        UNVERIFIED_PERSISTED: ASK_USER: not verified, seen consistently long enough.
+        BOGUS: REJECT: the SRV answer failed DNSSEC validation.
+        WRONG_TARGET: REJECT: the new server was proven not to be the domain's.
+    """
+
+    UNCHANGED = 1
+    USER_CONFIGURED = 2
+    LOOKUP_FAILED = 3
+    NOT_OFFERED = 4
+    OTHER_SERVICE = 5
+    NOT_JUDGED = 6
+    DECLINED = 7
+    AUTHENTICATED = 8
+    UNVERIFIED_NEW = 9
+    UNVERIFIED_PERSISTED = 10
+    BOGUS = 11
+    WRONG_TARGET = 12
+
+
+class PinMode(_OpenIntEnum):
+    """mailsrv_pin_mode: what the pinned keys of a connection mean.
+
+    Members:
+        REQUIRE: On top of the usual check: it must pass and the key must be pinned.
+        TRUST: Instead of it: a pinned key is accepted whatever its issuer, names and
+            dates (a self-signed server the user accepted); others get the usual check.
+    """
+
+    REQUIRE = 0
+    TRUST = 1
+
+
+class CaMode(_OpenIntEnum):
+    """mailsrv_ca_mode: whether the configured CAs replace the system store or join it.
+
+    Members:
+        REPLACE: Only the CA file and the in-memory CAs are trusted (the default).
+        ADD: They are trusted in addition to the system store.
+    """
+
+    REPLACE = 0
+    ADD = 1
+
+
 
 
 # --------------------------------------------------------------------------- errors, helpers
@@ -829,6 +900,14 @@ class CertificatePurpose(CertificateError):
 
 class NoTrustAnchors(CertificateError):
     """NO_TRUST_ANCHORS: no trusted CA certificate could be loaded."""
+
+
+class PinMismatch(CertificateError):
+    """PIN_MISMATCH: the server's key is none of the pinned ones."""
+
+
+class UnsupportedVersion(MailsrvError, ValueError):
+    """UNSUPPORTED_VERSION: a history written by a newer mailsrv; it was left untouched."""
 
 
 class ConnectFailed(MailsrvError, ConnectionRefusedError):
@@ -1241,6 +1320,7 @@ def _c_connect_opts(
     identity: Optional[int],
     flags: int,
     addresses: Sequence[StrOrBytes],
+    extras: Optional["ConnectExtras"] = None,
 ) -> Iterator[int]:
     """C connect options (mailsrv_connect_opts) for one call (the library copies them)."""
     opts = c_void_p()
@@ -1255,9 +1335,92 @@ def _c_connect_opts(
             buf = _ffi.errbuf()
             _check(lib.mailsrv_connect_opts_add_address(opts, _c_text(a, "address"), buf, len(buf)), buf.value)
         assert opts.value is not None  # OK from _new means a handle
+        if extras is not None:
+            extras.apply(opts.value)
         yield opts.value
     finally:
         lib.mailsrv_connect_opts_free(opts)
+
+
+def _pem_list(value: Union[None, bytes, str, Sequence[Union[bytes, str]]]) -> List[bytes]:
+    """PEM (or DER) blobs: one, several, or none."""
+    if value is None:
+        return []
+    if isinstance(value, (bytes, bytearray, str)):
+        value = [value]
+    out = []
+    for v in value:
+        b = v.encode() if isinstance(v, str) else bytes(v)
+        if not b:
+            raise _invalid("an empty CA certificate blob")
+        out.append(b)
+    return out
+
+
+def _bytes_arg(data: Union[bytes, bytearray, memoryview]) -> Tuple["ctypes.Array[ctypes.c_char]", int]:
+    raw = bytes(data)
+    return (ctypes.c_char * max(len(raw), 1)).from_buffer_copy(raw or b"\0"), len(raw)
+
+
+@dataclass(frozen=True)
+class ConnectExtras:
+    """The bring-your-own-TLS options of one connection (see :meth:`Context.connect`)."""
+
+    fd: Optional[int] = None
+    pins: Sequence[bytes] = ()
+    pin_mode: Union[PinMode, int] = PinMode.REQUIRE
+    ca_pem: Union[None, bytes, str, Sequence[Union[bytes, str]]] = None
+    client_cert: Optional[Tuple[Union[bytes, str], Union[bytes, str]]] = None
+
+    def any(self) -> bool:
+        return self.fd is not None or bool(self.pins) or self.ca_pem is not None or self.client_cert is not None
+
+    def apply(self, opts: int) -> None:
+        if self.fd is not None:
+            _check(lib.mailsrv_connect_opts_set_fd(opts, int(self.fd)), f"bad descriptor {self.fd!r}")
+        for pin in self.pins:
+            arr, n = _bytes_arg(pin)
+            _check(lib.mailsrv_connect_opts_add_pin_sha256(opts, ctypes.addressof(arr), n), "a pin is 32 bytes (SHA-256)")
+        _check(lib.mailsrv_connect_opts_set_pin_mode(opts, _c_uint(self.pin_mode, "pin_mode", _U32_MAX)), "bad pin mode")
+        for pem in _pem_list(self.ca_pem):
+            arr, n = _bytes_arg(pem)
+            buf = _ffi.errbuf()
+            _check(lib.mailsrv_connect_opts_add_ca_pem(opts, ctypes.addressof(arr), n, buf, len(buf)), buf.value)
+        if self.client_cert is not None:
+            cert, key = (_pem_list(x)[0] for x in self.client_cert)
+            carr, cn = _bytes_arg(cert)
+            karr, kn = _bytes_arg(key)
+            buf = _ffi.errbuf()
+            _check(
+                lib.mailsrv_connect_opts_set_client_cert(
+                    opts, ctypes.addressof(carr), cn, ctypes.addressof(karr), kn, buf, len(buf)
+                ),
+                buf.value,
+            )
+
+
+def spki_sha256(der: bytes) -> bytes:
+    """The SHA-256 of a certificate's SubjectPublicKeyInfo: the pin of ``Context.connect``."""
+    arr, n = _bytes_arg(der)
+    out = (ctypes.c_char * 32)()
+    _check(lib.mailsrv_cert_spki_sha256(ctypes.addressof(arr), n, ctypes.addressof(out)), "not a DER certificate")
+    return bytes(out)
+
+
+@dataclass
+class PlainSocket:
+    """A plain connection at the STARTTLS go-ahead (:meth:`Context.starttls_plain`): your
+    own TLS stack makes the handshake on ``sock`` (``ssl.SSLContext.wrap_socket``).
+
+    Attributes:
+        sock: The connected socket (yours to close); the next byte on it is your ClientHello.
+        greeting: The server's greeting before TLS (unauthenticated: display only).
+        peer_address: The server's address.
+    """
+
+    sock: socket.socket
+    greeting: str
+    peer_address: str
 
 
 def _text_arg(value: object, what: str) -> Union[str, bytes]:
@@ -2263,6 +2426,11 @@ class Change:
             it as ``origin`` to the next check): SRV from :meth:`Context.srv_change_check`,
             the naming source's (:meth:`Origin.of_source`) from
             :meth:`Context.account_change_check`; None when there is no endpoint.
+        reason: Why (:class:`Reason`): BOGUS and WRONG_TARGET are different REJECTs;
+            LOOKUP_FAILED, UNCHANGED and DECLINED are different NO_CHANGEs.
+        authenticity: The :class:`Authenticity` of the fresh answer (verdict, evidence,
+            both chains, the probe's status, a sentence): what an ASK_USER dialog shows;
+            None when it was not judged.
     """
 
     decision: Decision
@@ -2273,6 +2441,8 @@ class Change:
     detail: str
     binding: Optional["Binding"] = None
     origin: Optional["Origin"] = None
+    reason: Reason = Reason.UNCHANGED
+    authenticity: Optional["Authenticity"] = field(default=None, repr=False)
 
 
 def _take_change(c: Optional[int]) -> Change:
@@ -2282,7 +2452,10 @@ def _take_change(c: Optional[int]) -> Change:
     try:
         verdict = lib.mailsrv_change_verdict(c)
         origin = lib.mailsrv_change_origin(c)
+        a = lib.mailsrv_change_authenticity(c)
         return Change(
+            reason=Reason(lib.mailsrv_change_reason(c)),
+            authenticity=Authenticity(**_authenticity_fields(a)) if a else None,
             decision=Decision(lib.mailsrv_change_decision(c)),
             target=_optional_text(lib.mailsrv_change_target(c)),
             port=int(lib.mailsrv_change_port(c)),
@@ -2339,7 +2512,7 @@ class History:
 
     def __init__(self, path: PathArg) -> None:
         self._guard: Optional[_Guard] = None
-        self.path = os.fspath(path)
+        self.path: Optional[Union[str, bytes]] = os.fspath(path)
         p = _c_path(path, "path")
         out = c_void_p()
         buf = _ffi.errbuf(4096)
@@ -2352,10 +2525,105 @@ class History:
         self._guard = _Guard(out.value, lib.mailsrv_history_free, self._closed_error)
 
     @classmethod
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview, str] = b"") -> "History":
+        """A history held in memory only, from what :meth:`export` gave (or a history
+        file's bytes), for clients that keep their state in their own account store; empty
+        data starts an empty one. It works like an opened one, except that :meth:`save` has
+        no file (INVALID_ARG): :meth:`export` it instead.
+
+        :raises UnsupportedVersion: a newer mailsrv's format (keep the bytes).
+        :raises HistoryCorrupt: not a history, or damaged.
+        """
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        arr = (ctypes.c_char * max(len(raw), 1)).from_buffer_copy(raw or b"\0")
+        out = c_void_p()
+        buf = _ffi.errbuf(4096)
+        status = lib.mailsrv_history_import(ctypes.addressof(arr), len(raw), byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_history_free(out)
+            _history_check(status, buf.value)
+        if not out.value:
+            raise MailsrvError(Status.PANIC, "mailsrv_history_import returned no history")
+        self = cls.__new__(cls)
+        self.path = None
+        self._guard = _Guard(out.value, lib.mailsrv_history_free, self._closed_error)
+        return self
+
+    def export(self) -> bytes:
+        """The history in the file format (UTF-8 text), for :meth:`from_bytes`."""
+        out = c_void_p()
+        with self._use() as h:
+            _check(lib.mailsrv_history_export(h, byref(out)), "mailsrv_history_export")
+        try:
+            return ctypes.string_at(out.value) if out.value else b""
+        finally:
+            lib.mailsrv_string_free(out)
+
+    def decline(
+        self,
+        domain: StrOrBytes,
+        service: ServiceArg,
+        target: StrOrBytes,
+        port: int,
+        now: int = 0,
+    ) -> None:
+        """Records that the user declined the change to ``target``:``port`` (the ASK_USER
+        dialog was answered "no"): while that answer persists without interruption, the
+        change checks return NO_CHANGE with reason DECLINED for it. Once another answer is
+        seen for the domain and service, the decline ends with the run; if it comes back it
+        is offered again after the minimum age. Never blocks an UPDATE or a REJECT.
+
+        :raises NotFound: that answer was never observed.
+        """
+        d = _c_text(domain, "domain")
+        svc = _one_service(service)
+        t = _c_text(target, "target")
+        p = _c_uint(port, "port", 0xFFFF)
+        n = _c_uint(now, "now", _U64_MAX)
+        with self._use() as h:
+            status = lib.mailsrv_history_decline(h, d, svc, t, p, n)
+        if status == Status.NOT_FOUND:
+            raise NotFound(status, f"{_shown(target)}:{port} was never observed for {_shown(domain)}")
+        _check(status)
+
+    def prune(self, older_than: int) -> int:
+        """Forgets the answers last seen before ``older_than`` (Unix seconds), with their
+        declines; returns how many. A later save does not bring them back."""
+        n = c_size_t()
+        cut = _c_uint(older_than, "older_than", _U64_MAX)
+        with self._use() as h:
+            _check(lib.mailsrv_history_prune(h, cut, byref(n)))
+        return int(n.value)
+
+    def save_async(self, ctx: "Context", callback: Callable[[Optional[MailsrvError]], Any]) -> int:
+        """:meth:`save` on a library thread: ``callback(None)`` when saved, else
+        ``callback(error)``, exactly once, where ``ctx`` delivers callbacks (its thread, or
+        :meth:`Context.dispatch` in loop mode). Returns the request id."""
+        if not callable(callback):
+            raise TypeError("callback must be callable")
+        token = next(_save_tokens)
+        with _save_lock:
+            _save_pending[token] = callback
+        rid = c_uint64()
+        try:
+            with self._use() as h, ctx._use() as c:
+                status = lib.mailsrv_history_save_async(c, h, _HISTORY_SAVED, token, byref(rid))
+        except BaseException:
+            with _save_lock:
+                _save_pending.pop(token, None)
+            raise
+        if status != Status.OK:
+            with _save_lock:
+                _save_pending.pop(token, None)
+            _check(status)
+        return int(rid.value)
+
+    @classmethod
     def open(cls, path: PathArg) -> "History":
         """Opens (or starts) the history kept in ``path``.
 
         :raises HistoryCorrupt: the file was damaged (kept aside; ``.detail`` names where).
+        :raises UnsupportedVersion: a newer mailsrv wrote the file; it was left untouched.
         :raises MailsrvError: IO, INVALID_ARG.
         """
         return cls(path)
@@ -2481,6 +2749,27 @@ class History:
         return f"<mailsrv.History {self.path!r} {'closed' if self.closed else 'open'}>"
 
 
+# History.save_async: one trampoline; each request is a token in _save_pending.
+_save_pending: Dict[int, Callable[[Optional[MailsrvError]], Any]] = {}
+_save_tokens = itertools.count(1)
+_save_lock = threading.Lock()
+
+
+def _history_saved_py(userdata: Optional[int], request_id: int, status: int, detail: Optional[bytes]) -> None:
+    with _save_lock:
+        callback = _save_pending.pop(userdata or 0, None)
+    if callback is None:  # pragma: no cover
+        return
+    error = None if status == Status.OK else MailsrvError(status, _text(detail) or status_str(status))
+    try:
+        callback(error)
+    except Exception:  # a callback must not raise into C
+        _log.exception("mailsrv: History.save_async callback of request %d raised", request_id)
+
+
+_HISTORY_SAVED = _ffi.HISTORY_SAVE_CB(_history_saved_py)
+
+
 _ERROR_CLASS: Dict[int, type] = {
     Status.NULL_ARG: InvalidArgument,
     Status.INVALID_ARG: InvalidArgument,
@@ -2494,6 +2783,8 @@ _ERROR_CLASS: Dict[int, type] = {
     Status.RUNTIME: InternalError,
     Status.IO: FileError,
     Status.CORRUPT: HistoryCorrupt,
+    Status.UNSUPPORTED_VERSION: UnsupportedVersion,
+    Status.PIN_MISMATCH: PinMismatch,
     Status.NXDOMAIN: DnsError,
     Status.NO_RECORD: DnsError,
     Status.SERVFAIL: DnsError,
@@ -2727,6 +3018,8 @@ class Context:
         ispdb_timeout_ms: Optional[int] = None,
         service_ports: Optional[Mapping[ServiceArg, int]] = None,
         autodiscover: Optional[AutodiscoverCallback] = None,
+        ca_pem: Union[None, bytes, str, Sequence[Union[bytes, str]]] = None,
+        ca_mode: Union[CaMode, int] = CaMode.REPLACE,
     ) -> None:
         self._handle: Optional[int] = None
         self._cond = threading.Condition()
@@ -2769,6 +3062,14 @@ class Context:
                     lib.mailsrv_config_set_ca_file(cfg, _c_path(ca_file, "ca_file")),
                     f"bad CA file path {ca_file!r}",
                 )
+            for pem in _pem_list(ca_pem):
+                arr = (ctypes.c_char * len(pem)).from_buffer_copy(pem)
+                buf = _ffi.errbuf()
+                _check(lib.mailsrv_config_add_ca_pem(cfg, ctypes.addressof(arr), len(pem), buf, len(buf)), buf.value)
+            _check(
+                lib.mailsrv_config_set_ca_mode(cfg, _c_uint(ca_mode, "ca_mode", _U32_MAX)),
+                f"unknown CA mode {ca_mode!r}",
+            )
             _check(
                 lib.mailsrv_config_set_hosts_file(
                     cfg, None if hosts_file is None else _c_path(hosts_file, "hosts_file")
@@ -3106,6 +3407,7 @@ class Context:
         ips: Sequence[Union[str, bytes, Any]] = (),
         legacy_cn: bool = False,
         accept_sibling: bool = False,
+        names_only: bool = False,
     ) -> CertMatch:
         """Checks a server's certificate chain the way mailsrv's own connections do, for
         clients with their own TLS stack: path validation to a trusted CA (``ca_file``, else
@@ -3118,6 +3420,8 @@ class Context:
         ``dns_ids``, ``srv_ids`` ((service, domain) pairs) and ``ips``; at least one is
         needed. ``legacy_cn``: accept a subject CN as DNS-ID when there are no SANs.
         ``accept_sibling``: an SRV-ID also matches the sibling service's.
+        ``names_only``: your own TLS stack already validated the path: skip path
+        validation, dates and the key check, match the leaf's names only (``path_len`` 0).
 
         :raises MailsrvError: with the precise status and reason: CERT_EXPIRED,
             CERT_NOT_YET_VALID, UNKNOWN_ISSUER, NAME_MISMATCH, NAME_CONSTRAINT, CERT_PURPOSE,
@@ -3133,7 +3437,7 @@ class Context:
         arrays = [(ctypes.c_char * len(c)).from_buffer_copy(c) for c in certs]
         ptrs = (c_void_p * n)(*[ctypes.addressof(a) for a in arrays])
         lens = (c_size_t * n)(*[len(c) for c in certs])
-        flags = _match_flags(legacy_cn, accept_sibling)
+        flags = _match_flags(legacy_cn, accept_sibling) | (FLAG_NAMES_ONLY if names_only else 0)
         out = c_void_p()
         buf = _ffi.errbuf()
         with _c_identity(ident) as idh, self._use() as h:
@@ -3188,9 +3492,22 @@ class Context:
         legacy_cn: bool = False,
         accept_sibling: bool = False,
         addresses: Optional[Sequence[StrOrBytes]] = None,
+        fd: Optional[int] = None,
+        pins: Sequence[bytes] = (),
+        pin_mode: Union[PinMode, int] = PinMode.REQUIRE,
+        ca_pem: Union[None, bytes, str, Sequence[Union[bytes, str]]] = None,
+        client_cert: Optional[Tuple[Union[bytes, str], Union[bytes, str]]] = None,
     ) -> TlsStream:
         """Connects to a mail server and returns a verified :class:`TlsStream`, blocking
         (the GIL is released meanwhile).
+
+        Bring-your-own-TLS options: ``fd``, a stream socket you already connected (through
+        a SOCKS or HTTP proxy, Tor): nothing is resolved, mailsrv works on a duplicate (keep
+        or close yours). ``pins``: SHA-256 digests of SubjectPublicKeyInfos
+        (:func:`spki_sha256`); ``pin_mode`` REQUIRE (the usual check and a pinned key) or
+        TRUST (a pinned key alone suffices: a self-signed server the user accepted).
+        ``ca_pem``: CA certificates for this connection only, instead of the context's.
+        ``client_cert``: (certificate PEM, key PEM) for a server that requires one.
 
         ``addresses``: IP addresses the caller resolved ("192.0.2.1", "2001:db8::1"): the
         connection goes to these (Happy Eyeballs) and nothing is resolved; SNI and the
@@ -3212,11 +3529,14 @@ class Context:
         )
         out = c_void_p()
         buf = _ffi.errbuf()
-        if addresses is not None:
+        extras = ConnectExtras(fd, pins, pin_mode, ca_pem, client_cert)
+        if addresses is not None or extras.any():
+            if addresses is None:
+                addresses = []
             if isinstance(addresses, (str, bytes)):
                 addresses = [addresses]
             with _c_identity(ident) as idh, _c_connect_opts(
-                h_host, h_port, sec, h_sni, idh, flags, addresses
+                h_host, h_port, sec, h_sni, idh, flags, addresses, extras
             ) as opts, self._use() as h:
                 status = lib.mailsrv_connect(h, opts, byref(out), buf, len(buf))
             if status != Status.OK:
@@ -3229,6 +3549,91 @@ class Context:
             lib.mailsrv_tls_stream_free(out)  # NULL on failure
             _check(status, buf.value)
         return TlsStream._wrap(out.value)
+
+    def starttls_plain(
+        self,
+        host: StrOrBytes,
+        port: int,
+        security: Union[Security, int],
+        *,
+        addresses: Optional[Sequence[StrOrBytes]] = None,
+        fd: Optional[int] = None,
+    ) -> PlainSocket:
+        """Runs the STARTTLS dialogue of ``security`` (STARTTLS_IMAP, _POP3 or _SMTP) to the
+        server's go-ahead, strictly (no plaintext fallback), and hands the plain socket back
+        for your own TLS stack: wrap ``result.sock`` with ``ssl.SSLContext.wrap_socket``
+        (SNI and identity as the binding says), then ask for the capabilities again.
+        ``addresses``/``fd`` as in :meth:`connect`.
+
+        :raises MailsrvError: INVALID_ARG (not a STARTTLS mode), DNS errors, CONNECT_FAILED,
+            TIMEOUT, PROTOCOL, CONNECTION_CLOSED.
+        """
+        h_host, h_port, sec, _sni, _ident, flags = self._connect_args(host, port, security, None, None, False, False)
+        if isinstance(addresses, (str, bytes)):
+            addresses = [addresses]
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        with _c_connect_opts(
+            h_host, h_port, sec, None, None, flags, addresses or [], ConnectExtras(fd=fd)
+        ) as opts, self._use() as h:
+            status = lib.mailsrv_connect_starttls_plain(h, opts, byref(out), buf, len(buf))
+        if status != Status.OK:
+            lib.mailsrv_plain_socket_free(out)
+            _check(status, buf.value)
+        try:
+            greeting = _text(lib.mailsrv_plain_socket_greeting(out))
+            peer = _text(lib.mailsrv_plain_socket_peer_address(out))
+            taken = int(lib.mailsrv_plain_socket_take_fd(out))
+        finally:
+            lib.mailsrv_plain_socket_free(out)
+        if taken < 0:
+            raise MailsrvError(Status.PANIC, "the plain socket had no descriptor")
+        return PlainSocket(sock=socket.socket(fileno=taken), greeting=greeting, peer_address=peer)
+
+    def verify_srv_authenticity_with_chains(
+        self,
+        domain: StrOrBytes,
+        service: ServiceArg,
+        target: StrOrBytes,
+        port: int,
+        probe_chain: Optional[Sequence[bytes]],
+        target_chain: Optional[Sequence[bytes]],
+        *,
+        names_only: bool = False,
+        probe: bool = True,
+        accept_sibling: bool = False,
+        require_secure: bool = False,
+    ) -> Authenticity:
+        """:meth:`verify_srv_authenticity` for a client with its own TLS stack that made the
+        probe (SNI = the mail domain) and the reconnect (SNI = the target) itself: the same
+        verdict, evidence and binding from the same rules, with these chains (DER, leaf
+        first; None: that connection failed). ``names_only``: your stack validated the paths,
+        mailsrv checks only the names. DNSSEC and DANE are judged as always (DANE against
+        ``target_chain``); mailsrv opens no connection.
+
+        :raises MailsrvError: INVALID_ARG, TIMEOUT, NO_TRUST_ANCHORS.
+        """
+        args = self._auth_args(domain, service, target, port, probe, False, accept_sibling, require_secure)
+        flags = args[4] | (FLAG_NAMES_ONLY if names_only else 0)
+        chains = c_void_p()
+        _check(lib.mailsrv_peer_chains_new(byref(chains)), "mailsrv_peer_chains_new")
+        out = c_void_p()
+        buf = _ffi.errbuf()
+        try:
+            for which, chain in ((0, probe_chain), (1, target_chain)):
+                for der in _der_list(list(chain)) if chain else []:
+                    arr, n = _bytes_arg(der)
+                    _check(lib.mailsrv_peer_chains_add_cert(chains, which, ctypes.addressof(arr), n), "bad certificate")
+            with self._use() as h:
+                status = lib.mailsrv_verify_srv_authenticity_with_chains(
+                    h, args[0], args[1], args[2], args[3], flags, chains, byref(out), buf, len(buf)
+                )
+        finally:
+            lib.mailsrv_peer_chains_free(chains)
+        if status != Status.OK:
+            lib.mailsrv_authenticity_free(out)
+            _check(status, buf.value)
+        return _take_authenticity(out.value)
 
     def connect_async(
         self,

@@ -50,6 +50,8 @@ __all__ = [
     "CHANGE_CB",
     "CONNECT_CB",
     "DISCOVER_CB",
+    "HISTORY_SAVE_CB",
+    "PLAIN_SOCKET_CB",
     "FUNCTIONS",
     "HAS_TEST_HOOKS",
     "LIBRARY_PATH",
@@ -77,6 +79,11 @@ CONNECT_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_voi
 AUTHENTICITY_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 CHANGE_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 AUTOCONFIG_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+# mailsrv_plain_socket_cb: the same shape (owned mailsrv_plain_socket *).
+PLAIN_SOCKET_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
+# typedef void (*mailsrv_history_save_cb)(void *userdata, mailsrv_request_id id,
+#     mailsrv_status status, const char *detail);  -- no result object
+HISTORY_SAVE_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_char_p)
 ACCOUNT_CB = CFUNCTYPE(None, c_void_p, mailsrv_request_id, mailsrv_status, c_void_p, c_char_p)
 # typedef bool (*mailsrv_autodiscover_cb)(void *userdata, uint32_t ask, const char *url,
 #     const char *address, const char *why, mailsrv_credentials *credentials);
@@ -94,6 +101,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_config_add_negative_trust_anchor": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_trust_anchor_file": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_ca_file": (mailsrv_status, [_P, c_char_p]),
+    "mailsrv_config_set_ca_mode": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_config_add_ca_pem": (mailsrv_status, [_P, c_void_p, c_size_t, c_char_p, c_size_t]),
     "mailsrv_config_set_hosts_file": (mailsrv_status, [_P, c_char_p]),
     "mailsrv_config_set_timeout_ms": (mailsrv_status, [_P, c_uint32]),
     "mailsrv_config_set_dispatch": (mailsrv_status, [_P, c_uint32]),
@@ -150,6 +159,7 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_cert_result_matched": (c_char_p, [_P]),
     "mailsrv_cert_result_kind": (c_uint32, [_P]),
     "mailsrv_cert_result_path_len": (c_size_t, [_P]),
+    "mailsrv_cert_spki_sha256": (mailsrv_status, [c_void_p, c_size_t, c_void_p]),
     "mailsrv_identity_new": (mailsrv_status, [POINTER(c_void_p)]),
     "mailsrv_identity_free": (None, [_P]),
     "mailsrv_identity_add_dns_id": (mailsrv_status, [_P, c_char_p]),
@@ -181,6 +191,25 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_connect_opts_add_address": (mailsrv_status, [_P, c_char_p, c_char_p, c_size_t]),
     "mailsrv_connect": (mailsrv_status, [_P, _P, POINTER(c_void_p), c_char_p, c_size_t]),
     "mailsrv_connect_async": (mailsrv_status, [_P, _P, CONNECT_CB, c_void_p, POINTER(mailsrv_request_id)]),
+    # bring-your-own TLS: the caller's socket, pinned keys, a per-connection CA, a client
+    # certificate, and STARTTLS to the go-ahead with the plain socket handed back
+    "mailsrv_connect_opts_set_fd": (mailsrv_status, [_P, c_int]),
+    "mailsrv_connect_opts_add_pin_sha256": (mailsrv_status, [_P, c_void_p, c_size_t]),
+    "mailsrv_connect_opts_set_pin_mode": (mailsrv_status, [_P, c_uint32]),
+    "mailsrv_connect_opts_add_ca_pem": (mailsrv_status, [_P, c_void_p, c_size_t, c_char_p, c_size_t]),
+    "mailsrv_connect_opts_set_client_cert": (
+        mailsrv_status,
+        [_P, c_void_p, c_size_t, c_void_p, c_size_t, c_char_p, c_size_t],
+    ),
+    "mailsrv_connect_starttls_plain": (mailsrv_status, [_P, _P, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_connect_starttls_plain_async": (
+        mailsrv_status,
+        [_P, _P, PLAIN_SOCKET_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_plain_socket_take_fd": (c_int, [_P]),
+    "mailsrv_plain_socket_greeting": (c_char_p, [_P]),
+    "mailsrv_plain_socket_peer_address": (c_char_p, [_P]),
+    "mailsrv_plain_socket_free": (None, [_P]),
     "mailsrv_tls_stream_read": (mailsrv_status, [_P, c_void_p, c_size_t, POINTER(c_size_t)]),
     "mailsrv_tls_stream_write": (mailsrv_status, [_P, c_void_p, c_size_t, POINTER(c_size_t)]),
     "mailsrv_tls_stream_flush": (mailsrv_status, [_P]),
@@ -210,6 +239,19 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_verify_srv_authenticity_async": (
         mailsrv_status,
         [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, AUTHENTICITY_CB, c_void_p, POINTER(mailsrv_request_id)],
+    ),
+    "mailsrv_peer_chains_new": (mailsrv_status, [POINTER(c_void_p)]),
+    "mailsrv_peer_chains_free": (None, [_P]),
+    "mailsrv_peer_chains_add_cert": (mailsrv_status, [_P, c_uint32, c_void_p, c_size_t]),
+    "mailsrv_peer_chains_len": (c_size_t, [_P, c_uint32]),
+    "mailsrv_verify_srv_authenticity_with_chains": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, POINTER(c_void_p), c_char_p, c_size_t],
+    ),
+    "mailsrv_verify_srv_authenticity_with_chains_async": (
+        mailsrv_status,
+        [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint32, _P, AUTHENTICITY_CB, c_void_p,
+         POINTER(mailsrv_request_id)],
     ),
     "mailsrv_authenticity_free": (None, [_P]),
     "mailsrv_authenticity_verdict": (c_uint32, [_P]),
@@ -299,6 +341,12 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_history_open": (mailsrv_status, [c_char_p, POINTER(c_void_p), c_char_p, c_size_t]),
     "mailsrv_history_save": (mailsrv_status, [_P, c_char_p, c_size_t]),
     "mailsrv_history_free": (None, [_P]),
+    "mailsrv_history_save_async": (mailsrv_status, [_P, _P, HISTORY_SAVE_CB, c_void_p, POINTER(mailsrv_request_id)]),
+    "mailsrv_history_decline": (mailsrv_status, [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint64]),
+    "mailsrv_history_prune": (mailsrv_status, [_P, c_uint64, POINTER(c_size_t)]),
+    "mailsrv_history_export": (mailsrv_status, [_P, POINTER(c_void_p)]),
+    "mailsrv_history_import": (mailsrv_status, [c_void_p, c_size_t, POINTER(c_void_p), c_char_p, c_size_t]),
+    "mailsrv_string_free": (None, [c_void_p]),
     "mailsrv_history_len": (c_size_t, [_P]),
     "mailsrv_history_observe": (mailsrv_status, [_P, c_char_p, c_uint32, c_char_p, c_uint16, c_uint64]),
     "mailsrv_history_seen": (
@@ -338,6 +386,8 @@ FUNCTIONS: Dict[str, Tuple[Any, List[Any]]] = {
     "mailsrv_change_origin": (c_uint32, [_P]),
     "mailsrv_change_detail": (c_char_p, [_P]),
     "mailsrv_change_binding": (c_void_p, [_P]),
+    "mailsrv_change_reason": (c_uint32, [_P]),
+    "mailsrv_change_authenticity": (c_void_p, [_P]),
     # names, statuses, version
     "mailsrv_service_default_security": (mailsrv_status, [c_uint32, POINTER(c_int)]),
     "mailsrv_service_name": (c_char_p, [c_uint32]),

@@ -91,6 +91,8 @@ CALLBACK_TYPES = {
     "mailsrv_autoconfig_cb": _ffi.AUTOCONFIG_CB,
     "mailsrv_account_cb": _ffi.ACCOUNT_CB,
     "mailsrv_autodiscover_cb": _ffi.AUTODISCOVER_CB,
+    "mailsrv_plain_socket_cb": _ffi.PLAIN_SOCKET_CB,
+    "mailsrv_history_save_cb": _ffi.HISTORY_SAVE_CB,
 }
 
 
@@ -195,7 +197,10 @@ def test_owned_pointers_are_never_c_char_p():
     for name, cb in CALLBACK_TYPES.items():
         if header_callback_types()[name][0] != "void":
             continue  # not a completion (mailsrv_autodiscover_cb): it receives nothing owned
-        assert cb._argtypes_[3] is ctypes.c_void_p  # the owned result
+        if len(cb._argtypes_) == 5:  # (userdata, id, status, result, detail)
+            assert cb._argtypes_[3] is ctypes.c_void_p  # the owned result
+        else:  # no result object (mailsrv_history_save_cb): (userdata, id, status, detail)
+            assert cb._argtypes_[3] is ctypes.c_char_p
         assert cb._restype_ is None
 
 
@@ -267,6 +272,9 @@ ENUMS = {
     "mailsrv_decision": mailsrv.Decision,
     "mailsrv_web_service": mailsrv.WebService,
     "mailsrv_autodiscover_ask": mailsrv.AutodiscoverAsk,
+    "mailsrv_reason": mailsrv.Reason,
+    "mailsrv_pin_mode": mailsrv.PinMode,
+    "mailsrv_ca_mode": mailsrv.CaMode,
 }
 
 

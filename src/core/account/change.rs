@@ -6,7 +6,7 @@ use crate::core::account::AccountDiscovery;
 use crate::core::source::Source;
 use crate::core::verdict::Verdict;
 use crate::core::verdict::binding::Binding;
-use crate::core::verdict::change::{Advice, Decision, Origin, Saved, advice, decide_moved};
+use crate::core::verdict::change::{Advice, Decision, Origin, Reason, Saved, advice, decide_moved};
 use crate::core::verdict::history::Seen;
 
 /// The multi-source change decision and what it was based on.
@@ -70,7 +70,8 @@ pub fn decide_account(
                 Decision::NoChange,
                 None,
                 "no source found a configuration; the saved configuration stays",
-            ),
+            )
+            .because(Reason::LookupFailed),
             None,
         );
     };
@@ -83,7 +84,8 @@ pub fn decide_account(
                     "the fresh configuration offers no {}; a protocol never changes without the user",
                     saved.service
                 ),
-            ),
+            )
+            .because(Reason::NotOffered),
             None,
         );
     }
@@ -100,20 +102,22 @@ pub fn decide_account(
     }
     let of = |v| fresh.iter().position(|c| c.verdict == Some(v));
     let Some(i) = of(Verdict::Authentic).or_else(|| of(Verdict::Unverified)) else {
-        let (decision, detail) = if of(Verdict::Rejected).is_some() {
+        let (decision, reason, detail) = if of(Verdict::Rejected).is_some() {
             (
                 Decision::Reject,
+                Reason::WrongTarget,
                 "every new server was proven not to be authentic",
             )
         } else {
             (
                 Decision::NoChange,
+                Reason::NotJudged,
                 "the new servers could not be judged; the saved configuration stays",
             )
         };
         let c = &fresh[0];
         return (
-            advice(decision, Some((c.host.clone(), c.port)), detail),
+            advice(decision, Some((c.host.clone(), c.port)), detail).because(reason),
             Some(0),
         );
     };

@@ -109,6 +109,26 @@ impl CaStore {
         })
     }
 
+    /// These anchors plus `extra` (the additive CA mode: a CA file or in-memory CAs on top
+    /// of the system store). `source` names the result in messages.
+    /// Errors: [`Error::NoTrustAnchors`] if one of `extra` cannot be an anchor.
+    pub fn with_extra(&self, extra: &[CertificateDer<'static>], source: &str) -> Result<Self> {
+        let mut roots = (*self.roots).clone();
+        for (i, cert) in extra.iter().enumerate() {
+            roots.add(cert.clone()).map_err(|e| {
+                Error::NoTrustAnchors(format!(
+                    "{source}: certificate #{} is not usable as a trust anchor: {e}",
+                    i + 1
+                ))
+            })?;
+        }
+        Ok(CaStore {
+            roots: Arc::new(roots),
+            source: format!("{} + {source}", self.source),
+            warnings: self.warnings.clone(),
+        })
+    }
+
     /// The anchors, for rustls and webpki.
     pub fn roots(&self) -> &Arc<RootCertStore> {
         &self.roots
@@ -133,6 +153,25 @@ impl CaStore {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+}
+
+/// The CA certificates of PEM (or one DER certificate) held in memory, each checked to be
+/// usable as a trust anchor: for `mailsrv_config_add_ca_pem`, which takes them at once.
+/// Errors: [`Error::InvalidArg`] with the reason (no certificate, malformed PEM, a
+/// certificate that cannot be an anchor).
+pub fn parse_anchor_certs(bytes: &[u8], source: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs =
+        parse_cert_file(bytes).map_err(|why| Error::InvalidArg(format!("{source}: {why}")))?;
+    let mut check = RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        check.add(cert.clone()).map_err(|e| {
+            Error::InvalidArg(format!(
+                "{source}: certificate #{} is not usable as a trust anchor: {e}",
+                i + 1
+            ))
+        })?;
+    }
+    Ok(certs)
 }
 
 /// Reads the certificates out of a PEM or DER file.

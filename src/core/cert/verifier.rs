@@ -535,6 +535,45 @@ pub fn verify_cert(
     verify_detailed(store, leaf, intermediates, reference, options, now).map_err(|f| f.to_core())
 }
 
+/// The names-only check, for a client whose own TLS stack (OpenSSL, GnuTLS, NSS) already
+/// validated the path to its own trust store: no path validation, no dates, no key check;
+/// only the RFC 7817 / RFC 9525 identity of the leaf (`chain[0]`). The dNSName name
+/// constraints of the other certificates given (the client's validated path) are still
+/// applied to SRV-IDs and CN-IDs, which the client's stack does not read. The result's
+/// path is empty: nothing was validated here.
+///
+/// Errors: [`Error::InvalidArg`] (empty chain or reference list), [`Error::BadCertificate`]
+/// (a leaf or a SAN that does not parse), [`Error::NameMismatch`].
+pub fn check_names_only(
+    chain: &[CertificateDer<'_>],
+    reference: &ReferenceIdentity,
+    options: &MatchOptions,
+) -> Result<CertVerdict> {
+    let Some((leaf, issuers)) = chain.split_first() else {
+        return Err(Error::InvalidArg("empty certificate chain".into()));
+    };
+    if reference.is_empty() {
+        return Err(Error::InvalidArg("no reference identifiers".into()));
+    }
+    let mut constraints = DnsConstraints::default();
+    for ca in issuers {
+        constraints.add_cert(ca.as_ref());
+    }
+    let chain = VerifiedChain {
+        path: Vec::new(),
+        anchor_subject: String::new(),
+        constraints,
+    };
+    let mut presented = PresentedIds::from_der(leaf.as_ref())?;
+    chain.restrict(&mut presented);
+    let matched = match_identity(reference, &presented, options)?;
+    Ok(CertVerdict {
+        matched,
+        chain,
+        presented,
+    })
+}
+
 // ------------------------------------------------------------------ error mapping
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (proleptic Gregorian, no leap seconds).
@@ -933,6 +972,9 @@ pub enum CertProof {
     /// DANE-TA: a DNSSEC-secure TLSA record matches the issuing CA, and the certificate
     /// carries this identifier (RFC 7671 §5.2).
     DaneTa(MatchedId),
+    /// The leaf's key is one the caller pinned (SPKI SHA-256) as trusted on its own, like
+    /// DANE-EE: names and dates are not checked.
+    Pinned,
 }
 
 impl CertProof {
@@ -940,13 +982,13 @@ impl CertProof {
     pub fn matched(&self) -> Option<&MatchedId> {
         match self {
             CertProof::Identity(m) | CertProof::DaneTa(m) => Some(m),
-            CertProof::DaneEe => None,
+            CertProof::DaneEe | CertProof::Pinned => None,
         }
     }
 
     /// True when the check rested on TLSA records.
     pub fn is_dane(&self) -> bool {
-        !matches!(self, CertProof::Identity(_))
+        matches!(self, CertProof::DaneEe | CertProof::DaneTa(_))
     }
 }
 
@@ -956,6 +998,7 @@ impl fmt::Display for CertProof {
             CertProof::Identity(m) => write!(f, "{m}"),
             CertProof::DaneEe => f.write_str("DANE-EE TLSA record matches the server's key"),
             CertProof::DaneTa(m) => write!(f, "DANE-TA TLSA record matches the issuing CA; {m}"),
+            CertProof::Pinned => f.write_str("the server's key matches a pinned SPKI SHA-256"),
         }
     }
 }
@@ -967,12 +1010,42 @@ impl fmt::Display for CertProof {
 /// (T-SNI-09), and the verifier's recorded match must always belong to this handshake.
 /// Mail sessions are long-lived, so the extra full handshake is cheap.
 pub fn client_config(verifier: Arc<dyn ServerCertVerifier>) -> Result<Arc<ClientConfig>> {
-    let mut config = ClientConfig::builder_with_provider(provider())
+    client_config_with_auth(verifier, None)
+}
+
+/// A client certificate chain (DER, leaf first) and its private key, for servers that
+/// require one (the caller's choice; mailsrv never offers one on its own).
+pub struct ClientAuth {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: rustls_pki_types::PrivateKeyDer<'static>,
+}
+
+impl fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("certs", &self.certs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`client_config`] that presents `auth` when the server asks for a client certificate.
+/// Errors: [`Error::InvalidArg`] when the key does not fit the certificate or is of a
+/// kind rustls cannot sign with.
+pub fn client_config_with_auth(
+    verifier: Arc<dyn ServerCertVerifier>,
+    auth: Option<&ClientAuth>,
+) -> Result<Arc<ClientConfig>> {
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| Error::Handshake(format!("cannot build the TLS configuration: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match auth {
+        None => builder.with_no_client_auth(),
+        Some(a) => builder
+            .with_client_auth_cert(a.certs.clone(), a.key.clone_key())
+            .map_err(|e| Error::InvalidArg(format!("client certificate: {e}")))?,
+    };
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_early_data = false;
     Ok(Arc::new(config))

@@ -30,7 +30,9 @@ use crate::core::cert::dane::{DaneVerifier, Tlsa};
 use crate::core::cert::identity::{
     DnsName, MatchOptions, ReferenceId, ReferenceIdentity, sni_for_host,
 };
-use crate::core::cert::verifier::{CertProof, MailVerifier, client_config, from_rustls_error};
+use crate::core::cert::verifier::{
+    CertProof, ClientAuth, MailVerifier, client_config_with_auth, from_rustls_error,
+};
 use crate::core::dns::resolver::Resolver;
 use crate::core::service::{Protocol, Security};
 use crate::core::tls::happy_eyeballs::{self, Timing};
@@ -69,6 +71,27 @@ pub struct ConnectRequest {
     /// DNSSEC-secure, usable TLSA records: when given, they replace PKIX (RFC 7671) and a
     /// certificate they do not match is refused ([`Error::DaneMismatch`]).
     pub tlsa: Option<Vec<Tlsa>>,
+    /// SHA-256 digests of SubjectPublicKeyInfos the caller pinned; empty: no pinning.
+    pub pins: Vec<[u8; 32]>,
+    /// What a pin means (see [`PinMode`]).
+    pub pin_mode: PinMode,
+    /// A client certificate to present when the server asks for one.
+    pub client_auth: Option<Arc<ClientAuth>>,
+    /// A per-connection CA store that replaces the context's.
+    pub trust: Option<CaStore>,
+}
+
+/// What the pinned keys of a [`ConnectRequest`] mean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PinMode {
+    /// On top of the usual check: the certificate must pass it *and* its key must be pinned
+    /// ([`Error::PinMismatch`] otherwise).
+    #[default]
+    Require,
+    /// Instead of it, for a key the user accepted (a self-signed server): a pinned key is
+    /// trusted whatever the names and dates say (like DANE-EE); any other certificate gets
+    /// the usual check.
+    Trust,
 }
 
 impl ConnectRequest {
@@ -86,6 +109,10 @@ impl ConnectRequest {
             client_name: None,
             protocol: None,
             tlsa: None,
+            pins: Vec::new(),
+            pin_mode: PinMode::Require,
+            client_auth: None,
+            trust: None,
         }
     }
 
@@ -224,16 +251,30 @@ pub async fn connect(
     req: ConnectRequest,
     deadline: Instant,
 ) -> Result<MailConnection> {
-    let started = Instant::now();
-    let plan = plan(&req)?;
-    let checker = Checker::new(trust, &plan, &req)?;
-    let mut config = client_config(checker.verifier())?;
-    {
-        let config = Arc::make_mut(&mut config);
-        config.enable_sni = plan.enable_sni;
-        config.alpn_protocols = plan.alpn.map(|id| vec![id.to_vec()]).unwrap_or_default();
-    }
+    connect_over(resolver, trust, req, None, deadline).await
+}
 
+/// The TCP connection of `req`: over `socket` when the caller gave one (already
+/// connected: through a SOCKS or HTTP proxy, Tor, ...), else Happy Eyeballs to the
+/// request's addresses or the host's.
+async fn open_tcp(
+    resolver: &Resolver,
+    plan: &Plan,
+    req: &ConnectRequest,
+    socket: Option<std::net::TcpStream>,
+    deadline: Instant,
+) -> Result<(tokio::net::TcpStream, SocketAddr)> {
+    if let Some(sock) = socket {
+        // A Unix-domain socket to a proxy has no IP peer: shown as 0.0.0.0:0.
+        let peer = sock
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let tcp = sock
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(sock))
+            .map_err(|e| Error::Io(format!("the caller's socket: {e}")))?;
+        return Ok((tcp, peer));
+    }
     let addresses = match plan.ip {
         Some(ip) if req.addresses.is_empty() => vec![ip],
         _ => req.addresses.clone(),
@@ -242,9 +283,30 @@ pub async fn connect(
         attempt_delay: happy_eyeballs::attempt_delay(req.attempt_delay),
         ..Timing::default()
     };
-    let (mut tcp, peer_addr) =
-        happy_eyeballs::connect_tcp(resolver, &plan.host, &addresses, req.port, timing, deadline)
-            .await?;
+    happy_eyeballs::connect_tcp(resolver, &plan.host, &addresses, req.port, timing, deadline).await
+}
+
+/// [`connect`] over `socket` when given: a stream socket the caller already connected
+/// (nothing is resolved and no address is tried), else as [`connect`].
+pub async fn connect_over(
+    resolver: &Resolver,
+    trust: Option<CaStore>,
+    req: ConnectRequest,
+    socket: Option<std::net::TcpStream>,
+    deadline: Instant,
+) -> Result<MailConnection> {
+    let started = Instant::now();
+    let plan = plan(&req)?;
+    let trust = req.trust.clone().or(trust);
+    let checker = Checker::new(trust, &plan, &req)?;
+    let mut config = client_config_with_auth(checker.verifier(), req.client_auth.as_deref())?;
+    {
+        let config = Arc::make_mut(&mut config);
+        config.enable_sni = plan.enable_sni;
+        config.alpn_protocols = plan.alpn.map(|id| vec![id.to_vec()]).unwrap_or_default();
+    }
+
+    let (mut tcp, peer_addr) = open_tcp(resolver, &plan, &req, socket, deadline).await?;
     let _ = tcp.set_nodelay(true);
 
     let client_name = req
@@ -343,14 +405,208 @@ fn version_text(v: Option<ProtocolVersion>) -> String {
     }
 }
 
-/// The certificate verifier of one connection: PKIX and names, or the TLSA records.
+/// A plain connection at the STARTTLS go-ahead, for a client whose own TLS stack takes
+/// over (see [`starttls_plain`]).
+#[derive(Debug)]
+pub struct PlainConnection {
+    /// Blocking mode; the next byte on it is the client's ClientHello.
+    pub tcp: std::net::TcpStream,
+    /// The address the TCP connection went to (0.0.0.0:0 for a caller's non-IP socket).
+    pub peer_addr: SocketAddr,
+    /// The greeting read before TLS: unauthenticated, for display only.
+    pub greeting: String,
+}
+
+/// Runs the STARTTLS dialogue of `req.security` (a STARTTLS mode) up to the server's
+/// go-ahead, with the same strict rules as [`connect`] (no plaintext fallback; bytes after
+/// the go-ahead are an injection and fail the call), and hands back the plain socket: the
+/// caller's own TLS stack makes the handshake. Over `socket` when given.
+pub async fn starttls_plain(
+    resolver: &Resolver,
+    req: ConnectRequest,
+    socket: Option<std::net::TcpStream>,
+    deadline: Instant,
+) -> Result<PlainConnection> {
+    if !req.security.is_starttls() {
+        return Err(Error::InvalidArg(
+            "the plain hand-over needs a STARTTLS security mode".into(),
+        ));
+    }
+    let plan = plan(&req)?;
+    let (mut tcp, peer_addr) = open_tcp(resolver, &plan, &req, socket, deadline).await?;
+    let _ = tcp.set_nodelay(true);
+    let client_name = req
+        .client_name
+        .clone()
+        .unwrap_or_else(|| starttls::DEFAULT_CLIENT_NAME.to_string());
+    let greeting = starttls::upgrade(&mut tcp, req.security, &client_name, deadline).await?;
+    let tcp = tcp
+        .into_std()
+        .and_then(|s| s.set_nonblocking(false).map(|()| s))
+        .map_err(|e| Error::Io(format!("socket: {e}")))?;
+    Ok(PlainConnection {
+        tcp,
+        peer_addr,
+        greeting,
+    })
+}
+
+/// The certificate verifier of one connection: PKIX and names, or the TLSA records, with
+/// the caller's pinned keys on top.
 enum Checker {
     Pkix(Arc<MailVerifier>),
     Dane(Arc<DaneVerifier>),
+    Pinned(Arc<PinVerifier>),
+}
+
+/// The pinned keys of a connection around its usual verifier (see [`PinMode`]).
+struct PinVerifier {
+    inner: Option<Checker>,
+    pins: Vec<[u8; 32]>,
+    mode: PinMode,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    outcome: std::sync::Mutex<Option<Result<CertProof>>>,
+}
+
+impl std::fmt::Debug for PinVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinVerifier")
+            .field("pins", &self.pins.len())
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of a certificate's DER SubjectPublicKeyInfo (the data of a TLSA x 1 1 record).
+pub fn spki_sha256(cert: &[u8]) -> Result<[u8; 32]> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(cert)
+        .map_err(|e| Error::BadCertificate(format!("certificate: {e}")))?;
+    let d = ring::digest::digest(&ring::digest::SHA256, c.tbs_certificate.subject_pki.raw);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    Ok(out)
+}
+
+impl PinVerifier {
+    fn record(&self, r: Result<CertProof>) {
+        *self
+            .outcome
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(r);
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use rustls::client::danger::ServerCertVerified;
+        let pinned = spki_sha256(end_entity.as_ref()).is_ok_and(|h| self.pins.contains(&h));
+        if pinned && self.mode == PinMode::Trust {
+            self.record(Ok(CertProof::Pinned));
+            return Ok(ServerCertVerified::assertion());
+        }
+        let Some(inner) = &self.inner else {
+            let e = Error::UnknownIssuer(
+                "the key is not pinned and no CA certificates were loaded".into(),
+            );
+            self.record(Err(e.clone()));
+            return Err(crate::core::cert::verifier::to_rustls_error(&e));
+        };
+        let checked =
+            inner
+                .verifier()
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        let outcome = inner.outcome();
+        match (checked, outcome) {
+            (Err(e), outcome) => {
+                self.record(outcome.unwrap_or_else(|| Err(from_rustls_error(&e))));
+                Err(e)
+            }
+            (Ok(v), Some(Ok(proof))) if pinned || self.mode == PinMode::Trust => {
+                self.record(Ok(proof));
+                Ok(v)
+            }
+            (Ok(_), Some(Ok(_))) => {
+                let e = Error::PinMismatch(
+                    "the server's certificate is valid, but its key is none of the pinned ones"
+                        .into(),
+                );
+                self.record(Err(e.clone()));
+                Err(crate::core::cert::verifier::to_rustls_error(&e))
+            }
+            (Ok(_), other) => {
+                let e = other.and_then(Result::err).unwrap_or_else(|| {
+                    Error::Handshake("the certificate check left no outcome".into())
+                });
+                self.record(Err(e.clone()));
+                Err(crate::core::cert::verifier::to_rustls_error(&e))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 impl Checker {
     fn new(trust: Option<CaStore>, plan: &Plan, req: &ConnectRequest) -> Result<Self> {
+        if !req.pins.is_empty() {
+            let inner = match (req.pin_mode, Self::unpinned(trust, plan, req)) {
+                (_, Ok(c)) => Some(c),
+                // A pinned key is trusted on its own: no CA store is needed for it.
+                (PinMode::Trust, Err(Error::NoTrustAnchors(_))) => None,
+                (_, Err(e)) => return Err(e),
+            };
+            return Ok(Checker::Pinned(Arc::new(PinVerifier {
+                inner,
+                pins: req.pins.clone(),
+                mode: req.pin_mode,
+                provider: Arc::new(rustls::crypto::ring::default_provider()),
+                outcome: std::sync::Mutex::new(None),
+            })));
+        }
+        Self::unpinned(trust, plan, req)
+    }
+
+    fn unpinned(trust: Option<CaStore>, plan: &Plan, req: &ConnectRequest) -> Result<Self> {
         Ok(match (&req.tlsa, trust) {
             (Some(records), _) => Checker::Dane(Arc::new(DaneVerifier::new(
                 records.clone(),
@@ -373,6 +629,7 @@ impl Checker {
         match self {
             Checker::Pkix(v) => v.clone(),
             Checker::Dane(v) => v.clone(),
+            Checker::Pinned(v) => v.clone(),
         }
     }
 
@@ -384,6 +641,11 @@ impl Checker {
                 .map(|m| Ok(CertProof::Identity(m)))
                 .or_else(|| v.last_error().map(Err)),
             Checker::Dane(v) => v.last_outcome(),
+            Checker::Pinned(v) => v
+                .outcome
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 }

@@ -19,15 +19,17 @@ use tokio::time::Instant;
 
 use crate::core::address::{MailDomain, is_in_domain, normalize_domain};
 use crate::core::cert::ca_store::CaStore;
-use crate::core::cert::dane::{self, TlsaState};
+use crate::core::cert::dane::{self, Tlsa, TlsaState};
 use crate::core::cert::identity::{MatchOptions, ReferenceIdentity};
+use crate::core::cert::verifier::{CertProof, check_names_only, verify_cert};
 use crate::core::dns::answer::{DnssecState, Outcome};
 use crate::core::dns::resolver::Resolver;
 use crate::core::service::Service;
-use crate::core::tls::connect::{ConnectRequest, MailConnection, connect};
+use crate::core::tls::connect::{ConnectRequest, MailConnection, connect, plan};
 use crate::core::verdict::Verdict;
 use crate::core::verdict::binding::Binding;
 use crate::core::{Error, Result};
+use rustls_pki_types::{CertificateDer, UnixTime};
 
 /// What proved the answer authentic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,11 +190,123 @@ pub fn check(req: &AuthRequest) -> Result<(String, String)> {
     Ok((domain, target))
 }
 
+/// Where the certificates of the probe (SNI = the mail domain) and of the reconnect (SNI =
+/// the target) come from. The verdict rules are the same for both.
+#[derive(Debug, Clone)]
+pub enum PeerSource {
+    /// mailsrv makes both connections itself (its TLS, this CA store).
+    Connect(CaStore),
+    /// The caller's own TLS stack made both connections and hands over the chains.
+    Chains(CallerChains),
+}
+
+/// The chains a client with its own TLS stack got: `probe` from its connection to the
+/// target with SNI = the mail domain, `target` from its connection with SNI = the target
+/// (each DER, leaf first, as the server sent them; `None`: that connection failed or was
+/// not made).
+#[derive(Debug, Clone, Default)]
+pub struct CallerChains {
+    pub probe: Option<Vec<Vec<u8>>>,
+    pub target: Option<Vec<Vec<u8>>>,
+    /// The anchors the chains are validated against; `None` with `names_only`.
+    pub store: Option<CaStore>,
+    /// The caller's stack validated the paths: check the names of the leaves only.
+    pub names_only: bool,
+}
+
+/// What one connection (or one caller chain) proved.
+struct Side {
+    proof: CertProof,
+    chain: Vec<Vec<u8>>,
+    conn: Option<MailConnection>,
+}
+
+impl CallerChains {
+    /// Checks one chain against what `req` requires (its identity and matching options),
+    /// exactly as mailsrv's verifier checks a connection's certificate.
+    fn check(
+        &self,
+        chain: &Option<Vec<Vec<u8>>>,
+        req: &ConnectRequest,
+        what: &str,
+    ) -> Result<Side> {
+        let Some(chain) = chain else {
+            return Err(Error::NotFound(format!("no {what} chain was handed over")));
+        };
+        let plan = plan(req)?;
+        let ders: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let verdict = match (&self.store, self.names_only) {
+            (_, true) => check_names_only(&ders, &plan.identity, &req.options)?,
+            (Some(store), false) => {
+                verify_cert(store, &ders, &plan.identity, &req.options, UnixTime::now())?
+            }
+            (None, false) => {
+                return Err(Error::NoTrustAnchors(
+                    "no CA certificates were loaded to check the chains".into(),
+                ));
+            }
+        };
+        Ok(Side {
+            proof: CertProof::Identity(verdict.matched),
+            chain: chain.clone(),
+            conn: None,
+        })
+    }
+
+    /// The reconnect chain against the DNSSEC-signed TLSA records (RFC 7671), as the DANE
+    /// verifier checks a connection.
+    fn check_tlsa(&self, records: &[Tlsa], req: &ConnectRequest) -> Result<Side> {
+        let Some(chain) = &self.target else {
+            return Err(Error::NotFound("no reconnect chain was handed over".into()));
+        };
+        let plan = plan(req)?;
+        let ders: Vec<CertificateDer<'_>> = chain
+            .iter()
+            .map(|c| CertificateDer::from(c.as_slice()))
+            .collect();
+        let proof =
+            dane::match_tlsa(records, &ders, &plan.identity, UnixTime::now()).map_err(|why| {
+                Error::DaneMismatch(format!("{why} (its TLSA records are DNSSEC-signed)"))
+            })?;
+        Ok(Side {
+            proof,
+            chain: chain.clone(),
+            conn: None,
+        })
+    }
+}
+
+impl Side {
+    fn of(conn: MailConnection) -> Self {
+        let info = conn.info();
+        Side {
+            proof: info.proof.clone(),
+            chain: info.peer_chain.clone(),
+            conn: Some(conn),
+        }
+    }
+}
+
 /// Judges one service's SRV answer (see the module comment).
 /// `trust` may be `None` only when `req.probe` is off.
 pub async fn verify(
     resolver: &Resolver,
     trust: Option<CaStore>,
+    req: AuthRequest,
+    deadline: Instant,
+) -> Result<Authenticity> {
+    verify_with(resolver, trust.map(PeerSource::Connect), req, deadline).await
+}
+
+/// [`verify`] with the probe's and the reconnect's certificates from `peers`: mailsrv's
+/// own connections, or the chains a client's own TLS stack got (the same rules either
+/// way). `peers` may be `None` only when `req.probe` is off.
+pub async fn verify_with(
+    resolver: &Resolver,
+    peers: Option<PeerSource>,
     req: AuthRequest,
     deadline: Instant,
 ) -> Result<Authenticity> {
@@ -243,7 +357,7 @@ pub async fn verify(
                 );
                 let mut a = verdict(Verdict::Authentic, Some(DnssecState::Secure), detail)?;
                 a.evidence = Some(Evidence::Dnssec);
-                dane(resolver, trust, &req, &target, deadline, &mut a).await?;
+                dane_with(resolver, peers.as_ref(), &req, &target, deadline, &mut a).await?;
                 return Ok(a);
             }
             Some(a.dnssec)
@@ -275,14 +389,14 @@ pub async fn verify(
             "{unsigned} and only signed answers are accepted (REQUIRE_SECURE){lookup_note}"
         ));
     }
-    let (true, Some(trust)) = (req.probe, trust) else {
+    let (true, Some(peers)) = (req.probe, peers) else {
         return unverified(format!(
             "{unsigned} and the TLS probe is off: ask the user{lookup_note}"
         ));
     };
-    probe(
+    probe_with(
         resolver,
-        trust,
+        &peers,
         &req,
         &domain,
         &target,
@@ -303,6 +417,19 @@ pub async fn verify(
 pub(crate) async fn dane(
     resolver: &Resolver,
     trust: Option<CaStore>,
+    req: &AuthRequest,
+    target: &str,
+    deadline: Instant,
+    a: &mut Authenticity,
+) -> Result<()> {
+    let peers = trust.map(PeerSource::Connect);
+    dane_with(resolver, peers.as_ref(), req, target, deadline, a).await
+}
+
+/// [`dane`] with the reconnect's certificate from `peers`.
+pub(crate) async fn dane_with(
+    resolver: &Resolver,
+    peers: Option<&PeerSource>,
     req: &AuthRequest,
     target: &str,
     deadline: Instant,
@@ -339,18 +466,32 @@ pub(crate) async fn dane(
         }
     };
     let mut creq = binding.connect_request();
-    creq.addresses = addresses;
-    creq.tlsa = Some(records);
-    match connect(resolver, trust, creq, deadline).await {
-        Ok(conn) => {
-            let info = conn.info();
+    let checked = match peers {
+        Some(PeerSource::Chains(chains)) => chains.check_tlsa(&records, &creq),
+        Some(PeerSource::Connect(trust)) => {
+            creq.addresses = addresses;
+            creq.tlsa = Some(records);
+            connect(resolver, Some(trust.clone()), creq, deadline)
+                .await
+                .map(Side::of)
+        }
+        None => {
+            creq.addresses = addresses;
+            creq.tlsa = Some(records);
+            connect(resolver, None, creq, deadline).await.map(Side::of)
+        }
+    };
+    match checked {
+        Ok(side) => {
             a.evidence = Some(Evidence::Dane);
             a.target_verified = true;
-            a.target_matched = Some(info.proof.to_string());
-            a.target_chain = info.peer_chain.clone();
+            a.target_matched = Some(side.proof.to_string());
+            a.target_chain = side.chain;
             // The evidence sentence set before (the SRV records, or the document), then the match.
-            a.detail = format!("{} and {}", a.detail, info.proof);
-            a.keep(req, conn);
+            a.detail = format!("{} and {}", a.detail, side.proof);
+            if let Some(conn) = side.conn {
+                a.keep(req, conn);
+            }
             a.binding = Some(binding);
         }
         Err(Error::DaneMismatch(why)) => reject(
@@ -413,12 +554,41 @@ pub(crate) async fn probe(
     deadline: Instant,
     note: &str,
 ) -> Result<Authenticity> {
+    let peers = PeerSource::Connect(trust);
+    probe_with(
+        resolver, &peers, req, domain, target, in_domain, srv_dnssec, deadline, note,
+    )
+    .await
+}
+
+/// [`probe`] with the two sides' certificates from `peers`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn probe_with(
+    resolver: &Resolver,
+    peers: &PeerSource,
+    req: &AuthRequest,
+    domain: &str,
+    target: &str,
+    in_domain: bool,
+    srv_dnssec: Option<DnssecState>,
+    deadline: Instant,
+    note: &str,
+) -> Result<Authenticity> {
     let probe_req = probe_request(domain, req.service, target, req.port, req.accept_sibling)?;
     let target_req = reconnect_request(req.service, target, req.port);
-    let (p, t) = tokio::join!(
-        connect(resolver, Some(trust.clone()), probe_req, deadline),
-        connect(resolver, Some(trust), target_req, deadline)
-    );
+    let (p, t) = match peers {
+        PeerSource::Connect(trust) => {
+            let (p, t) = tokio::join!(
+                connect(resolver, Some(trust.clone()), probe_req, deadline),
+                connect(resolver, Some(trust.clone()), target_req, deadline)
+            );
+            (p.map(Side::of), t.map(Side::of))
+        }
+        PeerSource::Chains(chains) => (
+            chains.check(&chains.probe, &probe_req, "probe"),
+            chains.check(&chains.target, &target_req, "reconnect"),
+        ),
+    };
     let mut a = Authenticity::new(
         Verdict::Unverified,
         domain,
@@ -430,21 +600,20 @@ pub(crate) async fn probe(
     let mut target_conn = None;
     let mut probe_matched = None;
     match p {
-        Ok(conn) => {
-            let info = conn.info();
-            a.probe_matched = Some(info.proof.to_string());
-            a.probe_chain = info.peer_chain.clone();
-            probe_matched = info.proof.matched().cloned();
-            probe_conn = Some(conn);
+        Ok(side) => {
+            a.probe_matched = Some(side.proof.to_string());
+            a.probe_chain = side.chain;
+            probe_matched = side.proof.matched().cloned();
+            probe_conn = side.conn;
         }
         Err(e) => a.probe_error = Some(e),
     }
     match t {
-        Ok(conn) => {
-            a.target_matched = Some(conn.info().proof.to_string());
-            a.target_chain = conn.info().peer_chain.clone();
+        Ok(side) => {
+            a.target_matched = Some(side.proof.to_string());
+            a.target_chain = side.chain;
             a.target_verified = true;
-            target_conn = Some(conn);
+            target_conn = side.conn;
         }
         Err(e) => a.target_error = Some(e),
     }

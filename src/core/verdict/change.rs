@@ -121,10 +121,60 @@ pub enum Decision {
     Reject,
 }
 
+/// Why the decision is what it is: one per distinct situation a client's dialog tells
+/// apart (REJECT for a bogus answer is not REJECT for a wrong target; NO_CHANGE after a
+/// failed lookup is not NO_CHANGE for an unchanged answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// NO_CHANGE: the saved server is still advertised (or named).
+    Unchanged,
+    /// NO_CHANGE: the configuration was typed by the user and never changes on its own.
+    UserConfigured,
+    /// NO_CHANGE: the lookup failed (timeout, SERVFAIL, no source answered): nothing is
+    /// known, the saved configuration stays; look again later.
+    LookupFailed,
+    /// NO_CHANGE: the domain no longer offers the service (no record, "." target, or no
+    /// such server in the fresh configuration).
+    NotOffered,
+    /// NO_CHANGE: the fresh answer is for another service (a protocol never changes
+    /// without the user).
+    OtherService,
+    /// NO_CHANGE: the new servers could not be judged (every check failed).
+    NotJudged,
+    /// NO_CHANGE: the user declined this very answer before (see `History::decline`).
+    Declined,
+    /// UPDATE: the new server is authenticated.
+    Authenticated,
+    /// WAIT: not verified and not seen for long enough yet.
+    UnverifiedNew,
+    /// ASK_USER: not verified, but seen consistently for the minimum age.
+    UnverifiedPersisted,
+    /// REJECT: the SRV answer failed DNSSEC validation (bogus).
+    Bogus,
+    /// REJECT: the new server was proven not to be the domain's (signed records that do not
+    /// hold it, a certificate that does not match its signed TLSA records, ...).
+    WrongTarget,
+}
+
+impl Reason {
+    /// The reason a decision has unless a more precise one is known.
+    fn of(decision: Decision) -> Self {
+        match decision {
+            Decision::NoChange => Reason::Unchanged,
+            Decision::Update => Reason::Authenticated,
+            Decision::AskUser => Reason::UnverifiedPersisted,
+            Decision::Wait => Reason::UnverifiedNew,
+            Decision::Reject => Reason::WrongTarget,
+        }
+    }
+}
+
 /// The decision with what it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advice {
     pub decision: Decision,
+    /// Why (see [`Reason`]).
+    pub reason: Reason,
     /// The endpoint the decision is about (the fresh first endpoint), when there is one.
     pub target: Option<(String, u16)>,
     /// For `Wait`: when the answer will have persisted long enough (Unix seconds).
@@ -177,10 +227,38 @@ pub(crate) fn advice(
 ) -> Advice {
     Advice {
         decision,
+        reason: Reason::of(decision),
         target,
         wait_until: None,
         detail: detail.into(),
         binding: None,
+    }
+}
+
+impl Advice {
+    /// The same advice with a more precise reason.
+    pub(crate) fn because(self, reason: Reason) -> Self {
+        Advice { reason, ..self }
+    }
+}
+
+/// The decision once the history knows the user declined the answer it is about: an
+/// ASK_USER or WAIT becomes NO_CHANGE (reason DECLINED, no binding); UPDATE, REJECT and
+/// NO_CHANGE stay as they are.
+pub fn apply_decline(advice: Advice, declined: bool) -> Advice {
+    if !declined || !matches!(advice.decision, Decision::AskUser | Decision::Wait) {
+        return advice;
+    }
+    Advice {
+        decision: Decision::NoChange,
+        reason: Reason::Declined,
+        wait_until: None,
+        binding: None,
+        detail: format!(
+            "the user declined this answer; it is not offered again while it persists ({})",
+            advice.detail
+        ),
+        target: advice.target,
     }
 }
 
@@ -228,7 +306,8 @@ fn decide_unbound(
                 "the fresh answer is for {} but the account uses {}: a protocol never changes without the user",
                 fresh.service, saved.service
             ),
-        );
+        )
+        .because(Reason::OtherService);
     }
     match fresh.state {
         SrvState::Bogus => {
@@ -236,14 +315,16 @@ fn decide_unbound(
                 Decision::Reject,
                 None,
                 "the SRV answer failed DNSSEC validation (bogus)",
-            );
+            )
+            .because(Reason::Bogus);
         }
         SrvState::LookupFailed => {
             return advice(
                 Decision::NoChange,
                 None,
                 "the SRV lookup failed; the saved configuration stays",
-            );
+            )
+            .because(Reason::LookupFailed);
         }
         SrvState::NoRecord | SrvState::NotOffered => {
             return advice(
@@ -253,7 +334,8 @@ fn decide_unbound(
                     "the domain now says {}; the saved configuration stays",
                     fresh.state.name()
                 ),
-            );
+            )
+            .because(Reason::NotOffered);
         }
         SrvState::Found => {}
     }
@@ -270,7 +352,7 @@ fn decide_unbound(
         );
     }
     let Some(first) = fresh.endpoints.first() else {
-        return advice(Decision::NoChange, None, "no endpoint");
+        return advice(Decision::NoChange, None, "no endpoint").because(Reason::NotOffered);
     };
     decide_moved(
         saved,
@@ -298,7 +380,8 @@ pub(crate) fn decide_moved(
             Decision::NoChange,
             target,
             "the configuration was typed by the user and is never changed automatically",
-        );
+        )
+        .because(Reason::UserConfigured);
     }
     match verdict {
         Some(Verdict::Rejected) => advice(
@@ -559,5 +642,125 @@ mod tests {
             Some(Origin::Autoconfig)
         );
         assert_eq!(Origin::from_name("dns"), None);
+    }
+
+    #[test]
+    fn reasons_tell_the_situations_apart() {
+        let r = |a: &ServiceAnswer, origin, verdict| {
+            decide(&saved(origin), a, verdict, None, None, 0, 1).reason
+        };
+        let moved = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let same = answer(Service::Imaps, SrvState::Found, &[("a.provider.net", 993)]);
+        assert_eq!(r(&same, Origin::Srv, None), Reason::Unchanged);
+        assert_eq!(r(&moved, Origin::User, None), Reason::UserConfigured);
+        assert_eq!(
+            r(
+                &answer(Service::Imaps, SrvState::LookupFailed, &[]),
+                Origin::Srv,
+                None
+            ),
+            Reason::LookupFailed
+        );
+        assert_eq!(
+            r(
+                &answer(Service::Imaps, SrvState::NoRecord, &[]),
+                Origin::Srv,
+                None
+            ),
+            Reason::NotOffered
+        );
+        assert_eq!(
+            r(
+                &answer(Service::Imaps, SrvState::Bogus, &[]),
+                Origin::Srv,
+                None
+            ),
+            Reason::Bogus
+        );
+        assert_eq!(
+            r(
+                &answer(Service::Pop3s, SrvState::Found, &[("b.provider.net", 995)]),
+                Origin::Srv,
+                None
+            ),
+            Reason::OtherService
+        );
+        assert_eq!(
+            r(&moved, Origin::Srv, Some(Verdict::Rejected)),
+            Reason::WrongTarget
+        );
+        let d = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Unverified),
+            None,
+            None,
+            0,
+            0,
+        );
+        assert_eq!(d.reason, Reason::UnverifiedPersisted);
+        let d = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Unverified),
+            None,
+            None,
+            0,
+            DEFAULT_MIN_AGE,
+        );
+        assert_eq!(d.reason, Reason::UnverifiedNew);
+        let d = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Authentic),
+            Some(&bound()),
+            None,
+            0,
+            1,
+        );
+        assert_eq!(d.reason, Reason::Authenticated);
+    }
+
+    #[test]
+    fn a_decline_silences_ask_user_and_wait_only() {
+        let moved = answer(Service::Imaps, SrvState::Found, &[("b.provider.net", 993)]);
+        let ask = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Unverified),
+            Some(&bound()),
+            None,
+            0,
+            0,
+        );
+        assert_eq!(ask.decision, Decision::AskUser);
+        let d = apply_decline(ask.clone(), true);
+        assert_eq!(
+            (d.decision, d.reason),
+            (Decision::NoChange, Reason::Declined)
+        );
+        assert_eq!(d.binding, None);
+        assert_eq!(d.target, ask.target);
+        assert_eq!(apply_decline(ask.clone(), false), ask);
+        let update = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Authentic),
+            Some(&bound()),
+            None,
+            0,
+            0,
+        );
+        assert_eq!(apply_decline(update.clone(), true), update);
+        let reject = decide(
+            &saved(Origin::Srv),
+            &moved,
+            Some(Verdict::Rejected),
+            None,
+            None,
+            0,
+            0,
+        );
+        assert_eq!(apply_decline(reject.clone(), true), reject);
     }
 }

@@ -1,30 +1,32 @@
-//! The observation history: when each answer (domain, service, target, port) was first and
-//! last seen, so an unverified change is offered to the user only once it has persisted, and
-//! which source named it at its latest sighting (SRV, provider autoconfig, the ISPDB, the
-//! MX's provider, ...).
+//! The observation history: when each SRV answer (domain, service, target, port) was first
+//! and last seen, so an unverified change is offered to the user only once it has persisted.
 //!
 //! The file is the client's; mailsrv writes it atomically (temp file, fsync, rename, fsync of
 //! the folder) under an exclusive lock, merging with what another process saved meanwhile, so
 //! a crash never loses or damages it and two writers lose no observation. A damaged file is
 //! reported and moved aside (`<file>.corrupt-<unix time>`), never silently replaced.
 //!
-//! Format, version 2 (text, one record per line, fields separated by single spaces):
-//! `mailsrv-history 2` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN SOURCE` ... /
-//! `end COUNT`, where SOURCE is a source name as the CLI prints it (`srv`, `autoconfig`,
-//! `autoconfig-wellknown`, `ispdb`, `mx-autoconfig`, `mx-ispdb`, `autoconfig-http`) or `-`
-//! when unknown. The trailer makes truncation detectable. Version 1 (the same without
-//! SOURCE) is still read, its records with no source; saving writes version 2.
+//! Format, version 1 (text, one record per line, fields separated by single spaces):
+//! `mailsrv-history 1` / `obs DOMAIN SERVICE TARGET PORT FIRST_SEEN LAST_SEEN` ... /
+//! `end COUNT`. The trailer makes truncation detectable.
 //!
-//! An observation is keyed by what was named, not by who named it: an answer persists
-//! across sources (a server the ISPDB named yesterday and the provider's document names
-//! today has been seen since yesterday). The source is what the client saves as the
-//! account's origin when it takes the answer ([`crate::core::policy::Origin::of_source`]).
+//! Version 2 (written now) adds a last field to `obs` lines, SOURCE: the account-discovery
+//! source that named the answer at its latest sighting whose source is known (`srv`,
+//! `ispdb`, `mx-autoconfig`, ...; `-` when unknown), and one line kind, `declined DOMAIN
+//! SERVICE TARGET PORT AT` (the user declined that answer at AT; see
+//! [`History::decline`]); COUNT counts both kinds.
+//!
+//! Version policy: every older version is read (and written back in the current one); a
+//! newer version is refused with [`Error::UnsupportedVersion`] and the file is left
+//! exactly as it is (never moved aside as damaged, never overwritten): a downgrade must not
+//! lose what a newer mailsrv saved. Only a file that is not a history of any version, or
+//! a damaged one of a known version, is moved aside as corrupt.
 //!
 //! The interruption rule (an answer's first-seen time starts again once another answer was
 //! seen for the same domain and service) is kept across merges: a record's first-seen time
 //! is never at or before the last sighting of another answer that came before its own last
-//! sighting ([`settle`]). Records hold enough for this (each first and last sighting), so
-//! the format stays version 1; files written before the rule was kept are repaired on open.
+//! sighting ([`settle`]). Records hold enough for this (each first and last sighting); files
+//! written before the rule was kept are repaired on open.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -36,9 +38,10 @@ use crate::core::service::Service;
 use crate::core::source::Source;
 use crate::core::{Error, Result};
 
-const MAGIC: &str = "mailsrv-history 2";
-/// The format before sources were recorded; read, never written.
-const MAGIC_V1: &str = "mailsrv-history 1";
+/// The first line's word; the format version follows it.
+const MAGIC_WORD: &str = "mailsrv-history";
+/// The newest format version this library reads and writes.
+pub const FORMAT_VERSION: u32 = 2;
 /// More records than any client has accounts for; a bigger file is treated as damaged.
 const MAX_RECORDS: usize = 100_000;
 
@@ -67,26 +70,134 @@ pub struct Entry {
     pub source: Option<Source>,
 }
 
-/// The observations of one history file.
+/// What a history holds: the observations and the user's declines.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Parsed {
+    pub records: BTreeMap<ObservationKey, Entry>,
+    /// When the user declined each answer (Unix seconds).
+    pub declined: BTreeMap<ObservationKey, u64>,
+}
+
+/// The observations of one history (a file, or memory only).
 #[derive(Debug, Clone)]
 pub struct History {
-    path: PathBuf,
+    /// `None`: in memory only ([`History::import`]); [`History::export`] gives the bytes.
+    path: Option<PathBuf>,
     records: BTreeMap<ObservationKey, Entry>,
+    declined: BTreeMap<ObservationKey, u64>,
+    /// [`History::prune`]'s cut-off, applied again to what a save merges from the file.
+    pruned_before: Option<u64>,
 }
 
 impl History {
     /// Opens (or starts) the history kept in `path`. A missing file is an empty history;
-    /// a damaged one is moved aside and reported as [`Error::Corrupt`].
+    /// a damaged one is moved aside and reported as [`Error::Corrupt`]; one written by a
+    /// newer mailsrv is [`Error::UnsupportedVersion`] and left untouched.
     pub fn open(path: &Path) -> Result<Self> {
-        let records = settle(read_records(path)?.into_iter().map(sightings));
+        let parsed = read_records(path)?;
         Ok(History {
-            path: path.to_path_buf(),
-            records,
+            path: Some(path.to_path_buf()),
+            records: settle(parsed.records.into_iter().map(sightings)),
+            declined: parsed.declined,
+            pruned_before: None,
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A history held in memory only, from bytes [`History::export`] (or a history file)
+    /// gave; empty bytes start an empty history. Errors: [`Error::UnsupportedVersion`]
+    /// (a newer format), [`Error::Corrupt`] (not a history, or damaged).
+    pub fn import(bytes: &[u8]) -> Result<Self> {
+        let parsed = if bytes.is_empty() {
+            Parsed::default()
+        } else {
+            parse_full(bytes).map_err(|e| match e {
+                ParseError::Newer(v) => newer(v, "the history given"),
+                ParseError::Bad(why) => {
+                    Error::Corrupt(format!("the history given is damaged ({why})"))
+                }
+            })?
+        };
+        Ok(History {
+            path: None,
+            records: settle(parsed.records.into_iter().map(sightings)),
+            declined: parsed.declined,
+            pruned_before: None,
+        })
+    }
+
+    /// The history in the file format (see the module comment), for a client that keeps it
+    /// in its own store; [`History::import`] reads it back.
+    pub fn export(&self) -> String {
+        render(&self.records, &self.declined)
+    }
+
+    /// The file, or `None` for a history in memory only.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Records that the user declined the answer `key` (the ASK_USER dialog was answered
+    /// "no") at `now`. The decline holds for as long as the answer persists without
+    /// interruption: while it does, a change check returns NO_CHANGE (reason DECLINED)
+    /// instead of asking again. Once another answer is seen for the same domain and service,
+    /// the declined answer's run ends; if it comes back, it is a new answer and is judged
+    /// (and, after the minimum age, offered) again. A decline never blocks an UPDATE of an
+    /// authenticated answer, nor a REJECT. [`History::prune`] removes it with its record.
+    /// Errors: [`Error::NotFound`] when that answer was never observed.
+    pub fn decline(&mut self, key: ObservationKey, now: u64) -> Result<()> {
+        let key = normalized(key)?;
+        if !self.records.contains_key(&key) {
+            return Err(Error::NotFound(format!(
+                "{} {} {}:{} was never observed: nothing to decline",
+                key.domain, key.service, key.target, key.port
+            )));
+        }
+        let at = self.declined.entry(key).or_insert(now);
+        *at = (*at).max(now);
+        Ok(())
+    }
+
+    /// True when the user declined `key` during its current uninterrupted run.
+    pub fn is_declined(&self, key: &ObservationKey) -> bool {
+        let Ok(key) = normalized(key.clone()) else {
+            return false;
+        };
+        match (self.declined.get(&key), self.records.get(&key)) {
+            (Some(at), Some(e)) => *at >= e.seen.first,
+            _ => false,
+        }
+    }
+
+    /// Forgets every answer last seen before `older_than` (Unix seconds), with its decline;
+    /// returns how many were removed. A later save does not bring them back from the file.
+    pub fn prune(&mut self, older_than: u64) -> usize {
+        let before = self.records.len();
+        self.records.retain(|_, e| e.seen.last >= older_than);
+        let records = &self.records;
+        self.declined.retain(|k, _| records.contains_key(k));
+        self.pruned_before = Some(self.pruned_before.map_or(older_than, |p| p.max(older_than)));
+        before - self.records.len()
+    }
+
+    /// Merges `other` (a copy of this history that was saved meanwhile, with what it merged
+    /// from the file) into this one, so observations made during an asynchronous save are
+    /// kept.
+    pub fn absorb(&mut self, other: History) {
+        let mine = std::mem::take(&mut self.records);
+        self.records = settle(mine.into_iter().chain(other.records).map(sightings));
+        for (k, at) in other.declined {
+            let e = self.declined.entry(k).or_insert(at);
+            *e = (*e).max(at);
+        }
+        self.apply_prune();
+    }
+
+    fn apply_prune(&mut self) {
+        if let Some(cut) = self.pruned_before {
+            self.records.retain(|_, e| e.seen.last >= cut);
+        }
+        let records = &self.records;
+        self.declined.retain(|k, _| records.contains_key(k));
     }
 
     pub fn len(&self) -> usize {
@@ -101,7 +212,7 @@ impl History {
         self.records.get(key).map(|e| e.seen)
     }
 
-    /// The source that named `key` when it was last seen, when recorded.
+    /// The source that named `key` at its latest sighting with a known source.
     pub fn source(&self, key: &ObservationKey) -> Option<Source> {
         self.records.get(key)?.source
     }
@@ -148,16 +259,35 @@ impl History {
     }
 
     /// Writes the history: under an exclusive lock, merged with the file's current content
-    /// (another process may have saved since we read it), atomically replaced.
+    /// (another process may have saved since we read it), atomically replaced. A file a
+    /// newer mailsrv wrote meanwhile is [`Error::UnsupportedVersion`] and left alone; an
+    /// in-memory history has no file ([`Error::InvalidArg`]: use [`History::export`]).
     pub fn save(&mut self) -> Result<()> {
-        let lock = lock_file(&self.path)?;
-        let on_disk = read_records(&self.path)?;
+        let Some(path) = self.path.clone() else {
+            return Err(Error::InvalidArg(
+                "this history lives in memory (imported): export it instead of saving".into(),
+            ));
+        };
+        let lock = lock_file(&path)?;
+        let on_disk = read_records(&path)?;
         let mine = std::mem::take(&mut self.records);
-        self.records = settle(mine.into_iter().chain(on_disk).map(sightings));
-        write_atomically(&self.path, &render(&self.records))?;
+        self.records = settle(mine.into_iter().chain(on_disk.records).map(sightings));
+        for (k, at) in on_disk.declined {
+            let e = self.declined.entry(k).or_insert(at);
+            *e = (*e).max(at);
+        }
+        self.apply_prune();
+        write_atomically(&path, &render(&self.records, &self.declined))?;
         drop(lock);
         Ok(())
     }
+}
+
+/// The error for a history in a newer format than this library's.
+fn newer(version: u32, what: &str) -> Error {
+    Error::UnsupportedVersion(format!(
+        "{what} is in history format version {version}, newer than this mailsrv reads          (up to {FORMAT_VERSION}); it was left untouched: use a newer mailsrv, or another file"
+    ))
 }
 
 /// One record as a sighting for [`settle`]: (key, [first, last], source).
@@ -252,13 +382,18 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-fn read_records(path: &Path) -> Result<BTreeMap<ObservationKey, Entry>> {
+fn read_records(path: &Path) -> Result<Parsed> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Parsed::default()),
         Err(e) => return Err(io(path, "cannot read history", e)),
     };
-    parse(&bytes).map_err(|why| {
+    parse_full(&bytes).map_err(|e| {
+        let why = match e {
+            // A newer mailsrv's file: refused, never moved aside or replaced.
+            ParseError::Newer(v) => return newer(v, &format!("history {}", path.display())),
+            ParseError::Bad(why) => why,
+        };
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -282,26 +417,82 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why bytes are not a history this library can use.
+pub(crate) enum ParseError {
+    /// A history of a newer format version.
+    Newer(u32),
+    /// Not a history, or a damaged one.
+    Bad(String),
+}
+
+impl From<String> for ParseError {
+    fn from(s: String) -> Self {
+        ParseError::Bad(s)
+    }
+}
+
+impl From<&str> for ParseError {
+    fn from(s: &str) -> Self {
+        ParseError::Bad(s.into())
+    }
+}
+
+/// The observations of a history (the fuzz target's entry point).
 pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey, Entry>, String> {
+    match parse_full(bytes) {
+        Ok(p) => Ok(p.records),
+        Err(ParseError::Newer(v)) => Err(format!("format version {v}")),
+        Err(ParseError::Bad(why)) => Err(why),
+    }
+}
+
+pub(crate) fn parse_full(bytes: &[u8]) -> std::result::Result<Parsed, ParseError> {
+    // The version first, from the first line alone: a newer file is recognised as such
+    // even when the rest of it is something this version cannot read.
+    let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let version = match std::str::from_utf8(first)
+        .ok()
+        .and_then(|l| l.strip_prefix(MAGIC_WORD))
+        .and_then(|v| v.strip_prefix(' '))
+    {
+        Some(v) if !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_digit()) => {
+            v.parse::<u32>().map_err(|_| "bad format version")?
+        }
+        _ => return Err("unknown format (no mailsrv-history line)".into()),
+    };
+    if version > FORMAT_VERSION {
+        return Err(ParseError::Newer(version));
+    }
+    if version == 0 {
+        return Err("format version 0".into());
+    }
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     let mut lines = text.split_terminator('\n');
-    let v1 = match lines.next() {
-        Some(MAGIC) => false,
-        Some(MAGIC_V1) => true,
-        _ => return Err("unknown format or version".into()),
-    };
-    let fields = if v1 { 6 } else { 7 };
+    lines.next();
     let mut records = BTreeMap::new();
+    let mut declined = BTreeMap::new();
     for line in lines {
         let f: Vec<&str> = line.split(' ').collect();
         match f.as_slice() {
-            ["obs", rest @ ..] if rest.len() == fields => {
-                if records.len() >= MAX_RECORDS {
+            ["declined", domain, service, target, port, at] if version >= 2 => {
+                if records.len() + declined.len() >= MAX_RECORDS {
                     return Err("too many records".into());
                 }
+                let key = ObservationKey {
+                    domain: check_name(domain)?,
+                    service: Service::from_name(service).ok_or("unknown service")?,
+                    target: check_name(target)?,
+                    port: port.parse().map_err(|_| "bad port")?,
+                };
+                declined.insert(key, at.parse().map_err(|_| "bad time")?);
+            }
+            ["obs", rest @ ..] if rest.len() == if version >= 2 { 7 } else { 6 } => {
                 let [domain, service, target, port, first, last] = rest[..6] else {
                     unreachable!("six fields checked above")
                 };
+                if records.len() + declined.len() >= MAX_RECORDS {
+                    return Err("too many records".into());
+                }
                 let key = ObservationKey {
                     domain: check_name(domain)?,
                     service: Service::from_name(service).ok_or("unknown service")?,
@@ -321,14 +512,15 @@ pub(crate) fn parse(bytes: &[u8]) -> std::result::Result<BTreeMap<ObservationKey
                 };
                 records.insert(key, Entry { seen, source });
             }
-            ["end", count] if count.parse() == Ok(records.len()) && text.ends_with('\n') => {
-                return Ok(records);
+            ["end", count]
+                if count.parse() == Ok(records.len() + declined.len()) && text.ends_with('\n') =>
+            {
+                return Ok(Parsed { records, declined });
             }
             _ => {
-                return Err(format!(
-                    "bad line {:?}",
-                    line.chars().take(80).collect::<String>()
-                ));
+                return Err(
+                    format!("bad line {:?}", line.chars().take(80).collect::<String>()).into(),
+                );
             }
         }
     }
@@ -347,8 +539,11 @@ fn check_name(s: &str) -> std::result::Result<String, String> {
         })
 }
 
-pub(crate) fn render(records: &BTreeMap<ObservationKey, Entry>) -> String {
-    let mut out = format!("{MAGIC}\n");
+pub(crate) fn render(
+    records: &BTreeMap<ObservationKey, Entry>,
+    declined: &BTreeMap<ObservationKey, u64>,
+) -> String {
+    let mut out = format!("{MAGIC_WORD} {FORMAT_VERSION}\n");
     for (k, e) in records {
         out.push_str(&format!(
             "obs {} {} {} {} {} {} {}\n",
@@ -361,7 +556,16 @@ pub(crate) fn render(records: &BTreeMap<ObservationKey, Entry>) -> String {
             e.source.map_or("-", Source::name)
         ));
     }
-    out.push_str(&format!("end {}\n", records.len()));
+    for (k, at) in declined {
+        out.push_str(&format!(
+            "declined {} {} {} {} {at}\n",
+            k.domain,
+            k.service.name(),
+            k.target,
+            k.port
+        ));
+    }
+    out.push_str(&format!("end {}\n", records.len() + declined.len()));
     out
 }
 
@@ -388,6 +592,9 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAGIC_V1: &str = "mailsrv-history 1";
+    const MAGIC_V2: &str = "mailsrv-history 2";
 
     fn key(target: &str) -> ObservationKey {
         ObservationKey {
@@ -450,27 +657,27 @@ mod tests {
         for (name, junk) in [
             (
                 "trunc",
-                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2 srv\n"),
+                format!("{MAGIC_V2}\nobs example.com imaps a.example.net 993 1 2 srv\n"),
             ),
             ("magic", "something else\n".to_string()),
             ("v3", "mailsrv-history 3\nend 0\n".to_string()),
             (
                 "field",
-                format!("{MAGIC}\nobs example.com imaps a.example.net 99999 1 2 -\nend 1\n"),
+                format!("{MAGIC_V2}\nobs example.com imaps a.example.net 99999 1 2 -\nend 1\n"),
             ),
             (
                 "source",
-                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2 dns\nend 1\n"),
+                format!("{MAGIC_V2}\nobs example.com imaps a.example.net 993 1 2 dns\nend 1\n"),
             ),
             (
                 "v1 line in v2",
-                format!("{MAGIC}\nobs example.com imaps a.example.net 993 1 2\nend 1\n"),
+                format!("{MAGIC_V2}\nobs example.com imaps a.example.net 993 1 2\nend 1\n"),
             ),
             (
                 "v2 line in v1",
                 format!("{MAGIC_V1}\nobs example.com imaps a.example.net 993 1 2 srv\nend 1\n"),
             ),
-            ("count", format!("{MAGIC}\nend 3\n")),
+            ("count", format!("{MAGIC_V2}\nend 3\n")),
         ] {
             let path = temp(name);
             fs::write(&path, &junk).unwrap();
@@ -615,6 +822,145 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_format_is_refused_and_left_untouched() {
+        let path = temp("newer");
+        let body = "mailsrv-history 3\nsomething a later mailsrv writes\nend 1\n";
+        fs::write(&path, body).unwrap();
+        let err = History::open(&path).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion(_)), "{err:?}");
+        assert!(err.detail().contains("version 3"), "{err}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), body, "not moved aside");
+        let moved = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
+        assert!(!moved);
+        // A save over a file that became newer meanwhile writes nothing.
+        let other = temp("newer-save");
+        let mut h = History::open(&other).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        fs::write(&other, body).unwrap();
+        assert!(matches!(h.save(), Err(Error::UnsupportedVersion(_))));
+        assert_eq!(fs::read_to_string(&other).unwrap(), body);
+        // Import: the same refusal.
+        assert!(matches!(
+            History::import(body.as_bytes()),
+            Err(Error::UnsupportedVersion(_))
+        ));
+        // Not a history at all, or version 0: damaged.
+        for junk in [
+            "mailsrv-history x\nend 0\n",
+            "mailsrv-history 0\nend 0\n",
+            "mailsrv-history\n",
+        ] {
+            assert!(
+                matches!(History::import(junk.as_bytes()), Err(Error::Corrupt(_))),
+                "{junk}"
+            );
+        }
+    }
+
+    #[test]
+    fn declines_hold_until_the_answer_is_interrupted() {
+        let mut h = History::import(b"").unwrap();
+        assert!(matches!(
+            h.decline(key("a.example.net"), 10),
+            Err(Error::NotFound(_))
+        ));
+        h.observe(key("a.example.net"), 0).unwrap();
+        h.decline(key("A.Example.NET."), 10 * DAY).unwrap();
+        assert!(h.is_declined(&key("a.example.net")));
+        h.observe(key("a.example.net"), 20 * DAY).unwrap();
+        assert!(h.is_declined(&key("a.example.net")), "still the same run");
+        // Another answer, then the declined one again: a new run, offered again later.
+        h.observe(key("b.example.net"), 21 * DAY).unwrap();
+        h.observe(key("a.example.net"), 22 * DAY).unwrap();
+        assert!(!h.is_declined(&key("a.example.net")));
+    }
+
+    #[test]
+    fn declines_survive_save_export_and_import_in_version_2() {
+        let path = temp("decl");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        h.save().unwrap();
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("mailsrv-history 2\n")
+        );
+        h.decline(key("a.example.net"), 200).unwrap();
+        h.save().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("mailsrv-history 2\n"), "{text}");
+        assert!(
+            text.contains("declined example.com imaps a.example.net 993 200\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("end 2\n"), "{text}");
+        let h2 = History::open(&path).unwrap();
+        assert!(h2.is_declined(&key("a.example.net")));
+        let copy = History::import(h2.export().as_bytes()).unwrap();
+        assert!(copy.is_declined(&key("a.example.net")));
+        assert_eq!(copy.export(), h2.export());
+        assert!(copy.path().is_none());
+        let mut copy = copy;
+        assert!(matches!(copy.save(), Err(Error::InvalidArg(_))));
+        // A version-1 reader's file is read as such.
+        let v1 = format!("{MAGIC_V1}\nobs example.com imaps a.example.net 993 1 2\nend 1\n");
+        assert_eq!(History::import(v1.as_bytes()).unwrap().len(), 1);
+        // A declined line in a version-1 file is damage.
+        let bad = format!(
+            "{MAGIC_V1}\nobs example.com imaps a.example.net 993 1 2\ndeclined example.com imaps a.example.net 993 5\nend 2\n"
+        );
+        assert!(matches!(
+            History::import(bad.as_bytes()),
+            Err(Error::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn prune_forgets_old_answers_and_a_save_does_not_bring_them_back() {
+        let path = temp("prune");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("old.example.net"), DAY).unwrap();
+        h.observe(key("new.example.net"), 400 * DAY).unwrap();
+        h.decline(key("old.example.net"), 2 * DAY).unwrap();
+        h.save().unwrap();
+        let mut h = History::open(&path).unwrap();
+        assert_eq!(h.prune(100 * DAY), 1);
+        assert_eq!(h.prune(100 * DAY), 0);
+        h.save().unwrap();
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.len(), 1);
+        assert!(h.get(&key("old.example.net")).is_none());
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with("mailsrv-history 2\n"),
+            "the decline went with its record"
+        );
+    }
+
+    #[test]
+    fn absorb_keeps_observations_made_during_a_save() {
+        let path = temp("absorb");
+        let mut h = History::open(&path).unwrap();
+        h.observe(key("a.example.net"), 100).unwrap();
+        let mut copy = h.clone();
+        h.observe(key("a.example.net"), 300).unwrap();
+        copy.save().unwrap();
+        h.absorb(copy);
+        assert_eq!(
+            h.get(&key("a.example.net")),
+            Some(Seen {
+                first: 100,
+                last: 300
+            })
+        );
+    }
+
+    #[test]
     fn the_source_that_named_an_answer_round_trips() {
         let path = temp("source");
         let mut h = History::open(&path).unwrap();
@@ -660,7 +1006,7 @@ mod tests {
         h.save().unwrap();
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
-            format!("{MAGIC}\nobs example.com imaps a.example.net 993 5 9 -\nend 1\n")
+            format!("{MAGIC_V2}\nobs example.com imaps a.example.net 993 5 9 -\nend 1\n")
         );
     }
 
