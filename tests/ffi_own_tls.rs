@@ -105,6 +105,7 @@ struct Verdict {
     chains: (usize, usize),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn with_chains(
     ctx: *mut mailsrv_ctx,
     domain: &str,
