@@ -57,6 +57,9 @@ done <"$work/names"
     echo '#include <stdbool.h>'
     echo '#include <stdint.h>'
     echo '#include <stdio.h>'
+    echo '#include <stdlib.h>'
+    echo '#include <string.h>'
+    echo '#include <time.h>'
     echo '#include "mailsrv.h"'
     if pkg-config --exists glib-2.0 2>/dev/null; then
         echo '#include <glib.h>'

@@ -1258,3 +1258,100 @@ fn a_client_certificate_for_a_server_that_requires_one() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------------------------ the async twins
+
+use mailsrv::ffi::request::mailsrv_request_id;
+use std::os::raw::c_void;
+use std::sync::mpsc;
+
+type Done = mpsc::Sender<(mailsrv_status, usize)>;
+
+unsafe extern "C" fn auth_done(
+    ud: *mut c_void,
+    _id: mailsrv_request_id,
+    st: mailsrv_status,
+    a: *mut mailsrv_authenticity,
+    _detail: *const c_char,
+) {
+    let tx = unsafe { Box::from_raw(ud.cast::<Done>()) };
+    let verdict = if a.is_null() {
+        0
+    } else {
+        (unsafe { mailsrv_authenticity_verdict(a) }) as usize
+    };
+    unsafe { mailsrv_authenticity_free(a) };
+    let _ = tx.send((st, verdict));
+}
+
+unsafe extern "C" fn plain_done(
+    ud: *mut c_void,
+    _id: mailsrv_request_id,
+    st: mailsrv_status,
+    p: *mut mailsrv_plain_socket,
+    _detail: *const c_char,
+) {
+    let tx = unsafe { Box::from_raw(ud.cast::<Done>()) };
+    let fd = if p.is_null() {
+        -1
+    } else {
+        unsafe { mailsrv_plain_socket_take_fd(p) }
+    };
+    if fd >= 0 {
+        unsafe { libc::close(fd) };
+    }
+    unsafe { mailsrv_plain_socket_free(p) };
+    let _ = tx.send((st, fd.max(0) as usize));
+}
+
+#[test]
+fn async_chains_and_async_plain_starttls() {
+    let ctx = ctx_with_ca();
+    let port = port("IMAPS");
+    let probe = python_chain(&mail(), port, "hosted.test", false, None);
+    let reconnect = python_chain(&mail(), port, "mail.example.net", false, None);
+    let mut chains = ptr::null_mut();
+    unsafe {
+        mailsrv_peer_chains_new(&mut chains);
+        mailsrv_peer_chains_add_cert(chains, 0, probe[0].as_ptr(), probe[0].len());
+        mailsrv_peer_chains_add_cert(chains, 1, reconnect[0].as_ptr(), reconnect[0].len());
+    }
+    let (tx, rx) = mpsc::channel::<(mailsrv_status, usize)>();
+    let ud = Box::into_raw(Box::new(tx.clone())).cast::<c_void>();
+    let st = unsafe {
+        mailsrv_verify_srv_authenticity_with_chains_async(
+            ctx,
+            c("hosted.test").as_ptr(),
+            IMAPS,
+            c("mail.example.net").as_ptr(),
+            port,
+            0,
+            chains,
+            Some(auth_done),
+            ud,
+            ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    unsafe { mailsrv_peer_chains_free(chains) }; // copied by the call
+    let (st, verdict) = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(st, mailsrv_status::Ok);
+    assert_eq!(verdict as u32, AUTHENTIC);
+
+    let o = opts(
+        "mail.example.net",
+        common::port("IMAP"),
+        STARTTLS_IMAP,
+        Some(&mail()),
+    );
+    let ud = Box::into_raw(Box::new(tx)).cast::<c_void>();
+    let st = unsafe {
+        mailsrv_connect_starttls_plain_async(ctx, o, Some(plain_done), ud, ptr::null_mut())
+    };
+    assert_eq!(st, mailsrv_status::Ok);
+    unsafe { mailsrv_connect_opts_free(o) };
+    let (st, fd) = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(st, mailsrv_status::Ok);
+    assert!(fd > 0);
+    unsafe { mailsrv_ctx_free(ctx) };
+}
